@@ -1,0 +1,21 @@
+//! One module per subcommand: argument structs and a `run` that calls the libraries.
+
+pub mod host;
+pub mod plan;
+
+/// Exit code for an error that was not classified.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code for invalid input (plan, arguments): nothing was changed.
+pub const EXIT_INVALID: u8 = 2;
+
+/// Ends the program with this exit code; the command has already printed why.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}

@@ -1,0 +1,51 @@
+//! `carve`: carves one multicore Linux host into dedicated cores, containers and VMs from one plan.
+//!
+//! This binary only parses arguments and prints; every subcommand is a small module in
+//! `commands/` over the library crates.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "carve",
+    version,
+    about = "Carve one Linux host into dedicated cores, containers and VMs"
+)]
+struct Cli {
+    /// Print debug logs.
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what this host offers a partition planner, with readiness advice.
+    Host(commands::host::Args),
+    /// Check a plan or print its schema.
+    #[command(subcommand)]
+    Plan(commands::plan::PlanCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Host(a) => commands::host::run(a),
+        Command::Plan(a) => commands::plan::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<commands::Exit>() {
+            // The command already printed what went wrong.
+            Some(commands::Exit(code)) => ExitCode::from(*code),
+            None => {
+                eprintln!("carve: {e:#}");
+                ExitCode::from(commands::EXIT_ERROR)
+            }
+        },
+    }
+}

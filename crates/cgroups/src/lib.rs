@@ -1,0 +1,1 @@
+//! carve: cgroup v1, v2 and hybrid drivers

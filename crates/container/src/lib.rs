@@ -1,0 +1,1 @@
+//! carve: OCI runtime library behind carve-oci

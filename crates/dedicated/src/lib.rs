@@ -1,0 +1,1 @@
+//! carve: dedicated-core tier and OS-noise meter

@@ -1,0 +1,1 @@
+//! carve: the engine that applies a plan across all tiers

@@ -1,0 +1,248 @@
+//! One recorded host change and how to undo it.
+
+use crate::ProcessId;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Deletes a network link or namespace recorded as [`Change::Link`] or [`Change::Netns`]. The
+/// journal speaks no netlink itself; `carve_net::journal_undo` is the implementation.
+pub type LinkUndo = fn(&Change) -> Result<(), String>;
+
+/// One change to the host, as recorded before it was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A file's content was replaced; undo writes `old` back.
+    File {
+        /// The host file (sysctl, IRQ affinity, cgroup knob...).
+        path: PathBuf,
+        /// Its content before the change, without the trailing newline.
+        old: String,
+    },
+    /// Undo writes `value` into `path` (moving a task back into its old cgroup, say).
+    WriteBack {
+        /// The file written on undo.
+        path: PathBuf,
+        /// The value written on undo.
+        value: String,
+    },
+    /// A directory (a cgroup) was created; undo removes it.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A file or socket was created; undo removes it.
+    CreatedFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Something was mounted; undo detaches it.
+    Mount {
+        /// The mount point.
+        target: PathBuf,
+    },
+    /// A process was started; undo kills it (SIGTERM, then SIGKILL after `grace_ms`) if it is
+    /// still the same process.
+    Process {
+        /// The process.
+        id: ProcessId,
+        /// How long SIGTERM is given before SIGKILL.
+        grace_ms: u64,
+    },
+    /// A task's CPU affinity was changed; undo sets `old` (a CPU list) back if it still runs.
+    Affinity {
+        /// The task (a thread id is a pid here).
+        id: ProcessId,
+        /// Its old allowed-CPU list, as in /proc/PID/status Cpus_allowed_list.
+        old: String,
+    },
+    /// A network link was created; undo deletes it.
+    Link {
+        /// The link's name.
+        name: String,
+        /// The named network namespace it lives in, if not the host's.
+        netns: Option<String>,
+    },
+    /// A named network namespace (/run/netns/NAME) was created; undo deletes it.
+    Netns {
+        /// Its name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::File { path, old } => write!(f, "restore {} to {old:?}", path.display()),
+            Change::WriteBack { path, value } => write!(f, "write {value:?} to {}", path.display()),
+            Change::Dir { path } => write!(f, "remove directory {}", path.display()),
+            Change::CreatedFile { path } => write!(f, "remove file {}", path.display()),
+            Change::Mount { target } => write!(f, "unmount {}", target.display()),
+            Change::Process { id, .. } => write!(f, "stop process {}", id.pid),
+            Change::Affinity { id, old } => write!(f, "set task {} affinity to {old}", id.pid),
+            Change::Link { name, netns } => match netns {
+                Some(ns) => write!(f, "delete link {name} in netns {ns}"),
+                None => write!(f, "delete link {name}"),
+            },
+            Change::Netns { name } => write!(f, "delete netns {name}"),
+        }
+    }
+}
+
+fn ignore_missing(r: std::io::Result<()>) -> Result<(), String> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.map_err(|e| e.to_string()),
+    }
+}
+
+impl Change {
+    /// Undoes this change. Changes that are already gone (a removed directory, a dead process)
+    /// count as undone.
+    pub fn undo(&self, link_undo: Option<LinkUndo>) -> Result<(), String> {
+        match self {
+            Change::File { path, old } => ignore_missing(std::fs::write(path, format!("{old}\n"))),
+            Change::WriteBack { path, value } => ignore_missing(std::fs::write(path, value)),
+            Change::Dir { path } => remove_dir_patiently(path),
+            Change::CreatedFile { path } => ignore_missing(std::fs::remove_file(path)),
+            Change::Mount { target } => unmount(target),
+            Change::Process { id, grace_ms } => stop_process(*id, Duration::from_millis(*grace_ms)),
+            Change::Affinity { id, old } => restore_affinity(*id, old),
+            Change::Link { .. } | Change::Netns { .. } => match link_undo {
+                Some(f) => f(self),
+                None => Err("no netlink undo was given to the journal".into()),
+            },
+        }
+    }
+}
+
+/// A cgroup directory stays busy for a moment after its last task is killed: retry briefly.
+fn remove_dir_patiently(path: &PathBuf) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn unmount(target: &PathBuf) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: c is a valid NUL-terminated path; umount2 does not keep the pointer.
+    let r = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Not a mount point (any more) or already gone: nothing to undo.
+        Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
+        _ => Err(e.to_string()),
+    }
+}
+
+fn stop_process(id: ProcessId, grace: Duration) -> Result<(), String> {
+    if !id.is_alive() {
+        return Ok(());
+    }
+    // A pidfd pins the identity: signals through it can't reach a recycled pid.
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, id.pid, 0) } as i32;
+    if fd < 0 {
+        return Ok(()); // gone between the check and the open
+    }
+    if !id.is_alive() {
+        // SAFETY: fd was returned by pidfd_open above and is closed once.
+        unsafe { libc::close(fd) };
+        return Ok(());
+    }
+    let send = |sig: i32| {
+        // SAFETY: fd is a valid pidfd; a null siginfo means "as kill(2)".
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd,
+                sig,
+                std::ptr::null::<u8>(),
+                0,
+            )
+        };
+    };
+    let wait = |d: Duration| {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: p is a valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut p, 1, d.as_millis().min(i32::MAX as u128) as i32) > 0 }
+    };
+    let mut done = false;
+    if !grace.is_zero() {
+        send(libc::SIGTERM);
+        done = wait(grace);
+    }
+    if !done {
+        send(libc::SIGKILL);
+        done = wait(Duration::from_secs(5));
+    }
+    // SAFETY: fd was returned by pidfd_open above and is closed once.
+    unsafe { libc::close(fd) };
+    if done {
+        Ok(())
+    } else {
+        Err(format!("process {} did not exit after SIGKILL", id.pid))
+    }
+}
+
+fn restore_affinity(id: ProcessId, old: &str) -> Result<(), String> {
+    if !id.is_alive() {
+        return Ok(());
+    }
+    let cpus = parse_cpu_list(old)?;
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in cpus {
+        // SAFETY: CPU_SET writes inside set for c < CPU_SETSIZE, checked by parse_cpu_list.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: set is a valid cpu_set_t of the size passed.
+    let r = unsafe { libc::sched_setaffinity(id.pid, std::mem::size_of_val(&set), &set) };
+    if r == 0 || !id.is_alive() {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}
+
+fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: usize = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad cpu list {s:?}"))?;
+        let b: usize = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad cpu list {s:?}"))?;
+        if b >= libc::CPU_SETSIZE as usize || a > b {
+            return Err(format!("bad cpu list {s:?}"));
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) fn tests_parse(s: &str) -> Result<Vec<usize>, String> {
+    parse_cpu_list(s)
+}

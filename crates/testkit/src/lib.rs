@@ -1,0 +1,78 @@
+//! Test helpers shared by every crate's privileged tests.
+//!
+//! # Tour
+//! - [`unique_name`] / [`short_name`]: names that never collide between parallel tests (the short
+//!   form fits a network interface name, 15 bytes).
+//! - [`HostLock`]: an exclusive lock for tests that retune the host (IRQ affinity, cpusets, sysctls,
+//!   workqueue masks) or need a core nobody else is tuning.
+//! - [`Snapshot`]: the host state that tests must leave unchanged (carve cgroups, mounts, netns,
+//!   links, QEMU processes, sysctls, IRQ affinities, workqueue masks, huge pages); `carve-leakcheck`
+//!   takes one before and after the whole suite and fails on any difference.
+
+mod snapshot;
+
+pub use snapshot::Snapshot;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this test process and call: `carve-t-PREFIX-PID-N`. Everything a test creates
+/// carries "carve" so the leak check sees it.
+pub fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("carve-t-{prefix}-{}-{n}", std::process::id())
+}
+
+/// A unique name of at most 15 bytes (an interface name): `cv` + up to 4 prefix letters + a
+/// base-36 tag from pid and counter.
+pub fn short_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) as u64;
+    let tag = (u64::from(std::process::id()) << 12) ^ n;
+    let p: String = prefix
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(4)
+        .collect();
+    let mut t = String::new();
+    let mut v = tag;
+    while v > 0 && t.len() < 9 {
+        let d = (v % 36) as u32;
+        t.push(std::char::from_digit(d, 36).unwrap_or('0'));
+        v /= 36;
+    }
+    format!("cv{p}{t}")
+}
+
+/// An exclusive, process-wide lock on host tuning, held until dropped. Nextest runs each test in
+/// its own process, so this is an flock on a file, not a mutex.
+pub struct HostLock {
+    _file: File,
+}
+
+/// The lock file that serializes host-tuning tests.
+pub const HOST_LOCK_PATH: &str = "/run/carve-test-host.lock";
+
+impl HostLock {
+    /// Waits for and takes the lock.
+    pub fn exclusive() -> Self {
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(HOST_LOCK_PATH)
+            .expect("open host lock");
+        // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(r, 0, "flock {HOST_LOCK_PATH}");
+        HostLock { _file: f }
+    }
+}
+
+/// Whether this process is root (the privileged suites need it and say so when it is not).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -1,0 +1,1 @@
+//! carve: VM tier: QEMU over QMP

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: system packages, guest assets, every crate's tests (unit and privileged
+# integration, real kernel and QEMU), and a suite-level check that the host was left unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+cargo build --workspace --all-targets --quiet
+[ -x scripts/assets.sh ] && bash scripts/assets.sh
+
+snap=$(mktemp /tmp/carve-leak.XXXXXX)
+trap 'rm -f "$snap"' EXIT
+./target/debug/carve-leakcheck snapshot "$snap"
+status=0
+cargo nextest run --workspace --no-fail-fast || status=$?
+cargo test --workspace --doc --quiet || status=$?
+./target/debug/carve-leakcheck compare "$snap" || status=$?
+exit $status
