@@ -2,7 +2,12 @@
 //!
 //! # Tour
 //! - [`cpuset::CpuSet`]: CPU sets in the kernel's list and mask formats.
+//! - [`host::Host`]: what the machine offers (CPUs, caches, NUMA, memory, huge pages, IRQs,
+//!   kernel isolation settings, cgroup layout, KVM). [`host::read_host`] reads it from /proc and
+//!   /sys; [`host::Host::from_json`] loads a fixture.
 
 pub mod cpuset;
+pub mod host;
 
 pub use cpuset::CpuSet;
+pub use host::{read_host, Host};
