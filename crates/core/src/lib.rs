@@ -4,10 +4,13 @@
 //! - [`cpuset::CpuSet`]: CPU sets in the kernel's list and mask formats.
 //! - [`host::Host`]: what the machine offers (CPUs, caches, NUMA, memory, huge pages, IRQs,
 //!   kernel isolation settings, cgroup layout, KVM). [`host::read_host`] reads it from /proc and
-//!   /sys; [`host::Host::from_json`] loads a fixture.
+//!   /sys; [`host::Host::from_json`] loads a fixture; [`host::Host::advice`] says what it can
+//!   and cannot give each tier.
+//! - [`units`]: sizes ("64MiB") and durations ("500us") as plans write them.
 
 pub mod cpuset;
 pub mod host;
+pub mod units;
 
 pub use cpuset::CpuSet;
 pub use host::{read_host, Host};

@@ -10,11 +10,13 @@
 //! println!("{} CPUs online, KVM usable: {}", host.online_cpus().len(), host.kvm_usable());
 //! ```
 
+mod advice;
 mod gunzip;
 mod read;
 #[cfg(test)]
 mod tests;
 
+pub use advice::{Advice, Level};
 pub use read::read_host;
 
 use crate::CpuSet;
@@ -378,13 +380,51 @@ pub struct Virt {
     pub qemu: Option<PathBuf>,
 }
 
+/// A host model with its derived readiness facts (the JSON of `carve host --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<'a> {
+    /// The model itself.
+    #[serde(flatten)]
+    pub host: &'a Host,
+    /// Derived facts, ignored when loading.
+    pub readiness: Readiness,
+}
+
+/// What the host model implies for the tiers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// See [`Host::kvm_usable`].
+    pub kvm_usable: bool,
+    /// "kvm" or "tcg": how VMs will be accelerated.
+    pub vm_accel: String,
+    /// See [`Host::advice`].
+    pub advice: Vec<Advice>,
+}
+
 /// KVM modules that run unmodified guests (hardware virtualization: VMX or SVM).
 pub const HARDWARE_KVM_MODULES: [&str; 2] = ["kvm_intel", "kvm_amd"];
 
 impl Host {
-    /// Loads a host model from JSON (a fixture or the output of `carve host --json`).
+    /// Loads a host model from JSON: a fixture, or the output of `carve host --json` (whose
+    /// derived "readiness" section is ignored).
     pub fn from_json(text: &str) -> Result<Host, serde_json::Error> {
-        serde_json::from_str(text)
+        let mut value: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(map) = value.as_object_mut() {
+            map.remove("readiness");
+        }
+        serde_json::from_value(value)
+    }
+
+    /// The model with its derived readiness facts, as `carve host --json` prints it.
+    pub fn report(&self) -> Report<'_> {
+        Report {
+            host: self,
+            readiness: Readiness {
+                kvm_usable: self.kvm_usable(),
+                vm_accel: if self.kvm_usable() { "kvm" } else { "tcg" }.into(),
+                advice: self.advice(),
+            },
+        }
     }
 
     /// The online CPUs.

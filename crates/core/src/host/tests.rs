@@ -315,3 +315,12 @@ fn dump_this_machine() {
     let host = read_host(&Roots::default()).unwrap();
     println!("{}", serde_json::to_string_pretty(&host).unwrap());
 }
+
+#[test]
+fn report_json_loads_back_as_the_model() {
+    let host = read_host(&Roots::default()).unwrap();
+    let json = serde_json::to_string(&host.report()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["readiness"]["kvm_usable"], host.kvm_usable());
+    assert_eq!(Host::from_json(&json).unwrap(), host);
+}
