@@ -29,6 +29,18 @@ enum Command {
     /// Check a plan or print its schema.
     #[command(subcommand)]
     Plan(commands::plan::PlanCommand),
+    /// Build root filesystems and guest assets.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// `carve image ...`.
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// A container rootfs from busybox-static (applets, passwd, an inittab for `init = true`).
+    Busybox(commands::image_busybox::Args),
+    /// A Debian rootfs made by debootstrap --variant=minbase (about 20 s, 200 MB).
+    Debian(commands::image_debian::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +48,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Host(a) => commands::host::run(a),
         Command::Plan(a) => commands::plan::run(a),
+        Command::Image(ImageCommand::Busybox(a)) => commands::image_busybox::run(a),
+        Command::Image(ImageCommand::Debian(a)) => commands::image_debian::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

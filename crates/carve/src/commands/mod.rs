@@ -1,6 +1,8 @@
 //! One module per subcommand: argument structs and a `run` that calls the libraries.
 
 pub mod host;
+pub mod image_busybox;
+pub mod image_debian;
 pub mod plan;
 
 /// Exit code for an error that was not classified.
