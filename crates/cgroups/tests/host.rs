@@ -1,0 +1,496 @@
+//! The v1/hybrid drivers against this host's real kernel (run as root): every resource written
+//! and read back from the kernel's files, real processes placed, frozen, OOM-killed and limited.
+
+mod common;
+
+use carve_cgroups::{FreezerState, Layout, Manager, Mode};
+use carve_testkit::unique_name;
+use common::{cpu_ticks, not_root, read, Cg, Proc};
+use oci_spec::runtime::LinuxResources;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn res(json: &str) -> LinuxResources {
+    serde_json::from_str(json).expect("resources json")
+}
+
+fn hybrid_host() -> bool {
+    Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+}
+
+#[test]
+fn layout_matches_the_mounts() {
+    if not_root() {
+        return;
+    }
+    let l = Layout::detect(Path::new("/sys/fs/cgroup")).unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let v1_count = mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(2) == Some("cgroup"))
+        .count();
+    assert_eq!(l.v1.len(), v1_count);
+    for ctl in [
+        "cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices",
+    ] {
+        if mounts.contains(&format!("/sys/fs/cgroup/{ctl} ")) {
+            assert!(l.v1_with(ctl).is_some(), "{ctl} in {l:?}");
+        }
+    }
+    if hybrid_host() {
+        assert_eq!(l.mode, Mode::Hybrid);
+        let u = l.unified.as_ref().unwrap();
+        assert_eq!(u.mount, Path::new("/sys/fs/cgroup/unified"));
+        let want = read(&u.mount, "cgroup.controllers");
+        assert_eq!(u.controllers.join(" "), want);
+        assert!(l.v1_with("name=systemd").is_some());
+    }
+}
+
+#[test]
+fn task_sits_in_the_cgroup_on_every_hierarchy() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-procs");
+    let cg = Cg::new(&format!("/{name}"));
+    let p = Proc::sleeper();
+    cg.0.add_task(p.pid()).unwrap();
+    let dirs = cg.0.dirs();
+    let l = Layout::detect(Path::new("/sys/fs/cgroup")).unwrap();
+    assert_eq!(dirs.len(), l.v1.len() + usize::from(l.unified.is_some()));
+    for d in &dirs {
+        let procs = read(d, "cgroup.procs");
+        assert!(
+            procs.lines().any(|l| l == p.pid().to_string()),
+            "{} has {procs:?}",
+            d.display()
+        );
+    }
+    // And the kernel's own view of the process agrees, one line per hierarchy.
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid())).unwrap();
+    for line in own.lines() {
+        assert!(line.ends_with(&format!("/{name}")), "{line}");
+    }
+    assert_eq!(cg.0.pids().unwrap(), vec![p.pid()]);
+}
+
+#[test]
+fn relative_path_goes_under_our_own_cgroup() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-rel");
+    let cg = Cg::new(&name);
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mem_own = own
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{}:memory:", l.split(':').next().unwrap())))
+        .unwrap();
+    let want = Path::new("/sys/fs/cgroup/memory")
+        .join(mem_own.trim_start_matches('/'))
+        .join(&name);
+    assert_eq!(cg.0.path_on("memory").unwrap(), want);
+    assert!(want.is_dir());
+}
+
+#[test]
+fn each_resource_is_written_and_read_back() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-res");
+    let cg = Cg::new(&format!("/{name}"));
+    let m = &cg.0;
+    let r = res(r#"{
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 1000,
+                "cpus": "0", "mems": "0"},
+        "memory": {"limit": 67108864, "reservation": 33554432, "swap": 134217728,
+                   "swappiness": 10, "disableOOMKiller": true},
+        "pids": {"limit": 32},
+        "blockIO": {"weight": 200,
+                    "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}],
+                    "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 300}]},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+        "devices": [{"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}],
+        "network": {"classID": 1048577}
+    }"#);
+    m.apply(&r).unwrap();
+    let cpu = m.path_on("cpu").unwrap();
+    assert_eq!(read(&cpu, "cpu.shares"), "512");
+    assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
+    assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "1000");
+    let cpuset = m.path_on("cpuset").unwrap();
+    assert_eq!(read(&cpuset, "cpuset.cpus"), "0");
+    assert_eq!(read(&cpuset, "cpuset.mems"), "0");
+    let mem = m.path_on("memory").unwrap();
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), "67108864");
+    assert_eq!(read(&mem, "memory.soft_limit_in_bytes"), "33554432");
+    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "134217728");
+    assert_eq!(read(&mem, "memory.swappiness"), "10");
+    assert!(read(&mem, "memory.oom_control").starts_with("oom_kill_disable 1"));
+    assert_eq!(read(&m.path_on("pids").unwrap(), "pids.max"), "32");
+    let blk = m.path_on("blkio").unwrap();
+    let w = if blk.join("blkio.weight").exists() {
+        read(&blk, "blkio.weight")
+    } else {
+        read(&blk, "blkio.bfq.weight")
+    };
+    assert!(w.ends_with("200"), "{w}");
+    assert_eq!(
+        read(&blk, "blkio.throttle.read_bps_device"),
+        "254:0 1048576"
+    );
+    assert_eq!(read(&blk, "blkio.throttle.write_iops_device"), "254:0 300");
+    let huge = m.path_on("hugetlb").unwrap();
+    if hybrid_host() {
+        assert!(
+            huge.starts_with("/sys/fs/cgroup/unified"),
+            "{}",
+            huge.display()
+        );
+        assert_eq!(read(&huge, "hugetlb.2MB.max"), "4194304");
+    } else {
+        assert_eq!(read(&huge, "hugetlb.2MB.limit_in_bytes"), "4194304");
+    }
+    let devs = read(&m.path_on("devices").unwrap(), "devices.list");
+    let mut lines: Vec<&str> = devs.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["c 1:3 rwm", "c 1:5 r"]);
+
+    // An update: raising memory above the current memory+swap needs the other write order.
+    m.apply(&res(
+        r#"{"memory": {"limit": 268435456, "swap": 536870912}}"#,
+    ))
+    .unwrap();
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), "268435456");
+    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "536870912");
+    m.apply(&res(r#"{"memory": {"limit": 16777216, "swap": 16777216}}"#))
+        .unwrap();
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), "16777216");
+    assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "16777216");
+    m.apply(&res(r#"{"pids": {"limit": -1}}"#)).unwrap();
+    assert_eq!(read(&m.path_on("pids").unwrap(), "pids.max"), "max");
+}
+
+#[test]
+fn kernel_refusals_name_file_and_value() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-err");
+    let cg = Cg::new(&format!("/{name}"));
+    let e =
+        cg.0.apply(&res(r#"{"cpu": {"quota": 500, "period": 100000}}"#))
+            .unwrap_err()
+            .to_string();
+    assert_eq!(
+        e,
+        format!("writing \"500\" to /sys/fs/cgroup/cpu/{name}/cpu.cfs_quota_us: Invalid argument")
+    );
+    let e =
+        cg.0.apply(&res(r#"{"cpu": {"cpus": "4096"}}"#))
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("cpuset.cpus") && e.contains("4096"), "{e}");
+}
+
+#[test]
+fn host_tuning_realtime_budget_reaches_nested_cgroup() {
+    if not_root() {
+        return;
+    }
+    let _lock = carve_testkit::HostLock::exclusive();
+    let name = unique_name("cg-rt");
+    let cg = Cg::new(&format!("/{name}/inner"));
+    cg.0.apply(&res(
+        r#"{"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 1000000}}"#,
+    ))
+    .unwrap();
+    let cpu = cg.0.path_on("cpu").unwrap();
+    assert_eq!(read(&cpu, "cpu.rt_runtime_us"), "10000");
+    assert_eq!(read(&cpu, "cpu.rt_period_us"), "1000000");
+    assert_eq!(read(cpu.parent().unwrap(), "cpu.rt_runtime_us"), "10000");
+}
+
+#[test]
+fn freeze_really_stops_and_thaw_resumes() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-freeze");
+    let cg = Cg::new(&format!("/{name}"));
+    let mut p = Proc::gated("while :; do :; done");
+    cg.0.add_task(p.pid()).unwrap();
+    p.open_gate();
+    std::thread::sleep(Duration::from_millis(100));
+    cg.0.freeze().unwrap();
+    assert_eq!(cg.0.freezer_state().unwrap(), FreezerState::Frozen);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
+    let state = status.lines().find(|l| l.starts_with("State:")).unwrap();
+    assert!(!state.contains("R (running)"), "{state}");
+    let t0 = cpu_ticks(p.pid());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(cpu_ticks(p.pid()), t0, "a frozen task used CPU");
+    cg.0.thaw().unwrap();
+    assert_eq!(cg.0.freezer_state().unwrap(), FreezerState::Thawed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cpu_ticks(p.pid()) == t0 {
+        assert!(Instant::now() < deadline, "a thawed task did not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn memory_limit_oom_kills_a_hog() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-oom");
+    let cg = Cg::new(&format!("/{name}"));
+    cg.0.apply(&res(r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#))
+        .unwrap();
+    // dd's 128 MiB buffer is touched as it reads into it.
+    let mut p = Proc::gated("exec dd if=/dev/zero of=/dev/null bs=128M count=4");
+    cg.0.add_task(p.pid()).unwrap();
+    p.open_gate();
+    let (status, _, err) = p.finish();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?} {err}");
+    let mem = cg.0.path_on("memory").unwrap();
+    let oom = read(&mem, "memory.oom_control");
+    assert!(oom.contains("oom_kill 1"), "{oom}");
+    let st = cg.0.stats().unwrap();
+    // The peak reached the limit (failcnt is no longer counted for v1 memory on this kernel).
+    assert_eq!(st.memory.usage.max, 33554432, "{:?}", st.memory);
+    assert_eq!(st.memory.usage.limit, 33554432);
+}
+
+#[test]
+fn pids_limit_stops_forks() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-pids");
+    let cg = Cg::new(&format!("/{name}"));
+    cg.0.apply(&res(r#"{"pids": {"limit": 3}}"#)).unwrap();
+    let mut p =
+        Proc::gated("n=0; for i in 1 2 3 4 5 6; do sleep 30 & n=$((n+1)); done; echo started $n");
+    cg.0.add_task(p.pid()).unwrap();
+    p.open_gate();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pids_dir = cg.0.path_on("pids").unwrap();
+    loop {
+        let events = read(&pids_dir, "pids.events");
+        if events != "max 0" {
+            assert!(events.starts_with("max "), "{events}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no fork was refused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let current: u64 = read(&pids_dir, "pids.current").parse().unwrap();
+    assert!(current <= 3, "{current}");
+    let st = cg.0.stats().unwrap();
+    assert_eq!(st.pids.limit, 3);
+    cg.0.kill_all(libc::SIGKILL).unwrap();
+    let (_, _, err) = p.finish();
+    assert!(
+        err.contains("Resource temporarily unavailable") || err.contains("fork"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stats_are_plausible_and_serialize_like_runc() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-stats");
+    let cg = Cg::new(&format!("/{name}"));
+    cg.0.apply(&res(
+        r#"{"memory": {"limit": 134217728}, "pids": {"limit": 50}}"#,
+    ))
+    .unwrap();
+    let mut p = Proc::gated(
+        "dd if=/dev/zero of=/dev/null bs=4M count=400 2>/dev/null; echo done; exec sleep 1000",
+    );
+    cg.0.add_task(p.pid()).unwrap();
+    p.open_gate();
+    let mut out = p.child.stdout.take().unwrap();
+    let mut buf = [0u8; 5];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    let st = cg.0.stats().unwrap();
+    assert!(st.cpu.usage.total > 1_000_000, "{:?}", st.cpu);
+    assert!(!st.cpu.usage.percpu.is_empty());
+    assert!(st.memory.usage.usage > 0 && st.memory.usage.max >= st.memory.usage.usage);
+    assert_eq!(st.memory.usage.limit, 134217728);
+    assert!(st.memory.raw.contains_key("rss"));
+    assert_eq!(st.pids.current, 1);
+    assert_eq!(st.pids.limit, 50);
+    if hybrid_host() {
+        assert!(st.hugetlb.contains_key("2MB"), "{:?}", st.hugetlb);
+    }
+    let j = serde_json::to_value(&st).unwrap();
+    for k in ["cpu", "memory", "pids", "blkio", "hugetlb"] {
+        assert!(j.get(k).is_some(), "{k} in {j}");
+    }
+    assert!(j["memory"]["usage"]["limit"].as_u64().is_some());
+    assert!(j["cpu"]["usage"]["total"].as_u64().is_some());
+}
+
+#[test]
+fn kill_all_reaches_every_task() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-kill");
+    let cg = Cg::new(&format!("/{name}"));
+    let mut p = Proc::gated("sleep 1000 & sleep 1000 & echo up; wait");
+    cg.0.add_task(p.pid()).unwrap();
+    p.open_gate();
+    let mut out = p.child.stdout.take().unwrap();
+    let mut buf = [0u8; 3];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    assert_eq!(cg.0.pids().unwrap().len(), 3);
+    cg.0.kill_all(libc::SIGTERM).unwrap();
+    let (status, _, _) = p.finish();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cg.0.pids().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "tasks left: {:?}", cg.0.pids());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SIGKILL goes through cgroup.kill where cgroup2 has the task (hybrid and v2).
+    let mut p = Proc::gated("sleep 1000 & echo up; wait");
+    cg.0.add_task(p.pid()).unwrap();
+    p.open_gate();
+    let mut out = p.child.stdout.take().unwrap();
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    cg.0.kill_all(libc::SIGKILL).unwrap();
+    let (status, _, _) = p.finish();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn remove_leaves_nothing_on_any_hierarchy() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-rm");
+    let mut m = Manager::new(Path::new("/sys/fs/cgroup"), &format!("/{name}/a/b")).unwrap();
+    m.create().unwrap();
+    // A container may make cgroups of its own inside its cgroup.
+    let inner = m.path_on("memory").unwrap().join("nested-by-container");
+    std::fs::create_dir(&inner).unwrap();
+    let p = Proc::sleeper();
+    m.add_task(p.pid()).unwrap();
+    // Saved and reloaded, as carve-oci keeps it in the container state.
+    let saved = serde_json::to_string(&m).unwrap();
+    let m: Manager = serde_json::from_str(&saved).unwrap();
+    m.kill_all(libc::SIGKILL).unwrap();
+    drop(p);
+    m.remove().unwrap();
+    for d in std::fs::read_dir("/sys/fs/cgroup").unwrap() {
+        let top = d.unwrap().path().join(&name);
+        assert!(!top.exists(), "{} is left", top.display());
+    }
+    assert!(!m.exists());
+    m.remove().unwrap();
+}
+
+#[test]
+fn cpuset_of_nested_cgroup_starts_from_parent() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-cpuset");
+    let cg = Cg::new(&format!("/{name}/x/y"));
+    let leaf = cg.0.path_on("cpuset").unwrap();
+    let root_cpus = read(Path::new("/sys/fs/cgroup/cpuset"), "cpuset.cpus");
+    assert_eq!(read(&leaf, "cpuset.cpus"), root_cpus);
+    assert_eq!(
+        read(leaf.parent().unwrap(), "cpuset.mems"),
+        read(Path::new("/sys/fs/cgroup/cpuset"), "cpuset.mems")
+    );
+    let p = Proc::sleeper();
+    cg.0.add_task(p.pid()).unwrap();
+}
+
+#[test]
+fn simple_cpuset_and_memory_constructor() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-simple");
+    let m = Manager::with_cpuset_and_memory(
+        Path::new("/sys/fs/cgroup"),
+        &format!("/{name}"),
+        "1",
+        None,
+        Some(100 << 20),
+    )
+    .unwrap();
+    let cg = Cg(m);
+    assert_eq!(read(&cg.0.path_on("cpuset").unwrap(), "cpuset.cpus"), "1");
+    assert_eq!(
+        read(&cg.0.path_on("memory").unwrap(), "memory.limit_in_bytes"),
+        (100u64 << 20).to_string()
+    );
+}
+
+#[test]
+fn v2_device_program_on_the_unified_hierarchy() {
+    if not_root() || !hybrid_host() {
+        return;
+    }
+    // The cgroup2 side alone, as a pure-v2 manager: BPF device programs act on a task's cgroup2
+    // cgroup whatever else is mounted.
+    let l = Layout::detect(Path::new("/sys/fs/cgroup")).unwrap();
+    let v2 = Layout {
+        mode: Mode::V2,
+        root: "/sys/fs/cgroup/unified".into(),
+        v1: Vec::new(),
+        unified: l.unified.clone(),
+    };
+    let name = unique_name("cg-bpf");
+    let mut m = Manager::with_layout(&v2, &format!("/{name}")).unwrap();
+    m.create().unwrap();
+    let cg = Cg(m);
+    cg.0.apply(&res(r#"{"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]}"#))
+        .unwrap();
+    let dir = cg.0.path_on("unified").unwrap();
+    assert_eq!(carve_cgroups::v2::devices::attached_count(&dir).unwrap(), 1);
+    // Replacing the rules leaves one program, not two.
+    cg.0.apply(&res(r#"{"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]}"#))
+        .unwrap();
+    assert_eq!(carve_cgroups::v2::devices::attached_count(&dir).unwrap(), 1);
+    let mut p = Proc::gated(
+        "echo x > /dev/null && echo null-ok; \
+         head -c1 /dev/zero >/dev/null && echo zero-read-ok; \
+         (echo x > /dev/zero) 2>/dev/null || echo zero-write-denied; \
+         (head -c1 /dev/urandom >/dev/null) 2>/dev/null || echo urandom-denied",
+    );
+    cg.0.add_task(p.pid()).unwrap();
+    p.open_gate();
+    let (_, out, _) = p.finish();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "null-ok",
+            "zero-read-ok",
+            "zero-write-denied",
+            "urandom-denied"
+        ]
+    );
+}
