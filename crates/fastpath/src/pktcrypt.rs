@@ -1,0 +1,390 @@
+//! The example fast path: AES-128-GCM sealing of 1 KiB packets taken from a [`crate::ring`],
+//! in place, with packet/byte counters. `carve-pktcrypt` is the program around it and
+//! `carve bench fastpath` measures it against the same loop run bare.
+//!
+//! A packet on the ring is [`PLAINTEXT_LEN`] bytes of plaintext followed by [`TAG_LEN`] bytes
+//! of room: the fast path encrypts the plaintext where it lies and writes the tag after it.
+
+use crate::ring::{Consumer, Producer};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+/// Plaintext bytes per packet.
+pub const PLAINTEXT_LEN: usize = 1024;
+/// AES-GCM tag bytes appended in place.
+pub const TAG_LEN: usize = 16;
+/// Bytes of a packet on the ring (plaintext + room for the tag).
+pub const PACKET_LEN: usize = PLAINTEXT_LEN + TAG_LEN;
+/// The fixed test key (the AES-128 key of FIPS-197 appendix A), used unless
+/// `CARVE_PKTCRYPT_KEY` holds 32 hex digits.
+pub const TEST_KEY: [u8; 16] = [
+    0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c,
+];
+/// Packets moved per ring operation.
+pub const BATCH: usize = 32;
+
+/// Errors of the example fast path.
+#[derive(Debug, thiserror::Error)]
+pub enum PktcryptError {
+    /// A key that is not 32 hex digits.
+    #[error("CARVE_PKTCRYPT_KEY must be 32 hex digits (AES-128), got {0} characters")]
+    BadKey(usize),
+    /// A packet shorter than a plaintext plus a tag.
+    #[error("packet of {0} bytes is shorter than {PACKET_LEN} (1 KiB + 16-byte tag room)")]
+    ShortPacket(usize),
+    /// The stats file could not be written.
+    #[error("could not write stats file {path}: {source}")]
+    Stats {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Parses a 32-hex-digit key.
+pub fn parse_key(hex: &str) -> Result<[u8; 16], PktcryptError> {
+    let hex = hex.trim();
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(PktcryptError::BadKey(hex.len()));
+    }
+    let mut k = [0u8; 16];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
+    }
+    Ok(k)
+}
+
+/// The key from `CARVE_PKTCRYPT_KEY`, or [`TEST_KEY`].
+pub fn key_from_env() -> Result<[u8; 16], PktcryptError> {
+    match std::env::var("CARVE_PKTCRYPT_KEY") {
+        Ok(h) => parse_key(&h),
+        Err(_) => Ok(TEST_KEY),
+    }
+}
+
+/// AES-128-GCM with a counter nonce (4 zero bytes + 64-bit counter: never repeats per key
+/// within a run).
+pub struct Sealer {
+    key: LessSafeKey,
+    counter: u64,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sealer(counter {})", self.counter)
+    }
+}
+
+impl Sealer {
+    /// A sealer for a 16-byte key.
+    pub fn new(key: &[u8; 16]) -> Self {
+        let k = UnboundKey::new(&AES_128_GCM, key).expect("16 bytes is an AES-128 key");
+        Sealer {
+            key: LessSafeKey::new(k),
+            counter: 0,
+        }
+    }
+
+    /// Encrypts `packet[..PLAINTEXT_LEN]` in place and writes the tag into the next 16 bytes.
+    /// Returns the nonce counter used.
+    #[inline]
+    pub fn seal(&mut self, packet: &mut [u8]) -> Result<u64, PktcryptError> {
+        if packet.len() < PACKET_LEN {
+            return Err(PktcryptError::ShortPacket(packet.len()));
+        }
+        let n = self.counter;
+        self.counter += 1;
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&n.to_be_bytes());
+        let (data, rest) = packet.split_at_mut(PLAINTEXT_LEN);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), data)
+            .expect("AES-GCM sealing of 1 KiB cannot fail");
+        rest[..TAG_LEN].copy_from_slice(tag.as_ref());
+        Ok(n)
+    }
+
+    /// Decrypts a sealed packet in place (to check the fast path's output).
+    pub fn open(&self, counter: u64, packet: &mut [u8]) -> bool {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&counter.to_be_bytes());
+        self.key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut packet[..PACKET_LEN],
+            )
+            .is_ok()
+    }
+}
+
+/// Fills a packet: a recognizable pattern with the sequence number in its first 8 bytes.
+#[inline]
+pub fn fill_packet(template: &[u8; PLAINTEXT_LEN], seq: u64, buf: &mut [u8]) -> usize {
+    buf[..PLAINTEXT_LEN].copy_from_slice(template);
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    PACKET_LEN
+}
+
+/// The generator's packet template.
+pub fn template() -> [u8; PLAINTEXT_LEN] {
+    let mut t = [0u8; PLAINTEXT_LEN];
+    for (i, b) in t.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(7).wrapping_add(3);
+    }
+    t
+}
+
+/// Counters shared between the fast path and whoever reports them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Packets sealed.
+    pub packets: AtomicU64,
+    /// Plaintext bytes sealed.
+    pub bytes: AtomicU64,
+    /// Nanoseconds spent sealing (in batches that had packets; empty polls excluded).
+    pub busy_ns: AtomicU64,
+}
+
+/// Takes up to one batch from the ring and seals it in place; returns packets processed.
+#[inline]
+pub fn process_batch(c: &mut Consumer, sealer: &mut Sealer, bad: &mut u64) -> usize {
+    c.pop_with(BATCH, |_, p| {
+        if sealer.seal(p).is_err() {
+            *bad += 1;
+        }
+    })
+}
+
+/// Pushes up to one batch of generated packets; returns how many went in.
+#[inline]
+pub fn generate_batch(p: &mut Producer, tpl: &[u8; PLAINTEXT_LEN], seq: &mut u64) -> usize {
+    let base = *seq;
+    let n = p.push_with(BATCH, |i, buf| fill_packet(tpl, base + i as u64, buf));
+    *seq += n as u64;
+    n
+}
+
+/// One reporting period's figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Packets per second of wall time.
+    pub packets_per_sec: f64,
+    /// Sealing time per packet (busy time / packets).
+    pub ns_per_packet: f64,
+}
+
+/// Computes the figures between two counter readings over `wall`.
+pub fn rate(d_packets: u64, d_busy_ns: u64, wall: Duration) -> Rate {
+    let secs = wall.as_secs_f64();
+    Rate {
+        packets_per_sec: if secs > 0.0 {
+            d_packets as f64 / secs
+        } else {
+            0.0
+        },
+        ns_per_packet: if d_packets > 0 {
+            d_busy_ns as f64 / d_packets as f64
+        } else {
+            0.0
+        },
+    }
+}
+
+/// The stats document (`--stats FILE`), as JSON text.
+pub fn stats_json(
+    packets: u64,
+    bytes: u64,
+    r: Rate,
+    uptime: Duration,
+    cpu: Option<usize>,
+    ring: &str,
+) -> String {
+    let cpu = cpu.map_or("null".to_string(), |c| c.to_string());
+    let ring = ring.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "{{\"packets\":{packets},\"bytes\":{bytes},\"packets_per_sec\":{:.1},\"ns_per_packet\":{:.1},\
+         \"uptime_s\":{:.3},\"cpu\":{cpu},\"ring\":\"{ring}\",\"cipher\":\"AES-128-GCM\",\"packet_bytes\":{PLAINTEXT_LEN}}}\n",
+        r.packets_per_sec,
+        r.ns_per_packet,
+        uptime.as_secs_f64()
+    )
+}
+
+/// Atomically replaces `path` with `content` (write a sibling temp file, rename), so a reader
+/// (an HTTP server in a control container) never sees half a document.
+pub fn write_atomically(path: &Path, content: &str) -> Result<(), PktcryptError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let err = |source| PktcryptError::Stats {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(content.as_bytes()).map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Seals `packets` packets taken round-robin from a pool of `pool` buffers, with no ring: the
+/// bare loop the ring path is compared with. Returns ns per packet.
+pub fn bench_bare(key: &[u8; 16], packets: u64, pool: usize) -> f64 {
+    let tpl = template();
+    let mut bufs = vec![0u8; pool * PACKET_LEN];
+    for (i, b) in bufs.chunks_mut(PACKET_LEN).enumerate() {
+        fill_packet(&tpl, i as u64, b);
+    }
+    let mut s = Sealer::new(key);
+    let start = Instant::now();
+    let mut done = 0u64;
+    'outer: loop {
+        for b in bufs.chunks_mut(PACKET_LEN) {
+            s.seal(b).expect("full-size packet");
+            done += 1;
+            if done == packets {
+                break 'outer;
+            }
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / packets as f64;
+    std::hint::black_box(&bufs);
+    ns
+}
+
+/// Seals `packets` packets arriving through a ring of `capacity` slots from a generator thread
+/// pinned to `producer_cpu`, the sealing loop pinned to `consumer_cpu` (None: not pinned).
+/// Returns ns per packet of the sealing side, wall time from its first packet to its last.
+pub fn bench_ring(
+    key: &[u8; 16],
+    packets: u64,
+    capacity: u32,
+    producer_cpu: Option<usize>,
+    consumer_cpu: Option<usize>,
+) -> Result<f64, crate::ring::RingError> {
+    let ring = crate::ring::RingMap::create_memfd("carve-bench-ring", 2048, capacity)?;
+    let (mut p, mut c) = ring.split();
+    Ok(std::thread::scope(|s| {
+        s.spawn(move || {
+            if let Some(cpu) = producer_cpu {
+                let _ = crate::memory::pin_current_thread(&[cpu]);
+            }
+            let tpl = template();
+            let mut seq = 0u64;
+            while seq < packets {
+                if generate_batch(&mut p, &tpl, &mut seq) == 0 {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let sealing = s.spawn(move || {
+            if let Some(cpu) = consumer_cpu {
+                let _ = crate::memory::pin_current_thread(&[cpu]);
+            }
+            let mut sealer = Sealer::new(key);
+            let mut bad = 0;
+            // Wait for the first packet, then time the whole stream.
+            while c.ring().is_empty() {
+                std::hint::spin_loop();
+            }
+            let start = Instant::now();
+            let mut done = 0u64;
+            while done < packets {
+                let n = process_batch(&mut c, &mut sealer, &mut bad);
+                if n == 0 {
+                    std::hint::spin_loop();
+                }
+                done += n as u64;
+            }
+            assert_eq!(bad, 0, "short packets on the ring");
+            start.elapsed().as_nanos() as f64 / packets as f64
+        });
+        sealing.join().expect("sealing thread")
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_packets_open_with_the_same_key() {
+        let mut s = Sealer::new(&TEST_KEY);
+        let tpl = template();
+        let mut p = vec![0u8; 2040];
+        fill_packet(&tpl, 42, &mut p);
+        let orig = p[..PLAINTEXT_LEN].to_vec();
+        let n = s.seal(&mut p[..PACKET_LEN]).unwrap();
+        assert_ne!(&p[..PLAINTEXT_LEN], &orig[..], "encrypted in place");
+        assert!(s.open(n, &mut p));
+        assert_eq!(&p[..PLAINTEXT_LEN], &orig[..]);
+        assert!(matches!(
+            s.seal(&mut [0u8; 100]),
+            Err(PktcryptError::ShortPacket(100))
+        ));
+    }
+
+    #[test]
+    fn ring_packets_are_sealed_in_place() {
+        let ring = crate::ring::RingMap::create_memfd("t", 2048, 64).unwrap();
+        let (mut p, mut c) = ring.split();
+        let tpl = template();
+        let mut seq = 0;
+        assert_eq!(generate_batch(&mut p, &tpl, &mut seq), BATCH);
+        let mut s = Sealer::new(&TEST_KEY);
+        let mut bad = 0;
+        let mut copies = Vec::new();
+        // The consumer owns the slot data only inside the closure: copy the sealed packets out.
+        let n = c.pop_with(BATCH, |_, pkt| {
+            s.seal(pkt).unwrap();
+            copies.push(pkt.to_vec());
+        });
+        assert_eq!(n, BATCH);
+        let opener = Sealer::new(&TEST_KEY);
+        for (i, mut pkt) in copies.into_iter().enumerate() {
+            assert!(opener.open(i as u64, &mut pkt));
+            assert_eq!(u64::from_le_bytes(pkt[..8].try_into().unwrap()), i as u64);
+            assert_eq!(&pkt[8..PLAINTEXT_LEN], &tpl[8..]);
+        }
+        assert_eq!(process_batch(&mut c, &mut s, &mut bad), 0);
+        assert_eq!(bad, 0);
+    }
+
+    #[test]
+    fn keys_and_stats_documents() {
+        assert_eq!(
+            parse_key("2b7e151628aed2a6abf7158809cf4f3c").unwrap(),
+            TEST_KEY
+        );
+        assert!(matches!(parse_key("abc"), Err(PktcryptError::BadKey(3))));
+        let r = rate(1000, 125_000, Duration::from_millis(500));
+        assert_eq!(r.packets_per_sec, 2000.0);
+        assert_eq!(r.ns_per_packet, 125.0);
+        let j = stats_json(
+            10,
+            10240,
+            r,
+            Duration::from_secs(2),
+            Some(1),
+            "/dev/shm/x\"y",
+        );
+        assert!(j.contains("\"packets\":10,"), "{j}");
+        assert!(j.contains("\"ns_per_packet\":125.0"), "{j}");
+        assert!(j.contains("\"ring\":\"/dev/shm/x\\\"y\""), "{j}");
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("stats.json");
+        write_atomically(&f, &j).unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), j);
+    }
+
+    #[test]
+    fn bench_loops_run() {
+        assert!(bench_bare(&TEST_KEY, 1000, 16) > 0.0);
+        assert!(bench_ring(&TEST_KEY, 1000, 64, None, None).unwrap() > 0.0);
+    }
+}
