@@ -1,0 +1,329 @@
+//! The QEMU command line of a VM spec: pure, so it is unit-tested and printed by `carve vm run
+//! --dry-run` and the benchmark.
+
+use crate::spec::{Machine, VmSpec};
+use crate::state::StatePaths;
+use serde::{Deserialize, Serialize};
+
+/// The accelerator QEMU runs guests with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Hardware virtualization (`-accel kvm -cpu host`).
+    Kvm,
+    /// QEMU's translator (`-accel tcg -cpu max`): slow but runs anywhere.
+    Tcg,
+}
+
+impl Accel {
+    /// "kvm" or "tcg".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Launch-time inputs beyond the spec.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchArgs {
+    /// Wait for an incoming migration (`-incoming defer`) instead of booting.
+    pub incoming: bool,
+    /// Start with the vCPUs stopped (`-S`), so carve can pin them before the guest runs.
+    pub paused: bool,
+    /// An open tap fd passed to QEMU (`-netdev tap,fd=N`), with the tap's name.
+    pub tap_fd: Option<i32>,
+    /// The hugetlbfs mount to back memory from (with `hugepages`).
+    pub hugetlbfs: Option<String>,
+}
+
+/// The kernel command line QEMU gets: the spec's `append`, `console=ttyS0` unless a console is
+/// given, and the guest network settings as `carve.ip=` / `carve.gw=`.
+pub fn kernel_append(spec: &VmSpec) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let user = spec.append.clone().unwrap_or_default();
+    if !user.split_whitespace().any(|w| w.starts_with("console=")) {
+        parts.push(match spec.machine {
+            Machine::Q35 => "console=ttyS0".into(),
+            // microvm has no PCI serial probing delay but the same 8250 at 0x3f8.
+            Machine::Microvm => "console=ttyS0 reboot=t".into(),
+        });
+    }
+    if let Some(n) = &spec.net {
+        if let Some(ip) = &n.ip {
+            parts.push(format!("carve.ip={ip}"));
+        }
+        if let Some(gw) = &n.gw {
+            parts.push(format!("carve.gw={gw}"));
+        }
+    }
+    if !user.is_empty() {
+        parts.push(user);
+    }
+    parts.join(" ")
+}
+
+/// QEMU option values use ',' as a separator: a literal comma is written twice.
+fn esc(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+/// The full argv (binary first) that runs `spec` with state in `paths`.
+pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArgs) -> Vec<String> {
+    let mut a: Vec<String> = vec![spec.qemu.display().to_string()];
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    let mem_id = "carve-mem";
+    let machine = match spec.machine {
+        Machine::Q35 => format!("q35,memory-backend={mem_id}"),
+        Machine::Microvm => format!("microvm,memory-backend={mem_id},rtc=on"),
+    };
+    push(&[
+        "-name",
+        &format!("guest={},debug-threads=on", esc(&spec.name)),
+    ]);
+    push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+    push(&["-machine", &machine]);
+    match accel {
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+    }
+    push(&["-smp", &spec.vcpus.to_string()]);
+    let mib = spec.memory >> 20;
+    push(&["-m", &format!("{mib}M")]);
+    let prealloc = if spec.prealloc { "on" } else { "off" };
+    let backend = match (&la.hugetlbfs, spec.hugepages) {
+        (Some(mnt), true) => format!(
+            "memory-backend-file,id={mem_id},size={mib}M,mem-path={},share=on,prealloc={prealloc}",
+            esc(mnt)
+        ),
+        // memfd: shareable (vhost-user, migration to a local peer) and anonymous.
+        _ => format!("memory-backend-memfd,id={mem_id},size={mib}M,share=on,prealloc={prealloc}"),
+    };
+    push(&["-object", &backend]);
+    if spec.mem_lock {
+        push(&["-overcommit", "mem-lock=on"]);
+    }
+    if let Some(k) = &spec.kernel {
+        push(&["-kernel", &k.display().to_string()]);
+        if let Some(i) = &spec.initrd {
+            push(&["-initrd", &i.display().to_string()]);
+        }
+        push(&["-append", &kernel_append(spec)]);
+    }
+    let (blk, net_dev) = match spec.machine {
+        Machine::Q35 => ("virtio-blk-pci", "virtio-net-pci"),
+        Machine::Microvm => ("virtio-blk-device", "virtio-net-device"),
+    };
+    for (i, d) in spec.disks.iter().enumerate() {
+        let ro = if d.readonly { ",readonly=on" } else { "" };
+        push(&[
+            "-drive",
+            &format!(
+                "file={},format={},if=none,id=disk{i},cache={}{ro}",
+                esc(&d.path.display().to_string()),
+                d.format.as_str(),
+                d.cache.as_str()
+            ),
+        ]);
+        let boot = if spec.kernel.is_none() && i == 0 {
+            ",bootindex=1"
+        } else {
+            ""
+        };
+        push(&["-device", &format!("{blk},drive=disk{i}{boot}")]);
+    }
+    if let (Some(n), Some(fd)) = (&spec.net, la.tap_fd) {
+        let mac = n
+            .mac
+            .clone()
+            .unwrap_or_else(|| crate::spec::mac_for(&spec.name));
+        push(&["-netdev", &format!("tap,id=net0,fd={fd}")]);
+        push(&["-device", &format!("{net_dev},netdev=net0,mac={mac}")]);
+    }
+    for d in &spec.devices {
+        push(&["-device", &format!("vfio-pci,host={d}")]);
+    }
+    // The serial console: a socket for `carve vm console`, and a log file carve reads markers from.
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
+            esc(&paths.console_sock().display().to_string()),
+            esc(&paths.console_log().display().to_string())
+        ),
+    ]);
+    push(&["-serial", "chardev:serial0"]);
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=qmp,path={},server=on,wait=off",
+            esc(&paths.qmp().display().to_string())
+        ),
+    ]);
+    push(&["-mon", "chardev=qmp,mode=control"]);
+    if spec.gdb {
+        push(&[
+            "-gdb",
+            &format!(
+                "unix:{},server=on,wait=off",
+                esc(&paths.gdb().display().to_string())
+            ),
+        ]);
+    }
+    if la.paused {
+        push(&["-S"]);
+    }
+    if la.incoming {
+        push(&["-incoming", "defer"]);
+    }
+    a
+}
+
+/// Quotes an argv for a shell, for printing.
+pub fn shell_quote(argv: &[String]) -> String {
+    argv.iter()
+        .map(|s| {
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c))
+            {
+                s.clone()
+            } else {
+                format!("'{}'", s.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Disk, NetSpec};
+
+    fn spec() -> VmSpec {
+        let mut s = VmSpec::builder("vm1").unwrap().build_unchecked();
+        s.kernel = Some("/k/vmlinuz".into());
+        s.initrd = Some("/k/initrd.img".into());
+        s.append = Some("carve.cmd=\"echo hi\"".into());
+        s
+    }
+
+    fn has(argv: &[String], pair: [&str; 2]) -> bool {
+        argv.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1])
+    }
+
+    #[test]
+    fn tcg_direct_boot_command_line() {
+        let p = StatePaths::new("/run/carve/vm", "vm1");
+        let a = qemu_argv(&spec(), &p, Accel::Tcg, &LaunchArgs::default());
+        assert_eq!(a[0], "qemu-system-x86_64");
+        assert!(a.contains(&"-nodefaults".to_string()));
+        assert!(a.contains(&"-no-user-config".to_string()));
+        assert!(has(&a, ["-display", "none"]));
+        assert!(has(&a, ["-accel", "tcg"]));
+        assert!(has(&a, ["-cpu", "max"]));
+        assert!(has(&a, ["-machine", "q35,memory-backend=carve-mem"]));
+        assert!(has(
+            &a,
+            [
+                "-object",
+                "memory-backend-memfd,id=carve-mem,size=256M,share=on,prealloc=on"
+            ]
+        ));
+        assert!(has(&a, ["-append", "console=ttyS0 carve.cmd=\"echo hi\""]));
+        assert!(has(&a, ["-mon", "chardev=qmp,mode=control"]));
+        assert!(has(&a, ["-serial", "chardev:serial0"]));
+        assert!(!a.contains(&"-S".to_string()));
+    }
+
+    #[test]
+    fn kvm_hugepages_disks_net_vfio_gdb() {
+        let mut s = spec();
+        s.hugepages = true;
+        s.mem_lock = true;
+        s.gdb = true;
+        s.disks
+            .push("/d/a.qcow2,readonly,cache=none".parse::<Disk>().unwrap());
+        s.net = Some("br0,ip=10.0.0.2/24,gw=10.0.0.1".parse::<NetSpec>().unwrap());
+        s.devices.push("0000:03:00.0".into());
+        let p = StatePaths::new("/run/carve/vm", "vm1");
+        let la = LaunchArgs {
+            incoming: true,
+            paused: true,
+            tap_fd: Some(7),
+            hugetlbfs: Some("/dev/hugepages".into()),
+        };
+        let a = qemu_argv(&s, &p, Accel::Kvm, &la);
+        assert!(has(&a, ["-accel", "kvm"]));
+        assert!(has(&a, ["-cpu", "host"]));
+        assert!(has(&a, ["-object", "memory-backend-file,id=carve-mem,size=256M,mem-path=/dev/hugepages,share=on,prealloc=on"]));
+        assert!(has(&a, ["-overcommit", "mem-lock=on"]));
+        assert!(has(
+            &a,
+            [
+                "-drive",
+                "file=/d/a.qcow2,format=qcow2,if=none,id=disk0,cache=none,readonly=on"
+            ]
+        ));
+        assert!(has(&a, ["-device", "virtio-blk-pci,drive=disk0"]));
+        assert!(has(&a, ["-netdev", "tap,id=net0,fd=7"]));
+        let mac = crate::spec::mac_for("vm1");
+        assert!(has(
+            &a,
+            ["-device", &format!("virtio-net-pci,netdev=net0,mac={mac}")]
+        ));
+        assert!(has(&a, ["-device", "vfio-pci,host=0000:03:00.0"]));
+        assert!(has(
+            &a,
+            ["-gdb", "unix:/run/carve/vm/vm1/gdb.sock,server=on,wait=off"]
+        ));
+        assert!(has(&a, ["-incoming", "defer"]));
+        assert!(a.contains(&"-S".to_string()));
+        assert!(has(
+            &a,
+            [
+                "-append",
+                "console=ttyS0 carve.ip=10.0.0.2/24 carve.gw=10.0.0.1 carve.cmd=\"echo hi\""
+            ]
+        ));
+    }
+
+    #[test]
+    fn disk_boot_and_microvm() {
+        let mut s = VmSpec::builder("vm,2").unwrap_or_else(|_| VmSpec::builder("vm2").unwrap());
+        s = s.machine(Machine::Microvm);
+        let mut s = s.build_unchecked();
+        s.disks.push("/d/root.raw".parse::<Disk>().unwrap());
+        let p = StatePaths::new("/r", "vm2");
+        let a = qemu_argv(&s, &p, Accel::Tcg, &LaunchArgs::default());
+        assert!(!a.contains(&"-kernel".to_string()));
+        assert!(has(
+            &a,
+            ["-device", "virtio-blk-device,drive=disk0,bootindex=1"]
+        ));
+        assert!(has(
+            &a,
+            ["-machine", "microvm,memory-backend=carve-mem,rtc=on"]
+        ));
+    }
+
+    #[test]
+    fn commas_in_paths_are_escaped() {
+        let mut s = spec();
+        s.disks.push("/d/a,b.raw".parse::<Disk>().unwrap_or(Disk {
+            path: "/d/a,b.raw".into(),
+            format: crate::spec::DiskFormat::Raw,
+            readonly: false,
+            cache: Default::default(),
+        }));
+        let p = StatePaths::new("/r", "vm1");
+        let a = qemu_argv(&s, &p, Accel::Tcg, &LaunchArgs::default());
+        assert!(a.iter().any(|x| x.starts_with("file=/d/a,,b.raw,")));
+        assert_eq!(
+            shell_quote(&["a b".into(), "c".into()]),
+            "'a b' c".to_string()
+        );
+    }
+}

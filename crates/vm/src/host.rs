@@ -1,0 +1,122 @@
+//! What the VM tier reads from the host beyond carve-core's host model: the accelerator choice,
+//! hugetlbfs, thread lists and affinities. Roots are parameters so the logic is tested against a
+//! temp dir.
+
+use crate::cmdline::Accel;
+use carve_core::host::{Host, Roots};
+use carve_core::CpuSet;
+use std::path::Path;
+
+/// KVM when the host model says KVM can run guests (`Host::kvm_usable`, as `carve host` shows),
+/// else TCG with the reason for the warning.
+pub fn choose_accel(host: &Host) -> (Accel, Option<String>) {
+    if host.kvm_usable() {
+        return (Accel::Kvm, None);
+    }
+    let why = if !host.virt.kvm_device {
+        "there is no /dev/kvm".to_string()
+    } else {
+        format!(
+            "/dev/kvm is backed by {}, which cannot run unmodified guests",
+            host.virt
+                .kvm_module
+                .as_deref()
+                .unwrap_or("an unknown module")
+        )
+    };
+    (
+        Accel::Tcg,
+        Some(format!(
+            "warning: {why}; using TCG (software emulation, much slower)"
+        )),
+    )
+}
+
+/// The first hugetlbfs mount whose page size is 2 MiB (or has no pagesize option), from
+/// `PROC/mounts`.
+pub fn hugetlbfs_mount(roots: &Roots) -> Option<String> {
+    let mounts = std::fs::read_to_string(roots.proc.join("mounts")).ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 3
+            && f[2] == "hugetlbfs"
+            && (!f[3].contains("pagesize=") || f[3].contains("pagesize=2M")))
+        .then(|| f[1].to_string())
+    })
+}
+
+/// Free 2 MiB huge pages.
+pub fn free_hugepages(roots: &Roots) -> u64 {
+    std::fs::read_to_string(
+        roots
+            .sys
+            .join("kernel/mm/hugepages/hugepages-2048kB/free_hugepages"),
+    )
+    .ok()
+    .and_then(|s| s.trim().parse().ok())
+    .unwrap_or(0)
+}
+
+/// A task's allowed cores, from `PROC/PID/task/TID/status` (Cpus_allowed_list).
+pub fn allowed_cpus(proc_root: &Path, pid: i32, tid: i32) -> Option<CpuSet> {
+    let s = std::fs::read_to_string(proc_root.join(format!("{pid}/task/{tid}/status"))).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|v| CpuSet::parse_list(v.trim()).ok())
+}
+
+/// The threads of process `pid`.
+pub fn threads(proc_root: &Path, pid: i32) -> Vec<i32> {
+    let mut t: Vec<i32> = std::fs::read_dir(proc_root.join(format!("{pid}/task")))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    t.sort_unstable();
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_files_parse() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Roots::under(d.path());
+        std::fs::create_dir_all(&r.proc).unwrap();
+        std::fs::write(
+            r.proc.join("mounts"),
+            "proc /proc proc rw 0 0\nhugetlbfs /dev/hugepages hugetlbfs rw,relatime,pagesize=2M 0 0\n",
+        )
+        .unwrap();
+        assert_eq!(hugetlbfs_mount(&r).as_deref(), Some("/dev/hugepages"));
+        assert_eq!(free_hugepages(&r), 0);
+        std::fs::create_dir_all(r.proc.join("7/task/8")).unwrap();
+        std::fs::write(
+            r.proc.join("7/task/8/status"),
+            "Name:\tx\nCpus_allowed_list:\t1\n",
+        )
+        .unwrap();
+        assert_eq!(allowed_cpus(&r.proc, 7, 8).unwrap().to_string(), "1");
+        assert_eq!(threads(&r.proc, 7), vec![8]);
+    }
+
+    #[test]
+    fn pvm_kvm_falls_back_to_tcg() {
+        // This host's model, with its virtualization facts replaced.
+        let mut h = carve_core::read_host(&Roots::default()).unwrap();
+        h.virt.kvm_device = false;
+        let (a, why) = choose_accel(&h);
+        assert_eq!(a, Accel::Tcg);
+        assert!(why.unwrap().contains("no /dev/kvm"));
+        h.virt.kvm_device = true;
+        h.virt.kvm_module = Some("kvm_pvm".into());
+        let (a, why) = choose_accel(&h);
+        assert_eq!(a, Accel::Tcg);
+        assert!(why.unwrap().contains("kvm_pvm"));
+        h.virt.kvm_module = Some("kvm_intel".into());
+        assert_eq!(choose_accel(&h).0, Accel::Kvm);
+    }
+}
