@@ -36,11 +36,10 @@ pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), Error> {
     let Some(m) = res.memory() else {
         return Ok(());
     };
-    if let Some(s) = m.swap() {
+    if let Some(s) = m.swap().filter(|s| *s != 0) {
+        // Equal memory and memory+swap limits convert to 0: no swap at all.
         let v = swap_to_v2(s, m.limit())?;
-        if v != 0 {
-            fs::write(dir, "memory.swap.max", &max_str(v))?;
-        }
+        fs::write(dir, "memory.swap.max", &max_str(v))?;
     }
     if let Some(l) = m.limit() {
         if l != 0 {
@@ -92,6 +91,7 @@ mod tests {
     fn swap_conversion() {
         assert_eq!(swap_to_v2(-1, Some(100)).unwrap(), -1);
         assert_eq!(swap_to_v2(300, Some(100)).unwrap(), 200);
+        assert_eq!(swap_to_v2(100, Some(100)).unwrap(), 0);
         assert!(swap_to_v2(50, Some(100)).is_err());
         assert!(swap_to_v2(50, None).is_err());
     }

@@ -9,6 +9,10 @@ mod io;
 mod memory;
 mod pids;
 
+pub use cpu::{cpu_max, shares_to_weight};
+pub use io::blkio_to_io_weight;
+pub use memory::swap_to_v2;
+
 use crate::fs;
 use crate::layout::Hierarchy;
 use crate::stats::Stats;
