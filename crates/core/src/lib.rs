@@ -6,11 +6,15 @@
 //!   kernel isolation settings, cgroup layout, KVM). [`host::read_host`] reads it from /proc and
 //!   /sys; [`host::Host::from_json`] loads a fixture; [`host::Host::advice`] says what it can
 //!   and cannot give each tier.
+//! - [`plan::Plan`]: the TOML plan, parsed strictly; every [`plan::Problem`] names the
+//!   partition, the field and the line:column.
 //! - [`units`]: sizes ("64MiB") and durations ("500us") as plans write them.
 
 pub mod cpuset;
 pub mod host;
+pub mod plan;
 pub mod units;
 
 pub use cpuset::CpuSet;
 pub use host::{read_host, Host};
+pub use plan::{Plan, Problem};
