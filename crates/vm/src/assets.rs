@@ -24,7 +24,7 @@ pub const WANTED_MODULES: [&str; 6] = [
     "evdev",
 ];
 /// Bumped whenever the initramfs recipe changes, so cached assets are rebuilt.
-pub const RECIPE: u32 = 3;
+pub const RECIPE: u32 = 4;
 /// The marker the guest prints on its console once up.
 pub const READY_MARKER: &str = "carve-guest-ready";
 
@@ -448,7 +448,8 @@ if [ -n "$ipaddr" ]; then
   gw=$(arg carve.gw)
   [ -n "$gw" ] && ip route add default via "$gw"
 fi
-acpid 2>/dev/null
+mkdir -p /var/log /var/run
+acpid -l /tmp/acpid.log -p /tmp/acpid.pid
 echo carve-guest-ready
 cmd=$(arg carve.cmd)
 if [ -n "$cmd" ]; then

@@ -1,0 +1,100 @@
+//! Shared helpers of the VM tier's privileged tests: guest assets, a temp context, counters.
+#![allow(dead_code)]
+
+use carve_core::CpuSet;
+use carve_vm::assets::{prepare_guest, GuestAssets};
+use carve_vm::spec::VmSpec;
+use carve_vm::vm::Context;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The counter a guest prints: `count=N` every 0.2 s.
+pub const COUNTER_CMD: &str =
+    "quiet carve.cmd=\"i=0; while true; do echo count=$i; i=$((i+1)); sleep 0.2; done\"";
+
+/// Boot timeout under TCG with other tests sharing 2 cores.
+pub const BOOT: Duration = Duration::from_secs(90);
+
+/// The guest assets (built once into the workspace cache, shared by parallel tests).
+pub fn guest() -> GuestAssets {
+    let dir = std::env::var_os("CARVE_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest"))
+        });
+    prepare_guest(&dir).expect("guest assets")
+}
+
+/// A context whose state and journals live in a temp dir (removed on drop); cgroups are real.
+pub struct TestContext {
+    pub ctx: Context,
+    _dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+/// A *shared* hold of the host-tuning lock: VM tests run side by side, but not while a
+/// host-tuning test (which holds it exclusively) makes a core exclusive or moves tasks — the VM's
+/// cpuset and pinning need the cores as Linux normally has them.
+fn host_shared_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(carve_testkit::HOST_LOCK_PATH)
+        .expect("open host lock");
+    // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
+    assert_eq!(r, 0, "flock {}", carve_testkit::HOST_LOCK_PATH);
+    f
+}
+
+pub fn context() -> TestContext {
+    assert!(carve_testkit::is_root(), "the VM tests run as root");
+    let dir = tempfile::Builder::new()
+        .prefix("carve-vmt")
+        .tempdir()
+        .unwrap();
+    let ctx = Context {
+        state_root: dir.path().join("vm"),
+        journal_root: dir.path().join("journal"),
+        ..Context::default()
+    };
+    TestContext {
+        ctx,
+        _dir: dir,
+        _lock: host_shared_lock(),
+    }
+}
+
+/// The core a test VM's vCPU gets: the last online core (housekeeping keeps the others).
+pub fn vcpu_core() -> usize {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    CpuSet::parse_list(&online).unwrap().iter().last().unwrap()
+}
+
+/// A 1-vCPU, 256 MiB spec booting the cached guest with `append`.
+pub fn spec(name: &str, append: &str) -> VmSpec {
+    let g = guest();
+    let mut b = VmSpec::builder(name)
+        .unwrap()
+        .kernel(&g.kernel)
+        .unwrap()
+        .initrd(&g.initrd)
+        .unwrap()
+        .memory("256MiB")
+        .unwrap()
+        .cpus(CpuSet::from_iter([vcpu_core()]));
+    if !append.is_empty() {
+        b = b.append(append);
+    }
+    b.build_unchecked()
+}
+
+/// Every `count=N` the guest printed after `from`, in order.
+pub fn counts(log: &std::path::Path, from: u64) -> Vec<u64> {
+    carve_vm::console::read_from_str(log, from)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("count=")?.parse().ok())
+        .collect()
+}

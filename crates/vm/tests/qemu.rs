@@ -1,0 +1,252 @@
+//! The VM tier against real QEMU (TCG here): boot, pinning, pause/resume, snapshot/restore, live
+//! migration, stop, crash detection, networking. Root only.
+
+mod common;
+
+use carve_testkit::unique_name;
+use carve_vm::assets::READY_MARKER;
+use carve_vm::console;
+use carve_vm::vm::{self, Boot, StopOutcome, Vm};
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn boots_to_marker_pins_vcpus_and_stops_gracefully() {
+    let t = context();
+    let name = unique_name("vm-boot");
+    let mut vm = Vm::launch(&t.ctx, spec(&name, "quiet"), Boot::Fresh).unwrap();
+    vm.wait_for_console(READY_MARKER, 0, BOOT).unwrap();
+    let pid = vm.pid();
+
+    // Each vCPU thread runs only on its planned core; QEMU's other threads stay off it.
+    let st = vm::status(&t.ctx, &name).unwrap();
+    assert_eq!(st.state, "running");
+    assert_eq!(st.qemu_pid, Some(pid));
+    assert_eq!(
+        st.accel.as_deref(),
+        Some(carve_vm::vm::host_accel(&t.ctx).unwrap().0.as_str())
+    );
+    assert_eq!(st.vcpus.len(), 1);
+    let core = vcpu_core().to_string();
+    let tid = st.vcpus[0].thread_id;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(allowed, core);
+    assert_eq!(st.vcpus[0].allowed_cores, core);
+    if carve_core::CpuSet::parse_list(
+        &std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap(),
+    )
+    .unwrap()
+    .len()
+        > 1
+    {
+        for t2 in carve_vm::host::threads("/proc".as_ref(), pid) {
+            if t2 != tid {
+                let a = carve_vm::host::allowed_cpus("/proc".as_ref(), pid, t2).unwrap();
+                assert!(
+                    !a.contains(vcpu_core()),
+                    "thread {t2} may run on the vCPU core: {a}"
+                );
+            }
+        }
+    }
+    // QEMU sits in its own cgroup with the partition's cpuset.
+    let cg = vm.runtime().cgroups.clone();
+    assert!(!cg.is_empty());
+    let cpuset_dir = cg
+        .iter()
+        .find(|d| d.starts_with("/sys/fs/cgroup/cpuset"))
+        .unwrap();
+    let procs = std::fs::read_to_string(cpuset_dir.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+
+    // ACPI powerdown: the guest's acpid powers it off within the timeout.
+    let (how, report) = vm.stop(false, Duration::from_secs(60));
+    assert_eq!(how, StopOutcome::PoweredOff, "{report:?}");
+    assert!(report.clean, "{report:?}");
+    let log = std::fs::read_to_string(vm.paths().console_log()).unwrap();
+    assert!(log.contains("carve-guest-poweroff"));
+    // Everything carve made is gone: cgroup, sockets, journal.
+    for d in &cg {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    assert!(!vm.paths().qmp().exists());
+    assert!(!vm.paths().console_sock().exists());
+    assert!(std::fs::read_dir(&t.ctx.journal_root)
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn pause_stops_the_counter_and_resume_continues_it_and_stop_falls_back_to_kill() {
+    let t = context();
+    let name = unique_name("vm-pause");
+    let mut vm = Vm::launch(&t.ctx, spec(&name, COUNTER_CMD), Boot::Fresh).unwrap();
+    let log = vm.paths().console_log();
+    vm.wait_for_console("count=3", 0, BOOT).unwrap();
+
+    vm::pause(&t.ctx, &name).unwrap();
+    assert_eq!(vm::status(&t.ctx, &name).unwrap().state, "paused");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = *counts(&log, 0).last().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let still = *counts(&log, 0).last().unwrap();
+    assert_eq!(before, still, "the counter moved while paused");
+
+    vm::resume(&t.ctx, &name).unwrap();
+    let next = format!("count={}", before + 3);
+    vm.wait_for_console(&next, 0, BOOT).unwrap();
+    let c = counts(&log, 0);
+    // No restart: the sequence just goes on.
+    assert!(c.windows(2).all(|w| w[1] == w[0] + 1), "{c:?}");
+
+    // A paused guest cannot answer the power button: stop waits out the timeout, then kills.
+    vm::pause(&t.ctx, &name).unwrap();
+    let (how, report) = vm.stop(false, Duration::from_secs(2));
+    assert_eq!(how, StopOutcome::Killed);
+    assert_eq!(report.signal, Some(libc::SIGKILL));
+}
+
+#[test]
+fn snapshot_then_kill_then_restore_continues_the_counter() {
+    let t = context();
+    let name = unique_name("vm-snap");
+    let s = spec(&name, COUNTER_CMD);
+    let mut vm = Vm::launch(&t.ctx, s.clone(), Boot::Fresh).unwrap();
+    let log = vm.paths().console_log();
+    vm.wait_for_console("count=3", 0, BOOT).unwrap();
+    let snap = tempfile::NamedTempFile::new().unwrap();
+    vm::pause(&t.ctx, &name).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let at = *counts(&log, 0).last().unwrap();
+    vm::snapshot(&t.ctx, &name, snap.path()).unwrap();
+    assert!(std::fs::metadata(snap.path()).unwrap().len() > 1 << 20);
+    let r = vm.kill();
+    assert_eq!(r.signal, Some(libc::SIGKILL));
+    drop(vm);
+
+    let mut vm = vm::restore(&t.ctx, s, snap.path()).unwrap();
+    let from = vm.console_start();
+    let want = format!("count={}", at + 3);
+    vm.wait_for_console(&want, from, BOOT).unwrap();
+    let after = counts(&log, from);
+    assert!(!after.is_empty());
+    // It goes on from the snapshot (count at+1, at+2, ...), not from a fresh boot.
+    assert!(
+        after[0] > at && after[0] <= at + 2,
+        "before {at}, after {after:?}"
+    );
+    assert!(!console::read_from_str(&log, from).contains(READY_MARKER));
+    vm.kill();
+}
+
+#[test]
+fn live_migration_keeps_the_counter() {
+    let t = context();
+    let name = unique_name("vm-mig");
+    let mut src = Vm::launch(&t.ctx, spec(&name, COUNTER_CMD), Boot::Fresh).unwrap();
+    src.wait_for_console("count=3", 0, BOOT).unwrap();
+    let dest_name = unique_name("vm-mig-dest");
+    let mut d = src.spec().clone();
+    d.name = dest_name.clone();
+    let mut dest = vm::migrate(&t.ctx, &name, d).unwrap();
+    // The source QEMU quits once the destination runs.
+    let r = src.wait();
+    assert!(r.clean, "{r:?}");
+    let src_counts = counts(&src.paths().console_log(), 0);
+    let last = *src_counts.last().unwrap();
+    let want = format!("count={}", last + 3);
+    dest.wait_for_console(&want, 0, BOOT).unwrap();
+    let c = counts(&dest.paths().console_log(), 0);
+    assert!(
+        c[0] > last && c[0] <= last + 2,
+        "source ended at {last}, destination {c:?}"
+    );
+    assert!(!console::read_from_str(&dest.paths().console_log(), 0).contains(READY_MARKER));
+    let st = vm::status(&t.ctx, &dest_name).unwrap();
+    assert_eq!(st.state, "running");
+    dest.kill();
+}
+
+#[test]
+fn a_qemu_crash_is_detected_and_reported() {
+    let t = context();
+    let name = unique_name("vm-crash");
+    let mut vm = Vm::launch(&t.ctx, spec(&name, "quiet"), Boot::Fresh).unwrap();
+    // SAFETY: kill with the pid of the QEMU this test started and has not reaped.
+    unsafe { libc::kill(vm.pid(), libc::SIGKILL) };
+    let r = vm.wait();
+    assert!(!r.clean);
+    assert_eq!(r.signal, Some(libc::SIGKILL));
+    assert_eq!(r.message, "QEMU was killed by signal 9");
+    let st = vm::status(&t.ctx, &name).unwrap();
+    assert_eq!(st.state, "crashed");
+    assert_eq!(st.exit.unwrap().signal, Some(9));
+    // The journal was undone by the supervisor (this test).
+    assert!(std::fs::read_dir(&t.ctx.journal_root)
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn qemu_that_fails_to_start_is_reported_with_its_message() {
+    let t = context();
+    let name = unique_name("vm-bad");
+    let mut s = spec(&name, "quiet");
+    // A disk QEMU cannot open as qcow2: QEMU starts, complains and exits.
+    let bogus = tempfile::Builder::new()
+        .suffix(".qcow2")
+        .tempfile()
+        .unwrap();
+    std::fs::write(bogus.path(), b"not a qcow2 image").unwrap();
+    s.disks
+        .push(format!("{}", bogus.path().display()).parse().unwrap());
+    let e = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("QEMU exited with status 1"), "{msg}");
+    assert!(msg.to_lowercase().contains("qcow2"), "{msg}");
+    assert!(std::fs::read_dir(&t.ctx.journal_root)
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn bad_values_are_rejected_before_qemu_starts() {
+    let t = context();
+    let name = unique_name("vm-reject");
+    let mut s = spec(&name, "quiet");
+    s.kernel = Some("/nonexistent/vmlinuz".into());
+    let e = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap_err();
+    assert_eq!(e.to_string(), "kernel /nonexistent/vmlinuz does not exist");
+    let mut s = spec(&name, "quiet");
+    s.vcpus = 2;
+    let e = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap_err();
+    assert!(
+        e.to_string().contains("2 vCPU(s) but only 1 core(s)"),
+        "{e}"
+    );
+    let mut s = spec(&name, "quiet");
+    s.memory = 8 << 20;
+    assert!(Vm::launch(&t.ctx, s, Boot::Fresh)
+        .unwrap_err()
+        .to_string()
+        .contains("too small"));
+    let mut s = spec(&name, "quiet");
+    s.devices.push("0000:7f:1f.7".into());
+    let e = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("device pass-through: PCI device 0000:7f:1f.7 does not exist"),
+        "{e}"
+    );
+    // Nothing was started or made.
+    assert!(!t.ctx.paths(&name).dir.exists());
+}
