@@ -1,0 +1,728 @@
+//! `up`, supervision and `down` of one plan.
+
+use crate::cgroup::{hierarchies, Hierarchy};
+use crate::network::{attach_container, container_netns, create_bridge};
+use crate::oci::OciRuntime;
+use crate::process::poll_exit;
+use crate::restart::{Backoff, Exit};
+use crate::spec::{KindSpec, PlanSpec};
+use crate::state::{
+    check_collisions, check_plan_name, Desired, Lock, PartState, PartitionState, PlanDir,
+    PlanState, StateError,
+};
+use crate::tier::{PlanRef, Tier, TierCtx};
+use carve_journal::{Change, Journal, ProcessId};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Environment variable naming fault points (comma-separated) where `up` fails on purpose, to
+/// test rollback: `journal`, `state`, `network:NAME`, `dedicated:NAME`, `container:NAME`,
+/// `vm:NAME`, each also with `:after` (fail right after the step succeeded).
+pub const FAULT_ENV: &str = "CARVE_FAULT";
+
+/// How long a partition's graceful stop may take before it is killed.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// A progress report of `up` and `down`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A step begins.
+    Step {
+        /// What it does ("network carve0", "container web").
+        what: String,
+    },
+    /// The step just begun succeeded.
+    Done {
+        /// What it did.
+        what: String,
+    },
+    /// The step just begun failed.
+    Failed {
+        /// What failed.
+        what: String,
+        /// Why.
+        error: String,
+    },
+    /// A line of information.
+    Info {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Why `up` failed (after rolling back everything it did).
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// The plan was refused before anything was changed.
+    #[error(transparent)]
+    Refused(#[from] StateError),
+    /// A step failed; everything done before it was rolled back.
+    #[error("{step} failed: {reason}{}", rollback_text(.rollback))]
+    Step {
+        /// The step ("container web", "network carve0").
+        step: String,
+        /// Why it failed.
+        reason: String,
+        /// What the rollback could not undo (empty when the host is back as it was).
+        rollback: Vec<String>,
+    },
+}
+
+fn rollback_text(r: &[String]) -> String {
+    if r.is_empty() {
+        "; rolled back".into()
+    } else {
+        format!("; rollback left: {}", r.join("; "))
+    }
+}
+
+/// Why `down` could not restore everything.
+#[derive(Debug, thiserror::Error)]
+#[error("plan {plan}: could not undo: {}", .failures.join("; "))]
+pub struct DownError {
+    /// The plan.
+    pub plan: String,
+    /// Every stop or undo that failed.
+    pub failures: Vec<String>,
+}
+
+/// The engine: where state lives and which tiers run the partitions.
+pub struct Engine {
+    /// The state root (/run/carve).
+    pub root: PathBuf,
+    /// The journal root (/run/carve/journal).
+    pub journal_root: PathBuf,
+    /// The container tier.
+    pub containers: OciRuntime,
+    /// Fault points (see [`FAULT_ENV`]).
+    pub faults: Vec<String>,
+}
+
+impl Engine {
+    /// The engine with the default roots, the runtime from the environment and fault points
+    /// from `CARVE_FAULT`.
+    pub fn from_env() -> Self {
+        Engine {
+            root: crate::state::DEFAULT_ROOT.into(),
+            journal_root: carve_journal::DEFAULT_ROOT.into(),
+            containers: OciRuntime::from_env(),
+            faults: std::env::var(FAULT_ENV)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    fn fault(&self, point: &str) -> Result<(), String> {
+        if self.faults.iter().any(|f| f == point) {
+            Err(format!("fault injected at {point} ({FAULT_ENV})"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn tier(&self, kind: &KindSpec) -> Option<&dyn Tier> {
+        match kind {
+            KindSpec::Container(_) => Some(&self.containers),
+            // The dedicated and VM tiers are wired in as their crates land.
+            KindSpec::Dedicated(_) | KindSpec::Vm(_) => None,
+        }
+    }
+
+    /// The journal owner name of a plan.
+    pub fn journal_owner(plan: &str) -> String {
+        format!("plan-{plan}")
+    }
+
+    /// Brings `plan` up: validate → journal → networks → dedicated → containers → VMs, reporting
+    /// each step to `progress`. On failure everything done is rolled back and the error names
+    /// the step and why. On success the returned [`Running`] holds the plan (its lock and
+    /// journal) until [`Running::down`].
+    pub fn up(&self, plan: PlanSpec, progress: &mut dyn FnMut(Event)) -> Result<Running, UpError> {
+        check_plan_name(&plan.name)?;
+        for p in &plan.partitions {
+            if self.tier(&p.kind).is_none() {
+                return Err(UpError::Step {
+                    step: format!("{} {}", p.kind.name(), p.name),
+                    reason: format!(
+                        "the {} tier is not wired into the engine yet",
+                        p.kind.name()
+                    ),
+                    rollback: vec![],
+                });
+            }
+        }
+        std::fs::create_dir_all(&self.root).map_err(|source| StateError::Io {
+            action: "create",
+            path: self.root.clone(),
+            source,
+        })?;
+        // One `up` at a time checks and claims, so two plans can't both pass the check.
+        let claim = Lock::take(&self.root.join(".engine.lock"), true)?.expect("waited");
+        check_collisions(&self.root, &plan)?;
+
+        progress(Event::Step {
+            what: "journal".into(),
+        });
+        let mut run = match self.open_state(&plan) {
+            Ok(r) => r,
+            Err((step, reason, journal)) => {
+                let rollback = undo_all(journal);
+                progress(Event::Failed {
+                    what: step.clone(),
+                    error: reason.clone(),
+                });
+                return Err(UpError::Step {
+                    step,
+                    reason,
+                    rollback,
+                });
+            }
+        };
+        progress(Event::Done {
+            what: "journal".into(),
+        });
+        drop(claim);
+
+        if let Err((step, reason)) = self.realize(&mut run, progress) {
+            progress(Event::Failed {
+                what: step.clone(),
+                error: reason.clone(),
+            });
+            progress(Event::Info {
+                text: "rolling back".into(),
+            });
+            let rollback = run.teardown(self, Duration::from_secs(2));
+            return Err(UpError::Step {
+                step,
+                reason,
+                rollback,
+            });
+        }
+        Ok(run)
+    }
+
+    /// Journal, state folder (a tmpfs, so undo removes every file in it at once), lock, plan copy.
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    fn open_state(&self, plan: &PlanSpec) -> Result<Running, (String, String, Option<Journal>)> {
+        let owner = Self::journal_owner(&plan.name);
+        let journal = Journal::create(&self.journal_root, &owner)
+            .map_err(|e| ("journal".to_string(), e.to_string(), None))?
+            .with_link_undo(carve_net::journal_undo);
+        if let Err(e) = self.fault("journal") {
+            return Err(("journal".to_string(), e, Some(journal)));
+        }
+        let mut journal = Some(journal);
+        let r = (|| -> Result<Running, String> {
+            let j = journal.as_mut().expect("journal");
+            let dir = PlanDir::new(&self.root, &plan.name);
+            j.create_dir(&dir.dir).map_err(|e| e.to_string())?;
+            j.record(Change::Mount {
+                target: dir.dir.clone(),
+            })
+            .map_err(|e| e.to_string())?;
+            mount_tmpfs(&dir.dir)?;
+            let lock = Lock::take(&dir.lock_file(), false)
+                .map_err(|e| e.to_string())?
+                .ok_or("plan lock is held")?;
+            dir.write_plan(plan).map_err(|e| e.to_string())?;
+            let state = PlanState {
+                plan: plan.name.clone(),
+                holder: std::process::id() as i32,
+                oci_runtime: Some(self.containers.binary.clone()),
+                oci_root: Some(dir.oci_root()),
+                partitions: plan
+                    .partitions
+                    .iter()
+                    .map(|p| PartitionState {
+                        name: p.name.clone(),
+                        kind: p.kind.name().into(),
+                        cpus: p.cpus.clone(),
+                        memory: p.memory,
+                        state: PartState::Pending,
+                        desired: Desired::Running,
+                        pid: None,
+                        cgroup: None,
+                        log: dir.partition_dir(&p.name).join("log"),
+                        id: String::new(),
+                        restarts: 0,
+                        last_exit: None,
+                    })
+                    .collect(),
+                bridges: plan.networks.iter().map(|n| n.name.clone()).collect(),
+                netns: vec![],
+            };
+            dir.write_state(&state).map_err(|e| e.to_string())?;
+            for p in &plan.partitions {
+                let d = dir.partition_dir(&p.name);
+                std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+            }
+            self.fault("state")?;
+            Ok(Running {
+                plan: plan.clone(),
+                dir,
+                journal: journal.take(),
+                _lock: Some(lock),
+                state,
+                hierarchies: hierarchies(),
+                backoff: HashMap::new(),
+                started_at: HashMap::new(),
+                restart_at: HashMap::new(),
+            })
+        })();
+        r.map_err(|e| ("state".to_string(), e, journal))
+    }
+
+    fn realize(
+        &self,
+        run: &mut Running,
+        progress: &mut dyn FnMut(Event),
+    ) -> Result<(), (String, String)> {
+        for net in run.plan.networks.clone() {
+            let what = format!("network {}", net.name);
+            progress(Event::Step { what: what.clone() });
+            let point = format!("network:{}", net.name);
+            self.fault(&point).map_err(|e| (what.clone(), e))?;
+            let made = create_bridge(run.journal_mut(), &net)
+                .map_err(|e| (what.clone(), e.to_string()))?;
+            run.state.netns.extend(made);
+            self.fault(&format!("{point}:after"))
+                .map_err(|e| (what.clone(), e))?;
+            progress(Event::Done { what });
+        }
+        // Dedicated partitions take their cores first, then containers, then VMs.
+        for kind in ["dedicated", "container", "vm"] {
+            let names: Vec<String> = run
+                .plan
+                .partitions
+                .iter()
+                .filter(|p| p.kind.name() == kind)
+                .map(|p| p.name.clone())
+                .collect();
+            for name in names {
+                let what = format!("{kind} {name}");
+                progress(Event::Step { what: what.clone() });
+                let point = format!("{kind}:{name}");
+                self.fault(&point).map_err(|e| (what.clone(), e))?;
+                run.start_partition(self, &name)
+                    .map_err(|e| (what.clone(), e))?;
+                self.fault(&format!("{point}:after"))
+                    .map_err(|e| (what.clone(), e))?;
+                progress(Event::Done { what });
+            }
+        }
+        run.save();
+        Ok(())
+    }
+
+    /// Takes down plan `name` that no live process holds (its holder crashed): stops its
+    /// containers through the runtime and undoes its journal. Returns what could not be undone.
+    pub fn restore_plan(&self, name: &str) -> Result<(), DownError> {
+        let fail = |f: Vec<String>| DownError {
+            plan: name.to_string(),
+            failures: f,
+        };
+        let dir = PlanDir::new(&self.root, name);
+        let mut failures = Vec::new();
+        let lock = if dir.lock_file().exists() {
+            match Lock::take(&dir.lock_file(), false) {
+                Ok(Some(l)) => Some(l),
+                Ok(None) => {
+                    return Err(fail(vec![format!(
+                        "plan {name} is held by a running carve"
+                    )]))
+                }
+                Err(e) => {
+                    failures.push(e.to_string());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let (Ok(plan), Ok(state)) = (dir.read_plan(), dir.read_state()) {
+            let pr = PlanRef {
+                dir: &dir,
+                plan: &plan,
+            };
+            for p in state.partitions.iter().rev() {
+                if p.pid.is_none() && p.id.is_empty() {
+                    continue;
+                }
+                if let Some(spec) = plan.partition(&p.name) {
+                    if let Some(t) = self.tier(&spec.kind) {
+                        if let Err(e) = t.stop(&pr, p, Duration::from_secs(2)) {
+                            failures.push(format!("{}: {e}", p.name));
+                        }
+                    }
+                }
+            }
+        }
+        drop(lock);
+        let path = carve_journal::journal_path(&self.journal_root, &Self::journal_owner(name));
+        if path.exists() {
+            match Journal::load(&path) {
+                Ok(j) => {
+                    if let Err(e) = j.with_link_undo(carve_net::journal_undo).undo() {
+                        failures.push(e.to_string());
+                    }
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(failures))
+        }
+    }
+}
+
+fn undo_all(journal: Option<Journal>) -> Vec<String> {
+    match journal.map(Journal::undo) {
+        Some(Err(e)) => vec![e.to_string()],
+        _ => vec![],
+    }
+}
+
+fn mount_tmpfs(dir: &Path) -> Result<(), String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let target = CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let fstype = CString::new("tmpfs").expect("no NUL");
+    let data = CString::new("mode=0700,size=64m").expect("no NUL");
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    let r = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount tmpfs on {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+/// A plan that is up, held by this process: its lock, journal and live state.
+#[derive(Debug)]
+pub struct Running {
+    plan: PlanSpec,
+    dir: PlanDir,
+    journal: Option<Journal>,
+    _lock: Option<Lock>,
+    state: PlanState,
+    hierarchies: Vec<Hierarchy>,
+    backoff: HashMap<String, Backoff>,
+    started_at: HashMap<String, Instant>,
+    restart_at: HashMap<String, Instant>,
+}
+
+impl Running {
+    fn journal_mut(&mut self) -> &mut Journal {
+        self.journal.as_mut().expect("journal open while running")
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &PlanSpec {
+        &self.plan
+    }
+
+    /// The plan's state folder.
+    pub fn dir(&self) -> &PlanDir {
+        &self.dir
+    }
+
+    /// The live state.
+    pub fn state(&self) -> &PlanState {
+        &self.state
+    }
+
+    fn save(&self) {
+        // A failed write only makes `carve ps` stale; the journal is what restores the host.
+        let _ = self.dir.write_state(&self.state);
+    }
+
+    fn part_mut(&mut self, name: &str) -> &mut PartitionState {
+        self.state
+            .partitions
+            .iter_mut()
+            .find(|p| p.name == name)
+            .expect("partition of the plan")
+    }
+
+    fn start_partition(&mut self, engine: &Engine, name: &str) -> Result<(), String> {
+        let spec = self
+            .plan
+            .partition(name)
+            .cloned()
+            .ok_or("no such partition")?;
+        let tier = engine
+            .tier(&spec.kind)
+            .ok_or_else(|| format!("no {} tier", spec.kind.name()))?;
+        let mut netns = None;
+        if let KindSpec::Container(c) = &spec.kind {
+            if let Some(att) = &c.network {
+                let ns = container_netns(&self.plan.name, name);
+                if !self.state.netns.contains(&ns) {
+                    let plan = self.plan.clone();
+                    attach_container(self.journal_mut(), &plan, name, att)
+                        .map_err(|e| e.to_string())?;
+                    self.state.netns.push(ns.clone());
+                }
+                netns = Some(ns);
+            }
+        }
+        let hierarchies = self.hierarchies.clone();
+        let plan = self.plan.clone();
+        let dir = self.dir.clone();
+        let ctx = TierCtx {
+            plan: &plan,
+            dir: &dir,
+            part: &spec,
+            netns,
+            hierarchies: &hierarchies,
+        };
+        let launched = tier.start(&ctx, self.journal_mut())?;
+        let p = self.part_mut(name);
+        p.pid = Some(launched.pid);
+        p.cgroup = launched.cgroup;
+        p.id = launched.id;
+        p.log = launched.log;
+        p.state = PartState::Running;
+        self.started_at.insert(name.to_string(), Instant::now());
+        self.save();
+        Ok(())
+    }
+
+    fn stop_partition(
+        &mut self,
+        engine: &Engine,
+        name: &str,
+        grace: Duration,
+    ) -> Result<(), String> {
+        let spec = self
+            .plan
+            .partition(name)
+            .cloned()
+            .ok_or("no such partition")?;
+        let Some(tier) = engine.tier(&spec.kind) else {
+            return Ok(());
+        };
+        let part = self.part_mut(name).clone();
+        if part.id.is_empty() {
+            return Ok(());
+        }
+        let r = tier.stop(
+            &PlanRef {
+                dir: &self.dir,
+                plan: &self.plan,
+            },
+            &part,
+            grace,
+        );
+        let p = self.part_mut(name);
+        p.state = PartState::Stopped;
+        p.pid = None;
+        self.save();
+        r
+    }
+
+    /// One round of supervision: notices exits and applies restart policies, and acts on
+    /// `carve stop` / `carve start` requests. Returns true when something changed.
+    pub fn tick(&mut self, engine: &Engine) -> bool {
+        let mut changed = false;
+        let names: Vec<String> = self
+            .state
+            .partitions
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        for name in names {
+            let desired = read_desired(&self.dir, &name);
+            let part = self.part_mut(&name).clone();
+            self.part_mut(&name).desired = desired;
+            match (part.state, desired) {
+                (PartState::Running, Desired::Stopped) => {
+                    let _ = self.stop_partition(engine, &name, GRACE);
+                    changed = true;
+                }
+                (PartState::Running, Desired::Running) => {
+                    let Some(id) = part
+                        .pid
+                        .and_then(|p| pid_identity(p, &self.started_at, &name))
+                    else {
+                        continue;
+                    };
+                    if let Some(exit) = poll_exit(id) {
+                        changed = true;
+                        self.on_exit(engine, &name, exit);
+                    }
+                }
+                (PartState::Restarting, Desired::Running)
+                    if self
+                        .restart_at
+                        .get(&name)
+                        .is_none_or(|t| Instant::now() >= *t) =>
+                {
+                    changed = true;
+                    self.restart(engine, &name);
+                }
+                (PartState::Stopped | PartState::Exited, Desired::Running)
+                    if part.last_exit.as_deref() == Some("stopped") =>
+                {
+                    // `carve start` after `carve stop`.
+                    changed = true;
+                    self.restart(engine, &name);
+                }
+                (PartState::Restarting, Desired::Stopped) => {
+                    self.part_mut(&name).state = PartState::Stopped;
+                    changed = true;
+                }
+                _ => {}
+            }
+            if desired == Desired::Stopped && self.part_mut(&name).state == PartState::Stopped {
+                self.part_mut(&name).last_exit = Some("stopped".into());
+            }
+        }
+        if changed {
+            self.save();
+        }
+        changed
+    }
+
+    fn on_exit(&mut self, engine: &Engine, name: &str, exit: Exit) {
+        let policy = self
+            .plan
+            .partition(name)
+            .map(|p| p.restart)
+            .unwrap_or_default();
+        let ran = self
+            .started_at
+            .get(name)
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        let delay = self
+            .backoff
+            .entry(name.to_string())
+            .or_default()
+            .on_exit(policy, exit, ran);
+        // The runtime's record of the dead container goes now; a restart makes a new one.
+        let _ = self.stop_partition(engine, name, Duration::ZERO);
+        let p = self.part_mut(name);
+        p.last_exit = Some(exit.to_string());
+        match delay {
+            Some(d) => {
+                p.state = PartState::Restarting;
+                self.restart_at.insert(name.to_string(), Instant::now() + d);
+            }
+            None => p.state = PartState::Exited,
+        }
+    }
+
+    fn restart(&mut self, engine: &Engine, name: &str) {
+        match self.start_partition(engine, name) {
+            Ok(()) => {
+                let p = self.part_mut(name);
+                p.restarts += 1;
+                p.last_exit = None;
+            }
+            Err(e) => {
+                self.on_exit(engine, name, Exit::Unknown);
+                self.part_mut(name).last_exit = Some(format!("restart failed: {e}"));
+            }
+        }
+    }
+
+    /// Stops every partition (VMs, then containers, then dedicated; graceful, then forced after
+    /// `grace`) and undoes the journal: networks, cgroups, state folder. Returns what failed.
+    pub fn teardown(mut self, engine: &Engine, grace: Duration) -> Vec<String> {
+        let mut failures = Vec::new();
+        for kind in ["vm", "container", "dedicated"] {
+            let names: Vec<String> = self
+                .plan
+                .partitions
+                .iter()
+                .rev()
+                .filter(|p| p.kind.name() == kind)
+                .map(|p| p.name.clone())
+                .collect();
+            for name in names {
+                if let Err(e) = self.stop_partition(engine, &name, grace) {
+                    failures.push(format!("{kind} {name}: {e}"));
+                }
+            }
+        }
+        drop(self._lock.take());
+        failures.extend(undo_all(self.journal.take()));
+        failures
+    }
+
+    /// [`Running::teardown`] with the default grace, reporting to `progress`.
+    pub fn down(self, engine: &Engine, progress: &mut dyn FnMut(Event)) -> Result<(), DownError> {
+        let plan = self.plan.name.clone();
+        progress(Event::Step {
+            what: format!("down {plan}"),
+        });
+        let failures = self.teardown(engine, GRACE);
+        if failures.is_empty() {
+            progress(Event::Done {
+                what: format!("down {plan}"),
+            });
+            Ok(())
+        } else {
+            progress(Event::Failed {
+                what: format!("down {plan}"),
+                error: failures.join("; "),
+            });
+            Err(DownError { plan, failures })
+        }
+    }
+}
+
+fn pid_identity(pid: i32, _started: &HashMap<String, Instant>, _name: &str) -> Option<ProcessId> {
+    // A zombie child (exited, not yet reaped) has no start time we can read in every kernel:
+    // fall back to a bare identity so waitpid still reaps it.
+    ProcessId::of(pid).or(Some(ProcessId { pid, start_time: 0 }))
+}
+
+/// The file through which `carve stop` / `carve start` tell the holder what they want.
+pub fn desired_file(dir: &PlanDir, part: &str) -> PathBuf {
+    dir.partition_dir(part).join("desired")
+}
+
+fn read_desired(dir: &PlanDir, part: &str) -> Desired {
+    match std::fs::read_to_string(desired_file(dir, part)).as_deref() {
+        Ok("stopped") => Desired::Stopped,
+        _ => Desired::Running,
+    }
+}
+
+/// Asks the holder of the plan to stop or start partition `part`.
+pub fn request(dir: &PlanDir, part: &str, want: Desired) -> Result<(), StateError> {
+    let path = desired_file(dir, part);
+    let text = match want {
+        Desired::Running => "running",
+        Desired::Stopped => "stopped",
+    };
+    std::fs::write(&path, text).map_err(|source| StateError::Io {
+        action: "write",
+        path,
+        source,
+    })
+}

@@ -1,0 +1,365 @@
+//! `up` / `down` of real plans as root: containers through runc's command line (carve-oci's
+//! CLI is the same), networks through netlink inside a namespace the test makes, rollback at
+//! every step, and plans side by side.
+
+use carve_core::CpuSet;
+use carve_engine::engine::{request, Engine};
+use carve_engine::oci::OciRuntime;
+use carve_engine::spec::{
+    Attachment, ContainerSpec, KindSpec, NetworkSpec, PartitionSpec, PlanSpec, RestartPolicy,
+    RootfsSource,
+};
+use carve_engine::state::{check_collisions, Desired, PartState, PlanDir, StateError};
+use carve_engine::{Running, UpError};
+use carve_net::{Netlink, NetnsGuard};
+use carve_testkit::{short_name, unique_name};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A busybox rootfs shared by the tests of this process.
+fn rootfs() -> PathBuf {
+    static ONCE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, p) = ONCE.get_or_init(|| {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("rootfs");
+        carve_engine::image::busybox_rootfs(&p, Path::new("/bin/busybox")).unwrap();
+        (t, p)
+    });
+    p.clone()
+}
+
+fn engine(faults: &[&str]) -> Engine {
+    let mut e = Engine::from_env();
+    e.containers = OciRuntime {
+        binary: "runc".into(),
+    };
+    e.faults = faults.iter().map(|s| s.to_string()).collect();
+    e
+}
+
+fn container(name: &str, cpus: &str, command: &[&str], net: Option<Attachment>) -> PartitionSpec {
+    PartitionSpec {
+        name: name.into(),
+        cpus: CpuSet::parse_list(cpus).unwrap(),
+        memory: 64 << 20,
+        restart: RestartPolicy::No,
+        kind: KindSpec::Container(ContainerSpec {
+            rootfs: RootfsSource::Folder(rootfs()),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            env: vec![("CARVE_TEST".into(), "1".into())],
+            init: false,
+            network: net,
+        }),
+    }
+}
+
+/// A plan with one bridge inside `ns` (the test's namespace) and one attached container.
+fn net_plan(ns: &str) -> PlanSpec {
+    let bridge = short_name("br");
+    let part = unique_name("web");
+    PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![NetworkSpec {
+            name: bridge.clone(),
+            namespace: Some(ns.into()),
+            subnet: "10.77.0.0".parse().unwrap(),
+            prefix: 24,
+            gateway: Some("10.77.0.1".parse().unwrap()),
+        }],
+        partitions: vec![container(
+            &part,
+            "0",
+            &[
+                "/bin/sh",
+                "-c",
+                "echo hello from $CARVE_PARTITION; exec sleep 1000",
+            ],
+            Some(Attachment {
+                bridge,
+                address: "10.77.0.2".parse().unwrap(),
+                prefix: 24,
+                gateway: None,
+            }),
+        )],
+    }
+}
+
+/// Takes the plan down when the test ends, also on failure.
+struct Up {
+    engine: Engine,
+    running: Option<Running>,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let left = r.teardown(&self.engine, Duration::from_secs(2));
+            if !std::thread::panicking() {
+                assert!(left.is_empty(), "teardown left {left:?}");
+            }
+        }
+    }
+}
+
+fn cgroup_dirs(plan: &str) -> Vec<PathBuf> {
+    carve_engine::cgroup::hierarchies()
+        .iter()
+        .map(|h| carve_engine::cgroup::dir_in(h, &format!("/carve-{plan}")))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// Nothing of `plan` is left: state folder, journal, cgroups, container netns, links.
+fn assert_gone(e: &Engine, plan: &PlanSpec, bridge_ns: Option<&str>) {
+    let dir = PlanDir::new(&e.root, &plan.name);
+    assert!(!dir.dir.exists(), "{} left", dir.dir.display());
+    let j = carve_journal::journal_path(&e.journal_root, &Engine::journal_owner(&plan.name));
+    assert!(!j.exists(), "{} left", j.display());
+    assert_eq!(cgroup_dirs(&plan.name), Vec::<PathBuf>::new());
+    for p in &plan.partitions {
+        let ns = carve_engine::network::container_netns(&plan.name, &p.name);
+        assert!(!carve_net::netns_exists(&ns), "netns {ns} left");
+    }
+    if let Some(ns) = bridge_ns {
+        let mut nl = Netlink::open_in(ns).unwrap();
+        let links: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(links, vec!["lo".to_string()], "links left in {ns}");
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn container_with_network_up_ps_exec_down_leaves_nothing() {
+    assert!(carve_testkit::is_root(), "the engine suite runs as root");
+    let ns = NetnsGuard::create(&unique_name("ns")).unwrap();
+    let plan = net_plan(ns.name());
+    let part = plan.partitions[0].name.clone();
+    let mut events = Vec::new();
+    let mut up = Up {
+        engine: engine(&[]),
+        running: None,
+    };
+    up.running = Some(up.engine.up(plan.clone(), &mut |e| events.push(e)).unwrap());
+    let r = up.running.as_ref().unwrap();
+    let st = &r.state().partitions[0];
+    assert_eq!(st.state, PartState::Running);
+    let pid = st.pid.unwrap();
+    // The container's init sits in the partition's cpuset and memory cgroups with their limits.
+    let cg = st.cgroup.clone().unwrap();
+    let hs = carve_engine::cgroup::hierarchies();
+    let cpuset = carve_engine::cgroup::controller_dir(&hs, "cpuset", &cg).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(cpuset.join("cpuset.cpus"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    let procs = std::fs::read_to_string(cpuset.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == pid.to_string()), "{procs}");
+    let usage = carve_engine::cgroup::usage(&hs, &cg);
+    assert_eq!(usage.memory_limit, Some(64 << 20));
+    assert!(usage.cpu_ns.is_some() && usage.memory.is_some());
+    // Its output reaches the log.
+    wait_for("the log line", || {
+        std::fs::read_to_string(&st.log)
+            .unwrap_or_default()
+            .contains(&format!("hello from {part}"))
+    });
+    // eth0 in its own namespace has the plan's address; its veth peer is on the bridge.
+    let cns = carve_engine::network::container_netns(&plan.name, &part);
+    let mut inner = Netlink::open_in(&cns).unwrap();
+    let addrs = inner.addresses("eth0").unwrap();
+    assert!(
+        addrs.contains(&("10.77.0.2".parse().unwrap(), 24)),
+        "{addrs:?}"
+    );
+    // The container reaches the bridge's address over its veth.
+    let root = r.dir().oci_root();
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["exec", &st.id, "ping", "-c", "1", "-W", "5", "10.77.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ping from the container: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Progress named each step in order.
+    let steps: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            carve_engine::Event::Done { what } => Some(what.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            "journal".to_string(),
+            format!("network {}", plan.networks[0].name),
+            format!("container {part}"),
+        ]
+    );
+    let engine_ref = engine(&[]);
+    let running = up.running.take().unwrap();
+    running.down(&engine_ref, &mut |_| {}).unwrap();
+    assert!(!carve_journal::ProcessId::of(pid).is_some_and(|p| p.is_alive()));
+    assert_gone(&engine_ref, &plan, Some(ns.name()));
+}
+
+#[test]
+fn a_failure_at_each_step_rolls_everything_back() {
+    let ns = NetnsGuard::create(&unique_name("ns")).unwrap();
+    let probe = net_plan(ns.name());
+    for point in [
+        "journal".to_string(),
+        "state".to_string(),
+        format!("network:{}", probe.networks[0].name),
+        format!("network:{}:after", probe.networks[0].name),
+        "container:PART".to_string(),
+        "container:PART:after".to_string(),
+    ] {
+        let plan = net_plan(ns.name());
+        let point = point
+            .replace("PART", &plan.partitions[0].name)
+            .replace(&probe.networks[0].name, &plan.networks[0].name);
+        let e = engine(&[&point]);
+        let mut events = Vec::new();
+        let err = match e.up(plan.clone(), &mut |ev| events.push(ev)) {
+            Ok(r) => {
+                let _ = r.teardown(&e, Duration::from_secs(1));
+                panic!("up succeeded despite fault {point}");
+            }
+            Err(err) => err,
+        };
+        let UpError::Step {
+            step,
+            reason,
+            rollback,
+        } = &err
+        else {
+            panic!("{point}: unexpected error {err}");
+        };
+        assert!(reason.contains(&point), "{point}: {err}");
+        assert!(rollback.is_empty(), "{point}: {err}");
+        let want_step = point.trim_end_matches(":after").replacen(':', " ", 1);
+        assert!(
+            want_step.starts_with(step.as_str()) || *step == want_step,
+            "{point}: step {step}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|ev| matches!(ev, carve_engine::Event::Failed { .. })),
+            "{point}: no failure event"
+        );
+        assert_gone(&e, &plan, Some(ns.name()));
+    }
+}
+
+#[test]
+fn restart_policy_and_stop_start_requests_are_applied_by_tick() {
+    let mut plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![],
+        partitions: vec![container(
+            &unique_name("flaky"),
+            "0",
+            &["/bin/sh", "-c", "sleep 0.3; exit 3"],
+            None,
+        )],
+    };
+    plan.partitions[0].restart = RestartPolicy::OnFailure;
+    let name = plan.partitions[0].name.clone();
+    let mut up = Up {
+        engine: engine(&[]),
+        running: None,
+    };
+    up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
+    let e = engine(&[]);
+    // It fails, is restarted (with backoff) and counted.
+    wait_for("two restarts", || {
+        let r = up.running.as_mut().unwrap();
+        r.tick(&e);
+        r.state().partitions[0].restarts >= 2
+    });
+    let r = up.running.as_mut().unwrap();
+    assert_eq!(r.state().partitions[0].last_exit, None);
+    // `carve stop` writes a request; the holder stops it and keeps it stopped.
+    request(r.dir(), &name, Desired::Stopped).unwrap();
+    wait_for("stopped", || {
+        r.tick(&e);
+        r.state().partitions[0].state == PartState::Stopped
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    r.tick(&e);
+    assert_eq!(r.state().partitions[0].state, PartState::Stopped);
+    assert_eq!(r.state().partitions[0].pid, None);
+    // `carve start` brings it back.
+    request(r.dir(), &name, Desired::Running).unwrap();
+    wait_for("running again", || {
+        r.tick(&e);
+        r.state().partitions[0].state == PartState::Running
+    });
+    let plan_copy = plan.clone();
+    let running = up.running.take().unwrap();
+    running.down(&e, &mut |_| {}).unwrap();
+    assert_gone(&e, &plan_copy, None);
+}
+
+#[test]
+fn plans_side_by_side_and_a_colliding_plan_refused() {
+    let ns = NetnsGuard::create(&unique_name("ns")).unwrap();
+    let a = net_plan(ns.name());
+    let mut b = net_plan(ns.name());
+    b.partitions[0].kind = container("x", "0", &["sleep", "1000"], None).kind;
+    b.networks[0].gateway = None;
+    let mut ua = Up {
+        engine: engine(&[]),
+        running: None,
+    };
+    ua.running = Some(ua.engine.up(a.clone(), &mut |_| {}).unwrap());
+    let mut ub = Up {
+        engine: engine(&[]),
+        running: None,
+    };
+    // Both on core 0 (containers share cores), different names and bridges: side by side.
+    ub.running = Some(ub.engine.up(b.clone(), &mut |_| {}).unwrap());
+    // A third asking for a's bridge and a partition name of b is refused, naming both, and
+    // changes nothing.
+    let mut c = net_plan(ns.name());
+    c.networks[0].name = a.networks[0].name.clone();
+    c.partitions[0].name = b.partitions[0].name.clone();
+    let e = engine(&[]);
+    let err = e.up(c.clone(), &mut |_| {}).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, UpError::Refused(StateError::Collision { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("bridge {}", a.networks[0].name))
+            || msg.contains(&format!("partition name {}", b.partitions[0].name)),
+        "{msg}"
+    );
+    assert!(!PlanDir::new(&e.root, &c.name).dir.exists());
+    // The same plan twice is refused too.
+    assert!(matches!(
+        check_collisions(&e.root, &a),
+        Err(StateError::AlreadyUp(..))
+    ));
+    drop(ub);
+    drop(ua);
+    assert_gone(&e, &a, Some(ns.name()));
+    assert_gone(&e, &b, Some(ns.name()));
+}
