@@ -1,0 +1,232 @@
+//! Privileged tests of the dedicated tier against the real kernel (root). Each one retunes the
+//! host, holds `HostLock`, and checks that teardown leaves it exactly as it was.
+
+use carve_core::CpuSet;
+use carve_dedicated::launch::{sched_getattr, status_field};
+use carve_dedicated::sys::{get_affinity, online_cpus, set_affinity};
+use carve_dedicated::{DedicatedSpec, Error, Partition};
+use carve_testkit::{HostLock, Snapshot};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The snapshot differences this tier is responsible for: tuning files, and the cpusets, mounts
+/// and journals it names. (Other crates' tests run in parallel and create and remove their own
+/// cgroups, namespaces and journals meanwhile.)
+fn our_diff(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    before
+        .diff(after)
+        .into_iter()
+        .filter(|l| {
+            l.starts_with('/')
+                || [
+                    "carve-ded-",
+                    "carve-hk-",
+                    "hugepages",
+                    "dedicated-",
+                    "noise-",
+                    "tracefs",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .collect()
+}
+
+fn setup_cpus() -> Option<(CpuSet, CpuSet)> {
+    if !carve_testkit::is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    let online = online_cpus(Path::new("/sys")).unwrap();
+    let last = online.iter().last().unwrap();
+    if online.len() < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return None;
+    }
+    Some(([last].into_iter().collect(), online))
+}
+
+fn spec(prefix: &str, cpus: &CpuSet, online: &CpuSet) -> DedicatedSpec {
+    let name = carve_testkit::short_name(prefix);
+    DedicatedSpec::new(&name, cpus.clone(), online)
+}
+
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly() {
+    let Some((cpus, online)) = setup_cpus() else {
+        return;
+    };
+    let _lock = HostLock::exclusive();
+    let before = Snapshot::take();
+    // A task that exists before setup, allowed everywhere.
+    let bystander = Kill(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap(),
+    );
+    let bpid = bystander.0.id() as i32;
+    set_affinity(bpid, &online).unwrap();
+    let mut s = spec("set", &cpus, &online);
+    s.sched = "fifo:10".parse().unwrap();
+    s.hugepages = vec!["2MiB:2".parse().unwrap()];
+    s.dma_latency = true;
+    let hk = s.housekeeping.clone();
+    let ncpus = carve_dedicated::sys::possible_cpu_count(Path::new("/sys"));
+    let p = Partition::new(s)
+        .watch_interval(Duration::from_millis(50))
+        .setup()
+        .unwrap();
+    let r = p.report().clone();
+    let read = |f: &str| std::fs::read_to_string(f).unwrap().trim().to_string();
+    // The cpuset partition.
+    let dir = p.cpuset().expect("a cpuset hierarchy").dir.clone();
+    if dir.starts_with("/sys/fs/cgroup/cpuset") {
+        assert_eq!(
+            read(&format!("{}/cpuset.cpus", dir.display())),
+            cpus.to_string()
+        );
+        assert_eq!(
+            read(&format!("{}/cpuset.cpu_exclusive", dir.display())),
+            "1"
+        );
+        assert_eq!(
+            read(&format!("{}/cpuset.sched_load_balance", dir.display())),
+            "0"
+        );
+        assert_eq!(read("/sys/fs/cgroup/cpuset/cpuset.sched_load_balance"), "0");
+    }
+    // Sysctls, workqueues, IRQs.
+    assert_eq!(read("/proc/sys/kernel/sched_rt_runtime_us"), "-1");
+    assert_eq!(read("/proc/sys/kernel/timer_migration"), "0");
+    assert_eq!(read("/proc/sys/vm/stat_interval"), "10");
+    assert_eq!(
+        CpuSet::parse_mask(&read("/sys/devices/virtual/workqueue/cpumask")).unwrap(),
+        hk
+    );
+    assert_eq!(read("/proc/irq/default_smp_affinity"), hk.to_mask(ncpus));
+    assert!(!r.irqs.moved.is_empty() || !r.irqs.fixed.is_empty());
+    for (n, _, _) in &r.irqs.moved {
+        let aff = read(&format!("/proc/irq/{n}/smp_affinity_list"));
+        assert_eq!(CpuSet::parse_list(&aff).unwrap(), hk, "IRQ {n}");
+    }
+    // Tasks: the bystander is off the cores; per-CPU kthreads are listed.
+    assert_eq!(get_affinity(bpid).unwrap(), hk);
+    assert!(r.tasks_moved > 0);
+    assert!(
+        r.immovable.iter().any(|t| t.comm.starts_with("migration/")
+            || t.comm.starts_with("ksoftirqd/")
+            || t.comm.starts_with("cpuhp/")),
+        "{:?}",
+        r.immovable
+    );
+    // Huge pages are mounted for the process.
+    let mount = &r.hugepages[0].mount;
+    let mi = read("/proc/self/mountinfo");
+    assert!(
+        mi.contains(&mount.display().to_string()),
+        "{mount:?} not mounted"
+    );
+    // A task that lands on the dedicated core later is moved by the watcher.
+    let lander = Kill(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap(),
+    );
+    let lpid = lander.0.id() as i32;
+    set_affinity(lpid, &online).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !get_affinity(lpid).unwrap().intersection(&cpus).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher did not move pid {lpid}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = p.teardown().unwrap();
+    assert!(t.tasks_moved_later >= 1);
+    // Everything back, the bystander's and the lander's old affinity too.
+    assert_eq!(get_affinity(bpid).unwrap(), online);
+    assert_eq!(get_affinity(lpid).unwrap(), online);
+    drop((bystander, lander));
+    let d = our_diff(&before, &Snapshot::take());
+    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+}
+
+#[test]
+fn host_tuning_launch_is_pinned_locked_and_scheduled() {
+    let Some((cpus, online)) = setup_cpus() else {
+        return;
+    };
+    let _lock = HostLock::exclusive();
+    let before = Snapshot::take();
+    let mut s = spec("lch", &cpus, &online);
+    s.sched = "rr:7".parse().unwrap();
+    s.rlimits = vec!["nofile=256:512".parse().unwrap()];
+    s.env = vec![("HELLO".into(), "1".into())];
+    s.command = vec!["sleep".into(), "30".into()];
+    let mut p = Partition::new(s).setup().unwrap();
+    let child = Kill(p.launch().unwrap());
+    let pid = child.0.id() as i32;
+    let proc = Path::new("/proc");
+    assert_eq!(
+        status_field(proc, pid, "Cpus_allowed_list").unwrap(),
+        cpus.to_string()
+    );
+    let lck = status_field(proc, pid, "VmLck").unwrap();
+    assert!(
+        lck.trim_end_matches(" kB").parse::<u64>().unwrap() > 0,
+        "VmLck {lck}"
+    );
+    assert_eq!(status_field(proc, pid, "THP_enabled").unwrap(), "0");
+    let (policy, prio, ..) = sched_getattr(pid).unwrap();
+    assert_eq!((policy, prio), (libc::SCHED_RR as u32, 7));
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cpuset")).unwrap();
+    assert_eq!(cg.trim(), p.cpuset().unwrap().cgroup_path());
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let env = String::from_utf8_lossy(&env);
+    assert!(env.contains(&format!("CARVE_CPUS={cpus}")), "{env}");
+    assert!(env.contains("HELLO=1"));
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let l = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert!(l.contains("256") && l.contains("512"), "{l}");
+    // Teardown stops the process first (it is in the journal), then undoes the partition.
+    p.teardown().unwrap();
+    drop(child);
+    let d = our_diff(&before, &Snapshot::take());
+    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+}
+
+#[test]
+fn host_tuning_refuses_a_core_of_a_live_run_and_a_request_without_housekeeping() {
+    let Some((cpus, online)) = setup_cpus() else {
+        return;
+    };
+    let _lock = HostLock::exclusive();
+    let before = Snapshot::take();
+    let all = DedicatedSpec::new(&carve_testkit::short_name("all"), online.clone(), &online);
+    match Partition::new(all).setup() {
+        Err(Error::Refused(m)) => assert!(m.contains("no housekeeping core"), "{m}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    let first = Partition::new(spec("one", &cpus, &online)).setup().unwrap();
+    match Partition::new(spec("two", &cpus, &online)).setup() {
+        Err(Error::Refused(m)) => assert!(m.contains("already dedicated"), "{m}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    first.teardown().unwrap();
+    let d = our_diff(&before, &Snapshot::take());
+    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+}
