@@ -1,0 +1,1341 @@
+//! The runtime operations: create, start, state, kill, delete, list, exec, pause, resume, update,
+//! ps and stats — each a function of [`Runtime`] over the state directory under `--root`.
+
+use crate::channel::{Channel, Msg};
+use crate::config::{self, ConfigError};
+use crate::hooks::{self, HookError};
+use crate::init::{self, Plan};
+use crate::state::{self, ContainerDir, Persisted, StateError, Status};
+use crate::sys::{self, Forked};
+use carve_cgroups::Manager;
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+/// A runtime operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config or process file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state directory.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A hook failed.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// The container process reported a failed setup step.
+    #[error("{0}")]
+    Setup(String),
+    /// {what}: {source}
+    #[error("{what}: {source}")]
+    Io {
+        /// The step.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A cgroup step failed.
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] carve_cgroups::Error),
+    /// The container is in the wrong status for the operation.
+    #[error("{0}")]
+    Status(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// The runtime: where state lives and how cgroups are named.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// State root (`--root`).
+    pub root: PathBuf,
+    /// cgroup root (normally /sys/fs/cgroup).
+    pub cgroup_root: PathBuf,
+    /// `--systemd-cgroup`: cgroupsPath is "slice:prefix:name".
+    pub systemd_cgroup: bool,
+}
+
+/// Options of `create` (and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to.
+    pub console_socket: Option<PathBuf>,
+    /// MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring.
+    pub no_new_keyring: bool,
+    /// Extra fds (3..3+N) passed to the process.
+    pub preserve_fds: u32,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Container id.
+    pub id: String,
+    /// A process.json to run (else the config's process with `args` and the overrides).
+    pub process: Option<PathBuf>,
+    /// Program and arguments.
+    pub args: Vec<String>,
+    /// Return once the process runs.
+    pub detach: bool,
+    /// Where to write its pid.
+    pub pid_file: Option<PathBuf>,
+    /// Console socket for --tty.
+    pub console_socket: Option<PathBuf>,
+    /// Allocate a pty.
+    pub tty: bool,
+    /// Extra KEY=VALUE.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// "uid[:gid]".
+    pub user: Option<String>,
+    /// Extra groups.
+    pub additional_gids: Vec<u32>,
+    /// Extra capabilities.
+    pub caps: Vec<String>,
+    /// Set no_new_privs.
+    pub no_new_privs: bool,
+    /// Extra fds passed through.
+    pub preserve_fds: u32,
+}
+
+/// The OCI state of a container, as `state` prints it.
+pub fn oci_state(st: &Persisted, status: Status) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": st.id,
+        "pid": if status == Status::Stopped { 0 } else { st.pid },
+        "status": status.to_string(),
+        "bundle": st.bundle,
+        "rootfs": st.rootfs,
+        "created": st.created,
+        "owner": state::user_name(0),
+        "annotations": st.annotations,
+    })
+}
+
+/// The state JSON given to hooks on stdin.
+pub fn hook_state_json(spec: &Spec, bundle: &Path, status: &str, pid: i32) -> Vec<u8> {
+    hook_state(
+        spec.annotations()
+            .as_ref()
+            .and_then(|a| a.get("carve.id"))
+            .map(String::as_str)
+            .unwrap_or(""),
+        spec,
+        bundle,
+        status,
+        pid,
+    )
+}
+
+fn hook_state(id: &str, spec: &Spec, bundle: &Path, status: &str, pid: i32) -> Vec<u8> {
+    let id = if id.is_empty() {
+        CURRENT_ID.with(|c| c.borrow().clone())
+    } else {
+        id.to_string()
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    }))
+    .unwrap_or_default()
+}
+
+thread_local! {
+    /// The id of the container being created (hooks run in the forked child read it).
+    static CURRENT_ID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// runc's mapping of `--systemd-cgroup` "slice:prefix:name" onto a cgroupfs path.
+pub fn systemd_path(p: &str, id: &str) -> String {
+    let parts: Vec<&str> = p.split(':').collect();
+    let (slice, prefix, name) = match parts.as_slice() {
+        [s, pre, n] => (*s, *pre, *n),
+        _ => ("", "carve-oci", id),
+    };
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let mut path = String::new();
+    let base = slice.trim_end_matches(".slice");
+    let mut acc = String::new();
+    for (i, part) in base.split('-').enumerate() {
+        if i > 0 {
+            acc.push('-');
+        }
+        acc.push_str(part);
+        if acc != "-" {
+            path.push('/');
+            path.push_str(&acc);
+            path.push_str(".slice");
+        }
+    }
+    let unit = if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    format!("{path}/{unit}")
+}
+
+fn ns_types(spec: &Spec) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|v| v.iter().map(|n| (n.typ(), n.path().clone())).collect())
+        .unwrap_or_default()
+}
+
+fn clone_flag(t: LinuxNamespaceType) -> i32 {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => 0x80,
+    }
+}
+
+fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), Error> {
+    let Some(l) = spec.linux() else { return Ok(()) };
+    for (file, maps) in [("uid_map", l.uid_mappings()), ("gid_map", l.gid_mappings())] {
+        let body: String = maps
+            .iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, body).map_err(io(format!("writing {p}")))?;
+    }
+    Ok(())
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let tmp = path.with_extension("carve-tmp");
+    std::fs::write(&tmp, pid.to_string()).map_err(io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))
+}
+
+fn connect_unix(path: &Path, ty: i32) -> Result<OwnedFd, Error> {
+    // Long paths: connect through an O_PATH fd of the directory (sun_path holds 108 bytes).
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default();
+    let dfd = sys::openat(libc::AT_FDCWD, dir, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(io(format!("opening {}", dir.display())))?;
+    let via = format!(
+        "/proc/self/fd/{}/{}",
+        dfd.as_raw_fd(),
+        name.to_string_lossy()
+    );
+    // SAFETY: socket with constant arguments.
+    let s = unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(io("socket")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh fd that nobody else owns.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    let addr = sockaddr(&via)?;
+    // SAFETY: valid sockaddr_un of the given length.
+    let r = unsafe {
+        libc::connect(
+            s.as_raw_fd(),
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_un>() as u32,
+        )
+    };
+    if r < 0 {
+        return Err(io(format!("connecting to {}", path.display()))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(s)
+}
+
+fn sockaddr(p: &str) -> Result<libc::sockaddr_un, Error> {
+    // SAFETY: zeroed sockaddr_un is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as u16;
+    if p.len() >= addr.sun_path.len() {
+        return Err(Error::Status(format!("socket path {p} is too long")));
+    }
+    for (i, b) in p.bytes().enumerate() {
+        addr.sun_path[i] = b as libc::c_char;
+    }
+    Ok(addr)
+}
+
+fn listen_unix(dir: &Path, name: &str) -> Result<OwnedFd, Error> {
+    let dfd = sys::openat(libc::AT_FDCWD, dir, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(io(format!("opening {}", dir.display())))?;
+    let via = format!("/proc/self/fd/{}/{name}", dfd.as_raw_fd());
+    // SAFETY: socket with constant arguments.
+    let s = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(io("socket")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh fd that nobody else owns.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    let addr = sockaddr(&via)?;
+    // SAFETY: valid sockaddr_un of the given length; listen on our socket.
+    unsafe {
+        if libc::bind(
+            s.as_raw_fd(),
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_un>() as u32,
+        ) < 0
+            || libc::listen(s.as_raw_fd(), 4) < 0
+        {
+            return Err(io(format!("binding {}/{name}", dir.display()))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(s)
+}
+
+/// Undoes a half-made create when dropped without `commit`.
+struct CreateGuard {
+    dir: Option<ContainerDir>,
+    cgroup: Option<Manager>,
+    pidfd: Option<OwnedFd>,
+}
+
+impl CreateGuard {
+    fn commit(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.pidfd = None;
+    }
+}
+
+impl Drop for CreateGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.pidfd.take() {
+            let _ = sys::pidfd_send_signal(&p, libc::SIGKILL);
+            let _ = sys::pidfd_wait_exit(&p, 5000);
+        }
+        if let Some(m) = self.cgroup.take() {
+            let _ = m.kill_all(libc::SIGKILL);
+            let _ = m.remove();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = d.remove();
+        }
+    }
+}
+
+/// What a successful create leaves for `run`.
+pub struct Created {
+    /// Init's host pid.
+    pub pid: i32,
+    /// A pidfd of init.
+    pub pidfd: OwnedFd,
+}
+
+fn status_of(st: &Persisted, cg: Option<&Manager>) -> Status {
+    if !state::init_alive(st) {
+        return Status::Stopped;
+    }
+    if !st.complete {
+        return Status::Creating;
+    }
+    if let Some(m) = cg {
+        if matches!(m.freezer_state(), Ok(carve_cgroups::FreezerState::Frozen)) {
+            return Status::Paused;
+        }
+    }
+    if st.started {
+        Status::Running
+    } else {
+        Status::Created
+    }
+}
+
+/// `state.json` plus the cgroup manager kept beside it.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Cg {
+    manager: Option<Manager>,
+}
+
+fn load_cg(dir: &ContainerDir) -> Option<Manager> {
+    let b = std::fs::read(dir.path.join("cgroup.json")).ok()?;
+    serde_json::from_slice::<Cg>(&b).ok()?.manager
+}
+
+fn save_cg(dir: &ContainerDir, m: &Manager) -> Result<(), Error> {
+    let p = dir.path.join("cgroup.json");
+    let b = serde_json::to_vec(&Cg {
+        manager: Some(m.clone()),
+    })
+    .map_err(|e| io("cgroup.json")(std::io::Error::other(e)))?;
+    std::fs::write(&p, b).map_err(io(format!("writing {}", p.display())))
+}
+
+/// Opens a pidfd for init and checks it is still the same process (start time).
+fn open_init(st: &Persisted) -> Option<OwnedFd> {
+    let fd = sys::pidfd_open(st.pid).ok()?;
+    state::init_alive(st).then_some(fd)
+}
+
+fn stored_spec(dir: &ContainerDir) -> Result<Spec, Error> {
+    let p = dir.path.join("config.json");
+    let b = std::fs::read(&p).map_err(io(format!("reading {}", p.display())))?;
+    Ok(config::parse_json(&p, &b)?)
+}
+
+impl Runtime {
+    /// A runtime with state under `root` and cgroups under /sys/fs/cgroup.
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            root: root.into(),
+            cgroup_root: PathBuf::from(carve_cgroups::DEFAULT_ROOT),
+            systemd_cgroup: false,
+        }
+    }
+
+    fn cgroups_path(&self, spec: &Spec, id: &str) -> String {
+        let p = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if self.systemd_cgroup || (p.matches(':').count() == 2 && !p.starts_with('/')) {
+            systemd_path(&p, id)
+        } else if p.is_empty() {
+            format!("/{id}")
+        } else {
+            p
+        }
+    }
+
+    /// `create`: set everything up and leave init waiting for `start`.
+    pub fn create(&self, o: &CreateOptions) -> Result<Created, Error> {
+        let bundle = std::path::absolute(&o.bundle).map_err(io("bundle path"))?;
+        let (spec, bytes) = config::load(&bundle)?;
+        let rootfs = config::rootfs_of(&bundle, &spec);
+        let process = spec.process().clone().unwrap_or_default();
+        if process
+            .apparmor_profile()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            tracing::warn!("apparmor profile ignored: this host has no AppArmor");
+        }
+        if process
+            .selinux_label()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            tracing::warn!("selinux label ignored: this host has no SELinux");
+        }
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(crate::seccomp::compile(s).map_err(|(p, m)| {
+                Error::Config(ConfigError::Invalid {
+                    file: bundle.join("config.json"),
+                    path: format!("linux.seccomp{p}"),
+                    msg: m,
+                })
+            })?),
+            None => None,
+        };
+        let caps = match process.capabilities() {
+            Some(c) => Some(crate::process::cap_masks(c).map_err(Error::Setup)?),
+            None => None,
+        };
+        let nss = ns_types(&spec);
+        if !nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {
+            return Err(Error::Config(ConfigError::Invalid {
+                file: bundle.join("config.json"),
+                path: "linux.namespaces".into(),
+                msg: "a mount namespace is required".into(),
+            }));
+        }
+        if (spec.hostname().is_some() || spec.domainname().is_some())
+            && !nss
+                .iter()
+                .any(|(t, p)| *t == LinuxNamespaceType::Uts && p.is_none())
+        {
+            return Err(Error::Config(ConfigError::Invalid {
+                file: bundle.join("config.json"),
+                path: "hostname".into(),
+                msg: "setting a hostname needs a new uts namespace".into(),
+            }));
+        }
+
+        let dir = ContainerDir::create(&self.root, &o.id)?;
+        let mut guard = CreateGuard {
+            dir: Some(dir),
+            cgroup: None,
+            pidfd: None,
+        };
+        let dir = guard.dir.as_ref().expect("dir");
+        std::fs::write(dir.path.join("config.json"), &bytes).map_err(io("copying config.json"))?;
+        let mut st = Persisted {
+            id: o.id.clone(),
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: state::rfc3339(std::time::SystemTime::now()),
+            annotations: spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            cgroups_path: self.cgroups_path(&spec, &o.id),
+            own_pidns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Pid),
+            ..Default::default()
+        };
+        dir.save(&st)?;
+        let mut mgr = Manager::new(&self.cgroup_root, &st.cgroups_path)?;
+        save_cg(dir, &mgr)?;
+        mgr.create()?;
+        guard.cgroup = Some(mgr.clone());
+        if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            mgr.apply(&with_default_devices(&spec, res))?;
+        }
+        let dir = guard.dir.as_ref().expect("dir");
+
+        let terminal = process.terminal().unwrap_or(false);
+        let console = match (&o.console_socket, terminal) {
+            (Some(p), true) => Some(connect_unix(p, libc::SOCK_STREAM)?),
+            (None, true) => {
+                return Err(Error::Status(
+                    "process.terminal is true: --console-socket is required".into(),
+                ))
+            }
+            _ => None,
+        };
+        let listener = listen_unix(&dir.path, "init.sock")?;
+        let (parent, child) = Channel::pair().map_err(io("socketpair"))?;
+
+        let new_user = nss
+            .iter()
+            .any(|(t, p)| *t == LinuxNamespaceType::User && p.is_none());
+        let joined: Vec<(LinuxNamespaceType, PathBuf)> = nss
+            .iter()
+            .filter_map(|(t, p)| p.clone().map(|p| (*t, p)))
+            .collect();
+        let new_flags = nss
+            .iter()
+            .filter(|(t, p)| p.is_none() && *t != LinuxNamespaceType::Cgroup)
+            .fold(0, |f, (t, _)| f | clone_flag(*t));
+        let has_time = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Time);
+        let fast = joined.is_empty() && !has_time;
+        let mut keep = vec![child.raw(), listener.as_raw_fd()];
+        if let Some(c) = &console {
+            keep.push(c.as_raw_fd());
+        }
+        // Joined namespaces are opened here, in the runtime's mount namespace.
+        let mut joined_fds: Vec<(i32, OwnedFd)> = Vec::new();
+        for (t, p) in &joined {
+            let f = sys::openat(libc::AT_FDCWD, p, libc::O_RDONLY, 0)
+                .map_err(io(format!("opening namespace {}", p.display())))?;
+            keep.push(f.as_raw_fd());
+            joined_fds.push((clone_flag(*t), f));
+        }
+        // The user namespace is joined first, so the others are joined with its privileges.
+        joined_fds.sort_by_key(|(f, _)| *f != libc::CLONE_NEWUSER);
+        let plan = Plan {
+            spec: &spec,
+            process: &process,
+            bundle: &bundle,
+            rootfs: &rootfs,
+            seccomp: seccomp.as_ref(),
+            caps,
+            userns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User),
+            new_userns: new_user,
+            new_cgroupns: nss
+                .iter()
+                .any(|(t, p)| *t == LinuxNamespaceType::Cgroup && p.is_none()),
+            no_pivot: o.no_pivot,
+            no_new_keyring: o.no_new_keyring,
+            preserve_fds: o.preserve_fds,
+            keep_fds: keep,
+        };
+        CURRENT_ID.with(|c| *c.borrow_mut() = o.id.clone());
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+
+        let clone_flags = if fast { new_flags as u64 } else { 0 };
+        let (pid, pidfd) = match sys::clone3(clone_flags).map_err(io("clone3"))? {
+            Forked::Child => {
+                init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
+                // Die with the runtime while being set up (a killed `create` leaves nothing).
+                // SAFETY: prctl/getppid with integer arguments.
+                unsafe {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                    if !fast || libc::getppid() != me {
+                        // (fast path: parent already gone → exit; general path: checked below)
+                    }
+                }
+                if fast {
+                    init::init_main(
+                        &plan,
+                        &child,
+                        &listener,
+                        console.as_ref().map(|c| c.as_raw_fd()),
+                    );
+                }
+                stage1(
+                    &plan,
+                    &spec,
+                    &child,
+                    &listener,
+                    console.as_ref().map(|c| c.as_raw_fd()),
+                    &joined_fds,
+                    new_flags,
+                    new_user,
+                    has_time,
+                )
+            }
+            Forked::Parent(pid, pidfd) => (pid, pidfd),
+        };
+        drop(child);
+        drop(listener);
+        drop(console);
+        drop(joined_fds);
+        let (pid, pidfd) = if fast {
+            guard.pidfd = Some(pidfd);
+            if new_user {
+                write_id_maps(&spec, pid)?;
+            }
+            (pid, None)
+        } else {
+            // The first stage: maps for its user namespace, then the init's pid.
+            let init_pid = loop {
+                match parent.recv(0) {
+                    Ok(Some((Msg::NeedMaps, _))) => {
+                        if let Err(e) = write_id_maps(&spec, pid) {
+                            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                            return Err(e);
+                        }
+                        parent.send(&Msg::Go, &[]).map_err(io("sync"))?;
+                    }
+                    Ok(Some((Msg::InitPid(p), _))) => break p,
+                    Ok(Some((Msg::Error(e), _))) => {
+                        let _ = sys::pidfd_wait_child(&pidfd);
+                        return Err(Error::Setup(e));
+                    }
+                    other => {
+                        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                        let _ = sys::pidfd_wait_child(&pidfd);
+                        return Err(Error::Setup(format!(
+                            "container setup stopped early: {other:?}"
+                        )));
+                    }
+                }
+            };
+            let ifd = sys::pidfd_open(init_pid).map_err(io("pidfd_open init"))?;
+            guard.pidfd = Some(ifd);
+            // Reap the first stage (it exits right after reporting).
+            if init_pid != pid {
+                let _ = sys::pidfd_wait_child(&pidfd);
+            }
+            (init_pid, Some(pidfd))
+        };
+        drop(pidfd);
+        st.pid = pid;
+        st.pid_start = sys::proc_start_time(pid).map(|s| s.0).unwrap_or(0);
+        if let Some(m) = &guard.cgroup {
+            m.add_task(pid)?;
+        }
+        parent.send(&Msg::Go, &[]).map_err(io("sync"))?;
+        let dir = guard.dir.as_ref().expect("dir");
+        loop {
+            match parent.recv(1) {
+                Ok(Some((Msg::RunHooks, _))) => {
+                    dir.save(&st)?;
+                    let hs = hook_state(&o.id, &spec, &bundle, "creating", pid);
+                    if let Some(h) = spec.hooks() {
+                        hooks::run("prestart", h.prestart().as_deref().unwrap_or(&[]), &hs)?;
+                        hooks::run(
+                            "createRuntime",
+                            h.create_runtime().as_deref().unwrap_or(&[]),
+                            &hs,
+                        )?;
+                    }
+                    parent.send(&Msg::HooksDone, &[]).map_err(io("sync"))?;
+                }
+                Ok(Some((Msg::Ready, fds))) => {
+                    if let (Some(fd), Some(sc)) = (fds.first(), seccomp.as_ref()) {
+                        send_notify_fd(&o.id, &bundle, &spec, pid, fd, sc)?;
+                    }
+                    break;
+                }
+                Ok(Some((Msg::Error(e), _))) => return Err(Error::Setup(e)),
+                Ok(Some((m, _))) => return Err(Error::Setup(format!("unexpected message {m:?}"))),
+                Ok(None) => {
+                    return Err(Error::Setup(
+                        "the container's init exited during setup".into(),
+                    ))
+                }
+                Err(e) => return Err(io("reading from init")(e)),
+            }
+        }
+        st.complete = true;
+        dir.save(&st)?;
+        if let Some(p) = &o.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        let pidfd = guard.pidfd.take().expect("pidfd");
+        guard.commit();
+        Ok(Created { pid, pidfd })
+    }
+
+    /// `start`: make init exec the user process; returns once it has exec'd.
+    pub fn start(&self, id: &str) -> Result<(), Error> {
+        let dir = ContainerDir::open(&self.root, id, true)?;
+        let mut st = dir.load()?;
+        let cg = load_cg(&dir);
+        let status = status_of(&st, cg.as_ref());
+        if status != Status::Created {
+            return Err(Error::Status(format!(
+                "cannot start container {id}: it is {status}, not created"
+            )));
+        }
+        st.started = true;
+        dir.save(&st)?;
+        let sock = connect_unix(&dir.path.join("init.sock"), libc::SOCK_SEQPACKET)?;
+        let ch = Channel::from_owned(sock);
+        ch.send(&Msg::Start, &[])
+            .map_err(io("telling init to start"))?;
+        match ch.recv(0) {
+            Ok(None) => {}
+            Ok(Some((Msg::Error(e), _))) => return Err(Error::Setup(e)),
+            Ok(Some((m, _))) => return Err(Error::Setup(format!("unexpected message {m:?}"))),
+            Err(e) => return Err(io("waiting for init to exec")(e)),
+        }
+        let spec = stored_spec(&dir)?;
+        if let Some(list) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+            let hs = hook_state(id, &spec, &st.bundle, "running", st.pid);
+            if let Err(e) = hooks::run("poststart", list, &hs) {
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// `state`: the OCI state.
+    pub fn state(&self, id: &str) -> Result<serde_json::Value, Error> {
+        let dir = ContainerDir::open(&self.root, id, false)?;
+        let st = dir.load()?;
+        let cg = load_cg(&dir);
+        Ok(oci_state(&st, status_of(&st, cg.as_ref())))
+    }
+
+    /// The status of a container.
+    pub fn status(&self, id: &str) -> Result<Status, Error> {
+        let dir = ContainerDir::open(&self.root, id, false)?;
+        let st = dir.load()?;
+        Ok(status_of(&st, load_cg(&dir).as_ref()))
+    }
+
+    /// `list`: the OCI state of every container.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        state::list_ids(&self.root)
+            .into_iter()
+            .filter_map(|id| self.state(&id).ok())
+            .collect()
+    }
+
+    /// `kill`: signal init (or, with `all`, every process in the container's cgroup).
+    pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<(), Error> {
+        let dir = ContainerDir::open(&self.root, id, false)?;
+        let st = dir.load()?;
+        let cg = load_cg(&dir);
+        let status = status_of(&st, cg.as_ref());
+        if status == Status::Stopped {
+            return Err(Error::Status(format!("container {id} is not running")));
+        }
+        if all {
+            if let Some(m) = &cg {
+                m.kill_all(sig)?;
+                return Ok(());
+            }
+        }
+        let fd = open_init(&st)
+            .ok_or_else(|| Error::Status(format!("container {id} is not running")))?;
+        sys::pidfd_send_signal(&fd, sig).map_err(io(format!("sending signal {sig} to {id}")))
+    }
+
+    /// `delete`: remove a stopped (or created) container; with `force`, kill it first.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+        let dir = ContainerDir::open_any(&self.root, id)?;
+        let st = match dir.load() {
+            Ok(s) => s,
+            // A create killed before it wrote anything: only the directory is left.
+            Err(StateError::NotFound(_)) if force => {
+                if let Some(m) = load_cg(&dir) {
+                    let _ = m.kill_all(libc::SIGKILL);
+                    let _ = m.remove();
+                }
+                dir.remove()?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let cg = load_cg(&dir);
+        let status = status_of(&st, cg.as_ref());
+        match status {
+            Status::Stopped | Status::Created | Status::Creating => {}
+            _ if force => {}
+            s => {
+                return Err(Error::Status(format!(
+                    "cannot delete container {id} that is not stopped: {s}"
+                )))
+            }
+        }
+        if status != Status::Stopped {
+            if let Some(fd) = open_init(&st) {
+                let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
+                if status == Status::Paused {
+                    if let Some(m) = &cg {
+                        let _ = m.thaw();
+                    }
+                }
+                // Wait for the real exit: the pidfd turns readable when init has exited (and,
+                // with its own pid namespace, after every other process in it is gone).
+                sys::pidfd_wait_exit(&fd, 10_000).map_err(io("waiting for init to exit"))?;
+            }
+        }
+        if let Some(m) = &cg {
+            if !st.own_pidns || status == Status::Paused {
+                let _ = m.kill_all(libc::SIGKILL);
+            }
+            m.remove()?;
+        }
+        if let Ok(spec) = stored_spec(&dir) {
+            if let Some(list) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+                let hs = hook_state(id, &spec, &st.bundle, "stopped", 0);
+                if let Err(e) = hooks::run("poststop", list, &hs) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        dir.remove()?;
+        Ok(())
+    }
+
+    fn cgroup_of(
+        &self,
+        id: &str,
+        want: &[Status],
+    ) -> Result<(ContainerDir, Manager, Status), Error> {
+        let dir = ContainerDir::open(&self.root, id, true)?;
+        let st = dir.load()?;
+        let cg =
+            load_cg(&dir).ok_or_else(|| Error::Status(format!("container {id} has no cgroup")))?;
+        let status = status_of(&st, Some(&cg));
+        if !want.is_empty() && !want.contains(&status) {
+            return Err(Error::Status(format!("container {id} is {status}")));
+        }
+        Ok((dir, cg, status))
+    }
+
+    /// `pause`: freeze the cgroup.
+    pub fn pause(&self, id: &str) -> Result<(), Error> {
+        let (_d, m, _) = self.cgroup_of(id, &[Status::Running, Status::Created])?;
+        Ok(m.freeze()?)
+    }
+
+    /// `resume`: thaw the cgroup.
+    pub fn resume(&self, id: &str) -> Result<(), Error> {
+        let (_d, m, _) = self.cgroup_of(id, &[Status::Paused])?;
+        Ok(m.thaw()?)
+    }
+
+    /// `update`: apply new resources.
+    pub fn update(&self, id: &str, res: &LinuxResources) -> Result<(), Error> {
+        let (_d, m, _) = self.cgroup_of(id, &[Status::Created, Status::Running, Status::Paused])?;
+        Ok(m.apply(res)?)
+    }
+
+    /// `ps`: pids in the container's cgroup.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>, Error> {
+        let (_d, m, _) = self.cgroup_of(id, &[])?;
+        Ok(m.pids()?)
+    }
+
+    /// `events --stats`: one stats sample, and whether the container still runs.
+    pub fn stats(&self, id: &str) -> Result<(serde_json::Value, Status), Error> {
+        let (_d, m, status) = self.cgroup_of(id, &[])?;
+        let s = m.stats()?;
+        Ok((
+            serde_json::to_value(&s).map_err(|e| io("stats")(std::io::Error::other(e)))?,
+            status,
+        ))
+    }
+
+    /// `exec`: run another process in the container. Returns its exit status unless `detach`.
+    pub fn exec(&self, o: &ExecOptions) -> Result<i32, Error> {
+        let dir = ContainerDir::open(&self.root, &o.id, false)?;
+        let st = dir.load()?;
+        let cg = load_cg(&dir);
+        let status = status_of(&st, cg.as_ref());
+        match status {
+            Status::Created | Status::Running => {}
+            s => return Err(Error::Status(format!("cannot exec in a {s} container"))),
+        }
+        let spec = stored_spec(&dir)?;
+        let process = exec_process(&spec, o)?;
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => crate::seccomp::compile(s).ok(),
+            None => None,
+        };
+        let caps = match process.capabilities() {
+            Some(c) => Some(crate::process::cap_masks(c).map_err(Error::Setup)?),
+            None => None,
+        };
+        let init_fd = open_init(&st)
+            .ok_or_else(|| Error::Status(format!("container {} is not running", o.id)))?;
+        let nss = ns_types(&spec);
+        let userns = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+        let join_flags = nss
+            .iter()
+            .filter(|(t, _)| !matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time))
+            .fold(0, |f, (t, _)| f | clone_flag(*t));
+        let for_children = nss
+            .iter()
+            .filter(|(t, _)| matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time))
+            .fold(0, |f, (t, _)| f | clone_flag(*t));
+        let console = if process.terminal().unwrap_or(false) {
+            match &o.console_socket {
+                Some(p) => Some(connect_unix(p, libc::SOCK_STREAM)?),
+                None => return Err(Error::Status("--tty needs --console-socket".into())),
+            }
+        } else {
+            None
+        };
+        let (parent, child) = Channel::pair().map_err(io("socketpair"))?;
+        let mut keep = vec![child.raw(), init_fd.as_raw_fd()];
+        if let Some(c) = &console {
+            keep.push(c.as_raw_fd());
+        }
+        let plan = Plan {
+            spec: &spec,
+            process: &process,
+            bundle: &st.bundle,
+            rootfs: &st.rootfs,
+            seccomp: seccomp.as_ref(),
+            caps,
+            userns,
+            new_userns: false,
+            new_cgroupns: false,
+            no_pivot: false,
+            no_new_keyring: true,
+            preserve_fds: o.preserve_fds,
+            keep_fds: keep,
+        };
+        // pid and time namespaces apply to children: enter them here around the clone and come
+        // back right after, so the child starts inside them.
+        let own_ns: Vec<(i32, OwnedFd)> = [(libc::CLONE_NEWPID, "pid"), (0x80, "time")]
+            .into_iter()
+            .filter(|(f, _)| for_children & f != 0)
+            .map(|(f, n)| {
+                sys::openat(
+                    libc::AT_FDCWD,
+                    Path::new(&format!("/proc/self/ns/{n}")),
+                    libc::O_RDONLY,
+                    0,
+                )
+                .map(|fd| (f, fd))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(io("opening own namespaces"))?;
+        if for_children != 0 {
+            sys::setns(init_fd.as_raw_fd(), for_children)
+                .map_err(io("joining the container's pid namespace"))?;
+        }
+        let forked = sys::clone3(0);
+        for (f, fd) in &own_ns {
+            let _ = sys::setns(fd.as_raw_fd(), *f);
+        }
+        let (pid, pidfd) = match forked.map_err(io("clone3"))? {
+            Forked::Child => {
+                init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
+                // SAFETY: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+                let r = exec_child(
+                    &plan,
+                    &child,
+                    &init_fd,
+                    join_flags,
+                    console.as_ref().map(|c| c.as_raw_fd()),
+                );
+                let _ = child.send(&Msg::Error(r), &[]);
+                init::exit(1)
+            }
+            Forked::Parent(pid, fd) => (pid, fd),
+        };
+        drop(child);
+        drop(console);
+        drop(dir);
+        let fail = |e: Error| {
+            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            let _ = sys::pidfd_wait_child(&pidfd);
+            e
+        };
+        if let Some(m) = &cg {
+            m.add_task(pid).map_err(|e| fail(e.into()))?;
+        }
+        parent
+            .send(&Msg::Go, &[])
+            .map_err(|e| fail(io("sync")(e)))?;
+        match parent.recv(0) {
+            Ok(None) => {}
+            Ok(Some((Msg::Error(e), _))) => return Err(fail(Error::Setup(e))),
+            Ok(Some((m, _))) => {
+                return Err(fail(Error::Setup(format!("unexpected message {m:?}"))))
+            }
+            Err(e) => return Err(fail(io("waiting for exec")(e))),
+        }
+        if let Some(p) = &o.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        if o.detach {
+            return Ok(0);
+        }
+        sys::pidfd_wait_child(&pidfd).map_err(io("waiting for the process"))
+    }
+}
+
+/// The device cgroup rules plus, as runc does, "allow" rules for the devices every container gets
+/// (null, zero, full, random, urandom, tty, console, ptmx, pts) and for the configured devices,
+/// so that a "deny all" rule does not keep init from creating or using them.
+fn with_default_devices(spec: &Spec, res: &LinuxResources) -> LinuxResources {
+    let Some(rules) = res.devices().clone() else {
+        return res.clone();
+    };
+    let mut v = serde_json::to_value(&rules).unwrap_or_default();
+    let list = v.as_array_mut().expect("array");
+    for (ty, maj, min) in [
+        ("c", Some(1), Some(3)),
+        ("c", Some(1), Some(5)),
+        ("c", Some(1), Some(7)),
+        ("c", Some(1), Some(8)),
+        ("c", Some(1), Some(9)),
+        ("c", Some(5), Some(0)),
+        ("c", Some(5), Some(1)),
+        ("c", Some(5), Some(2)),
+        ("c", Some(136), None),
+    ] {
+        list.push(serde_json::json!({"allow": true, "type": ty, "major": maj, "minor": min, "access": "rwm"}));
+    }
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let ty = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::B => "b",
+            oci_spec::runtime::LinuxDeviceType::P => continue,
+            _ => "c",
+        };
+        list.push(serde_json::json!({"allow": true, "type": ty, "major": d.major(), "minor": d.minor(), "access": "rwm"}));
+    }
+    let mut out = res.clone();
+    out.set_devices(serde_json::from_value(v).ok());
+    out
+}
+
+/// The exec'd process: overrides on the config's process, or a process.json.
+fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
+    let mut p = if let Some(f) = &o.process {
+        let b = std::fs::read(f).map_err(|source| ConfigError::Read {
+            file: f.clone(),
+            source,
+        })?;
+        config::parse_json::<Process>(f, &b)?
+    } else {
+        let mut p = spec.process().clone().unwrap_or_default();
+        p.set_args(Some(o.args.clone()));
+        p.set_terminal(Some(o.tty));
+        p
+    };
+    if !o.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for e in &o.env {
+            let key = e.split('=').next().unwrap_or("");
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        p.set_env(Some(env));
+    }
+    if let Some(c) = &o.cwd {
+        p.set_cwd(c.clone());
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let mut user = p.user().clone();
+        user.set_uid(
+            uid.parse()
+                .map_err(|_| Error::Status(format!("bad --user {u}")))?,
+        );
+        user.set_gid(
+            gid.parse()
+                .map_err(|_| Error::Status(format!("bad --user {u}")))?,
+        );
+        p.set_user(user);
+    }
+    if !o.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(o.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !o.caps.is_empty() {
+        let mut c = p.capabilities().clone().unwrap_or_default();
+        let extra: Vec<oci_spec::runtime::Capability> = o
+            .caps
+            .iter()
+            .map(|n| {
+                n.trim_start_matches("CAP_")
+                    .parse()
+                    .map_err(|_| Error::Status(format!("unknown capability {n}")))
+            })
+            .collect::<Result<_, _>>()?;
+        for set in [
+            c.bounding().clone(),
+            c.effective().clone(),
+            c.permitted().clone(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut s = set.1.clone().unwrap_or_default();
+            s.extend(extra.iter().copied());
+            match set.0 {
+                0 => c.set_bounding(Some(s)),
+                1 => c.set_effective(Some(s)),
+                _ => c.set_permitted(Some(s)),
+            };
+        }
+        p.set_capabilities(Some(c));
+    }
+    config::validate_process(Path::new("process"), "process", &p)?;
+    Ok(p)
+}
+
+fn exec_child(
+    plan: &Plan,
+    chan: &Channel,
+    init_fd: &OwnedFd,
+    join_flags: i32,
+    console: Option<RawFd>,
+) -> String {
+    let r = (|| -> Result<std::convert::Infallible, String> {
+        if let Some(a) = plan
+            .process
+            .exec_cpu_affinity()
+            .as_ref()
+            .and_then(|a| a.initial().clone())
+        {
+            crate::process::set_affinity(&a)?;
+        }
+        chan.expect(&Msg::Go, "waiting for the runtime")?;
+        if let Some(a) = plan
+            .process
+            .exec_cpu_affinity()
+            .as_ref()
+            .and_then(|a| a.cpu_affinity_final().clone())
+        {
+            crate::process::set_affinity(&a)?;
+        }
+        sys::setns(init_fd.as_raw_fd(), join_flags)
+            .map_err(|e| format!("joining the container's namespaces: {e}"))?;
+        if plan.userns {
+            init::become_ns_root()?;
+        }
+        if plan.process.terminal().unwrap_or(false) {
+            let cs = console.ok_or("--tty needs --console-socket")?;
+            init::setup_console(cs, plan.process)?;
+        }
+        init::privileged_attrs(plan.process, plan.spec)?;
+        let target = crate::process::exec_target(plan.process)?;
+        init::enter_cwd(plan.process)?;
+        let (_notify, late) = init::finalize_creds(plan)?;
+        if late {
+            if let Some(sc) = plan.seccomp {
+                init::load_seccomp(sc)?;
+            }
+        }
+        Err(crate::process::exec(&target))
+    })();
+    match r {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// The general create path's first stage: join namespaces by path, unshare the new ones (asking
+/// the runtime for uid/gid maps), set time offsets, and fork the init when pid or time
+/// namespaces apply only to children. Never returns.
+#[allow(clippy::too_many_arguments)]
+fn stage1(
+    plan: &Plan,
+    spec: &Spec,
+    chan: &Channel,
+    listener: &OwnedFd,
+    console: Option<RawFd>,
+    joined: &[(i32, OwnedFd)],
+    new_flags: i32,
+    new_user: bool,
+    has_time: bool,
+) -> ! {
+    let r = (|| -> Result<Option<i32>, String> {
+        for (flag, fd) in joined {
+            sys::setns(fd.as_raw_fd(), *flag)
+                .map_err(|e| format!("joining namespace {flag:#x}: {e}"))?;
+        }
+        let new_time = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|v| {
+                v.iter()
+                    .any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none())
+            });
+        let mut flags = new_flags;
+        if new_time {
+            flags |= 0x80;
+        }
+        if flags != 0 {
+            sys::unshare(flags).map_err(|e| format!("unshare {flags:#x}: {e}"))?;
+        }
+        if new_user {
+            chan.send(&Msg::NeedMaps, &[]).map_err(|e| e.to_string())?;
+            chan.expect(&Msg::Go, "waiting for uid/gid maps")?;
+            init::become_ns_root()?;
+        }
+        if new_time {
+            if let Some(off) = spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.time_offsets().as_ref())
+            {
+                let body: String = off
+                    .iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k} {} {}\n",
+                            v.secs().unwrap_or(0),
+                            v.nanosecs().unwrap_or(0)
+                        )
+                    })
+                    .collect();
+                std::fs::write("/proc/self/timens_offsets", body)
+                    .map_err(|e| format!("writing time offsets: {e}"))?;
+            }
+        }
+        let pid_or_time_for_children = flags & (libc::CLONE_NEWPID | 0x80) != 0
+            || joined
+                .iter()
+                .any(|(f, _)| *f == libc::CLONE_NEWPID || *f == 0x80)
+            || has_time;
+        if pid_or_time_for_children {
+            // SAFETY: single-threaded process; the child only continues into init_main.
+            let p = unsafe { libc::fork() };
+            if p < 0 {
+                return Err(format!("fork: {}", std::io::Error::last_os_error()));
+            }
+            if p == 0 {
+                return Ok(None);
+            }
+            return Ok(Some(p));
+        }
+        // SAFETY: getpid has no preconditions.
+        Ok(Some(unsafe { libc::getpid() }))
+    })();
+    match r {
+        Ok(None) => init::init_main(plan, chan, listener, console),
+        Ok(Some(p)) => {
+            let _ = chan.send(&Msg::InitPid(p), &[]);
+            // SAFETY: getpid has no preconditions.
+            if p == unsafe { libc::getpid() } {
+                init::init_main(plan, chan, listener, console)
+            }
+            init::exit(0)
+        }
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e), &[]);
+            init::exit(1)
+        }
+    }
+}
+
+/// Sends the seccomp notify fd to `listenerPath` with the container process state, as the
+/// runtime spec describes.
+fn send_notify_fd(
+    id: &str,
+    bundle: &Path,
+    spec: &Spec,
+    pid: i32,
+    fd: &OwnedFd,
+    sc: &crate::seccomp::Compiled,
+) -> Result<(), Error> {
+    let Some(path) = &sc.listener_path else {
+        return Ok(());
+    };
+    let sock = connect_unix(path, libc::SOCK_STREAM)?;
+    let body = serde_json::json!({
+        "ociVersion": "1.2.0",
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": sc.listener_metadata,
+        "state": {
+            "ociVersion": "1.2.0", "id": id, "status": "creating", "pid": pid,
+            "bundle": bundle, "annotations": spec.annotations().clone().unwrap_or_default(),
+        }
+    });
+    crate::channel::send_with_fds(
+        sock.as_raw_fd(),
+        body.to_string().as_bytes(),
+        &[fd.as_raw_fd()],
+    )
+    .map_err(io(format!("sending the seccomp fd to {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_paths_expand_slices() {
+        assert_eq!(
+            systemd_path("machine.slice:libpod:abc", "x"),
+            "/machine.slice/libpod-abc.scope"
+        );
+        assert_eq!(
+            systemd_path("a-b.slice:pre:n", "x"),
+            "/a.slice/a-b.slice/pre-n.scope"
+        );
+        assert_eq!(systemd_path(":p:n", "x"), "/system.slice/p-n.scope");
+    }
+}

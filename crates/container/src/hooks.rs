@@ -1,0 +1,133 @@
+//! OCI hooks: run each program with the container state JSON on stdin, wait for it with its
+//! timeout (on a pidfd, no polling), and fail with the hook's name, exit status and stderr.
+
+use oci_spec::runtime::Hook;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// A hook that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// {kind} hook {path}: cannot start: {source}
+    #[error("{kind} hook {path}: cannot start: {source}")]
+    Spawn {
+        /// Which list.
+        kind: String,
+        /// The program.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// {kind} hook {path} failed with status {status}: {stderr}
+    #[error("{kind} hook {path} failed with status {status}: {stderr}")]
+    Failed {
+        /// Which list.
+        kind: String,
+        /// The program.
+        path: String,
+        /// Exit status (128+signal when killed).
+        status: i32,
+        /// What it wrote to stderr (trimmed).
+        stderr: String,
+    },
+    /// {kind} hook {path} timed out after {secs} s and was killed
+    #[error("{kind} hook {path} timed out after {secs} s and was killed")]
+    Timeout {
+        /// Which list.
+        kind: String,
+        /// The program.
+        path: String,
+        /// The timeout.
+        secs: i64,
+    },
+}
+
+/// Runs `hooks` in order with `state` (JSON) on stdin; stops at the first failure.
+pub fn run(kind: &str, hooks: &[Hook], state: &[u8]) -> Result<(), HookError> {
+    for h in hooks {
+        run_one(kind, h, state)?;
+    }
+    Ok(())
+}
+
+fn run_one(kind: &str, h: &Hook, state: &[u8]) -> Result<(), HookError> {
+    let path = h.path().display().to_string();
+    let spawn_err = |source| HookError::Spawn {
+        kind: kind.into(),
+        path: path.clone(),
+        source,
+    };
+    let mut cmd = Command::new(h.path());
+    if let Some(args) = h.args() {
+        if let Some(a0) = args.first() {
+            cmd.arg0(a0);
+        }
+        cmd.args(args.iter().skip(1));
+    }
+    cmd.env_clear();
+    for e in h.env().iter().flatten() {
+        if let Some((k, v)) = e.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let pidfd = crate::sys::pidfd_open(child.id() as i32).map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook may exit without reading its stdin: EPIPE is not an error.
+        let _ = stdin.write_all(state);
+    }
+    let timeout_ms = h.timeout().map_or(-1, |s| (s as i32).saturating_mul(1000));
+    let exited = crate::sys::pidfd_wait_exit(&pidfd, timeout_ms).map_err(spawn_err)?;
+    if !exited {
+        let _ = crate::sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+        let _ = child.wait();
+        return Err(HookError::Timeout {
+            kind: kind.into(),
+            path,
+            secs: h.timeout().unwrap_or(0),
+        });
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        // The hook has exited; read what is buffered without blocking on its descendants.
+        set_nonblocking(&e);
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = child.wait().map_err(spawn_err)?;
+    let code = status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    });
+    if code != 0 {
+        return Err(HookError::Failed {
+            kind: kind.into(),
+            path,
+            status: code,
+            stderr: err.trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn set_nonblocking(f: &impl AsRawFd) {
+    // SAFETY: fcntl on a valid fd.
+    unsafe {
+        let fl = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+/// Duplicates an fd (used to keep a hook-independent copy).
+pub fn dup(fd: &impl AsRawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a fresh fd.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}

@@ -1,0 +1,464 @@
+//! The container side of create and exec: everything that runs in the forked child, inside the
+//! container's namespaces, up to the exec of the user program.
+//!
+//! Errors are strings naming the step: they are sent to the runtime as `Msg::Error` and become
+//! the CLI's error message.
+
+use crate::channel::{Channel, Msg};
+use crate::process::{self, CapMasks};
+use crate::seccomp::Compiled;
+use crate::{rootfs, sys};
+use oci_spec::runtime::{Process, Spec};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+type R<T> = Result<T, String>;
+
+/// What the container process needs, computed by the runtime before forking (the child gets a
+/// copy-on-write copy of it).
+pub struct Plan<'a> {
+    /// The config.
+    pub spec: &'a Spec,
+    /// The process to run (config's, or exec's).
+    pub process: &'a Process,
+    /// Bundle directory.
+    pub bundle: &'a Path,
+    /// Absolute rootfs.
+    pub rootfs: &'a Path,
+    /// Compiled seccomp profile.
+    pub seccomp: Option<&'a Compiled>,
+    /// Resolved capability sets (None: keep what we have, i.e. no `capabilities` in config).
+    pub caps: Option<CapMasks>,
+    /// Whether the container runs in a user namespace (new or joined).
+    pub userns: bool,
+    /// Whether a new user namespace is created (then become uid/gid 0 in it after the maps).
+    pub new_userns: bool,
+    /// Whether to unshare a cgroup namespace after joining the cgroups.
+    pub new_cgroupns: bool,
+    /// --no-pivot.
+    pub no_pivot: bool,
+    /// --no-new-keyring.
+    pub no_new_keyring: bool,
+    /// Number of fds after stdio to pass through (--preserve-fds).
+    pub preserve_fds: u32,
+    /// Fds the child keeps until exec (channel, listener, console socket, ...): everything else
+    /// from 3 + preserve_fds on is closed right after the fork, so no host fd (log file, state
+    /// dir, bundle, the caller's leaked fds) is ever visible inside the container.
+    pub keep_fds: Vec<RawFd>,
+}
+
+/// Exits the child without running the parent's atexit handlers or flushing its buffers.
+pub fn exit(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no shared state.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes every fd ≥ `first` except `keep`.
+pub fn close_fds_except(first: RawFd, keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|f| *f >= first).collect();
+    keep.sort();
+    let mut lo = first as u32;
+    for k in keep {
+        let k = k as u32;
+        if k > lo {
+            // SAFETY: close_range on a range of fds this process owns and no longer needs.
+            unsafe { libc::syscall(libc::SYS_close_range, lo, k - 1, 0) };
+        }
+        lo = k + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0) };
+}
+
+/// Becomes root inside a freshly mapped user namespace.
+pub fn become_ns_root() -> R<()> {
+    // SAFETY: integer arguments.
+    if unsafe { libc::setresgid(0, 0, 0) } < 0 || unsafe { libc::setresuid(0, 0, 0) } < 0 {
+        return Err(format!(
+            "becoming root in the user namespace (is uid/gid 0 mapped?): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads this process's cgroup per hierarchy mount point (v1 controllers and the unified one).
+fn own_cgroups() -> Vec<(PathBuf, String)> {
+    let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in mi.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post_f = post.split(' ');
+        let fstype = post_f.next().unwrap_or("");
+        let superopts = post_f.nth(1).unwrap_or("");
+        let mp = pre.split(' ').nth(4).unwrap_or("");
+        if !mp.starts_with("/sys/fs/cgroup") {
+            continue;
+        }
+        let path = if fstype == "cgroup2" {
+            cg.lines().find_map(|l| l.strip_prefix("0::"))
+        } else if fstype == "cgroup" {
+            let ctrls: Vec<&str> = superopts
+                .split(',')
+                .filter(|o| *o != "rw" && *o != "ro" && !o.starts_with("release_agent"))
+                .collect();
+            cg.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                f.next()?;
+                let names = f.next()?;
+                let p = f.next()?;
+                let set: Vec<&str> = names.split(',').collect();
+                (!names.is_empty()
+                    && set.iter().all(|n| ctrls.contains(n))
+                    && ctrls.iter().all(|c| set.contains(c)))
+                .then_some(p)
+            })
+        } else {
+            None
+        };
+        if let Some(p) = path {
+            out.push((PathBuf::from(mp), p.to_string()));
+        }
+    }
+    out
+}
+
+fn write_sysctls(spec: &Spec) -> R<()> {
+    for (k, v) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&p, v).map_err(|e| format!("sysctl {k}={v}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn set_hostname(spec: &Spec) -> R<()> {
+    if let Some(h) = spec.hostname() {
+        // SAFETY: pointer and length of a live string.
+        if unsafe { libc::sethostname(h.as_ptr() as *const libc::c_char, h.len()) } < 0 {
+            return Err(format!(
+                "sethostname {h:?}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    if let Some(d) = spec.domainname() {
+        // SAFETY: pointer and length of a live string.
+        if unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) } < 0 {
+            return Err(format!(
+                "setdomainname {d:?}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Makes a pty from the container's /dev/ptmx, sends the master to the console socket, and makes
+/// the slave our stdio and controlling terminal.
+pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
+    let master = sys::openat(
+        libc::AT_FDCWD,
+        Path::new("/dev/ptmx"),
+        libc::O_RDWR | libc::O_NOCTTY,
+        0,
+    )
+    .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+    // SAFETY: ioctls on the pty master we own.
+    unsafe {
+        let unlock: libc::c_int = 0;
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(format!("unlockpt: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: TIOCGPTPEER returns a fresh fd of the slave.
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(format!(
+            "open pty slave: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a fresh fd that nobody else owns.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    if let Some(b) = process.console_size() {
+        let ws = libc::winsize {
+            ws_row: b.height() as u16,
+            ws_col: b.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: valid winsize.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    let mut name = [0 as libc::c_char; 64];
+    // SAFETY: buffer of the given size.
+    unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) };
+    // SAFETY: ptsname_r NUL-terminates.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_bytes()
+        .to_vec();
+    crate::channel::send_with_fds(console_sock, &name, &[master.as_raw_fd()])
+        .map_err(|e| format!("sending the pty master to the console socket: {e}"))?;
+    // SAFETY: setsid/dup2/ioctl on fds we own.
+    unsafe {
+        libc::setsid();
+        for fd in 0..3 {
+            if libc::dup2(slave.as_raw_fd(), fd) < 0 {
+                return Err(format!("dup2 pty: {}", std::io::Error::last_os_error()));
+            }
+        }
+        if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+            return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// Installs the compiled seccomp programs; returns the notify listener fd if one was made.
+pub fn load_seccomp(c: &Compiled) -> R<Option<OwnedFd>> {
+    let mut listener = None;
+    for (prog, notify) in &c.programs {
+        let mut flags = c.flags;
+        if *notify {
+            flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        }
+        let l = sys::seccomp_set_filter(prog, flags)
+            .map_err(|e| format!("loading seccomp filter: {e}"))?;
+        if l.is_some() {
+            listener = l;
+        }
+    }
+    Ok(listener)
+}
+
+/// Process attributes that need privileges (before the user switch).
+pub fn privileged_attrs(p: &Process, spec: &Spec) -> R<()> {
+    process::set_rlimits(p)?;
+    process::set_oom_score_adj(p)?;
+    process::set_scheduler(p)?;
+    process::set_io_priority(p)?;
+    if let Some(pers) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        let d = if format!("{:?}", pers.domain()) == "PerLinux32" {
+            0x0008
+        } else {
+            0
+        };
+        // SAFETY: personality with an integer argument.
+        if unsafe { libc::personality(d) } < 0 {
+            return Err(format!("personality: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// chdir to the process cwd and check it is inside the container root (a cwd reached through a
+/// leaked host fd shows as "(unreachable)" — the CVE-2024-21626 class).
+pub fn enter_cwd(p: &Process) -> R<()> {
+    let cwd = p.cwd();
+    let c = sys::cstr(cwd).map_err(|e| e.to_string())?;
+    // SAFETY: valid C string.
+    if unsafe { libc::chdir(c.as_ptr()) } < 0 {
+        return Err(format!(
+            "chdir to cwd {}: {}",
+            cwd.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    let now = std::env::current_dir().map_err(|e| format!("getcwd: {e}"))?;
+    if !now.is_absolute() || now.to_string_lossy().starts_with("(unreachable)") {
+        return Err(format!(
+            "cwd {} is outside the container root",
+            cwd.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The last steps common to init and exec: user, capabilities, no_new_privs, seccomp (before the
+/// user switch when it needs CAP_SYS_ADMIN or a notify fd), fds. Returns the notify listener and
+/// whether seccomp is still to be loaded right before exec.
+pub fn finalize_creds(plan: &Plan) -> R<(Option<OwnedFd>, bool)> {
+    let nnp = plan.process.no_new_privileges().unwrap_or(false);
+    let has_notify = plan.seccomp.is_some_and(|c| c.programs.iter().any(|p| p.1));
+    let mut listener = None;
+    let mut late_seccomp = false;
+    if let Some(c) = &plan.caps {
+        process::drop_bounding(c)?;
+    }
+    if nnp {
+        process::set_no_new_privs()?;
+    }
+    if let Some(sc) = plan.seccomp {
+        if !nnp || has_notify {
+            listener = load_seccomp(sc)?;
+        } else {
+            late_seccomp = true;
+        }
+    }
+    process::set_user(plan.process)?;
+    if let Some(c) = &plan.caps {
+        process::set_caps(c)?;
+    }
+    // Preserved fds (3..3+N) pass to the program; everything else closes at exec.
+    for fd in 3..3 + plan.preserve_fds as RawFd {
+        // SAFETY: fcntl on an fd number; a closed one just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    Ok((listener, late_seccomp))
+}
+
+/// The init process after the fork (fast path) or after the first stage (general path). Never
+/// returns.
+pub fn init_main(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<RawFd>) -> ! {
+    match init_inner(plan, chan, listener, console) {
+        Ok(never) => match never {},
+        Err(msg) => {
+            let _ = chan.send(&Msg::Error(msg), &[]);
+            exit(1)
+        }
+    }
+}
+
+enum Never {}
+
+fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<RawFd>) -> R<Never> {
+    let spec = plan.spec;
+    chan.expect(&Msg::Go, "waiting for the runtime")?;
+    if plan.new_userns {
+        become_ns_root()?;
+    }
+    let cgroups = if spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")))
+    {
+        own_cgroups()
+    } else {
+        Vec::new()
+    };
+    if plan.new_cgroupns {
+        sys::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
+    }
+    set_hostname(spec)?;
+    let ctx = rootfs::Ctx {
+        spec,
+        bundle: plan.bundle,
+        rootfs: plan.rootfs,
+        userns: plan.userns,
+        cgroups,
+    };
+    let root_fd = rootfs::prepare(&ctx)?;
+    drop(root_fd);
+    let hooks = spec.hooks().as_ref();
+    let need_runtime_hooks = hooks.is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    if need_runtime_hooks {
+        chan.send(&Msg::RunHooks, &[]).map_err(|e| e.to_string())?;
+        chan.expect(&Msg::HooksDone, "waiting for the runtime's hooks")?;
+    }
+    if let Some(list) = hooks.and_then(|h| h.create_container().as_ref()) {
+        let st = crate::container::hook_state_json(
+            spec,
+            plan.bundle,
+            "created",
+            std::process::id() as i32,
+        );
+        crate::hooks::run("createContainer", list, &st).map_err(|e| e.to_string())?;
+    }
+    rootfs::pivot(plan.rootfs, plan.no_pivot)?;
+    write_sysctls(spec)?;
+    rootfs::finalize(spec)?;
+    if plan.process.terminal().unwrap_or(false) {
+        let Some(cs) = console else {
+            return Err("process.terminal is true but no --console-socket was given".into());
+        };
+        setup_console(cs, plan.process)?;
+    }
+    if let Some(cs) = console {
+        // SAFETY: closing our copy of the console socket; the pty master went through it.
+        unsafe { libc::close(cs) };
+    }
+    if !plan.no_new_keyring {
+        // A fresh session keyring so the container cannot read the host's (KEYCTL_JOIN_SESSION_KEYRING).
+        // SAFETY: keyctl with a NULL name makes an anonymous keyring.
+        unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) };
+    }
+    privileged_attrs(plan.process, spec)?;
+    let target = process::exec_target(plan.process)?;
+    enter_cwd(plan.process)?;
+    let (notify, late_seccomp) = finalize_creds(plan)?;
+    // From here on, the runtime may exit: do not die with it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    let fds: Vec<RawFd> = notify.iter().map(|f| f.as_raw_fd()).collect();
+    chan.send(&Msg::Ready, &fds).map_err(|e| e.to_string())?;
+    drop(notify);
+    // Wait for `start`: it connects to init.sock and sends Start. The accepted socket is CLOEXEC,
+    // so `start` reads EOF exactly when the exec succeeded.
+    let conn = loop {
+        // SAFETY: accept4 on our listening socket; NULL address out-parameters.
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(format!("accept on init.sock: {e}"));
+        }
+        // SAFETY: a fresh fd that nobody else owns.
+        let c = Channel::from_owned(unsafe { OwnedFd::from_raw_fd(fd) });
+        if let Ok(Some((Msg::Start, _))) = c.recv(0) {
+            break c;
+        }
+    };
+    if let Some(list) = hooks.and_then(|h| h.start_container().as_ref()) {
+        let st = crate::container::hook_state_json(
+            spec,
+            plan.bundle,
+            "running",
+            std::process::id() as i32,
+        );
+        if let Err(e) = crate::hooks::run("startContainer", list, &st) {
+            let _ = conn.send(&Msg::Error(e.to_string()), &[]);
+            exit(1);
+        }
+    }
+    if late_seccomp {
+        if let Some(sc) = plan.seccomp {
+            if let Err(e) = load_seccomp(sc) {
+                let _ = conn.send(&Msg::Error(e), &[]);
+                exit(1);
+            }
+        }
+    }
+    let err = process::exec(&target);
+    let _ = conn.send(&Msg::Error(err), &[]);
+    exit(127)
+}

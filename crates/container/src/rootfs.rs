@@ -1,0 +1,784 @@
+//! The container's filesystem view, built inside its mount namespace: propagation, the rootfs bind,
+//! every configured mount, devices, pivot_root (or MS_MOVE + chroot), then masked and read-only
+//! paths and the read-only root.
+//!
+//! Every path inside the rootfs is resolved with `openat2(RESOLVE_IN_ROOT)` against an fd of the
+//! rootfs, and mounts target the resulting fd through `/proc/self/fd/N`, so a symlink in the image
+//! can never point a mount outside the rootfs.
+
+use crate::sys::{self, cstr, fd_path, openat2};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+/// Errors are plain strings naming the step and path: they travel to the runtime as messages.
+pub type R<T> = Result<T, String>;
+
+fn e(step: &str, p: &Path, err: std::io::Error) -> String {
+    format!("{step} {}: {err}", p.display())
+}
+
+const RESOLVE_IN_ROOT: u64 = 0x10;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+
+/// Mount options split into what mount(2), mount_setattr and propagation each take.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Opts {
+    /// MS_* flags set.
+    pub flags: libc::c_ulong,
+    /// MS_* flags explicitly cleared (rw, suid, dev, exec, ...).
+    pub clear: libc::c_ulong,
+    /// Propagation flags (MS_SHARED etc., with MS_REC when recursive).
+    pub propagation: Vec<libc::c_ulong>,
+    /// mount_setattr bits to set recursively (rro, rnosuid, ...).
+    pub rec_set: u64,
+    /// mount_setattr bits to clear recursively (rrw, ...).
+    pub rec_clr: u64,
+    /// Filesystem data (mode=755, size=..., ...).
+    pub data: Vec<String>,
+    /// bind or rbind.
+    pub bind: bool,
+    /// rbind.
+    pub rbind: bool,
+}
+
+/// Parses OCI mount options.
+pub fn parse_opts(opts: &[String]) -> Opts {
+    let mut o = Opts::default();
+    for s in opts {
+        let (set, clr): (libc::c_ulong, libc::c_ulong) = match s.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "async" => (0, libc::MS_SYNCHRONOUS),
+            "dirsync" => (libc::MS_DIRSYNC, 0),
+            "remount" => (libc::MS_REMOUNT, 0),
+            "mand" => (libc::MS_MANDLOCK, 0),
+            "nomand" => (0, libc::MS_MANDLOCK),
+            "atime" => (0, libc::MS_NOATIME),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "diratime" => (0, libc::MS_NODIRATIME),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "norelatime" => (0, libc::MS_RELATIME),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "nostrictatime" => (0, libc::MS_STRICTATIME),
+            "silent" => (libc::MS_SILENT, 0),
+            "loud" => (0, libc::MS_SILENT),
+            "lazytime" => (libc::MS_LAZYTIME, 0),
+            "nolazytime" => (0, libc::MS_LAZYTIME),
+            "bind" => {
+                o.bind = true;
+                (0, 0)
+            }
+            "rbind" => {
+                o.bind = true;
+                o.rbind = true;
+                (0, 0)
+            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                let base = match s.trim_start_matches('r') {
+                    "private" => libc::MS_PRIVATE,
+                    "shared" => libc::MS_SHARED,
+                    "slave" => libc::MS_SLAVE,
+                    _ => libc::MS_UNBINDABLE,
+                };
+                let rec = if s.starts_with('r') { libc::MS_REC } else { 0 };
+                o.propagation.push(base | rec);
+                (0, 0)
+            }
+            "rro" => {
+                o.rec_set |= sys::MOUNT_ATTR_RDONLY;
+                (0, 0)
+            }
+            "rrw" => {
+                o.rec_clr |= sys::MOUNT_ATTR_RDONLY;
+                (0, 0)
+            }
+            "rnosuid" => {
+                o.rec_set |= sys::MOUNT_ATTR_NOSUID;
+                (0, 0)
+            }
+            "rsuid" => {
+                o.rec_clr |= sys::MOUNT_ATTR_NOSUID;
+                (0, 0)
+            }
+            "rnodev" => {
+                o.rec_set |= sys::MOUNT_ATTR_NODEV;
+                (0, 0)
+            }
+            "rdev" => {
+                o.rec_clr |= sys::MOUNT_ATTR_NODEV;
+                (0, 0)
+            }
+            "rnoexec" => {
+                o.rec_set |= sys::MOUNT_ATTR_NOEXEC;
+                (0, 0)
+            }
+            "rexec" => {
+                o.rec_clr |= sys::MOUNT_ATTR_NOEXEC;
+                (0, 0)
+            }
+            "rnoatime" => {
+                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
+                o.rec_set |= sys::MOUNT_ATTR_NOATIME;
+                (0, 0)
+            }
+            "rrelatime" => {
+                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
+                o.rec_set |= sys::MOUNT_ATTR_RELATIME;
+                (0, 0)
+            }
+            "rstrictatime" => {
+                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
+                o.rec_set |= sys::MOUNT_ATTR_STRICTATIME;
+                (0, 0)
+            }
+            "rnodiratime" => {
+                o.rec_set |= sys::MOUNT_ATTR_NODIRATIME;
+                (0, 0)
+            }
+            "nosymfollow" => {
+                o.rec_set |= sys::MOUNT_ATTR_NOSYMFOLLOW;
+                (0, 0)
+            }
+            "tmpcopyup" | "idmap" | "ridmap" | "defaults" => (0, 0),
+            other => {
+                o.data.push(other.to_string());
+                (0, 0)
+            }
+        };
+        o.flags = (o.flags | set) & !clr;
+        o.clear = (o.clear | clr) & !set;
+    }
+    o
+}
+
+/// A path inside the container made relative (no leading `/`, no `..` escapes are possible since
+/// resolution happens under RESOLVE_IN_ROOT anyway).
+fn rel(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+/// Opens `path` (relative to the rootfs fd) as O_PATH, resolved inside the root.
+pub fn open_in_root(root: &OwnedFd, path: &Path) -> std::io::Result<OwnedFd> {
+    let r = rel(path);
+    let r = if r.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        r
+    };
+    openat2(
+        root.as_raw_fd(),
+        &r,
+        libc::O_PATH,
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Creates `path` inside the root (directories on the way; the last one a directory or an empty
+/// file) without following symlinks out of the root, and returns an O_PATH fd of it.
+pub fn mkdir_all_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> {
+    let r = rel(path);
+    let mut cur = PathBuf::new();
+    let comps: Vec<_> = r.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let parent = open_in_root(root, &cur).map_err(|er| e("open", &cur, er))?;
+        cur.push(c);
+        if open_in_root(root, &cur).is_ok() {
+            continue;
+        }
+        let name = cstr(Path::new(c.as_os_str())).map_err(|er| e("name", &cur, er))?;
+        if last && file {
+            // O_CREAT through openat2 keeps the resolution inside the root even for a dangling
+            // symlink as the last component.
+            openat2(
+                root.as_raw_fd(),
+                &cur,
+                libc::O_CREAT | libc::O_RDONLY,
+                0o644,
+                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+            )
+            .map_err(|er| e("create file", &cur, er))?;
+        } else {
+            // SAFETY: valid dirfd and C string.
+            let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) };
+            if rc < 0 {
+                let er = std::io::Error::last_os_error();
+                if er.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(e("mkdir", &cur, er));
+                }
+            }
+        }
+    }
+    open_in_root(root, &r).map_err(|er| e("open", path, er))
+}
+
+/// Mount flags the kernel locks on a mount made in a less privileged namespace (nosuid, nodev,
+/// noexec, ro, atime); a bind remount must repeat them.
+fn locked_flags(p: &Path) -> libc::c_ulong {
+    let Ok(c) = cstr(p) else { return 0 };
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and statvfs pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    let f = st.f_flag;
+    let mut out = 0;
+    for (st_bit, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if f & st_bit != 0 {
+            out |= ms;
+        }
+    }
+    out
+}
+
+/// Remounts a bind mount at `target` with `flags` (plus what is locked on it).
+fn bind_remount(target: &Path, flags: libc::c_ulong) -> std::io::Result<()> {
+    let f = libc::MS_REMOUNT | libc::MS_BIND | flags | locked_flags(target);
+    sys::mount(None, target, None, f, None).or_else(|er| {
+        // Inside a user namespace a locked ro/atime combination can refuse; retry with only the
+        // flags asked for plus the locked ones.
+        if er.raw_os_error() == Some(libc::EPERM) {
+            sys::mount(
+                None,
+                target,
+                None,
+                libc::MS_REMOUNT
+                    | libc::MS_BIND
+                    | flags
+                    | (locked_flags(target) & !libc::MS_RELATIME),
+                None,
+            )
+        } else {
+            Err(er)
+        }
+    })
+}
+
+/// What the rootfs setup needs to know about the container.
+pub struct Ctx<'a> {
+    /// The whole config.
+    pub spec: &'a Spec,
+    /// Bundle (relative bind sources are relative to it).
+    pub bundle: &'a Path,
+    /// Absolute rootfs.
+    pub rootfs: &'a Path,
+    /// Whether the container runs in a user namespace (devices are bound, not created).
+    pub userns: bool,
+    /// This process's cgroup paths per hierarchy mount point, for `cgroup` mounts.
+    pub cgroups: Vec<(PathBuf, String)>,
+}
+
+/// Steps before pivot_root: propagation, rootfs bind, mounts, devices. Returns an fd of the
+/// rootfs bind mount.
+pub fn prepare(ctx: &Ctx) -> R<OwnedFd> {
+    let linux = ctx.spec.linux().as_ref();
+    let prop = linux
+        .and_then(|l| l.rootfs_propagation().clone())
+        .unwrap_or_default();
+    let root_prop = match prop.as_str() {
+        "private" | "rprivate" => libc::MS_PRIVATE,
+        _ => libc::MS_SLAVE,
+    };
+    sys::mount(None, Path::new("/"), None, root_prop | libc::MS_REC, None)
+        .map_err(|er| e("make / rslave", Path::new("/"), er))?;
+    sys::mount(
+        Some(ctx.rootfs),
+        ctx.rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|er| e("bind rootfs", ctx.rootfs, er))?;
+    let root = sys::openat(
+        libc::AT_FDCWD,
+        ctx.rootfs,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(|er| e("open rootfs", ctx.rootfs, er))?;
+    let mut dev_tmpfs = false;
+    for (i, m) in ctx.spec.mounts().iter().flatten().enumerate() {
+        mount_one(ctx, &root, m)
+            .map_err(|msg| format!("mounts[{i}] ({}): {msg}", m.destination().display()))?;
+        if rel(m.destination()) == Path::new("dev") && m.typ().as_deref() != Some("bind") {
+            dev_tmpfs = true;
+        }
+    }
+    if dev_tmpfs {
+        create_devices(ctx, &root)?;
+    } else if let Some(devs) = linux.and_then(|l| l.devices().as_ref()) {
+        for d in devs {
+            create_device(ctx, &root, d)?;
+        }
+    }
+    Ok(root)
+}
+
+fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
+    let o = parse_opts(m.options().as_deref().unwrap_or(&[]));
+    let ty = m.typ().clone().unwrap_or_default();
+    let dest = m.destination();
+    if ty == "cgroup" || ty == "cgroup2" {
+        return mount_cgroups(ctx, root, m, &o);
+    }
+    let bind = o.bind || ty == "bind";
+    let src = m.source().clone().map(|s| {
+        if bind && s.is_relative() {
+            ctx.bundle.join(s)
+        } else {
+            s
+        }
+    });
+    let is_file = bind
+        && src
+            .as_ref()
+            .and_then(|s| std::fs::metadata(s).ok())
+            .is_some_and(|md| !md.is_dir());
+    if bind {
+        if let Some(s) = &src {
+            if !s.exists() {
+                return Err(format!("bind source {} does not exist", s.display()));
+            }
+        }
+    }
+    let target = mkdir_all_in_root(root, dest, is_file)?;
+    let tpath = fd_path(&target);
+    if bind {
+        let mut f = libc::MS_BIND;
+        if o.rbind {
+            f |= libc::MS_REC;
+        }
+        sys::mount(src.as_deref(), &tpath, None, f, None)
+            .map_err(|er| e("bind", src.as_deref().unwrap_or(Path::new("")), er))?;
+        let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+        let tp = fd_path(&top);
+        let want = o.flags & !(libc::MS_REMOUNT);
+        if want
+            & (libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC
+                | libc::MS_NOATIME
+                | libc::MS_NODIRATIME
+                | libc::MS_RELATIME
+                | libc::MS_STRICTATIME)
+            != 0
+        {
+            bind_remount(&tp, want).map_err(|er| e("remount", dest, er))?;
+        }
+        finish(&top, dest, &o)
+    } else {
+        let data = o.data.join(",");
+        let src_s = m.source().clone().unwrap_or_else(|| PathBuf::from(&ty));
+        let r = sys::mount(Some(&src_s), &tpath, Some(&ty), o.flags, Some(&data));
+        match r {
+            Ok(()) => {}
+            Err(er) if ty == "sysfs" && er.raw_os_error() == Some(libc::EPERM) => {
+                // No own network namespace inside a user namespace: sysfs cannot be mounted; bind
+                // the host's instead (as runc does), read-only when asked.
+                sys::mount(
+                    Some(Path::new("/sys")),
+                    &tpath,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .map_err(|er| e("bind /sys", dest, er))?;
+                let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+                bind_remount(&fd_path(&top), o.flags).map_err(|er| e("remount", dest, er))?;
+            }
+            Err(er) if ty == "mqueue" && er.raw_os_error() == Some(libc::EPERM) => {
+                sys::mount(
+                    Some(Path::new("/dev/mqueue")),
+                    &tpath,
+                    None,
+                    libc::MS_BIND,
+                    None,
+                )
+                .map_err(|er| e("bind /dev/mqueue", dest, er))?;
+            }
+            Err(er) => return Err(e(&format!("mount {ty}"), dest, er)),
+        }
+        let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+        finish(&top, dest, &o)
+    }
+}
+
+/// Propagation and recursive attributes of a mount just made.
+fn finish(top: &OwnedFd, dest: &Path, o: &Opts) -> R<()> {
+    let tp = fd_path(top);
+    for p in &o.propagation {
+        sys::mount(None, &tp, None, *p, None).map_err(|er| e("propagation", dest, er))?;
+    }
+    if o.rec_set != 0 || o.rec_clr != 0 {
+        sys::mount_setattr(top.as_raw_fd(), c"", true, o.rec_set, o.rec_clr)
+            .map_err(|er| e("mount_setattr (recursive attributes)", dest, er))?;
+    }
+    Ok(())
+}
+
+/// `cgroup` mounts: a tmpfs with one bind of this container's cgroup per hierarchy (v1 and the
+/// unified one), which inside a cgroup namespace is exactly what a native mount would show.
+fn mount_cgroups(ctx: &Ctx, root: &OwnedFd, m: &Mount, o: &Opts) -> R<()> {
+    let dest = m.destination();
+    let target = mkdir_all_in_root(root, dest, false)?;
+    if ctx
+        .cgroups
+        .iter()
+        .any(|(mp, _)| mp == Path::new("/sys/fs/cgroup"))
+    {
+        // Pure cgroup2 host: bind the container's cgroup directly.
+        let (mp, p) = &ctx.cgroups[0];
+        let src = mp.join(p.trim_start_matches('/'));
+        sys::mount(
+            Some(&src),
+            &fd_path(&target),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|er| e("bind cgroup", &src, er))?;
+        let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+        return bind_remount(&fd_path(&top), o.flags).map_err(|er| e("remount", dest, er));
+    }
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        &fd_path(&target),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(|er| e("mount cgroup tmpfs", dest, er))?;
+    for (mp, p) in &ctx.cgroups {
+        let Some(name) = mp.file_name() else { continue };
+        let sub = dest.join(name);
+        let t = mkdir_all_in_root(root, &sub, false)?;
+        let src = mp.join(p.trim_start_matches('/'));
+        sys::mount(
+            Some(&src),
+            &fd_path(&t),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|er| e("bind cgroup", &src, er))?;
+        let top = open_in_root(root, &sub).map_err(|er| e("reopen", &sub, er))?;
+        bind_remount(
+            &fd_path(&top),
+            o.flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        )
+        .map_err(|er| e("remount", &sub, er))?;
+    }
+    if o.flags & libc::MS_RDONLY != 0 {
+        let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+        sys::mount(
+            None,
+            &fd_path(&top),
+            None,
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .map_err(|er| e("remount ro", dest, er))?;
+    }
+    Ok(())
+}
+
+/// (name, major, minor) of the devices every container gets.
+const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+fn create_devices(ctx: &Ctx, root: &OwnedFd) -> R<()> {
+    // SAFETY: umask has no failure mode.
+    let old = unsafe { libc::umask(0) };
+    let r = (|| {
+        let configured: Vec<LinuxDevice> = ctx
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default();
+        for (name, maj, min) in DEFAULT_DEVICES {
+            let path = PathBuf::from("/dev").join(name);
+            if configured.iter().any(|d| d.path() == &path) {
+                continue;
+            }
+            let d: LinuxDevice = serde_json::from_value(serde_json::json!({
+                "path": path, "type": "c", "major": maj, "minor": min,
+                "fileMode": 0o666, "uid": 0, "gid": 0
+            }))
+            .map_err(|er| er.to_string())?;
+            create_device(ctx, root, &d)?;
+        }
+        for d in &configured {
+            create_device(ctx, root, d)?;
+        }
+        let dev =
+            open_in_root(root, Path::new("/dev")).map_err(|er| e("open", Path::new("/dev"), er))?;
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("core", "/proc/kcore"),
+        ] {
+            symlinkat(target, &dev, link)?;
+        }
+        if open_in_root(root, Path::new("/dev/pts/ptmx")).is_ok()
+            && open_in_root(root, Path::new("/dev/ptmx")).is_err()
+        {
+            symlinkat("pts/ptmx", &dev, "ptmx")?;
+        }
+        Ok(())
+    })();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    r
+}
+
+fn symlinkat(target: &str, dir: &OwnedFd, name: &str) -> R<()> {
+    let t = cstr(Path::new(target)).map_err(|er| er.to_string())?;
+    let n = cstr(Path::new(name)).map_err(|er| er.to_string())?;
+    // An O_PATH dirfd works for *at() calls.
+    // SAFETY: valid C strings and dirfd.
+    if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } < 0 {
+        let er = std::io::Error::last_os_error();
+        if er.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e("symlink", Path::new(name), er));
+        }
+    }
+    Ok(())
+}
+
+fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
+    let path = d.path();
+    let parent = path.parent().unwrap_or(Path::new("/dev"));
+    let pfd = mkdir_all_in_root(root, parent, false)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("bad device path {}", path.display()))?;
+    let cname = cstr(Path::new(name)).map_err(|er| er.to_string())?;
+    if ctx.userns {
+        // mknod is not allowed in a user namespace: bind the host's node onto an empty file.
+        let t = mkdir_all_in_root(root, path, true)?;
+        sys::mount(Some(path), &fd_path(&t), None, libc::MS_BIND, None)
+            .map_err(|er| e("bind device", path, er))?;
+        return Ok(());
+    }
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+        LinuxDeviceType::B => libc::S_IFBLK,
+        LinuxDeviceType::P => libc::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(format!(
+                "device {}: type 'a' cannot be created",
+                path.display()
+            ))
+        }
+    };
+    let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+    let dev = libc::makedev(d.major() as u32, d.minor() as u32);
+    // SAFETY: valid dirfd and C string.
+    let rc = unsafe { libc::mknodat(pfd.as_raw_fd(), cname.as_ptr(), kind | mode, dev) };
+    if rc < 0 {
+        let er = std::io::Error::last_os_error();
+        if er.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e("mknod", path, er));
+        }
+    }
+    let uid = d.uid().unwrap_or(0);
+    let gid = d.gid().unwrap_or(0);
+    // SAFETY: valid dirfd and C string; AT_SYMLINK_NOFOLLOW keeps it on the node itself.
+    unsafe {
+        libc::fchownat(
+            pfd.as_raw_fd(),
+            cname.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        );
+    }
+    Ok(())
+}
+
+/// pivot_root into `rootfs` and detach the old root; with `no_pivot`, MS_MOVE + chroot (for
+/// rootfs on ramfs, where pivot_root is impossible).
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> R<()> {
+    let chdir = |p: &Path| -> R<()> {
+        let c = cstr(p).map_err(|er| er.to_string())?;
+        // SAFETY: valid C string.
+        if unsafe { libc::chdir(c.as_ptr()) } < 0 {
+            return Err(e("chdir", p, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    };
+    if no_pivot {
+        chdir(rootfs)?;
+        sys::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None)
+            .map_err(|er| e("move rootfs to /", rootfs, er))?;
+        // SAFETY: valid C string.
+        if unsafe { libc::chroot(c".".as_ptr()) } < 0 {
+            return Err(e("chroot", rootfs, std::io::Error::last_os_error()));
+        }
+        return chdir(Path::new("/"));
+    }
+    let old = sys::openat(
+        libc::AT_FDCWD,
+        Path::new("/"),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .map_err(|er| e("open", Path::new("/"), er))?;
+    chdir(rootfs)?;
+    // SAFETY: valid C strings.
+    if unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) } < 0 {
+        return Err(e("pivot_root", rootfs, std::io::Error::last_os_error()));
+    }
+    // SAFETY: valid fd.
+    if unsafe { libc::fchdir(old.as_raw_fd()) } < 0 {
+        return Err(e(
+            "fchdir old root",
+            rootfs,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // The old root is now stacked under "."; make it rslave so detaching it does not propagate.
+    sys::mount(
+        None,
+        Path::new("."),
+        None,
+        libc::MS_SLAVE | libc::MS_REC,
+        None,
+    )
+    .map_err(|er| e("make old root rslave", Path::new("."), er))?;
+    sys::umount2(Path::new("."), libc::MNT_DETACH)
+        .map_err(|er| e("detach old root", Path::new("."), er))?;
+    drop(old);
+    chdir(Path::new("/"))
+}
+
+/// Steps after pivot_root: sysctls are written by the caller; here masked paths, readonly paths,
+/// the read-only root and the rootfs propagation.
+pub fn finalize(spec: &Spec) -> R<()> {
+    let linux = spec.linux().as_ref();
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        mask(Path::new(p))?;
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let path = Path::new(p);
+        if std::fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        sys::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|er| e("bind readonly path", path, er))?;
+        bind_remount(path, libc::MS_RDONLY).map_err(|er| e("remount readonly path", path, er))?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        bind_remount(Path::new("/"), libc::MS_RDONLY)
+            .map_err(|er| e("remount root read-only", Path::new("/"), er))?;
+    }
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().clone()) {
+        let f = match p.as_str() {
+            "shared" | "rshared" => libc::MS_SHARED,
+            "slave" | "rslave" => libc::MS_SLAVE,
+            "private" | "rprivate" => libc::MS_PRIVATE,
+            "unbindable" | "runbindable" => libc::MS_UNBINDABLE,
+            _ => 0,
+        };
+        if f != 0 {
+            sys::mount(None, Path::new("/"), None, f | libc::MS_REC, None)
+                .map_err(|er| e("rootfs propagation", Path::new("/"), er))?;
+        }
+    }
+    Ok(())
+}
+
+fn mask(path: &Path) -> R<()> {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if md.is_dir() {
+        sys::mount(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            libc::MS_RDONLY,
+            Some("size=0"),
+        )
+        .map_err(|er| e("mask directory", path, er))
+    } else {
+        sys::mount(
+            Some(Path::new("/dev/null")),
+            path,
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(|er| e("mask file", path, er))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_data_propagation_and_recursive_attrs() {
+        let o = parse_opts(
+            &[
+                "rbind", "ro", "nosuid", "rslave", "rro", "mode=755", "size=1k", "rw",
+            ]
+            .map(String::from),
+        );
+        assert!(o.bind && o.rbind);
+        assert_eq!(o.flags & libc::MS_RDONLY, 0, "later rw wins");
+        assert_ne!(o.flags & libc::MS_NOSUID, 0);
+        assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
+        assert_eq!(o.rec_set, sys::MOUNT_ATTR_RDONLY);
+        assert_eq!(o.data, vec!["mode=755", "size=1k"]);
+    }
+
+    #[test]
+    fn paths_are_made_relative() {
+        assert_eq!(rel(Path::new("/a/../b/./c")), PathBuf::from("a/b/c"));
+    }
+}
