@@ -178,19 +178,20 @@ fn mkdir_rec(dir: &Path, made: &mut Vec<PathBuf>) -> Result<(), FsError> {
     }
 }
 
-/// Removes one cgroup directory. Gone already is fine. EBUSY (tasks still exiting) is retried for
-/// up to about a second with growing waits; only this slow path ever sleeps.
-pub fn rmdir(dir: &Path) -> Result<(), FsError> {
+/// Removes one cgroup directory. Gone already is fine. EBUSY (tasks still exiting) is retried
+/// with growing waits until `deadline`; only this slow path ever sleeps.
+pub fn rmdir(dir: &Path, deadline: std::time::Instant) -> Result<(), FsError> {
     let mut wait_us = 100u64;
-    let mut waited = 0u64;
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && waited < 1_000_000 => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
                 std::thread::sleep(std::time::Duration::from_micros(wait_us));
-                waited += wait_us;
-                wait_us = (wait_us * 2).min(100_000);
+                wait_us = (wait_us * 2).min(50_000);
             }
             Err(source) => {
                 return Err(FsError::Rmdir {
@@ -242,8 +243,9 @@ mod tests {
             vec![d.path().join("a"), d.path().join("a/b"), leaf.clone()]
         );
         assert!(mkdir_all(&leaf).unwrap().is_empty());
-        rmdir(&leaf).unwrap();
-        rmdir(&leaf).unwrap();
+        let soon = std::time::Instant::now();
+        rmdir(&leaf, soon).unwrap();
+        rmdir(&leaf, soon).unwrap();
     }
 
     #[test]

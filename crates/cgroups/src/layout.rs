@@ -247,6 +247,9 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 impl Layout {
     /// Finds the hierarchies under `root` (normally /sys/fs/cgroup).
     pub fn detect(root: &Path) -> Result<Layout, LayoutError> {
+        // "/sys/fs/cgroup/" and "/sys/fs/cgroup" are the same root.
+        let root: PathBuf = root.components().collect();
+        let root = root.as_path();
         let root_magic = statfs_magic(root)?;
         if root_magic == Some(CGROUP2_MAGIC) {
             let mounts = read_mountinfo();

@@ -431,12 +431,14 @@ impl Manager {
     /// `create()` made if nothing else uses them. Already gone is fine; a cgroup whose tasks are
     /// still exiting is retried for about a second.
     pub fn remove(&self) -> Result<(), Error> {
+        // One deadline for all hierarchies: a live task would make each of them wait otherwise.
+        let deadline = std::time::Instant::now() + REMOVE_PATIENCE;
         match self {
-            Manager::V1(v1) => v1.remove(),
-            Manager::V2(v2) => v2.remove(),
+            Manager::V1(v1) => v1.remove(deadline),
+            Manager::V2(v2) => v2.remove(deadline),
             Manager::Hybrid { v1, v2 } => {
-                let a = v1.remove();
-                let b = v2.remove();
+                let a = v1.remove(deadline);
+                let b = v2.remove(deadline);
                 a.and(b)
             }
         }
@@ -619,16 +621,19 @@ pub(crate) fn all_pids(dir: &Path) -> Result<Vec<i32>, Error> {
     Ok(pids)
 }
 
-/// Removes `dir` and every cgroup below it, deepest first.
-pub(crate) fn remove_tree(dir: &Path) -> Result<(), Error> {
+/// How long `remove()` keeps retrying a cgroup whose tasks are still exiting (EBUSY), in all.
+const REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Removes `dir` and every cgroup below it, deepest first, retrying EBUSY until `deadline`.
+pub(crate) fn remove_tree(dir: &Path, deadline: std::time::Instant) -> Result<(), Error> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path())?;
+                remove_tree(&e.path(), deadline)?;
             }
         }
     }
-    Ok(fs::rmdir(dir)?)
+    Ok(fs::rmdir(dir, deadline)?)
 }
 
 /// Removes the parents `create()` made (innermost first), once each: one still in use by

@@ -54,7 +54,8 @@ pub(super) fn apply(dir: &Path, mount: &Path, res: &LinuxResources) -> Result<()
 fn set_rt_runtime(dir: &Path, mount: &Path, runtime: i64) -> Result<(), Error> {
     let v = runtime.to_string();
     match fs::write(dir, "cpu.rt_runtime_us", &v) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && runtime > 0 => {
+        // The kernel says EINVAL or EBUSY when the parent's budget is too small.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EBUSY)) && runtime > 0 => {
             let mut ancestors: Vec<&Path> = dir
                 .ancestors()
                 .skip(1)
@@ -101,7 +102,14 @@ pub(super) fn cpuacct_stats(dir: &Path, st: &mut Stats) -> Result<(), Error> {
             .filter_map(|x| x.parse().ok())
             .collect();
     }
-    if let Some(s) = fs::read_opt(dir, "cpuacct.stat")? {
+    // Nanoseconds where the kernel has them, else USER_HZ ticks.
+    if let (Some(u), Some(k)) = (
+        fs::read_u64_opt(dir, "cpuacct.usage_user")?,
+        fs::read_u64_opt(dir, "cpuacct.usage_sys")?,
+    ) {
+        st.cpu.usage.user = u;
+        st.cpu.usage.kernel = k;
+    } else if let Some(s) = fs::read_opt(dir, "cpuacct.stat")? {
         let ns_per_tick = 1_000_000_000 / TICKS_PER_SEC;
         for (k, v) in fs::flat_keyed(&s) {
             match k {

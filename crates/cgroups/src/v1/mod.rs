@@ -173,10 +173,10 @@ impl V1 {
 
     /// Removes the cgroup (with any child cgroups a container made inside) on every hierarchy,
     /// then the ancestors `create()` made if they are empty. Already gone is fine.
-    pub fn remove(&self) -> Result<(), Error> {
+    pub fn remove(&self, deadline: std::time::Instant) -> Result<(), Error> {
         let mut first_err = None;
         for (_, dir) in &self.dirs {
-            if let Err(e) = crate::remove_tree(dir) {
+            if let Err(e) = crate::remove_tree(dir, deadline) {
                 first_err.get_or_insert(e);
             }
         }

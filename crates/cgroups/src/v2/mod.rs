@@ -182,8 +182,8 @@ impl V2 {
 
     /// Removes the cgroup (and child cgroups inside it), then the ancestors `create()` made if
     /// they are empty. Already gone is fine.
-    pub fn remove(&self) -> Result<(), Error> {
-        let r = crate::remove_tree(&self.dir);
+    pub fn remove(&self, deadline: std::time::Instant) -> Result<(), Error> {
+        let r = crate::remove_tree(&self.dir, deadline);
         crate::remove_created(&self.created, std::iter::once(self.dir.as_path()));
         r
     }
