@@ -8,8 +8,11 @@
 //!   and cannot give each tier.
 //! - [`plan::Plan`]: the TOML plan, parsed strictly; every [`plan::Problem`] names the
 //!   partition, the field and the line:column.
+//! - [`alloc::allocate`]: plan + host → [`alloc::Allocation`] (who gets which CPUs, memory,
+//!   huge pages, addresses), or every problem at once.
 //! - [`units`]: sizes ("64MiB") and durations ("500us") as plans write them.
 
+pub mod alloc;
 pub mod cpuset;
 pub mod host;
 pub mod plan;

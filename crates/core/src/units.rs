@@ -37,11 +37,12 @@ pub fn format_bytes(n: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 || (v.fract() == 0.0) {
-        format!("{v:.0} {}", UNITS[i])
+    let text = if i == 0 {
+        format!("{v:.0}")
     } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
+        format!("{v:.1}")
+    };
+    format!("{} {}", text.strip_suffix(".0").unwrap_or(&text), UNITS[i])
 }
 
 /// Formats bytes compactly as a plan would write them when exact: "2MiB", "1GiB", else bytes.
@@ -97,6 +98,7 @@ mod tests {
         assert_eq!(format_bytes(64 << 20), "64 MiB");
         assert_eq!(format_bytes(25_276_530_688), "23.5 GiB");
         assert_eq!(format_bytes(100), "100 B");
+        assert_eq!(format_bytes((22 << 30) + 1000), "22 GiB");
         assert_eq!(format_bytes_exact(2 << 20), "2MiB");
         assert_eq!(format_bytes_exact(1 << 30), "1GiB");
     }
