@@ -608,6 +608,27 @@ pub(crate) fn device_rule_string(d: &LinuxDeviceCgroup) -> String {
     )
 }
 
+/// OCI `checkBeforeUpdate`: a new memory limit below what the cgroup uses now is refused
+/// instead of sending the kernel reclaiming (or OOM-killing).
+pub(crate) fn check_limit_above_usage(
+    dir: &Path,
+    usage_file: &str,
+    limit: Option<i64>,
+) -> Result<(), Error> {
+    let Some(limit) = limit.filter(|l| *l > 0) else {
+        return Ok(());
+    };
+    let usage = fs::read_u64_opt(dir, usage_file)?.unwrap_or(0);
+    if (limit as u64) < usage {
+        return Err(Error::Invalid {
+            field: "linux.resources.memory.limit",
+            value: format!("{limit} (the cgroup uses {usage} now)"),
+            expected: "at least the current usage, as checkBeforeUpdate asks",
+        });
+    }
+    Ok(())
+}
+
 /// Every pid in `dir` and the cgroups below it.
 pub(crate) fn all_pids(dir: &Path) -> Result<Vec<i32>, Error> {
     let mut pids = fs::procs(dir)?;

@@ -72,6 +72,9 @@ pub struct Memory {
     pub swap: MemoryEntry,
     /// Kernel memory (v1).
     pub kernel: MemoryEntry,
+    /// Kernel TCP buffer memory (v1).
+    #[serde(rename = "kernelTCP")]
+    pub kernel_tcp: MemoryEntry,
     /// The raw memory.stat counters.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub raw: BTreeMap<String, u64>,

@@ -156,6 +156,12 @@ fn each_resource_is_written_and_read_back() {
     } else {
         assert_eq!(read(&huge, "hugetlb.2MB.limit_in_bytes"), "4194304");
     }
+    if hybrid_host() {
+        // `unified` keys go to the cgroup2 side of a hybrid host.
+        m.apply(&res(r#"{"unified": {"hugetlb.2MB.max": "2097152"}}"#))
+            .unwrap();
+        assert_eq!(read(&huge, "hugetlb.2MB.max"), "2097152");
+    }
     let devs = read(&m.path_on("devices").unwrap(), "devices.list");
     let mut lines: Vec<&str> = devs.lines().collect();
     lines.sort();
@@ -340,6 +346,18 @@ fn stats_are_plausible_and_serialize_like_runc() {
     }
     assert!(j["memory"]["usage"]["limit"].as_u64().is_some());
     assert!(j["cpu"]["usage"]["total"].as_u64().is_some());
+    assert!(j["memory"]["kernelTCP"].is_object());
+
+    // checkBeforeUpdate refuses a limit below what the cgroup uses now, and changes nothing.
+    let e =
+        cg.0.apply(&res(
+            r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("checkBeforeUpdate"), "{e}");
+    let mem = cg.0.path_on("memory").unwrap();
+    assert_eq!(read(&mem, "memory.limit_in_bytes"), "134217728");
 }
 
 #[test]

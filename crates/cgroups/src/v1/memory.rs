@@ -18,6 +18,9 @@ pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), Error> {
     let Some(m) = res.memory() else {
         return Ok(());
     };
+    if m.check_before_update() == Some(true) {
+        crate::check_limit_above_usage(dir, "memory.usage_in_bytes", m.limit())?;
+    }
     match (m.limit(), m.swap()) {
         (Some(l), Some(s)) => {
             // memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: raising both
@@ -73,6 +76,7 @@ pub(super) fn stats(dir: &Path, st: &mut Stats) -> Result<(), Error> {
     st.memory.usage = entry(dir, "memory.")?;
     st.memory.swap = entry(dir, "memory.memsw.")?;
     st.memory.kernel = entry(dir, "memory.kmem.")?;
+    st.memory.kernel_tcp = entry(dir, "memory.kmem.tcp.")?;
     if let Some(s) = fs::read_opt(dir, "memory.stat")? {
         for (k, v) in fs::flat_keyed(&s) {
             st.memory.raw.insert(k.to_string(), v);

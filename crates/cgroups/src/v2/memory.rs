@@ -36,6 +36,9 @@ pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), Error> {
     let Some(m) = res.memory() else {
         return Ok(());
     };
+    if m.check_before_update() == Some(true) {
+        crate::check_limit_above_usage(dir, "memory.current", m.limit())?;
+    }
     if let Some(s) = m.swap().filter(|s| *s != 0) {
         // Equal memory and memory+swap limits convert to 0: no swap at all.
         let v = swap_to_v2(s, m.limit())?;
