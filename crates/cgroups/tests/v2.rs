@@ -256,9 +256,10 @@ fn v2_stats_are_plausible() {
     assert_eq!(st.pids.current, 1);
     assert_eq!(st.pids.limit, 50);
     assert!(st.hugetlb.contains_key("2MB"), "{:?}", st.hugetlb);
-    let e = c
-        .0
-        .apply(&res(r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#))
+    let e =
+        c.0.apply(&res(
+            r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+        ))
         .unwrap_err()
         .to_string();
     assert!(e.contains("checkBeforeUpdate"), "{e}");
