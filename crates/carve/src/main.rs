@@ -29,6 +29,12 @@ enum Command {
     /// Check a plan or print its schema.
     #[command(subcommand)]
     Plan(commands::plan::PlanCommand),
+    /// Run one command on dedicated cores; the host is restored when it exits.
+    Run(commands::run::Args),
+    /// Measure OS noise on cores (TSC-gap probe), untuned, dedicated or both.
+    Noise(commands::noise::Args),
+    /// Undo the host changes of carve runs that died without restoring.
+    Restore(commands::restore::Args),
     /// Build root filesystems and guest assets.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -48,6 +54,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Host(a) => commands::host::run(a),
         Command::Plan(a) => commands::plan::run(a),
+        Command::Run(a) => commands::run::run(a),
+        Command::Noise(a) => commands::noise::run(a),
+        Command::Restore(a) => commands::restore::run(a),
         Command::Image(ImageCommand::Busybox(a)) => commands::image_busybox::run(a),
         Command::Image(ImageCommand::Debian(a)) => commands::image_debian::run(a),
     };

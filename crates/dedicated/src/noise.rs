@@ -172,11 +172,13 @@ fn spin(
 
 /// Probes every core of `cpus` at once for `opts.duration`. `join` runs first in each probe thread
 /// with (thread id, core) and must place the thread on the core (set its affinity, join a
-/// partition); the thread then takes `opts.sched` and spins.
+/// partition); the thread then takes `opts.sched`. When every thread is placed, `ready` runs (to
+/// start tracing, say) and then all spin.
 pub fn probe(
     cpus: &CpuSet,
     opts: &ProbeOptions,
     join: &(dyn Fn(i32, usize) -> Result<(), String> + Sync),
+    ready: &dyn Fn(),
 ) -> Result<Vec<RawProbe>, NoiseError> {
     let est_hz = calibrate_tsc(Duration::from_millis(50));
     if !(est_hz.is_finite() && est_hz > 1e6) {
@@ -185,12 +187,14 @@ pub fn probe(
     let duration_cycles = (opts.duration.as_secs_f64() * est_hz) as u64;
     let threshold = (opts.threshold.as_secs_f64() * est_hz) as u64;
     let cap = ((opts.duration.as_secs_f64() * 50_000.0) as usize).clamp(100_000, 4_000_000);
-    let barrier = Arc::new(Barrier::new(cpus.len()));
+    // Two rendezvous with this thread: all placed → `ready` → all spin.
+    let placed_all = Arc::new(Barrier::new(cpus.len() + 1));
+    let go = Arc::new(Barrier::new(cpus.len() + 1));
     std::thread::scope(|s| {
         let handles: Vec<_> = cpus
             .iter()
             .map(|cpu| {
-                let barrier = barrier.clone();
+                let (placed_all, go) = (placed_all.clone(), go.clone());
                 let sched = opts.sched;
                 s.spawn(move || -> Result<RawProbe, NoiseError> {
                     let tid = crate::sys::gettid();
@@ -204,7 +208,8 @@ pub fn probe(
                                 why: format!("set {sched}: {e}"),
                             })
                         });
-                    barrier.wait();
+                    placed_all.wait();
+                    go.wait();
                     placed?;
                     let t0 = Instant::now();
                     let (cycles, n, over, over_cycles, iterations) =
@@ -228,6 +233,9 @@ pub fn probe(
                 })
             })
             .collect();
+        placed_all.wait();
+        ready();
+        go.wait();
         handles
             .into_iter()
             .map(|h| h.join().expect("probe thread"))
@@ -645,9 +653,15 @@ mod tests {
             ..Default::default()
         };
         let cpus: CpuSet = [cpu].into_iter().collect();
-        let raw = probe(&cpus, &opts, &|tid, cpu| {
-            crate::sys::set_affinity(tid, &[cpu].into_iter().collect()).map_err(|e| e.to_string())
-        })
+        let raw = probe(
+            &cpus,
+            &opts,
+            &|tid, cpu| {
+                crate::sys::set_affinity(tid, &[cpu].into_iter().collect())
+                    .map_err(|e| e.to_string())
+            },
+            &|| {},
+        )
         .unwrap();
         let s = stats(&raw[0], &opts.sched);
         assert!(

@@ -293,10 +293,21 @@ impl Partition {
             spec.housekeeping.clone(),
             partial.cpuset.clone(),
         );
-        let moved = match mover.pass(&journal) {
-            Ok(n) => n,
-            Err(e) => return Err(rollback(e.into(), unwrap_journal(journal))),
-        };
+        // Tasks forked while a pass runs (by a parent it had not reached yet) inherit the old
+        // affinity and are missed by it: pass again until a pass finds nobody (at most 4).
+        let mut moved = 0;
+        for i in 0..4 {
+            match mover.pass(&journal) {
+                Ok(n) => {
+                    moved += n;
+                    if n == 0 && i > 0 {
+                        break;
+                    }
+                }
+                Err(e) => return Err(rollback(e.into(), unwrap_journal(journal))),
+            }
+        }
+        mover.moved_later = 0;
         let dma = if spec.dma_latency {
             match hold_dma_latency() {
                 Ok(f) => Some(f),

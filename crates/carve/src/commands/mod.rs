@@ -3,7 +3,10 @@
 pub mod host;
 pub mod image_busybox;
 pub mod image_debian;
+pub mod noise;
 pub mod plan;
+pub mod restore;
+pub mod run;
 
 /// Exit code for an error that was not classified.
 pub const EXIT_ERROR: u8 = 1;

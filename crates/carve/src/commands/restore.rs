@@ -1,0 +1,35 @@
+//! `carve restore`: undoes the host changes of carve runs that died without restoring.
+
+/// Arguments of `carve restore`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The journal directory.
+    #[arg(long, default_value = carve_journal::DEFAULT_ROOT)]
+    pub journals: std::path::PathBuf,
+}
+
+/// Runs `carve restore`.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let done = carve_journal::restore_orphans(&a.journals, Some(carve_net::journal_undo));
+    if done.is_empty() {
+        println!(
+            "carve restore: nothing to restore (no orphaned journal under {})",
+            a.journals.display()
+        );
+        return Ok(());
+    }
+    let mut failed = false;
+    for r in &done {
+        match &r.result {
+            Ok(()) => println!("restored {}: {} changes undone", r.owner, r.changes),
+            Err(e) => {
+                failed = true;
+                println!("could not fully restore {}: {e}", r.owner);
+            }
+        }
+    }
+    if failed {
+        return Err(super::Exit(super::EXIT_ERROR).into());
+    }
+    Ok(())
+}

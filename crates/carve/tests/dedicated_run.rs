@@ -1,0 +1,249 @@
+//! `carve run --dedicated` and `carve restore` end to end, as root, on the real host. Each test
+//! retunes the host, so each holds `HostLock` and checks the host is back exactly afterwards.
+
+use carve_testkit::{HostLock, Snapshot};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn carve() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_carve"))
+}
+
+/// The snapshot differences carve run is responsible for (other crates' tests create and remove
+/// their own cgroups, namespaces and journals in parallel).
+fn our_diff(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    before
+        .diff(after)
+        .into_iter()
+        .filter(|l| {
+            l.starts_with('/')
+                || [
+                    "carve-ded-",
+                    "carve-hk-",
+                    "hugepages",
+                    "dedicated-",
+                    "noise-",
+                    "tracefs",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .collect()
+}
+
+fn assert_restored(before: &Snapshot) {
+    let d = our_diff(before, &Snapshot::take());
+    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+}
+
+/// The last online CPU, when there are two or more and we are root.
+fn core() -> Option<String> {
+    if !carve_testkit::is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    let online = carve_core::CpuSet::parse_list(
+        &std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?,
+    )
+    .ok()?;
+    (online.len() >= 2).then(|| online.iter().last().unwrap().to_string())
+}
+
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the journal of partition `name` records the launched process.
+fn wait_for_launch(name: &str) -> i32 {
+    let path = format!("/run/carve/journal/dedicated-{name}.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Some(l) = text.lines().find(|l| l.contains("\"kind\":\"process\"")) {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                return v["id"]["pid"].as_i64().unwrap() as i32;
+            }
+        }
+        assert!(Instant::now() < deadline, "carve run did not launch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    carve_journal::ProcessId::of(pid).is_some_and(|p| p.is_alive())
+}
+
+#[test]
+fn host_tuning_dedicated_run_restores_the_host_and_passes_the_exit_code() {
+    let Some(cpu) = core() else { return };
+    let _lock = HostLock::exclusive();
+    let before = Snapshot::take();
+    let out = carve()
+        .args(["run", "--dedicated", &cpu, "--sched", "fifo:20", "--hugepages", "2MiB:2"])
+        .args(["--", "sh", "-c"])
+        .arg("grep Cpus_allowed_list /proc/$$/status; echo \"cpus=$CARVE_CPUS hp=$CARVE_HUGEPAGES\"; exit 7")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("Cpus_allowed_list:\t{cpu}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("cpus={cpu} hp=2MiB:2:/run/carve/hugepages/")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("host restored"), "{stderr}");
+    assert!(stderr.contains("needs a reboot"), "{stderr}");
+    assert_restored(&before);
+}
+
+#[test]
+fn host_tuning_dedicated_sigkill_mid_run_then_restore_brings_the_host_back() {
+    let Some(cpu) = core() else { return };
+    let _lock = HostLock::exclusive();
+    let before = Snapshot::take();
+    let name = carve_testkit::short_name("kill");
+    let mut run = KillOnDrop(
+        carve()
+            .args([
+                "run",
+                "--dedicated",
+                &cpu,
+                "--sched",
+                "fifo:10",
+                "--name",
+                &name,
+            ])
+            .args(["--hugepages", "2MiB:1", "--", "sleep", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = wait_for_launch(&name);
+    assert!(
+        !our_diff(&before, &Snapshot::take()).is_empty(),
+        "the run changed nothing?"
+    );
+    run.0.kill().unwrap(); // SIGKILL: carve restores nothing itself
+    run.0.wait().unwrap();
+    assert!(alive(child), "the command outlives a killed carve");
+    // A new run on the same core is refused until the crashed one is restored.
+    let refused = carve()
+        .args(["run", "--dedicated", &cpu, "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("carve restore"));
+    let out = carve().arg("restore").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("restored dedicated-{name}")),
+        "{stdout}"
+    );
+    assert!(!alive(child), "restore stops the orphaned command");
+    assert_restored(&before);
+}
+
+#[test]
+fn host_tuning_dedicated_sigterm_stops_the_command_and_restores() {
+    let Some(cpu) = core() else { return };
+    let _lock = HostLock::exclusive();
+    let before = Snapshot::take();
+    let name = carve_testkit::short_name("term");
+    let mut run = KillOnDrop(
+        carve()
+            .args([
+                "run",
+                "--dedicated",
+                &cpu,
+                "--name",
+                &name,
+                "--",
+                "sleep",
+                "60",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = wait_for_launch(&name);
+    // SAFETY: kill has no memory effects; the pid is our child.
+    unsafe { libc::kill(run.0.id() as i32, libc::SIGTERM) };
+    let st = run.0.wait().unwrap();
+    let mut err = String::new();
+    run.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(st.code(), Some(128 + libc::SIGTERM), "{err}");
+    assert!(err.contains("host restored"), "{err}");
+    assert!(!alive(child));
+    assert_restored(&before);
+}
+
+#[test]
+fn host_tuning_dedicated_refusals_change_nothing() {
+    let Some(cpu) = core() else { return };
+    let _lock = HostLock::exclusive();
+    let before = Snapshot::take();
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let out = carve()
+        .args(["run", "--dedicated", online.trim(), "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no housekeeping core"));
+    // A core of a live run.
+    let name = carve_testkit::short_name("live");
+    let mut live = KillOnDrop(
+        carve()
+            .args([
+                "run",
+                "--dedicated",
+                &cpu,
+                "--name",
+                &name,
+                "--",
+                "sleep",
+                "60",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_launch(&name);
+    let out = carve()
+        .args(["run", "--dedicated", &cpu, "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already dedicated") && err.contains(&name),
+        "{err}"
+    );
+    // SAFETY: kill has no memory effects; the pid is our child.
+    unsafe { libc::kill(live.0.id() as i32, libc::SIGINT) };
+    live.0.wait().unwrap();
+    assert!(Path::new("/run/carve").exists());
+    assert_restored(&before);
+}
