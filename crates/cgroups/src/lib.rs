@@ -412,15 +412,28 @@ impl Manager {
         match self {
             Manager::V1(v1) => v1.stats(&mut st)?,
             Manager::V2(v2) => v2.stats(
-                &[Ctl::Cpu, Ctl::Memory, Ctl::Pids, Ctl::Blkio, Ctl::Hugetlb],
+                &[
+                    Ctl::Cpu,
+                    Ctl::Cpuset,
+                    Ctl::Memory,
+                    Ctl::Pids,
+                    Ctl::Blkio,
+                    Ctl::Hugetlb,
+                ],
                 &mut st,
             )?,
             Manager::Hybrid { v1, v2 } => {
                 v1.stats(&mut st)?;
-                let rest: Vec<Ctl> = [Ctl::Memory, Ctl::Pids, Ctl::Blkio, Ctl::Hugetlb]
-                    .into_iter()
-                    .filter(|c| !v1.has(*c))
-                    .collect();
+                let rest: Vec<Ctl> = [
+                    Ctl::Cpuset,
+                    Ctl::Memory,
+                    Ctl::Pids,
+                    Ctl::Blkio,
+                    Ctl::Hugetlb,
+                ]
+                .into_iter()
+                .filter(|c| !v1.has(*c))
+                .collect();
                 v2.stats(&rest, &mut st)?;
             }
         }

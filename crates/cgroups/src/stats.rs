@@ -20,6 +20,59 @@ pub struct Stats {
     pub blkio: Blkio,
     /// Huge page usage per page size ("2MB", "1GB").
     pub hugetlb: BTreeMap<String, Hugetlb>,
+    /// The cpuset in force.
+    pub cpuset: CpuSet,
+    /// Intel RDT figures: none collected (runc's key, kept for its JSON shape).
+    pub intel_rdt: BTreeMap<String, u64>,
+    /// Network interface counters: none collected (runc's key, kept for its JSON shape).
+    pub network_interfaces: Option<Vec<serde_json::Value>>,
+}
+
+/// The cpuset of the cgroup (v2 fills in only cpus and mems).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuSet {
+    /// CPUs the tasks may run on.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub cpus: Vec<u16>,
+    /// cpuset.cpu_exclusive.
+    pub cpu_exclusive: u64,
+    /// Memory nodes the tasks may allocate on.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mems: Vec<u16>,
+    /// cpuset.mem_hardwall.
+    pub mem_hardwall: u64,
+    /// cpuset.mem_exclusive.
+    pub mem_exclusive: u64,
+    /// cpuset.memory_migrate.
+    pub memory_migrate: u64,
+    /// cpuset.memory_spread_page.
+    pub memory_spread_page: u64,
+    /// cpuset.memory_spread_slab.
+    pub memory_spread_slab: u64,
+    /// cpuset.memory_pressure.
+    pub memory_pressure: u64,
+    /// cpuset.sched_load_balance.
+    pub sched_load_balance: u64,
+    /// cpuset.sched_relax_domain_level.
+    pub sched_relax_domain_level: i64,
+}
+
+/// Parses a kernel list ("0-3,8,10-11") into its members; `None` if malformed.
+pub fn parse_list(s: &str) -> Option<Vec<u16>> {
+    let mut v = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
+                if a > b {
+                    return None;
+                }
+                v.extend(a..=b);
+            }
+            None => v.push(part.parse().ok()?),
+        }
+    }
+    Some(v)
 }
 
 /// CPU usage (nanoseconds) and CFS throttling.
@@ -40,6 +93,12 @@ pub struct CpuUsage {
     /// Per-CPU time (v1 only).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub percpu: Vec<u64>,
+    /// Per-CPU time in kernel mode (v1 only).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub percpu_kernel: Vec<u64>,
+    /// Per-CPU time in user mode (v1 only).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub percpu_user: Vec<u64>,
     /// Time in kernel mode.
     pub kernel: u64,
     /// Time in user mode.
@@ -149,4 +208,15 @@ pub struct Hugetlb {
     pub max: u64,
     /// Allocations refused by the limit.
     pub failcnt: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists() {
+        assert_eq!(super::parse_list("0-2,5\n").unwrap(), vec![0, 1, 2, 5]);
+        assert_eq!(super::parse_list("").unwrap(), Vec::<u16>::new());
+        assert!(super::parse_list("3-1").is_none());
+        assert!(super::parse_list("x").is_none());
+    }
 }

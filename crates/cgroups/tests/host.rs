@@ -347,6 +347,16 @@ fn stats_are_plausible_and_serialize_like_runc() {
     assert!(j["memory"]["usage"]["limit"].as_u64().is_some());
     assert!(j["cpu"]["usage"]["total"].as_u64().is_some());
     assert!(j["memory"]["kernelTCP"].is_object());
+    let root_cpus = read(Path::new("/sys/fs/cgroup/cpuset"), "cpuset.cpus");
+    assert_eq!(
+        Some(st.cpuset.cpus.clone()),
+        carve_cgroups::stats::parse_list(&root_cpus)
+    );
+    assert_eq!(st.cpu.usage.percpu_user.len(), st.cpu.usage.percpu.len());
+    // The keys runc's `events --stats` prints are all there.
+    for k in ["cpuset", "intel_rdt", "network_interfaces"] {
+        assert!(j.get(k).is_some(), "{k} in {j}");
+    }
 
     // checkBeforeUpdate refuses a limit below what the cgroup uses now, and changes nothing.
     let e =

@@ -256,6 +256,7 @@ fn v2_stats_are_plausible() {
     assert_eq!(st.pids.current, 1);
     assert_eq!(st.pids.limit, 50);
     assert!(st.hugetlb.contains_key("2MB"), "{:?}", st.hugetlb);
+    assert!(st.cpuset.cpus.contains(&0), "{:?}", st.cpuset);
     let e =
         c.0.apply(&res(
             r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,

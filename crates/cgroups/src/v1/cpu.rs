@@ -96,12 +96,18 @@ pub(super) fn cpuacct_stats(dir: &Path, st: &mut Stats) -> Result<(), Error> {
     if let Some(v) = fs::read_u64_opt(dir, "cpuacct.usage")? {
         st.cpu.usage.total = v;
     }
-    if let Some(s) = fs::read_opt(dir, "cpuacct.usage_percpu")? {
-        st.cpu.usage.percpu = s
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-    }
+    let list = |f: &str| -> Result<Vec<u64>, Error> {
+        Ok(fs::read_opt(dir, f)?
+            .map(|s| {
+                s.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default())
+    };
+    st.cpu.usage.percpu = list("cpuacct.usage_percpu")?;
+    st.cpu.usage.percpu_kernel = list("cpuacct.usage_percpu_sys")?;
+    st.cpu.usage.percpu_user = list("cpuacct.usage_percpu_user")?;
     // Nanoseconds where the kernel has them, else USER_HZ ticks.
     if let (Some(u), Some(k)) = (
         fs::read_u64_opt(dir, "cpuacct.usage_user")?,

@@ -1,6 +1,7 @@
 //! v1 cpuset: cpus and mems, and the parent values a new directory must start from.
 
 use crate::fs;
+use crate::stats::{parse_list, Stats};
 use crate::Error;
 use oci_spec::runtime::LinuxResources;
 use std::path::Path;
@@ -35,5 +36,32 @@ pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), Error> {
     if let Some(c) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
         fs::write(dir, "cpuset.cpus", c)?;
     }
+    Ok(())
+}
+
+pub(super) fn stats(dir: &Path, st: &mut Stats) -> Result<(), Error> {
+    let c = &mut st.cpuset;
+    let list = |f: &str| -> Result<Vec<u16>, Error> {
+        Ok(fs::read_opt(dir, f)?
+            .and_then(|s| parse_list(&s))
+            .unwrap_or_default())
+    };
+    c.cpus = list("cpuset.cpus")?;
+    c.mems = list("cpuset.mems")?;
+    for (f, slot) in [
+        ("cpuset.cpu_exclusive", &mut c.cpu_exclusive),
+        ("cpuset.mem_hardwall", &mut c.mem_hardwall),
+        ("cpuset.mem_exclusive", &mut c.mem_exclusive),
+        ("cpuset.memory_migrate", &mut c.memory_migrate),
+        ("cpuset.memory_spread_page", &mut c.memory_spread_page),
+        ("cpuset.memory_spread_slab", &mut c.memory_spread_slab),
+        ("cpuset.memory_pressure", &mut c.memory_pressure),
+        ("cpuset.sched_load_balance", &mut c.sched_load_balance),
+    ] {
+        *slot = fs::read_u64_opt(dir, f)?.unwrap_or(0);
+    }
+    c.sched_relax_domain_level = fs::read_opt(dir, "cpuset.sched_relax_domain_level")?
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
     Ok(())
 }

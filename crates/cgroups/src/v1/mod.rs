@@ -156,6 +156,9 @@ impl V1 {
         if let Some(d) = self.path_on("cpu") {
             cpu::stats(d, st)?;
         }
+        if let Some(d) = self.path_on("cpuset") {
+            cpuset::stats(d, st)?;
+        }
         if let Some(d) = self.path_on("memory") {
             memory::stats(d, st)?;
         }

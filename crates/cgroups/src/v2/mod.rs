@@ -170,6 +170,7 @@ impl V2 {
         for c in ctls {
             match c {
                 Ctl::Cpu => cpu::stats(d, st)?,
+                Ctl::Cpuset if self.has(Ctl::Cpuset) => cpuset::stats(d, st)?,
                 Ctl::Memory if self.has(Ctl::Memory) => memory::stats(d, st)?,
                 Ctl::Pids if self.has(Ctl::Pids) => pids::stats(d, st)?,
                 Ctl::Blkio if self.has(Ctl::Blkio) => io::stats(d, st)?,
