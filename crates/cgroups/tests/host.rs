@@ -447,6 +447,24 @@ fn cpuset_of_nested_cgroup_starts_from_parent() {
     );
     let p = Proc::sleeper();
     cg.0.add_task(p.pid()).unwrap();
+
+    // An empty parent made by someone else (and never filled) is filled too.
+    let top = Path::new("/sys/fs/cgroup/cpuset").join(&name).join("x");
+    let other = unique_name("cg-cpuset-empty");
+    std::fs::create_dir(Path::new("/sys/fs/cgroup/cpuset").join(&other)).unwrap();
+    let cg2 = Cg::new(&format!("/{other}/leaf"));
+    let leaf2 = cg2.0.path_on("cpuset").unwrap();
+    assert_eq!(read(&leaf2, "cpuset.cpus"), root_cpus);
+    assert_eq!(read(leaf2.parent().unwrap(), "cpuset.cpus"), root_cpus);
+    let p2 = Proc::sleeper();
+    cg2.0.add_task(p2.pid()).unwrap();
+    drop(p2);
+    drop(cg2);
+    // The parent was not ours: remove() leaves it, the test takes it away.
+    let made_by_other = Path::new("/sys/fs/cgroup/cpuset").join(&other);
+    assert!(made_by_other.is_dir());
+    std::fs::remove_dir(&made_by_other).unwrap();
+    assert!(top.is_dir());
 }
 
 #[test]

@@ -6,23 +6,37 @@ use crate::Error;
 use oci_spec::runtime::LinuxResources;
 use std::path::Path;
 
-/// Copies the parent's cpuset.cpus and cpuset.mems into a directory just made (v1 starts it
-/// empty, and an empty cpuset refuses tasks).
+/// Gives a directory just made its parent's cpuset.cpus and cpuset.mems (v1 starts it empty, and
+/// an empty cpuset refuses tasks). An empty ancestor (made by someone else and never filled) is
+/// filled the same way first, as runc does.
 pub(super) fn inherit_parent(dir: &Path) -> Result<(), Error> {
-    let Some(parent) = dir.parent() else {
-        return Ok(());
-    };
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        // A parent without the file is no cpuset hierarchy a kernel made (a test's fake root).
-        let Some(v) = fs::read_opt(parent, f)? else {
-            continue;
+        fill(dir, f, true)?;
+    }
+    Ok(())
+}
+
+/// Makes `dir/file` non-empty from the nearest non-empty ancestor and returns its value.
+/// `fresh`: the directory was just made, so it is known to be empty (no read needed).
+fn fill(dir: &Path, file: &str, fresh: bool) -> Result<Option<String>, Error> {
+    if !fresh {
+        // A directory without the file is no cpuset hierarchy a kernel made (a test's fake root).
+        let Some(v) = fs::read_opt(dir, file)? else {
+            return Ok(None);
         };
         let v = v.trim();
         if !v.is_empty() {
-            fs::write(dir, f, v)?;
+            return Ok(Some(v.to_string()));
         }
     }
-    Ok(())
+    let Some(parent) = dir.parent() else {
+        return Ok(None);
+    };
+    let Some(v) = fill(parent, file, false)? else {
+        return Ok(None);
+    };
+    fs::write(dir, file, &v)?;
+    Ok(Some(v))
 }
 
 pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), Error> {
