@@ -28,7 +28,7 @@ fn header_layout_is_as_documented() {
         (h.version, h.slot_size, h.capacity, h.slots_offset),
         (1, 2048, 4, 384)
     );
-    assert_eq!(r.max_packet(), 2040);
+    assert_eq!(r.max_packet(), 1984);
     // head and tail each sit alone in a 128-byte block, away from the header.
     assert_eq!(HEAD_OFFSET % 128, 0);
     assert_eq!(TAIL_OFFSET - HEAD_OFFSET, 128);
@@ -50,13 +50,13 @@ fn single_thread_fifo_semantics() {
     assert_eq!(c.pop(&mut buf), None);
     assert!(p.push(b"one"));
     assert!(p.push(b""));
-    assert!(p.push(&[7u8; 248]));
+    assert!(p.push(&[7u8; 192]));
     assert_eq!(p.ring().len(), 3);
     assert_eq!(c.pop(&mut buf), Some(3));
     assert_eq!(&buf[..3], b"one");
     assert_eq!(c.pop(&mut buf), Some(0));
-    assert_eq!(c.pop(&mut buf), Some(248));
-    assert_eq!(&buf[..248], &[7u8; 248]);
+    assert_eq!(c.pop(&mut buf), Some(192));
+    assert_eq!(&buf[..192], &[7u8; 192]);
     assert_eq!(c.pop(&mut buf), None);
     assert!(c.ring().is_empty());
     assert_eq!((c.ring().enqueued(), c.ring().dequeued()), (3, 3));
@@ -66,7 +66,7 @@ fn single_thread_fifo_semantics() {
 #[should_panic(expected = "exceeds slot payload")]
 fn oversized_packets_panic() {
     let (mut p, _c) = ring(128, 2).split();
-    p.push(&[0u8; 121]);
+    p.push(&[0u8; 65]);
 }
 
 #[test]
@@ -94,11 +94,11 @@ fn wraparound_keeps_order_and_contents() {
     // Batches of varying size walk the indices many times around the 4 slots.
     for round in 0..2000u64 {
         let want = (round % 5) as usize + 1;
-        sent += p.push_with(want, |i, buf| packet(sent + i as u64, &mut buf[..120])) as u64;
+        sent += p.push_with(want, |i, buf| packet(sent + i as u64, &mut buf[..64])) as u64;
         let max = (round % 3) as usize + 1;
         got += c.pop_with(max, |i, b| {
             let seq = got + i as u64;
-            let mut w = [0u8; 120];
+            let mut w = [0u8; 64];
             let n = packet(seq, &mut w);
             assert_eq!(b, &w[..n], "packet {seq}");
         }) as u64;
@@ -121,7 +121,7 @@ fn in_place_edits_are_seen_only_by_the_consumer() {
 
 #[test]
 fn two_threads_stress_with_checksums() {
-    const N: u64 = 200_000;
+    const N: u64 = 50_000;
     let (mut p, mut c) = ring(2048, 64).split();
     let producer = std::thread::spawn(move || {
         let mut sent = 0u64;
