@@ -166,6 +166,25 @@ fn each_resource_is_written_and_read_back() {
     let mut lines: Vec<&str> = devs.lines().collect();
     lines.sort();
     assert_eq!(lines, vec!["c 1:3 rwm", "c 1:5 r"]);
+    // And the kernel enforces them on a task inside.
+    let mut p = Proc::gated(
+        "echo x > /dev/null && echo null-ok; \
+         head -c1 /dev/zero >/dev/null && echo zero-read-ok; \
+         (echo x > /dev/zero) 2>/dev/null || echo zero-write-denied; \
+         (head -c1 /dev/urandom >/dev/null) 2>/dev/null || echo urandom-denied",
+    );
+    m.add_task(p.pid()).unwrap();
+    p.open_gate();
+    let (_, out, _) = p.finish();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "null-ok",
+            "zero-read-ok",
+            "zero-write-denied",
+            "urandom-denied"
+        ]
+    );
 
     // An update: raising memory above the current memory+swap needs the other write order.
     m.apply(&res(
