@@ -96,7 +96,7 @@ chmod +x "$root/init"
 
 # --- boot ----------------------------------------------------------------------------------
 log=$work/console.log
-timeout "${CARVE_V2_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 512 \
+timeout "${CARVE_V2_TIMEOUT:-180}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 512 \
   -kernel "$kernel" -initrd "$work/initrd" \
   -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=1" \
   -nographic -no-reboot </dev/null >"$log" 2>&1 || true
