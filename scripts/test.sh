@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 cargo build --workspace --all-targets --quiet
-[ -x scripts/assets.sh ] && bash scripts/assets.sh
+[ -f scripts/assets.sh ] && bash scripts/assets.sh
+# The pure-v2 cgroup tests run in a QEMU guest from a static test binary: build it before the
+# timed test run.
+bash scripts/v2-guest-test.sh --build-only
 
 snap=$(mktemp /tmp/carve-leak.XXXXXX)
 trap 'rm -f "$snap"' EXIT
