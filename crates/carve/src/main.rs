@@ -38,6 +38,9 @@ enum Command {
     /// Build root filesystems and guest assets.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run and manage QEMU VM partitions (pinned vCPUs, QMP, snapshots, live migration).
+    #[command(subcommand)]
+    Vm(commands::vm::VmCommand),
 }
 
 /// `carve image ...`.
@@ -47,6 +50,8 @@ enum ImageCommand {
     Busybox(commands::image_busybox::Args),
     /// A Debian rootfs made by debootstrap --variant=minbase (about 20 s, 200 MB).
     Debian(commands::image_debian::Args),
+    /// VM guest assets: Debian's cloud kernel, a busybox initramfs with its virtio modules, a qcow2 disk.
+    Guest(commands::image_guest::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,8 @@ fn main() -> ExitCode {
         Command::Restore(a) => commands::restore::run(a),
         Command::Image(ImageCommand::Busybox(a)) => commands::image_busybox::run(a),
         Command::Image(ImageCommand::Debian(a)) => commands::image_debian::run(a),
+        Command::Image(ImageCommand::Guest(a)) => commands::image_guest::run(a),
+        Command::Vm(a) => commands::vm::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

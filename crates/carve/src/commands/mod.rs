@@ -3,10 +3,12 @@
 pub mod host;
 pub mod image_busybox;
 pub mod image_debian;
+pub mod image_guest;
 pub mod noise;
 pub mod plan;
 pub mod restore;
 pub mod run;
+pub mod vm;
 
 /// Exit code for an error that was not classified.
 pub const EXIT_ERROR: u8 = 1;

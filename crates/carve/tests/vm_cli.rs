@@ -1,0 +1,351 @@
+//! `carve vm ...` end to end, as root, with real QEMU (TCG here): detached supervisor, status,
+//! pause/resume, kill -9 of carve then `carve vm stop` / `carve restore`, snapshot/restore,
+//! live migration, bad values, and QEMU exit while waiting.
+
+use carve_testkit::unique_name;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const CARVE: &str = env!("CARGO_BIN_EXE_carve");
+
+fn guest_dir() -> PathBuf {
+    std::env::var_os("CARVE_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest")))
+}
+
+fn carve(args: &[&str]) -> Output {
+    Command::new(CARVE).args(args).output().expect("run carve")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A shared hold of the host-tuning lock (see crates/vm/tests/common).
+fn host_shared_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(carve_testkit::HOST_LOCK_PATH)
+        .unwrap();
+    // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
+    f
+}
+
+/// Stops (force) the VM on drop, whatever happened.
+struct VmGuard {
+    name: String,
+    _lock: std::fs::File,
+}
+
+impl VmGuard {
+    fn new(prefix: &str) -> Self {
+        assert!(carve_testkit::is_root(), "the VM CLI tests run as root");
+        let out = carve(&["image", "guest", guest_dir().to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        VmGuard {
+            name: unique_name(prefix),
+            _lock: host_shared_lock(),
+        }
+    }
+}
+
+impl Drop for VmGuard {
+    fn drop(&mut self) {
+        let _ = carve(&["vm", "stop", &self.name, "--force"]);
+    }
+}
+
+fn run_args(name: &str, append: &str) -> Vec<String> {
+    let g = guest_dir();
+    vec![
+        "vm".into(),
+        "run".into(),
+        "--name".into(),
+        name.into(),
+        "--kernel".into(),
+        g.join("vmlinuz").display().to_string(),
+        "--initrd".into(),
+        g.join("initrd.img").display().to_string(),
+        "--append".into(),
+        append.into(),
+    ]
+}
+
+fn run_vm(name: &str, append: &str, extra: &[&str]) -> Output {
+    let mut a = run_args(name, append);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    carve(&a)
+}
+
+fn status(name: &str) -> Value {
+    let o = carve(&["vm", "status", name, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s[s.rfind(')').unwrap() + 2..].chars().next().unwrap();
+            state != 'Z' && state != 'X'
+        }
+        Err(_) => false,
+    }
+}
+
+fn wait_dead(pid: i64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !alive(pid)
+}
+
+fn runtime(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(format!("/run/carve/vm/{name}/runtime.json")).unwrap())
+        .unwrap()
+}
+
+fn journal(name: &str) -> PathBuf {
+    Path::new("/run/carve/journal").join(format!("vm-{name}.jsonl"))
+}
+
+const COUNTER: &str =
+    "quiet carve.cmd=\"i=0; while true; do echo count=$i; i=$((i+1)); sleep 0.2; done\"";
+
+fn counts(name: &str) -> Vec<u64> {
+    std::fs::read_to_string(format!("/run/carve/vm/{name}/console.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("count=")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn vm_cli_detached_status_pause_then_kill9_of_carve_then_stop_cleans_everything() {
+    let g = VmGuard::new("cli-stop");
+    let o = run_vm(
+        &g.name,
+        "quiet",
+        &["--wait-for", "carve-guest-ready", "--timeout", "90"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    let st = status(&g.name);
+    assert_eq!(st["state"], "running");
+    assert_eq!(st["accel"], "tcg", "this host's KVM cannot run guests");
+    let qemu = st["qemu_pid"].as_i64().unwrap();
+    let vcpu = &st["vcpus"][0];
+    assert!(vcpu["thread_id"].as_i64().unwrap() > 0);
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let last = carve_core::CpuSet::parse_list(&online)
+        .unwrap()
+        .iter()
+        .last()
+        .unwrap();
+    assert_eq!(vcpu["allowed_cores"], last.to_string());
+
+    let o = carve(&["vm", "pause", &g.name]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(status(&g.name)["state"], "paused");
+    let o = carve(&["vm", "resume", &g.name]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(status(&g.name)["state"], "running");
+
+    // kill -9 of the carve that supervises the VM: QEMU, tap, cgroup and sockets remain...
+    let rt = runtime(&g.name);
+    let sup = rt["supervisor_pid"].as_i64().unwrap();
+    let cgroups: Vec<PathBuf> = rt["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| PathBuf::from(c.as_str().unwrap()))
+        .collect();
+    assert!(!cgroups.is_empty());
+    // SAFETY: kill with the pid of the supervisor this test started.
+    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
+    assert!(wait_dead(sup));
+    assert!(alive(qemu));
+    assert!(status(&g.name)["state"]
+        .as_str()
+        .unwrap()
+        .starts_with("orphaned"));
+
+    // ...until `carve vm stop` removes them all.
+    let o = carve(&["vm", "stop", &g.name, "--timeout", "30"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(wait_dead(qemu));
+    for c in &cgroups {
+        assert!(!c.exists(), "{} left behind", c.display());
+    }
+    assert!(!journal(&g.name).exists());
+    assert!(!Path::new("/run/carve/vm").join(&g.name).exists());
+}
+
+#[test]
+fn vm_cli_kill9_of_carve_then_carve_restore_removes_qemu_cgroup_and_journal() {
+    let g = VmGuard::new("cli-restore");
+    let o = run_vm(&g.name, "quiet", &["--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rt = runtime(&g.name);
+    let qemu = rt["qemu_pid"].as_i64().unwrap();
+    let sup = rt["supervisor_pid"].as_i64().unwrap();
+    // SAFETY: kill with the pid of the supervisor this test started.
+    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
+    assert!(wait_dead(sup));
+    // Other orphaned journals on the host may fail to restore (and make the exit status 1):
+    // what matters here is this VM's line.
+    let o = carve(&["restore"]);
+    let want = format!("restored vm-{}: ", g.name);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&want), "{}", text(&o));
+    assert!(wait_dead(qemu));
+    for c in rt["cgroups"].as_array().unwrap() {
+        assert!(!Path::new(c.as_str().unwrap()).exists(), "{c} left behind");
+    }
+    assert!(!journal(&g.name).exists());
+    for s in ["qmp.sock", "console.sock"] {
+        assert!(!Path::new("/run/carve/vm").join(&g.name).join(s).exists());
+    }
+    // What is left is the state directory (console log, spec) until `carve vm stop`.
+    let o = carve(&["vm", "stop", &g.name]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!Path::new("/run/carve/vm").join(&g.name).exists());
+}
+
+#[test]
+fn vm_cli_bad_values_are_rejected_before_qemu_starts() {
+    let g = VmGuard::new("cli-bad");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--memory", "16MiB"], "memory 16 MiB is too small"),
+        (
+            vec!["--vcpus", "2", "--cpus", "0"],
+            "2 vCPU(s) but only 1 core(s)",
+        ),
+        (
+            vec!["--disk", "/tmp/x.vmdk"],
+            "cannot tell the format of disk /tmp/x.vmdk",
+        ),
+        (
+            vec!["--disk", "/tmp/x.img,format=vmdk"],
+            "unknown disk format \"vmdk\"",
+        ),
+        (
+            vec!["--device", "0000:7f:1f.7"],
+            "PCI device 0000:7f:1f.7 does not exist",
+        ),
+    ];
+    for (extra, want) in cases {
+        let o = run_vm(&g.name, "quiet", &extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(want),
+            "{extra:?}: {}",
+            text(&o)
+        );
+    }
+    let o = carve(&[
+        "vm",
+        "run",
+        "--name",
+        &g.name,
+        "--kernel",
+        "/nonexistent/vmlinuz",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("kernel /nonexistent/vmlinuz does not exist")
+    );
+    assert!(!Path::new("/run/carve/vm").join(&g.name).exists());
+    assert!(!journal(&g.name).exists());
+}
+
+#[test]
+fn vm_cli_wait_for_fails_when_qemu_exits_first() {
+    let g = VmGuard::new("cli-exit");
+    // The guest's command ends at once and the guest powers off: the marker never comes.
+    let o = run_vm(
+        &g.name,
+        "quiet carve.cmd=\"echo bye\"",
+        &["--wait-for", "never-printed", "--timeout", "90"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("QEMU exited before \"never-printed\""),
+        "{}",
+        text(&o)
+    );
+    let st = status(&g.name);
+    assert_eq!(st["state"], "exited");
+    assert_eq!(st["exit"]["code"], 0);
+}
+
+#[test]
+fn vm_cli_snapshot_restore_and_live_migration_keep_the_counter() {
+    let g = VmGuard::new("cli-snap");
+    let g2 = VmGuard {
+        name: format!("{}-moved", g.name),
+        _lock: host_shared_lock(),
+    };
+    let o = run_vm(
+        &g.name,
+        COUNTER,
+        &["--wait-for", "count=3", "--timeout", "90"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap.bin");
+    let o = carve(&["vm", "pause", &g.name]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::thread::sleep(Duration::from_millis(300));
+    let at = *counts(&g.name).last().unwrap();
+    let o = carve(&["vm", "snapshot", &g.name, snap.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = carve(&["vm", "stop", &g.name, "--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let want = format!("count={}", at + 3);
+    let o = carve(&[
+        "vm",
+        "restore",
+        &g.name,
+        snap.to_str().unwrap(),
+        "--wait-for",
+        &want,
+        "--timeout",
+        "90",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let c = counts(&g.name);
+    assert!(
+        c[0] > at && c[0] <= at + 2,
+        "snapshot at {at}, restored {c:?}"
+    );
+
+    let o = carve(&["vm", "migrate", &g.name, "--to", &g2.name]);
+    assert!(o.status.success(), "{}", text(&o));
+    let src_last = *counts(&g.name).last().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counts(&g2.name).len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c2 = counts(&g2.name);
+    assert!(c2.len() >= 3, "{c2:?}");
+    assert!(
+        c2[0] > src_last && c2[0] <= src_last + 2,
+        "source ended at {src_last}, moved {c2:?}"
+    );
+    assert_eq!(status(&g2.name)["state"], "running");
+}
