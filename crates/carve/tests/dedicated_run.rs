@@ -59,20 +59,33 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Waits until the journal of partition `name` records the launched process.
-fn wait_for_launch(name: &str) -> i32 {
+/// Waits until the journal of partition `name` records `n` processes (the launched command, then
+/// descendants the watcher found); returns their pids.
+fn wait_for_processes(name: &str, n: usize) -> Vec<i32> {
     let path = format!("/run/carve/journal/dedicated-{name}.jsonl");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(text) = std::fs::read_to_string(&path) {
-            if let Some(l) = text.lines().find(|l| l.contains("\"kind\":\"process\"")) {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                return v["id"]["pid"].as_i64().unwrap() as i32;
+            let pids: Vec<i32> = text
+                .lines()
+                .filter(|l| l.contains("\"kind\":\"process\""))
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["id"]["pid"].as_i64().unwrap() as i32
+                })
+                .collect();
+            if pids.len() >= n {
+                return pids;
             }
         }
         assert!(Instant::now() < deadline, "carve run did not launch");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until the journal of partition `name` records the launched process.
+fn wait_for_launch(name: &str) -> i32 {
+    wait_for_processes(name, 1)[0]
 }
 
 fn alive(pid: i32) -> bool {
@@ -123,13 +136,15 @@ fn host_tuning_dedicated_sigkill_mid_run_then_restore_brings_the_host_back() {
                 "--name",
                 &name,
             ])
-            .args(["--hugepages", "2MiB:1", "--", "sleep", "60"])
+            .args(["--hugepages", "2MiB:1", "--", "sh", "-c", "sleep 60 & wait"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let child = wait_for_launch(&name);
+    // The command and the descendant the watcher records.
+    let pids = wait_for_processes(&name, 2);
+    let child = pids[0];
     assert!(
         !our_diff(&before, &Snapshot::take()).is_empty(),
         "the run changed nothing?"
@@ -155,7 +170,12 @@ fn host_tuning_dedicated_sigkill_mid_run_then_restore_brings_the_host_back() {
         stdout.contains(&format!("restored dedicated-{name}")),
         "{stdout}"
     );
-    assert!(!alive(child), "restore stops the orphaned command");
+    for p in &pids {
+        assert!(
+            !alive(*p),
+            "restore stops the orphaned command and its descendants ({p})"
+        );
+    }
     assert_restored(&before);
 }
 

@@ -130,6 +130,9 @@ pub fn set_sched(pid: i32, policy: &SchedPolicy) -> std::io::Result<()> {
             period_ns,
         } => {
             a.sched_policy = 6; // SCHED_DEADLINE
+                                // A deadline task may not fork (its bandwidth cannot be split): with
+                                // SCHED_FLAG_RESET_ON_FORK its children start as SCHED_OTHER instead of failing.
+            a.sched_flags = 0x01;
             a.sched_runtime = runtime_ns;
             a.sched_deadline = deadline_ns;
             a.sched_period = period_ns;

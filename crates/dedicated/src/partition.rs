@@ -21,8 +21,8 @@ use crate::spec::DedicatedSpec;
 use crate::sys::{online_cpus, CpusetRoot, HostPaths};
 use crate::tasks::{Immovable, TaskMover, Watcher};
 use crate::tune::{
-    grant_hugepages, move_workqueues, reboot_advice, route_irqs, set_sysctls, HugePagesError,
-    HugePagesGrant, IrqReport, RebootAdvice,
+    grant_hugepages, move_block_completions, move_workqueues, reboot_advice, route_irqs,
+    set_sysctls, HugePagesError, HugePagesGrant, IrqReport, RebootAdvice,
 };
 
 /// Why a partition was refused or could not be set up.
@@ -183,7 +183,7 @@ pub struct SetupReport {
     pub immovable: Vec<Immovable>,
     /// IRQ routing.
     pub irqs: IrqReport,
-    /// Workqueue masks set.
+    /// Workqueue masks and block queues' rq_affinity set.
     pub workqueues: Vec<PathBuf>,
     /// Huge pages granted.
     pub hugepages: Vec<HugePagesGrant>,
@@ -275,6 +275,9 @@ impl Partition {
             partial.cpuset = cpuset;
             set_sysctls(&mut j, &paths, spec.sched.is_rt(), spec.stat_interval)?;
             partial.workqueues = move_workqueues(&mut j, &paths, &spec.housekeeping)?;
+            partial
+                .workqueues
+                .extend(move_block_completions(&mut j, &paths)?);
             partial.irqs = route_irqs(&mut j, &paths, &spec.housekeeping, &spec.cpus, &spec.irqs)?;
             for h in &spec.hugepages {
                 partial
@@ -388,6 +391,40 @@ fn rollback(first: Error, j: Journal) -> Error {
             first: Box::new(first),
             undo: Box::new(undo),
         },
+    }
+}
+
+/// Stops every process listed in `procs` (a cgroup.procs file) except this one: SIGTERM, then
+/// SIGKILL after `grace`. The command's descendants live there, and the cpuset cannot be removed
+/// while they do.
+fn stop_members(procs: &Path, grace: Duration) {
+    let me = std::process::id() as i32;
+    let members = || -> Vec<i32> {
+        std::fs::read_to_string(procs)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|&p| p != me)
+            // Zombies are gone as far as the cpuset is concerned (and cannot be killed).
+            .filter(|&p| ProcessId::of(p).is_some_and(|id| id.is_alive()))
+            .collect()
+    };
+    for (sig, wait) in [
+        (libc::SIGTERM, grace),
+        (libc::SIGKILL, Duration::from_secs(5)),
+    ] {
+        let pids = members();
+        if pids.is_empty() {
+            return;
+        }
+        for p in pids {
+            // SAFETY: kill has no memory effects; the pids are members of our own cpuset.
+            unsafe { libc::kill(p, sig) };
+        }
+        let deadline = std::time::Instant::now() + wait;
+        while !members().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -517,6 +554,11 @@ impl ActivePartition {
             join: self.cpuset.as_ref().map(|c| c.tasks_file()),
         };
         let child = launch(&cfg)?;
+        self.mover
+            .lock()
+            .expect("mover lock")
+            .recorded
+            .insert(child.id() as i32);
         if let (Some(j), Some(id)) = (&self.journal, ProcessId::of(child.id() as i32)) {
             j.lock()
                 .expect("journal lock")
@@ -533,6 +575,9 @@ impl ActivePartition {
     fn teardown_inner(&mut self) -> Result<TeardownReport, Error> {
         let watch_err = self.watcher.take().and_then(Watcher::stop);
         drop(self.dma.take());
+        if let Some(c) = &self.cpuset {
+            stop_members(&c.dir.join("cgroup.procs"), Duration::from_secs(2));
+        }
         let Some(j) = self.journal.take() else {
             return Ok(TeardownReport {
                 tasks_moved_later: 0,

@@ -7,6 +7,9 @@
 //! kworker/N:M) cannot move; they are listed. Tasks in the partition's own cpuset are the
 //! dedicated process and its threads, and are left alone.
 //!
+//! New processes in the partition's cpuset (the command's descendants) are recorded in the
+//! journal as processes to stop, so undo stops them before it removes the cpuset.
+//!
 //! Tasks forked during the run inherit the narrowed affinity. So that teardown gives them back
 //! what their parent had, the watcher records for a new task whose parent (or thread group) was
 //! moved the parent's old affinity, without changing anything now.
@@ -51,6 +54,9 @@ pub struct TaskMover {
     pub inherited: usize,
     /// Tasks that stay on the dedicated cores, by thread id.
     pub immovable: BTreeMap<i32, Immovable>,
+    /// Processes in the partition already recorded in the journal.
+    pub recorded: HashSet<i32>,
+    own_pid: i32,
 }
 
 impl TaskMover {
@@ -72,6 +78,8 @@ impl TaskMover {
             moved_later: 0,
             inherited: 0,
             immovable: BTreeMap::new(),
+            recorded: HashSet::new(),
+            own_pid: std::process::id() as i32,
         }
     }
 
@@ -100,7 +108,19 @@ impl TaskMover {
                 }
                 continue;
             }
-            if self.immovable.contains_key(&tid) || self.in_partition(tgid, tid) {
+            if self.immovable.contains_key(&tid) {
+                continue;
+            }
+            if self.in_partition(tgid, tid) {
+                // The dedicated process and its descendants. Each new process is recorded, so
+                // undo (also `carve restore` after a crash) stops it before removing the cpuset.
+                if tid == tgid && tgid != self.own_pid && self.recorded.insert(tgid) {
+                    if let Some(id) = ProcessId::of(tgid) {
+                        j.lock()
+                            .expect("journal lock")
+                            .record(Change::Process { id, grace_ms: 2000 })?;
+                    }
+                }
                 continue;
             }
             let Some(info) = read_task(&self.proc, tgid, tid) else {

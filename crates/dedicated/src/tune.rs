@@ -125,6 +125,30 @@ pub fn move_workqueues(
     Ok(out)
 }
 
+/// Sets every block queue's `rq_affinity` to 2: a request completes on the CPU that submitted it
+/// (housekeeping, since every task is there) instead of the CPU its IRQ hit. A managed IRQ that
+/// stays on a dedicated core then only runs its short handler there; the completion work and the
+/// queue re-run (kblockd, a per-CPU workqueue) follow to the submitter. Returns the files written.
+pub fn move_block_completions(
+    j: &mut Journal,
+    paths: &HostPaths,
+) -> Result<Vec<PathBuf>, carve_journal::Error> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(paths.sys.join("block")) else {
+        return Ok(out);
+    };
+    let mut devs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    devs.sort();
+    for d in devs {
+        let f = d.join("queue/rq_affinity");
+        if read_trim(&f).is_some_and(|v| v != "2") {
+            j.write_file(&f, "2")?;
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
 /// Sets the scheduler and vmstat sysctls: timer_migration=0 (timers stay where they were armed,
 /// not pulled onto an idle dedicated core), vm.stat_interval raised (the per-CPU vmstat work runs
 /// that rarely), and sched_rt_runtime_us=-1 when an RT policy runs (see docs/dedicated.md: with

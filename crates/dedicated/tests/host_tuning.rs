@@ -230,3 +230,45 @@ fn host_tuning_refuses_a_core_of_a_live_run_and_a_request_without_housekeeping()
     let d = our_diff(&before, &Snapshot::take());
     assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
 }
+
+/// An IRQ whose affinity the kernel lets us change (rewriting its current value finds out).
+fn movable_irq() -> Option<u32> {
+    carve_dedicated::tune::list_irqs(Path::new("/proc"))
+        .into_iter()
+        .find(|n| {
+            let f = format!("/proc/irq/{n}/smp_affinity_list");
+            std::fs::read_to_string(&f).is_ok_and(|cur| std::fs::write(&f, cur.trim()).is_ok())
+        })
+}
+
+#[test]
+fn host_tuning_deadline_launch_and_an_irq_routed_to_the_partition() {
+    let Some((cpus, online)) = setup_cpus() else {
+        return;
+    };
+    let _lock = HostLock::exclusive();
+    let Some(irq) = movable_irq() else {
+        eprintln!("skipped: no movable IRQ");
+        return;
+    };
+    let before = Snapshot::take();
+    let mut s = spec("dl", &cpus, &online);
+    s.sched = "deadline:100us/1ms".parse().unwrap();
+    s.irqs = vec![irq];
+    // A deadline task that forks: its child starts as SCHED_OTHER (reset on fork).
+    s.command = vec!["sh".into(), "-c".into(), "sleep 30".into()];
+    let mut p = Partition::new(s).setup().unwrap();
+    assert!(p.report().irqs.to_partition.contains(&irq));
+    let aff = std::fs::read_to_string(format!("/proc/irq/{irq}/smp_affinity_list")).unwrap();
+    assert_eq!(CpuSet::parse_list(&aff).unwrap(), cpus);
+    let child = Kill(p.launch().unwrap());
+    let (policy, _, runtime, deadline, period) = sched_getattr(child.0.id() as i32).unwrap();
+    assert_eq!(
+        (policy, runtime, deadline, period),
+        (6, 100_000, 1_000_000, 1_000_000)
+    );
+    p.teardown().unwrap();
+    drop(child);
+    let d = our_diff(&before, &Snapshot::take());
+    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+}

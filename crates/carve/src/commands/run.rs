@@ -87,7 +87,7 @@ pub fn print_setup(r: &carve_dedicated::SetupReport) {
         eprintln!("carve: cpuset {} narrowed from {old} to {new}", d.display());
     }
     eprintln!(
-        "carve: moved {} tasks, {} IRQs and {} workqueue masks to housekeeping{}",
+        "carve: moved {} tasks, {} IRQs, workqueues and block completions ({} files) to housekeeping{}",
         r.tasks_moved,
         r.irqs.moved.len(),
         r.workqueues.len(),
