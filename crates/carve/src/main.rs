@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Show what this host offers a partition planner, with readiness advice.
     Host(commands::host::Args),
+    /// Measure what a tier costs (fast path, ...).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
     /// Check a plan or print its schema.
     #[command(subcommand)]
     Plan(commands::plan::PlanCommand),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Host(a) => commands::host::run(a),
+        Command::Bench(a) => commands::bench::run(a),
         Command::Plan(a) => commands::plan::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Noise(a) => commands::noise::run(a),

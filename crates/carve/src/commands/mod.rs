@@ -1,5 +1,7 @@
 //! One module per subcommand: argument structs and a `run` that calls the libraries.
 
+pub mod bench;
+pub mod bench_fastpath;
 pub mod host;
 pub mod image_busybox;
 pub mod image_debian;

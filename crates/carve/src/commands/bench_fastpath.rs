@@ -1,0 +1,162 @@
+//! `carve bench fastpath`: the example fast path's sealing loop run bare (packets already in
+//! memory) and through the shared-memory ring with a generator on another core, interleaved in
+//! one run; medians and their ratio (the target is ring ≥ 0.9× bare speed).
+
+use anyhow::{bail, Context};
+use carve_fastpath::memory;
+use carve_fastpath::pktcrypt::{self, LoopStats};
+
+/// Arguments of `carve bench fastpath`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Packets per measurement.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub packets: u64,
+    /// Measurements of each kind (bare and ring alternate).
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Ring slots (and the bare loop's packet pool, so both touch the same amount of memory).
+    #[arg(long, default_value_t = 1024)]
+    pub slots: u32,
+    /// CPU of the sealing loop (default: the last CPU this process may use).
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// CPU of the ring's packet generator (default: the first CPU other than --cpu).
+    #[arg(long)]
+    pub generator_cpu: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The target ratio of issue 5: the ring path reaches at least 0.9× the bare loop's speed.
+pub const TARGET_RATIO: f64 = 0.9;
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Runs `carve bench fastpath`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.runs == 0 || args.packets == 0 {
+        bail!("--runs and --packets must be at least 1");
+    }
+    let allowed = memory::current_affinity();
+    let cpu = args
+        .cpu
+        .or_else(|| allowed.last().copied())
+        .context("no CPU allowed")?;
+    let gen_cpu = args
+        .generator_cpu
+        .or_else(|| allowed.iter().copied().find(|&c| c != cpu));
+    if gen_cpu == Some(cpu) {
+        eprintln!("carve bench fastpath: warning: generator and sealing loop share CPU {cpu}");
+    }
+    let key = pktcrypt::key_from_env()?;
+    if !args.json {
+        println!(
+            "carve bench fastpath: AES-128-GCM, 1 KiB packets, {} packets x {} runs, {} slots; \
+             sealing on CPU {cpu}, generator on CPU {}",
+            args.packets,
+            args.runs,
+            args.slots,
+            gen_cpu.map_or("(unpinned)".to_string(), |c| c.to_string())
+        );
+        println!(
+            "{:>4} {:>12} {:>12} {:>12} {:>12} {:>10}",
+            "run", "bare ns/pkt", "ring ns/pkt", "bare wall", "ring wall", "ring batch"
+        );
+    }
+    let (mut bare, mut ring) = (Vec::new(), Vec::new());
+    // Warm up once (page faults, CPU frequency), unrecorded.
+    bare_on(cpu, &key, args.packets / 10 + 1, args.slots as usize)?;
+    for i in 0..args.runs {
+        let b = bare_on(cpu, &key, args.packets, args.slots as usize)?;
+        let r = pktcrypt::bench_ring(&key, args.packets, args.slots, gen_cpu, Some(cpu))?;
+        if !args.json {
+            println!(
+                "{:>4} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>10.1}",
+                i + 1,
+                b.busy_ns_per_packet,
+                r.busy_ns_per_packet,
+                b.wall_ns_per_packet,
+                r.wall_ns_per_packet,
+                r.mean_batch
+            );
+        }
+        bare.push(b);
+        ring.push(r);
+    }
+    let col = |v: &[LoopStats], f: fn(&LoopStats) -> f64| v.iter().map(f).collect::<Vec<_>>();
+    let busy = |s: &LoopStats| s.busy_ns_per_packet;
+    let wall = |s: &LoopStats| s.wall_ns_per_packet;
+    let (mb, mr) = (median(&col(&bare, busy)), median(&col(&ring, busy)));
+    let (wb, wr) = (median(&col(&bare, wall)), median(&col(&ring, wall)));
+    let ratio = mb / mr;
+    let wall_ratio = wb / wr;
+    if args.json {
+        let doc = serde_json::json!({
+            "packets": args.packets,
+            "runs": args.runs,
+            "slots": args.slots,
+            "cpu": cpu,
+            "generator_cpu": gen_cpu,
+            "bare_ns_per_packet": col(&bare, busy),
+            "ring_ns_per_packet": col(&ring, busy),
+            "bare_wall_ns_per_packet": col(&bare, wall),
+            "ring_wall_ns_per_packet": col(&ring, wall),
+            "ring_mean_batch": col(&ring, |s| s.mean_batch),
+            "bare_median_ns": mb,
+            "ring_median_ns": mr,
+            "ratio": ratio,
+            "wall_ratio": wall_ratio,
+            "target_ratio": TARGET_RATIO,
+            "meets_target": ratio >= TARGET_RATIO,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "median: bare {mb:.1} ns/packet, ring {mr:.1} ns/packet -> the ring path runs at \
+             {ratio:.2}x the bare speed (target >= {TARGET_RATIO}x: {})",
+            if ratio >= TARGET_RATIO {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+        println!(
+            "wall (includes waiting for the generator): bare {wb:.1}, ring {wr:.1} ns/packet \
+             ({wall_ratio:.2}x)"
+        );
+    }
+    Ok(())
+}
+
+/// The bare loop on a thread pinned to `cpu` (the caller's own affinity is left alone).
+fn bare_on(cpu: usize, key: &[u8; 16], packets: u64, pool: usize) -> anyhow::Result<LoopStats> {
+    let key = *key;
+    std::thread::spawn(move || -> anyhow::Result<LoopStats> {
+        memory::pin_current_thread(&[cpu])?;
+        Ok(pktcrypt::bench_bare(&key, packets, pool))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("bare loop thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
