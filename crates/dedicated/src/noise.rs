@@ -128,6 +128,8 @@ pub struct RawProbe {
     pub seconds: f64,
     /// Threshold in ticks.
     pub threshold_cycles: u64,
+    /// The TSC value the run started at.
+    pub start_tsc: u64,
     /// (ticks since the start, gap in ticks) for each interruption recorded.
     pub gaps: Vec<(u64, u64)>,
     /// Interruptions beyond the recording capacity (counted in the totals, not in percentiles).
@@ -142,7 +144,7 @@ fn spin(
     duration_cycles: u64,
     threshold: u64,
     gaps: &mut [(u64, u64)],
-) -> (u64, usize, u64, u64, u64) {
+) -> (u64, u64, usize, u64, u64, u64) {
     let start = rdtsc();
     let end = start + duration_cycles;
     let mut prev = start;
@@ -165,7 +167,7 @@ fn spin(
         }
         prev = now;
         if now >= end {
-            return (now - start, n, over, over_cycles, iters);
+            return (start, now - start, n, over, over_cycles, iters);
         }
     }
 }
@@ -212,7 +214,7 @@ pub fn probe(
                     go.wait();
                     placed?;
                     let t0 = Instant::now();
-                    let (cycles, n, over, over_cycles, iterations) =
+                    let (start_tsc, cycles, n, over, over_cycles, iterations) =
                         spin(duration_cycles, threshold, &mut gaps);
                     let seconds = t0.elapsed().as_secs_f64();
                     // Back to normal before anything else runs on this thread.
@@ -222,6 +224,7 @@ pub fn probe(
                         cpu,
                         tid,
                         tsc_hz: cycles as f64 / seconds,
+                        start_tsc,
                         cycles,
                         seconds,
                         threshold_cycles: threshold,
@@ -395,7 +398,7 @@ impl Ratio {
     }
 }
 
-/// Tracepoint counts on one core during a run.
+/// Tracepoint counts on one core during a run, and which event opened each gap.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Attribution {
     /// Events by source: "irq:NAME", "softirq:NAME", "hrtimer:FUNCTION", "local_timer",
@@ -403,6 +406,87 @@ pub struct Attribution {
     pub events: BTreeMap<String, u64>,
     /// Events the trace buffer lost (overrun), so counts are lower bounds when nonzero.
     pub lost: u64,
+    /// Gaps by the first event inside them (when the trace clock is the TSC itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gaps: Option<GapAttribution>,
+}
+
+/// Interruptions grouped by what opened them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct GapAttribution {
+    /// By the first traced event inside the gap.
+    pub by_first_event: BTreeMap<String, GapSource>,
+    /// Gaps with no traced event inside: the guest kernel did not run anything there, so the
+    /// vCPU itself was descheduled by the hypervisor (or an SMI/NMI took it).
+    pub untraced: GapSource,
+    /// The longest gaps and every event inside each.
+    pub longest: Vec<LongGap>,
+}
+
+/// Gaps of one source.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct GapSource {
+    /// How many.
+    pub gaps: u64,
+    /// Their total, µs.
+    pub stolen_us: f64,
+    /// The longest, µs.
+    pub max_us: f64,
+}
+
+/// One long gap.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LongGap {
+    /// When, seconds after the start.
+    pub at_s: f64,
+    /// How long, µs.
+    pub gap_us: f64,
+    /// The events inside it, in order (deduplicated).
+    pub events: Vec<String>,
+}
+
+/// One traced event: TSC timestamp (when the trace clock is x86-tsc) and source key.
+pub type TraceEvent = (Option<u64>, String);
+
+/// Groups `raw`'s gaps by the events (sorted by timestamp) that fall inside them.
+pub fn attribute_gaps(raw: &RawProbe, events: &[(u64, String)]) -> GapAttribution {
+    let us = |c: u64| c as f64 / raw.tsc_hz * 1e6;
+    let mut out = GapAttribution::default();
+    let add = |g: &mut GapSource, d: u64| {
+        g.gaps += 1;
+        g.stolen_us += us(d);
+        g.max_us = g.max_us.max(us(d));
+    };
+    let mut inside_of: Vec<(u64, u64, Vec<String>)> = Vec::new();
+    for &(off, d) in &raw.gaps {
+        let (a, b) = (raw.start_tsc + off, raw.start_tsc + off + d);
+        let i = events.partition_point(|(t, _)| *t < a);
+        let inside: Vec<&String> = events[i..]
+            .iter()
+            .take_while(|(t, _)| *t <= b)
+            .map(|(_, k)| k)
+            .collect();
+        match inside.first() {
+            Some(k) => add(out.by_first_event.entry((*k).clone()).or_default(), d),
+            None => add(&mut out.untraced, d),
+        }
+        inside_of.push((off, d, inside.into_iter().cloned().collect()));
+    }
+    inside_of.sort_by(|x, y| y.1.cmp(&x.1));
+    out.longest = inside_of
+        .into_iter()
+        .take(5)
+        .map(|(off, d, mut ev)| {
+            ev.dedup();
+            ev.truncate(12);
+            LongGap {
+                at_s: off as f64 / raw.tsc_hz,
+                gap_us: us(d),
+                events: ev,
+            }
+        })
+        .collect();
+    out
 }
 
 /// The tracepoints enabled for attribution (those missing on a kernel are skipped).
@@ -426,10 +510,10 @@ fn field<'a>(details: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..end])
 }
 
-/// Counts one CPU's trace text by source. Switches to `probe_tids` are the probe coming back and
-/// do not count.
-pub fn attribute(trace: &str, probe_tids: &[i32]) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
+/// Parses one CPU's trace text into events by source. Switches to `probe_tids` are the probe
+/// coming back and are left out.
+pub fn parse_events(trace: &str, probe_tids: &[i32]) -> Vec<TraceEvent> {
+    let mut out = Vec::new();
     for line in trace.lines() {
         if line.starts_with('#') {
             continue;
@@ -439,9 +523,13 @@ pub fn attribute(trace: &str, probe_tids: &[i32]) -> BTreeMap<String, u64> {
         };
         let rest = &line[close + 2..];
         // "FLAGS TIMESTAMP: EVENT: DETAILS"
-        let Some((_, ev)) = rest.split_once(": ") else {
+        let Some((head, ev)) = rest.split_once(": ") else {
             continue;
         };
+        let ts = head
+            .split_whitespace()
+            .last()
+            .and_then(|t| t.parse::<u64>().ok());
         let Some((event, details)) = ev.split_once(": ") else {
             continue;
         };
@@ -474,9 +562,51 @@ pub fn attribute(trace: &str, probe_tids: &[i32]) -> BTreeMap<String, u64> {
             }
             _ => continue,
         };
+        out.push((ts, key));
+    }
+    out
+}
+
+/// Counts one CPU's trace text by source (see [`parse_events`]).
+pub fn attribute(trace: &str, probe_tids: &[i32]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (_, key) in parse_events(trace, probe_tids) {
         *out.entry(key).or_insert(0) += 1;
     }
     out
+}
+
+/// What a tracer captured on one core.
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    /// The events, in trace order.
+    pub events: Vec<TraceEvent>,
+    /// Events lost to buffer overrun.
+    pub lost: u64,
+}
+
+impl Capture {
+    /// Counts the events and, when they carry TSC timestamps, attributes `raw`'s gaps.
+    pub fn attribution(&self, raw: &RawProbe) -> Attribution {
+        let mut events = BTreeMap::new();
+        for (_, k) in &self.events {
+            *events.entry(k.clone()).or_insert(0) += 1;
+        }
+        let mut timed: Vec<(u64, String)> = self
+            .events
+            .iter()
+            .filter_map(|(t, k)| t.map(|t| (t, k.clone())))
+            .collect();
+        let gaps = (!timed.is_empty() && timed.len() == self.events.len()).then(|| {
+            timed.sort_by_key(|(t, _)| *t);
+            attribute_gaps(raw, &timed)
+        });
+        Attribution {
+            events,
+            lost: self.lost,
+            gaps,
+        }
+    }
 }
 
 /// A tracefs instance of carve's own, counting tracepoints on the probed cores.
@@ -528,6 +658,9 @@ impl Tracer {
             &cpus.to_mask(crate::sys::possible_cpu_count(Path::new("/sys"))),
         )?;
         w("buffer_size_kb", "8192")?;
+        // Timestamps in TSC ticks, the probe's own clock, so each gap finds its events. Kernels
+        // without this clock keep theirs: counts only.
+        let _ = w("trace_clock", "x86-tsc");
         for ev in TRACE_EVENTS {
             let p = dir.join("events").join(ev).join("enable");
             if p.exists() {
@@ -553,8 +686,8 @@ impl Tracer {
         w("tracing_on", "1")
     }
 
-    /// Stops tracing and counts each probed core's events.
-    pub fn stop(&self, probe_tids: &[i32]) -> Result<BTreeMap<usize, Attribution>, NoiseError> {
+    /// Stops tracing and returns each probed core's events.
+    pub fn stop(&self, probe_tids: &[i32]) -> Result<BTreeMap<usize, Capture>, NoiseError> {
         let p = self.dir.join("tracing_on");
         std::fs::write(&p, "0").map_err(|e| NoiseError::Trace {
             path: p,
@@ -579,8 +712,8 @@ impl Tracer {
                 .sum();
             out.insert(
                 cpu,
-                Attribution {
-                    events: attribute(&text, probe_tids),
+                Capture {
+                    events: parse_events(&text, probe_tids),
                     lost,
                 },
             );
@@ -605,6 +738,7 @@ mod tests {
             cycles: 1_000_000_000,
             seconds: 1.0,
             threshold_cycles: 1000,
+            start_tsc: 0,
             gaps: vec![(10, 2000), (20, 3000), (30, 100_000), (40, 5_000_000)],
             unrecorded: 0,
             unrecorded_cycles: 0,
@@ -643,6 +777,42 @@ mod tests {
         assert_eq!(a.get("softirq:TIMER"), Some(&1));
         assert_eq!(a.get("thread:kworker/1:1"), Some(&1));
         assert_eq!(a.len(), 5);
+    }
+
+    #[test]
+    fn gaps_are_attributed_to_the_first_event_inside() {
+        let raw = RawProbe {
+            cpu: 1,
+            tid: 7,
+            tsc_hz: 1e9,
+            start_tsc: 1000,
+            cycles: 1_000_000,
+            seconds: 0.001,
+            threshold_cycles: 1000,
+            gaps: vec![(100, 5000), (10_000, 20_000), (50_000, 3000)],
+            unrecorded: 0,
+            unrecorded_cycles: 0,
+            iterations: 1,
+        };
+        let ev = |t: u64, k: &str| (t, k.to_string());
+        let events = vec![
+            ev(1200, "irq:x"),
+            ev(11_500, "local_timer"),
+            ev(11_600, "softirq:RCU"),
+            ev(40_000, "irq:between"),
+        ];
+        let g = attribute_gaps(&raw, &events);
+        assert_eq!(g.by_first_event["irq:x"].gaps, 1);
+        assert_eq!(g.by_first_event["local_timer"].max_us, 20.0);
+        assert_eq!(g.untraced.gaps, 1);
+        assert_eq!(g.longest[0].events, vec!["local_timer", "softirq:RCU"]);
+        let cap = Capture {
+            events: events.into_iter().map(|(t, k)| (Some(t), k)).collect(),
+            lost: 0,
+        };
+        let a = cap.attribution(&raw);
+        assert_eq!(a.events["irq:between"], 1);
+        assert!(a.gaps.is_some());
     }
 
     #[test]

@@ -85,9 +85,9 @@ fn measure(
     let mut out: Vec<RunStats> = raw.iter().map(|r| noise::stats(r, &opts.sched)).collect();
     if let Some(t) = tracer {
         let tids: Vec<i32> = raw.iter().map(|r| r.tid).collect();
-        let mut attr = t.stop(&tids)?;
-        for s in &mut out {
-            s.attribution = attr.remove(&s.cpu);
+        let captures = t.stop(&tids)?;
+        for (s, r) in out.iter_mut().zip(&raw) {
+            s.attribution = captures.get(&s.cpu).map(|c| c.attribution(r));
         }
     }
     Ok(out)
@@ -242,6 +242,43 @@ fn print_attr(label: &str, a: &Attribution, seconds: f64) {
         .take(8)
         .map(|(k, n)| format!("{k} {:.1}/s", **n as f64 / seconds))
         .collect();
+    if let Some(g) = &a.gaps {
+        let mut v: Vec<(&String, &noise::GapSource)> = g.by_first_event.iter().collect();
+        v.sort_by(|x, y| y.1.stolen_us.total_cmp(&x.1.stolen_us));
+        let mut parts: Vec<String> = v
+            .iter()
+            .take(6)
+            .map(|(k, s)| {
+                format!(
+                    "{k} {:.3} % ({} gaps, max {:.1} µs)",
+                    s.stolen_us / seconds / 1e4,
+                    s.gaps,
+                    s.max_us
+                )
+            })
+            .collect();
+        if g.untraced.gaps > 0 {
+            parts.push(format!(
+                "no guest event (hypervisor) {:.3} % ({} gaps, max {:.1} µs)",
+                g.untraced.stolen_us / seconds / 1e4,
+                g.untraced.gaps,
+                g.untraced.max_us
+            ));
+        }
+        println!("  {label:<10} stolen by: {}", parts.join(", "));
+        for l in g.longest.iter().take(3) {
+            println!(
+                "  {label:<10} gap {:.1} µs at {:.3} s: {}",
+                l.gap_us,
+                l.at_s,
+                if l.events.is_empty() {
+                    "no guest event".to_string()
+                } else {
+                    l.events.join(" ")
+                }
+            );
+        }
+    }
     println!(
         "  {label:<10} sources: {}{}",
         if top.is_empty() {
