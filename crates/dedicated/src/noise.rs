@@ -472,7 +472,7 @@ pub fn attribute_gaps(raw: &RawProbe, events: &[(u64, String)]) -> GapAttributio
         }
         inside_of.push((off, d, inside.into_iter().cloned().collect()));
     }
-    inside_of.sort_by(|x, y| y.1.cmp(&x.1));
+    inside_of.sort_by_key(|x| std::cmp::Reverse(x.1));
     out.longest = inside_of
         .into_iter()
         .take(5)
