@@ -41,6 +41,23 @@ enum Command {
     /// Build root filesystems and guest assets.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Apply a plan: networks, dedicated cores, containers, VMs; -d detaches a supervisor.
+    Up(commands::up::Args),
+    /// Take a plan down and restore the host.
+    Down(commands::down::Args),
+    /// One row per partition of every plan: kind, cores, state, pid, CPU %, memory.
+    Ps(commands::ps::Args),
+    /// A partition's output.
+    Logs(commands::logs::Args),
+    /// Run a command inside a container partition.
+    Exec(commands::exec::Args),
+    /// Stop a partition and keep it stopped.
+    Stop(commands::stop::Args),
+    /// Start a partition stopped by `carve stop`.
+    Start(commands::start::Args),
+    /// The detached holder of a plan (started by `carve up -d`).
+    #[command(hide = true)]
+    Supervise(commands::supervise::Args),
     /// Run and manage QEMU VM partitions (pinned vCPUs, QMP, snapshots, live migration).
     #[command(subcommand)]
     Vm(commands::vm::VmCommand),
@@ -68,6 +85,14 @@ fn main() -> ExitCode {
         Command::Restore(a) => commands::restore::run(a),
         Command::Image(ImageCommand::Busybox(a)) => commands::image_busybox::run(a),
         Command::Image(ImageCommand::Debian(a)) => commands::image_debian::run(a),
+        Command::Up(a) => commands::up::run(a),
+        Command::Down(a) => commands::down::run(a),
+        Command::Ps(a) => commands::ps::run(a),
+        Command::Logs(a) => commands::logs::run(a),
+        Command::Exec(a) => commands::exec::run(a),
+        Command::Stop(a) => commands::stop::run(a),
+        Command::Start(a) => commands::start::run(a),
+        Command::Supervise(a) => commands::supervise::run(a),
         Command::Image(ImageCommand::Guest(a)) => commands::image_guest::run(a),
         Command::Vm(a) => commands::vm::run(a),
     };

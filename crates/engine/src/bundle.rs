@@ -280,7 +280,7 @@ mod tests {
             name: "control".into(),
             cpus: CpuSet::parse_list("0").unwrap(),
             memory: 256 << 20,
-            restart: RestartPolicy::No,
+            restart: RestartPolicy::No.into(),
             kind: KindSpec::Container(c.clone()),
         };
         (p, c)

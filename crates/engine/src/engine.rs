@@ -621,7 +621,7 @@ impl Running {
             .backoff
             .entry(name.to_string())
             .or_default()
-            .on_exit(policy, exit, ran);
+            .on_exit(&policy, exit, ran);
         // The runtime's record of the dead container goes now; a restart makes a new one.
         let _ = self.stop_partition(engine, name, Duration::ZERO);
         let p = self.part_mut(name);
@@ -725,4 +725,20 @@ pub fn request(dir: &PlanDir, part: &str, want: Desired) -> Result<(), StateErro
         path,
         source,
     })
+}
+
+impl Running {
+    /// Supervises until SIGINT/SIGTERM/SIGHUP (see [`crate::process::catch_stop_signals`]),
+    /// then takes the plan down.
+    pub fn supervise(
+        mut self,
+        engine: &Engine,
+        progress: &mut dyn FnMut(Event),
+    ) -> Result<(), DownError> {
+        while !crate::process::stop_requested() {
+            self.tick(engine);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.down(engine, progress)
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! # Tour
 //! - [`spec`]: the resolved plan the engine acts on ([`spec::PlanSpec`]: partitions with their
-//!   final cores and memory, networks with their bridges).
+//!   final cores and memory, networks with their bridges); [`resolve::load`] makes one from a
+//!   plan file through `carve_core`'s parser and allocator.
 //! - [`image`]: root filesystems for containers (`carve image busybox|debian DIR`).
 //! - [`bundle`]: a container partition → an OCI bundle (config.json) for the runtime.
 //! - [`Engine::up`] applies a plan: journal → networks ([`network`]) → dedicated → containers
@@ -18,7 +19,10 @@ pub mod engine;
 pub mod image;
 pub mod network;
 pub mod oci;
+pub mod ops;
 pub mod process;
+pub mod progress;
+pub mod resolve;
 pub mod restart;
 pub mod spec;
 pub mod state;

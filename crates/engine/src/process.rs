@@ -68,3 +68,54 @@ pub fn signal(id: ProcessId, sig: i32) {
         unsafe { libc::kill(id.pid, sig) };
     }
 }
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_sig: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP set a flag instead of killing this process, so a holder of a
+/// plan tears it down before exiting ([`stop_requested`]).
+pub fn catch_stop_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
+        // sigaction struct is fully initialized before the call.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Whether a stop signal arrived since [`catch_stop_signals`].
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Starts a new session, so the terminal's Ctrl-C and hangup no longer reach this process.
+pub fn new_session() {
+    // SAFETY: setsid has no memory effects; failure (already a group leader) is harmless.
+    unsafe { libc::setsid() };
+}
+
+/// Points stdin, stdout and stderr at /dev/null (a detached supervisor: whoever read its
+/// progress sees EOF).
+pub fn detach_stdio() {
+    use std::os::fd::AsRawFd;
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return;
+    };
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard fds from a valid open fd; Rust's std handles keep
+        // working on the new targets.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    }
+}

@@ -60,6 +60,36 @@ pub enum RestartPolicy {
     Always,
 }
 
+/// A restart policy with its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restart {
+    /// When to restart.
+    pub policy: RestartPolicy,
+    /// Give up after this many restarts in a row (`None`: never give up).
+    pub max_retries: Option<u32>,
+    /// Delay before the first restart; doubled after each failure in a row, up to 64×.
+    pub backoff_ms: u64,
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Restart {
+            policy: RestartPolicy::No,
+            max_retries: None,
+            backoff_ms: 1000,
+        }
+    }
+}
+
+impl From<RestartPolicy> for Restart {
+    fn from(policy: RestartPolicy) -> Self {
+        Restart {
+            policy,
+            ..Restart::default()
+        }
+    }
+}
+
 /// One partition with its allocation applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionSpec {
@@ -70,7 +100,7 @@ pub struct PartitionSpec {
     /// Its memory budget in bytes.
     pub memory: u64,
     /// What the supervisor does on exit.
-    pub restart: RestartPolicy,
+    pub restart: Restart,
     /// Kind-specific settings.
     pub kind: KindSpec,
 }
@@ -107,8 +137,8 @@ pub struct DedicatedSpec {
     pub env: Vec<(String, String)>,
     /// Scheduling policy as written in the plan ("fifo:80", "other"...).
     pub sched: Option<String>,
-    /// Huge pages, as "SIZE:COUNT" (e.g. "2MiB:32").
-    pub hugepages: Option<String>,
+    /// Huge pages: (page size in bytes, count).
+    pub hugepages: Option<(u64, u64)>,
     /// IRQs routed to the partition's cores.
     pub irqs: Vec<u32>,
 }
@@ -150,8 +180,8 @@ pub struct VmSpec {
     pub initrd: Option<PathBuf>,
     /// Kernel command line additions.
     pub append: Option<String>,
-    /// A disk image to boot from or attach.
-    pub disk: Option<PathBuf>,
+    /// Disk images to boot from or attach.
+    pub disks: Vec<PathBuf>,
     /// Network attachment (through a tap on the bridge).
     pub network: Option<Attachment>,
 }

@@ -450,7 +450,7 @@ mod tests {
                     name: n.trim_start_matches('!').to_string(),
                     cpus: CpuSet::parse_list(cpus).unwrap(),
                     memory: 1 << 20,
-                    restart: RestartPolicy::No,
+                    restart: RestartPolicy::No.into(),
                     // A leading '!' makes it a dedicated partition.
                     kind: if n.starts_with('!') {
                         KindSpec::Dedicated(DedicatedSpec {
@@ -466,7 +466,7 @@ mod tests {
                             kernel: None,
                             initrd: None,
                             append: None,
-                            disk: None,
+                            disks: vec![],
                             network: None,
                         })
                     },

@@ -42,7 +42,7 @@ fn container(name: &str, cpus: &str, command: &[&str], net: Option<Attachment>) 
         name: name.into(),
         cpus: CpuSet::parse_list(cpus).unwrap(),
         memory: 64 << 20,
-        restart: RestartPolicy::No,
+        restart: RestartPolicy::No.into(),
         kind: KindSpec::Container(ContainerSpec {
             rootfs: RootfsSource::Folder(rootfs()),
             command: command.iter().map(|s| s.to_string()).collect(),
@@ -279,7 +279,11 @@ fn restart_policy_and_stop_start_requests_are_applied_by_tick() {
             None,
         )],
     };
-    plan.partitions[0].restart = RestartPolicy::OnFailure;
+    plan.partitions[0].restart = carve_engine::spec::Restart {
+        policy: RestartPolicy::OnFailure,
+        max_retries: None,
+        backoff_ms: 100,
+    };
     let name = plan.partitions[0].name.clone();
     let mut up = Up {
         engine: engine(&[]),

@@ -2,14 +2,22 @@
 
 pub mod bench;
 pub mod bench_fastpath;
+pub mod down;
+pub mod exec;
 pub mod host;
 pub mod image_busybox;
 pub mod image_debian;
 pub mod image_guest;
+pub mod logs;
 pub mod noise;
 pub mod plan;
+pub mod ps;
 pub mod restore;
 pub mod run;
+pub mod start;
+pub mod stop;
+pub mod supervise;
+pub mod up;
 pub mod vm;
 
 /// Exit code for an error that was not classified.

@@ -1,0 +1,46 @@
+//! `carve exec NAME -- CMD...`: runs a command inside a container partition.
+
+use carve_engine::state::{find_partition, DEFAULT_ROOT};
+use std::io::IsTerminal;
+
+/// Arguments of `carve exec`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The container partition.
+    pub name: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Runs `carve exec`; exits with the command's status.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (_, st) = find_partition(std::path::Path::new(DEFAULT_ROOT), &args.name)?;
+    let part = st
+        .partitions
+        .iter()
+        .find(|p| p.name == args.name)
+        .expect("found above");
+    if part.kind != "container" {
+        anyhow::bail!(
+            "{} is a {} partition; exec runs in containers",
+            part.name,
+            part.kind
+        );
+    }
+    let (Some(bin), Some(root)) = (&st.oci_runtime, &st.oci_root) else {
+        anyhow::bail!("plan {} has no container runtime recorded", st.plan);
+    };
+    let rt = carve_engine::oci::OciRuntime {
+        binary: bin.clone(),
+    };
+    let tty = std::io::stdin().is_terminal();
+    let code = rt
+        .exec(root, &part.id, &args.command, tty)
+        .map_err(anyhow::Error::msg)?;
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(super::Exit(code.clamp(1, 255) as u8).into())
+    }
+}

@@ -1,0 +1,229 @@
+//! `carve up -d / ps / exec / logs / stop / start / down` and crash recovery, through the
+//! binary, as root. Containers run under runc's command line (CARVE_OCI_RUNTIME=runc; carve-oci
+//! takes the same arguments); the plan's bridge lives in a network namespace the test makes.
+
+use carve_net::NetnsGuard;
+use carve_testkit::{short_name, unique_name};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const CARVE: &str = env!("CARGO_BIN_EXE_carve");
+
+fn carve(args: &[&str]) -> Output {
+    Command::new(CARVE)
+        .args(args)
+        .env("CARVE_OCI_RUNTIME", "runc")
+        .output()
+        .expect("run carve")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = carve(args);
+    assert!(
+        out.status.success(),
+        "carve {args:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A scratch folder with a busybox rootfs and a plan; takes the plan down and removes itself
+/// on drop, also when the test fails.
+struct World {
+    dir: PathBuf,
+    plan: String,
+    part: String,
+    _ns: NetnsGuard,
+}
+
+impl World {
+    fn new(restart: &str) -> World {
+        let dir = std::env::temp_dir().join(unique_name("engine-cli"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rootfs = dir.join("rootfs");
+        ok(&["image", "busybox", rootfs.to_str().unwrap()]);
+        let ns = NetnsGuard::create(&unique_name("ns")).unwrap();
+        let plan = unique_name("plan");
+        let part = short_name("w");
+        let bridge = short_name("br");
+        let toml = format!(
+            r#"
+[host]
+housekeeping = [0]
+
+[network.{bridge}]
+namespace = "{ns}"
+subnet = "10.78.0.0/24"
+
+[[partition]]
+name = "{part}"
+kind = "container"
+cpus = [0]
+memory = "64MiB"
+rootfs = "rootfs"
+command = ["/bin/sh", "-c", "echo started $CARVE_PARTITION; mkdir -p /tmp/www; echo carve-page > /tmp/www/index.html; trap 'kill $p; exit 0' TERM; httpd -f -p 8080 -h /tmp/www & p=$!; wait"]
+network = {{ bridge = "{bridge}", address = "10.78.0.2/24" }}
+restart = "{restart}"
+"#,
+            ns = ns.name()
+        );
+        std::fs::write(dir.join(format!("{plan}.toml")), toml).unwrap();
+        World {
+            dir,
+            plan,
+            part,
+            _ns: ns,
+        }
+    }
+
+    fn plan_file(&self) -> String {
+        self.dir
+            .join(format!("{}.toml", self.plan))
+            .to_string_lossy()
+            .to_string()
+    }
+
+    fn ps(&self) -> serde_json::Value {
+        let rows: serde_json::Value = serde_json::from_str(&ok(&["ps", "--json"])).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == self.part.as_str())
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn assert_gone(&self) {
+        let state = Path::new("/run/carve").join(&self.plan);
+        assert!(!state.exists(), "{} left", state.display());
+        let j = Path::new("/run/carve/journal").join(format!("plan-{}.jsonl", self.plan));
+        assert!(!j.exists(), "{} left", j.display());
+        for h in ["cpuset", "memory", "pids"] {
+            let cg = Path::new("/sys/fs/cgroup")
+                .join(h)
+                .join(format!("carve-{}", self.plan));
+            assert!(!cg.exists(), "{} left", cg.display());
+        }
+        let cns = format!("carve-{}-{}", self.plan, self.part);
+        assert!(!carve_net::netns_exists(&cns), "netns {cns} left");
+        let mut nl = carve_net::Netlink::open_in(self._ns.name()).unwrap();
+        let links: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(links, vec!["lo".to_string()]);
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if Path::new("/run/carve").join(&self.plan).exists()
+            || Path::new("/run/carve/journal")
+                .join(format!("plan-{}.jsonl", self.plan))
+                .exists()
+        {
+            let _ = carve(&["down", &self.plan]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn up_detached_ps_exec_logs_stop_start_down() {
+    assert!(carve_testkit::is_root(), "the engine suite runs as root");
+    let w = World::new("no");
+    let out = carve(&["up", "-d", &w.plan_file()]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "carve up -d: {err}");
+    // Every step was reported.
+    assert!(err.contains(&format!("container {}", w.part)), "{err}");
+    let row = w.ps();
+    assert_eq!(row["state"], "running", "{row}");
+    assert_eq!(row["kind"], "container");
+    assert_eq!(row["cpus"], "0");
+    assert_eq!(row["memory_limit"], 64u64 << 20);
+    assert!(row["pid"].as_i64().unwrap() > 1);
+    assert!(
+        row["cpu_percent"].is_number() && row["memory_used"].is_number(),
+        "{row}"
+    );
+    // exec runs in the container: its own hostname and eth0 address.
+    let out = ok(&["exec", &w.part, "--", "hostname"]);
+    assert_eq!(out.trim(), w.part);
+    let out = ok(&["exec", &w.part, "--", "ip", "-4", "addr", "show", "eth0"]);
+    assert!(out.contains("10.78.0.2/24"), "{out}");
+    // The service answers on its address, from inside the container.
+    let out = ok(&[
+        "exec",
+        &w.part,
+        "--",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://10.78.0.2:8080/",
+    ]);
+    assert_eq!(out.trim(), "carve-page");
+    let st = carve(&["exec", &w.part, "--", "sh", "-c", "exit 7"]);
+    assert_eq!(st.status.code(), Some(7));
+    let logs = ok(&["logs", &w.part]);
+    assert!(logs.contains(&format!("started {}", w.part)), "{logs}");
+    // stop keeps it stopped; start brings it back with a new pid.
+    let pid = w.ps()["pid"].as_i64().unwrap();
+    ok(&["stop", &w.part]);
+    assert_eq!(w.ps()["state"], "stopped");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            s.contains(") Z")
+        }
+    );
+    ok(&["start", &w.part]);
+    let row = w.ps();
+    assert_eq!(row["state"], "running");
+    assert_ne!(row["pid"].as_i64().unwrap(), pid);
+    // A second up of the same plan is refused.
+    let again = carve(&["up", "-d", &w.plan_file()]);
+    assert!(!again.status.success());
+    ok(&["down", &w.plan]);
+    w.assert_gone();
+}
+
+#[test]
+fn kill_9_of_the_supervisor_then_restore_leaves_nothing() {
+    let w = World::new("always");
+    ok(&["up", "-d", &w.plan_file()]);
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new("/run/carve").join(&w.plan).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let holder = state["holder"].as_i64().unwrap() as i32;
+    let pid = state["partitions"][0]["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill takes a pid and a signal.
+    assert_eq!(unsafe { libc::kill(holder, libc::SIGKILL) }, 0);
+    wait_for("the supervisor to die", || {
+        std::fs::read_to_string(format!("/proc/{holder}/stat"))
+            .map(|s| s.contains(") Z") || s.contains(") X"))
+            .unwrap_or(true)
+    });
+    // ps shows the plan orphaned; the container still runs.
+    assert_eq!(w.ps()["state"], "orphaned");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // `carve restore` undoes the orphaned journal: container, cgroups, veth, netns, state.
+    let out = ok(&["restore"]);
+    assert!(out.contains(&format!("plan-{}", w.plan)), "{out}");
+    wait_for("the container to die", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true)
+    });
+    w.assert_gone();
+}
