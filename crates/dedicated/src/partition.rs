@@ -485,6 +485,7 @@ impl ActivePartition {
     /// Puts thread `tid` of this process in the partition (v1: its cpuset; v2, where a single
     /// thread cannot join a domain cgroup: its affinity) and pins it to `cpu`.
     pub fn join_thread(&self, tid: i32, cpu: usize) -> Result<(), Error> {
+        self.mover.lock().expect("mover lock").exempt(tid);
         if let Some(c) = &self.cpuset {
             if matches!(c.root, CpusetRoot::V1(_)) {
                 let f = c.tasks_file();
@@ -554,11 +555,11 @@ impl ActivePartition {
             join: self.cpuset.as_ref().map(|c| c.tasks_file()),
         };
         let child = launch(&cfg)?;
-        self.mover
-            .lock()
-            .expect("mover lock")
-            .recorded
-            .insert(child.id() as i32);
+        {
+            let mut m = self.mover.lock().expect("mover lock");
+            m.recorded.insert(child.id() as i32);
+            m.exempt(child.id() as i32);
+        }
         if let (Some(j), Some(id)) = (&self.journal, ProcessId::of(child.id() as i32)) {
             j.lock()
                 .expect("journal lock")

@@ -57,6 +57,7 @@ pub struct TaskMover {
     /// Processes in the partition already recorded in the journal.
     pub recorded: HashSet<i32>,
     own_pid: i32,
+    exempt: HashSet<i32>,
 }
 
 impl TaskMover {
@@ -80,11 +81,27 @@ impl TaskMover {
             immovable: BTreeMap::new(),
             recorded: HashSet::new(),
             own_pid: std::process::id() as i32,
+            exempt: HashSet::new(),
         }
     }
 
-    fn in_partition(&self, tgid: i32, tid: i32) -> bool {
+    /// Marks a process or thread as the partition's own (needed where membership cannot be read
+    /// from /proc/PID/cgroup: no cpuset hierarchy, or a v2 thread placed by affinity).
+    pub fn exempt(&mut self, id: i32) {
+        self.exempt.insert(id);
+    }
+
+    fn in_partition(&mut self, tgid: i32, tid: i32) -> bool {
+        if self.exempt.contains(&tgid) || self.exempt.contains(&tid) {
+            return true;
+        }
         let Some(p) = &self.partition else {
+            // No cpuset: the partition is what was exempted and the processes it forks.
+            let parent = read_task(&self.proc, tgid, tgid).map(|t| t.ppid);
+            if parent.is_some_and(|pp| self.exempt.contains(&pp)) {
+                self.exempt.insert(tgid);
+                return true;
+            }
             return false;
         };
         std::fs::read_to_string(self.proc.join(format!("{tgid}/task/{tid}/cgroup")))
