@@ -1181,6 +1181,9 @@ fn exec_child(
         let target = crate::process::exec_target(plan.process)?;
         init::enter_cwd(plan.process)?;
         let (_notify, late) = init::finalize_creds(plan)?;
+        // The process outlives a detached `exec`: stop dying with the runtime.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
         if late {
             if let Some(sc) = plan.seccomp {
                 init::load_seccomp(sc)?;

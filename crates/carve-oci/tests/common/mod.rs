@@ -1,0 +1,234 @@
+//! Shared helpers for the carve-oci integration tests: a busybox bundle in a temp dir, a private
+//! `--root`, the real binary, and a guard that force-deletes the container on drop.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+static OUT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_carve-oci");
+
+/// A bundle (rootfs with busybox + applets, config.json) and a state root, both temporary.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub bundle: PathBuf,
+    pub root: PathBuf,
+    pub id: String,
+    pub config: Value,
+}
+
+pub fn require_root() -> bool {
+    if !carve_testkit::is_root() {
+        eprintln!("skipping: carve-oci tests need root");
+        return false;
+    }
+    true
+}
+
+fn busybox_rootfs(rootfs: &Path) {
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in ["proc", "sys", "dev", "tmp", "etc", "root"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static is installed");
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for a in String::from_utf8_lossy(&list.stdout).lines() {
+        if a != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
+        }
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+impl Env {
+    /// A bundle with `carve-oci spec`'s defaults, no terminal, running `args`.
+    pub fn new(prefix: &str, args: &[&str]) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("carve-oci-t")
+            .tempdir()
+            .unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+        busybox_rootfs(&bundle.join("rootfs"));
+        let out = Command::new(BIN)
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+        config["root"]["readonly"] = json!(false);
+        let root = dir.path().join("state");
+        let id = carve_testkit::unique_name(prefix);
+        let e = Env {
+            dir,
+            bundle,
+            root,
+            id,
+            config,
+        };
+        e.write_config();
+        e
+    }
+
+    pub fn write_config(&self) {
+        std::fs::write(
+            self.bundle.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.bundle.join("rootfs")
+    }
+
+    /// Runs `carve-oci --root ROOT ARGS…`. Output goes through files, not pipes: a created
+    /// container's init inherits the runtime's stdio and would hold a pipe open.
+    pub fn oci(&self, args: &[&str]) -> Output {
+        let n = OUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = self.dir.path().join(format!("out.{n}"));
+        let err = self.dir.path().join(format!("err.{n}"));
+        let status = Command::new(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        let o = Output {
+            status,
+            stdout: std::fs::read(&out).unwrap(),
+            stderr: std::fs::read(&err).unwrap(),
+        };
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&err);
+        o
+    }
+
+    /// As `oci`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.oci(args);
+        assert!(
+            o.status.success(),
+            "carve-oci {args:?} failed ({:?}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// As `oci`, asserting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.oci(args);
+        assert!(
+            !o.status.success(),
+            "carve-oci {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    pub fn create(&self) -> Guard<'_> {
+        let b = self.bundle.to_str().unwrap().to_string();
+        self.ok(&["create", "--bundle", &b, &self.id]);
+        Guard { env: self }
+    }
+
+    /// `run` in the foreground: (exit code, stdout, stderr). The container is deleted after.
+    pub fn run(&self) -> (i32, String, String) {
+        let b = self.bundle.to_str().unwrap().to_string();
+        let _g = Guard { env: self };
+        let o = self.oci(&["run", "--bundle", &b, &self.id]);
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    /// `run`, asserting exit 0; returns stdout.
+    pub fn run_ok(&self) -> String {
+        let (code, out, err) = self.run();
+        assert_eq!(code, 0, "run failed: stdout {out}\nstderr {err}");
+        out
+    }
+
+    pub fn state(&self) -> Value {
+        serde_json::from_str(&self.ok(&["state", &self.id])).unwrap()
+    }
+
+    pub fn status(&self) -> String {
+        self.state()["status"].as_str().unwrap().to_string()
+    }
+
+    /// Waits (bounded) until the container reaches `want`.
+    pub fn wait_status(&self, want: &str) {
+        for _ in 0..500 {
+            if self.status() == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("container never became {want}: {}", self.status());
+    }
+
+    /// The container's cgroup directories that must be gone after delete.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        ["memory", "pids", "cpu", "freezer", "devices", "unified"]
+            .iter()
+            .map(|h| PathBuf::from("/sys/fs/cgroup").join(h).join(&self.id))
+            .collect()
+    }
+
+    /// Asserts nothing of the container is left: state dir, cgroups, processes.
+    pub fn assert_gone(&self) {
+        assert!(!self.root.join(&self.id).exists(), "state dir left behind");
+        for d in self.cgroup_dirs() {
+            assert!(!d.exists(), "cgroup left behind: {}", d.display());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&self.id), "mount left behind");
+        assert!(
+            !mounts.contains(self.dir.path().to_str().unwrap()),
+            "mount of the bundle left behind"
+        );
+    }
+}
+
+/// Force-deletes the container when dropped.
+pub struct Guard<'a> {
+    pub env: &'a Env,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        let _ = self.env.oci(&["delete", "--force", &self.env.id]);
+    }
+}
+
+/// Host namespace inode of a type.
+pub fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
