@@ -172,6 +172,15 @@ fn itoa(mut n: u32, buf: &mut [u8; 12]) -> &[u8] {
 
 /// Starts the process. When `mlock` is set the child is locked before this returns.
 pub fn launch(cfg: &LaunchConfig) -> Result<Child, LaunchError> {
+    launch_with_output(cfg, None)
+}
+
+/// Like [`launch`], with the child's stdout and stderr going to `output` (a log file) instead of
+/// carve's own.
+pub fn launch_with_output(
+    cfg: &LaunchConfig,
+    output: Option<&std::fs::File>,
+) -> Result<Child, LaunchError> {
     let (prog, args) = cfg.command.split_first().ok_or(LaunchError::NoCommand)?;
     let spawn_err = |source| LaunchError::Spawn {
         command: prog.clone(),
@@ -179,6 +188,10 @@ pub fn launch(cfg: &LaunchConfig) -> Result<Child, LaunchError> {
     };
     let mut cmd = Command::new(prog);
     cmd.args(args);
+    if let Some(f) = output {
+        cmd.stdout(f.try_clone().map_err(spawn_err)?);
+        cmd.stderr(f.try_clone().map_err(spawn_err)?);
+    }
     for (k, v) in &cfg.env {
         cmd.env(k, v);
     }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cpuset::{setup_v1, setup_v2, CpusetError, CpusetPartition};
-use crate::launch::{launch, LaunchConfig, LaunchError};
+use crate::launch::{launch_with_output, LaunchConfig, LaunchError};
 use crate::spec::DedicatedSpec;
 use crate::sys::{online_cpus, CpusetRoot, HostPaths};
 use crate::tasks::{Immovable, TaskMover, Watcher};
@@ -544,6 +544,11 @@ impl ActivePartition {
     /// Starts the spec's command in the partition (recorded in the journal, so a crashed carve's
     /// `carve restore` stops it before undoing the partition).
     pub fn launch(&mut self) -> Result<Child, Error> {
+        self.launch_logged(None)
+    }
+
+    /// Like [`ActivePartition::launch`], with the command's stdout and stderr going to `log`.
+    pub fn launch_logged(&mut self, log: Option<&File>) -> Result<Child, Error> {
         let cfg = LaunchConfig {
             command: self.spec.command.clone(),
             env: self.env(),
@@ -554,7 +559,7 @@ impl ActivePartition {
             mlock: self.spec.mlock,
             join: self.cpuset.as_ref().map(|c| c.tasks_file()),
         };
-        let child = launch(&cfg)?;
+        let child = launch_with_output(&cfg, log)?;
         {
             let mut m = self.mover.lock().expect("mover lock");
             m.recorded.insert(child.id() as i32);
