@@ -1,9 +1,9 @@
 //! `up`, supervision and `down` of one plan.
 
 use crate::cgroup::{hierarchies, Hierarchy};
+use crate::dedicated::DedicatedTier;
 use crate::network::{attach_container, container_netns, create_bridge};
 use crate::oci::OciRuntime;
-use crate::process::poll_exit;
 use crate::restart::{Backoff, Exit};
 use crate::spec::{KindSpec, PlanSpec};
 use crate::state::{
@@ -11,7 +11,8 @@ use crate::state::{
     PlanState, StateError,
 };
 use crate::tier::{PlanRef, Tier, TierCtx};
-use carve_journal::{Change, Journal, ProcessId};
+use crate::vm::VmTier;
+use carve_journal::{Change, Journal};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -96,6 +97,10 @@ pub struct Engine {
     pub journal_root: PathBuf,
     /// The container tier.
     pub containers: OciRuntime,
+    /// The dedicated-core tier.
+    pub dedicated: DedicatedTier,
+    /// The VM tier.
+    pub vms: VmTier,
     /// Fault points (see [`FAULT_ENV`]).
     pub faults: Vec<String>,
 }
@@ -108,6 +113,8 @@ impl Engine {
             root: crate::state::DEFAULT_ROOT.into(),
             journal_root: carve_journal::DEFAULT_ROOT.into(),
             containers: OciRuntime::from_env(),
+            dedicated: DedicatedTier::default(),
+            vms: VmTier::default(),
             faults: std::env::var(FAULT_ENV)
                 .map(|v| {
                     v.split(',')
@@ -131,8 +138,8 @@ impl Engine {
     fn tier(&self, kind: &KindSpec) -> Option<&dyn Tier> {
         match kind {
             KindSpec::Container(_) => Some(&self.containers),
-            // The dedicated and VM tiers are wired in as their crates land.
-            KindSpec::Dedicated(_) | KindSpec::Vm(_) => None,
+            KindSpec::Dedicated(_) => Some(&self.dedicated),
+            KindSpec::Vm(_) => Some(&self.vms),
         }
     }
 
@@ -563,13 +570,14 @@ impl Running {
                     changed = true;
                 }
                 (PartState::Running, Desired::Running) => {
-                    let Some(id) = part
-                        .pid
-                        .and_then(|p| pid_identity(p, &self.started_at, &name))
+                    let Some(tier) = self
+                        .plan
+                        .partition(&name)
+                        .and_then(|p| engine.tier(&p.kind))
                     else {
                         continue;
                     };
-                    if let Some(exit) = poll_exit(id) {
+                    if let Some(exit) = tier.poll(&part) {
                         changed = true;
                         self.on_exit(engine, &name, exit);
                     }
@@ -693,12 +701,6 @@ impl Running {
             Err(DownError { plan, failures })
         }
     }
-}
-
-fn pid_identity(pid: i32, _started: &HashMap<String, Instant>, _name: &str) -> Option<ProcessId> {
-    // A zombie child (exited, not yet reaped) has no start time we can read in every kernel:
-    // fall back to a bare identity so waitpid still reaps it.
-    ProcessId::of(pid).or(Some(ProcessId { pid, start_time: 0 }))
 }
 
 /// The file through which `carve stop` / `carve start` tell the holder what they want.

@@ -15,6 +15,7 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod dedicated;
 pub mod engine;
 pub mod image;
 pub mod network;
@@ -27,5 +28,6 @@ pub mod restart;
 pub mod spec;
 pub mod state;
 pub mod tier;
+pub mod vm;
 
 pub use engine::{Engine, Event, Running, UpError};

@@ -2,6 +2,7 @@
 //! partitions; the engine orders them, records state and rolls back.
 
 use crate::cgroup::Hierarchy;
+use crate::restart::Exit;
 use crate::spec::{PartitionSpec, PlanSpec};
 use crate::state::{PartitionState, PlanDir};
 use carve_journal::Journal;
@@ -47,8 +48,18 @@ pub trait Tier {
     /// that undoing the journal removes whatever this left behind, also after a crash.
     fn start(&self, ctx: &TierCtx<'_>, journal: &mut Journal) -> TierResult<Launched>;
 
+    /// If the partition's main process has ended: how. The default watches the recorded pid
+    /// (reaping it when it is this process's child).
+    fn poll(&self, part: &PartitionState) -> Option<Exit> {
+        let pid = part.pid?;
+        let id = carve_journal::ProcessId::of(pid)
+            .unwrap_or(carve_journal::ProcessId { pid, start_time: 0 });
+        crate::process::poll_exit(id)
+    }
+
     /// Stops the partition: its graceful signal first, forced after `grace`; then removes what
-    /// `start` made that the journal does not cover (runtime state).
+    /// `start` made (the tier's own journal, runtime state). Also works from another process
+    /// than the one that started it, after that one crashed.
     fn stop(&self, plan: &PlanRef<'_>, part: &PartitionState, grace: Duration) -> TierResult<()>;
 }
 

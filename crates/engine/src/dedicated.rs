@@ -1,0 +1,169 @@
+//! The dedicated-core tier as the engine drives it: `carve_dedicated` sets the partition up
+//! (exclusive cpuset, IRQs, workqueues, sysctls, huge pages — under its own journal
+//! `dedicated-NAME`) and launches the command pinned, with its sched policy and locked memory.
+
+use crate::spec::KindSpec;
+use crate::state::PartitionState;
+use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierResult};
+use carve_dedicated::{ActivePartition, DedicatedSpec, HugePagesSpec, Partition};
+use carve_journal::{Journal, ProcessId};
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::process::Child;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The live dedicated partitions of this process.
+#[derive(Default)]
+pub struct DedicatedTier {
+    live: Mutex<HashMap<String, (ActivePartition, Child)>>,
+}
+
+impl std::fmt::Debug for DedicatedTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DedicatedTier")
+    }
+}
+
+fn online_cpus() -> TierResult<carve_core::CpuSet> {
+    let t = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map_err(|e| format!("/sys/devices/system/cpu/online: {e}"))?;
+    carve_core::CpuSet::parse_list(t.trim()).map_err(|e| e.to_string())
+}
+
+/// Runs `f` with this process's stdout and stderr pointed at `log`, so a child it spawns writes
+/// there (the dedicated launcher inherits stdio; a shell wrapper would defeat its mlock).
+fn with_output_to<T>(log: &std::fs::File, f: impl FnOnce() -> T) -> T {
+    // SAFETY: dup/dup2 on the standard fds and an open file; the saved fds are restored and
+    // closed below on every path.
+    let saved = unsafe { [libc::dup(1), libc::dup(2)] };
+    // SAFETY: as above.
+    unsafe {
+        libc::dup2(log.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+    }
+    let r = f();
+    for (fd, s) in [(1, saved[0]), (2, saved[1])] {
+        if s >= 0 {
+            // SAFETY: s is a dup of the original fd made above.
+            unsafe {
+                libc::dup2(s, fd);
+                libc::close(s);
+            }
+        }
+    }
+    r
+}
+
+impl Tier for DedicatedTier {
+    fn kind(&self) -> &'static str {
+        "dedicated"
+    }
+
+    fn start(&self, ctx: &TierCtx<'_>, _journal: &mut Journal) -> TierResult<Launched> {
+        let KindSpec::Dedicated(d) = &ctx.part.kind else {
+            return Err("not a dedicated partition".into());
+        };
+        let name = &ctx.part.name;
+        let online = online_cpus()?;
+        let mut spec = DedicatedSpec::new(name, ctx.part.cpus.clone(), &online);
+        if let Some(s) = &d.sched {
+            spec.sched = s.parse().map_err(|e| format!("sched {s:?}: {e}"))?;
+        }
+        if let Some((size, count)) = d.hugepages {
+            spec.hugepages = vec![HugePagesSpec {
+                size_kib: size / 1024,
+                count,
+                node: None,
+            }];
+        }
+        spec.irqs = d.irqs.clone();
+        spec.env = d.env.clone();
+        spec.command = d.command.clone();
+        let mut active = Partition::new(spec).setup().map_err(|e| e.to_string())?;
+        let log = ctx.dir.partition_dir(name).join("log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        // On failure `active` is dropped here, which tears the partition down.
+        let child = with_output_to(&file, || active.launch()).map_err(|e| e.to_string())?;
+        let pid = child.id() as i32;
+        let cgroup = active.cpuset().map(|c| {
+            format!(
+                "/{}",
+                c.dir.file_name().unwrap_or_default().to_string_lossy()
+            )
+        });
+        self.live
+            .lock()
+            .expect("dedicated tier lock")
+            .insert(name.clone(), (active, child));
+        Ok(Launched {
+            pid,
+            cgroup,
+            id: name.clone(),
+            log,
+        })
+    }
+
+    fn poll(&self, part: &PartitionState) -> Option<crate::restart::Exit> {
+        let mut live = self.live.lock().expect("dedicated tier lock");
+        let (_, child) = live.get_mut(&part.name)?;
+        match child.try_wait() {
+            Ok(Some(st)) => Some(
+                match (
+                    st.code(),
+                    std::os::unix::process::ExitStatusExt::signal(&st),
+                ) {
+                    (Some(c), _) => crate::restart::Exit::Code(c),
+                    (None, Some(s)) => crate::restart::Exit::Signal(s),
+                    _ => crate::restart::Exit::Unknown,
+                },
+            ),
+            Ok(None) => None,
+            Err(_) => Some(crate::restart::Exit::Unknown),
+        }
+    }
+
+    fn stop(&self, _plan: &PlanRef<'_>, part: &PartitionState, grace: Duration) -> TierResult<()> {
+        let entry = self
+            .live
+            .lock()
+            .expect("dedicated tier lock")
+            .remove(&part.name);
+        match entry {
+            Some((active, mut child)) => {
+                if let (Ok(None), Some(id)) = (child.try_wait(), ProcessId::of(child.id() as i32)) {
+                    crate::process::signal(id, libc::SIGTERM);
+                    let deadline = std::time::Instant::now() + grace;
+                    while matches!(child.try_wait(), Ok(None))
+                        && std::time::Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    if matches!(child.try_wait(), Ok(None)) {
+                        let _ = child.kill();
+                    }
+                }
+                let _ = child.wait();
+                active.teardown().map(|_| ()).map_err(|e| e.to_string())
+            }
+            // Not ours (the holder crashed): undo the tier's orphaned journal.
+            None => restore_journal(&Partition::journal_owner(&part.name)),
+        }
+    }
+}
+
+/// Undoes the journal `owner` under the default root if its holder is gone.
+pub(crate) fn restore_journal(owner: &str) -> TierResult<()> {
+    let path = carve_journal::journal_path(carve_journal::DEFAULT_ROOT.as_ref(), owner);
+    if !path.exists() {
+        return Ok(());
+    }
+    let j = Journal::load(&path).map_err(|e| e.to_string())?;
+    j.with_link_undo(carve_net::journal_undo)
+        .undo()
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,159 @@
+//! The VM tier as the engine drives it: `carve_vm` launches QEMU with the partition's cores
+//! (vCPU threads pinned), memory and a tap on the plan's bridge (the guest's address on its
+//! kernel command line), under its own journal `vm-NAME`.
+
+use crate::spec::KindSpec;
+use crate::state::PartitionState;
+use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierResult};
+use carve_journal::Journal;
+use carve_vm::spec::NetSpec;
+use carve_vm::{Boot, Context, Vm};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The VMs this process launched.
+#[derive(Debug, Default)]
+pub struct VmTier {
+    live: Mutex<HashMap<String, Vm>>,
+    /// Where the VM tier keeps its state and journals.
+    pub ctx: Context,
+}
+
+/// Makes the VM's v1 cpuset cgroup with its cores before the VM tier does: a new cpuset that
+/// inherits the root's cores is refused while another cpuset holds a core exclusively (a
+/// dedicated partition), and the VM tier only fills cpusets that are empty.
+fn prepare_cpuset(
+    journal: &mut Journal,
+    ctx: &TierCtx<'_>,
+    cpus: &carve_core::CpuSet,
+) -> TierResult<()> {
+    let path = carve_vm::cgroup::cgroup_path(&ctx.part.name);
+    for h in ctx.hierarchies {
+        if h.v2 || !h.controllers.iter().any(|c| c == "cpuset") {
+            continue;
+        }
+        let dir = crate::cgroup::dir_in(h, &path);
+        journal.create_dir(&dir).map_err(|e| e.to_string())?;
+        for (file, value) in [
+            ("cpuset.cpus", cpus.to_string()),
+            ("cpuset.mems", crate::bundle::host_mems()),
+        ] {
+            let f = dir.join(file);
+            std::fs::write(&f, &value)
+                .map_err(|e| format!("writing {value:?} to {}: {e}", f.display()))?;
+        }
+    }
+    Ok(())
+}
+
+impl Tier for VmTier {
+    fn kind(&self) -> &'static str {
+        "vm"
+    }
+
+    fn start(&self, ctx: &TierCtx<'_>, journal: &mut Journal) -> TierResult<Launched> {
+        let KindSpec::Vm(v) = &ctx.part.kind else {
+            return Err("not a vm partition".into());
+        };
+        let name = &ctx.part.name;
+        let online = carve_core::CpuSet::parse_list(
+            std::fs::read_to_string("/sys/devices/system/cpu/online")
+                .map_err(|e| e.to_string())?
+                .trim(),
+        )
+        .map_err(|e| e.to_string())?;
+        // QEMU's own threads stay off every dedicated core on the host (this plan's included:
+        // dedicated partitions are set up before VMs).
+        let dedicated = carve_dedicated::partition::registered_runs(
+            &carve_dedicated::HostPaths::default().state_root(),
+        )
+        .into_iter()
+        .fold(carve_core::CpuSet::new(), |acc, r| acc.union(&r.cpus));
+        let mut housekeeping = online.difference(&dedicated);
+        if housekeeping.is_empty() {
+            housekeeping = ctx.part.cpus.clone();
+        }
+        let hk = housekeeping.to_string();
+        let e = |e: carve_vm::spec::SpecError| e.to_string();
+        let mut b = carve_vm::VmSpec::builder(name)
+            .map_err(e)?
+            .vcpus(v.vcpus as usize)
+            .map_err(e)?
+            .cpus(ctx.part.cpus.clone())
+            .housekeeping(housekeeping.clone())
+            .memory(&ctx.part.memory.to_string())
+            .map_err(e)?;
+        if let Some(k) = &v.kernel {
+            b = b.kernel(k).map_err(e)?;
+        }
+        if let Some(i) = &v.initrd {
+            b = b.initrd(i).map_err(e)?;
+        }
+        if let Some(a) = &v.append {
+            b = b.append(a);
+        }
+        if !v.disks.is_empty() {
+            return Err("disks in a plan's vm are not wired into the engine yet".into());
+        }
+        if let Some(att) = &v.network {
+            let net = ctx
+                .plan
+                .network(&att.bridge)
+                .ok_or_else(|| format!("no network {}", att.bridge))?;
+            b = b.net(NetSpec {
+                bridge: att.bridge.clone(),
+                netns: net.namespace.clone(),
+                mac: None,
+                ip: Some(format!("{}/{}", att.address, att.prefix)),
+                gw: att.gateway.or(net.gateway).map(|g| g.to_string()),
+            });
+        }
+        let spec = b.build(&online).map_err(e)?;
+        if self.ctx.cgroup_root.is_some() {
+            prepare_cpuset(journal, ctx, &ctx.part.cpus.union(&housekeeping))?;
+        }
+        let vm = Vm::launch(&self.ctx, spec, Boot::Fresh)
+            .map_err(|e| format!("{e} (QEMU's own threads on {hk})"))?;
+        let launched = Launched {
+            pid: vm.pid(),
+            cgroup: self
+                .ctx
+                .cgroup_root
+                .as_ref()
+                .map(|_| carve_vm::cgroup::cgroup_path(name)),
+            id: name.clone(),
+            log: vm.paths().console_log(),
+        };
+        self.live
+            .lock()
+            .expect("vm tier lock")
+            .insert(name.clone(), vm);
+        Ok(launched)
+    }
+
+    fn poll(&self, part: &PartitionState) -> Option<crate::restart::Exit> {
+        let mut live = self.live.lock().expect("vm tier lock");
+        let vm = live.get_mut(&part.name)?;
+        let r = vm.try_exit()?;
+        Some(match (r.code, r.signal) {
+            (Some(c), _) => crate::restart::Exit::Code(c),
+            (None, Some(s)) => crate::restart::Exit::Signal(s),
+            _ => crate::restart::Exit::Unknown,
+        })
+    }
+
+    fn stop(&self, _plan: &PlanRef<'_>, part: &PartitionState, grace: Duration) -> TierResult<()> {
+        let vm = self.live.lock().expect("vm tier lock").remove(&part.name);
+        if let Some(mut vm) = vm {
+            vm.stop(grace.is_zero(), grace);
+            return vm.remove_state().map_err(|e| e.to_string());
+        }
+        // Not ours (the holder crashed, or it already ended): stop it by name.
+        match carve_vm::vm::stop(&self.ctx, &part.name, grace.is_zero(), grace) {
+            Ok(_) => Ok(()),
+            Err(carve_vm::VmError::State(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

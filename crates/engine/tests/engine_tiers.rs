@@ -1,0 +1,353 @@
+//! `up` / `down` with each tier's real partitions: a dedicated core, a VM (QEMU under TCG here)
+//! and all three kinds together, as root. Tests that make a core exclusive hold the host lock
+//! exclusively and have `host_tuning` in their names; the VM test holds it shared (its vCPU
+//! pinning needs the cores as Linux normally has them).
+
+use carve_core::CpuSet;
+use carve_engine::engine::Engine;
+use carve_engine::oci::OciRuntime;
+use carve_engine::spec::{
+    Attachment, ContainerSpec, DedicatedSpec, KindSpec, NetworkSpec, PartitionSpec, PlanSpec,
+    RestartPolicy, RootfsSource, VmSpec,
+};
+use carve_engine::state::{PartState, PlanDir};
+use carve_engine::Running;
+use carve_net::{Netlink, NetnsGuard};
+use carve_testkit::{short_name, unique_name, Snapshot};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn engine() -> Engine {
+    let mut e = Engine::from_env();
+    e.containers = OciRuntime {
+        binary: "runc".into(),
+    };
+    e
+}
+
+fn shared_host_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(carve_testkit::HOST_LOCK_PATH)
+        .unwrap();
+    // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
+    f
+}
+
+fn guest() -> carve_vm::assets::GuestAssets {
+    let dir = std::env::var_os("CARVE_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest"))
+        });
+    carve_vm::assets::prepare_guest(&dir).expect("guest assets")
+}
+
+fn rootfs(t: &Path) -> PathBuf {
+    let p = t.join("rootfs");
+    carve_engine::image::busybox_rootfs(&p, Path::new("/bin/busybox")).unwrap();
+    p
+}
+
+fn part(name: &str, cpus: &str, memory: u64, kind: KindSpec) -> PartitionSpec {
+    PartitionSpec {
+        name: name.into(),
+        cpus: CpuSet::parse_list(cpus).unwrap(),
+        memory,
+        restart: RestartPolicy::No.into(),
+        kind,
+    }
+}
+
+fn dedicated(command: &[&str], sched: &str) -> KindSpec {
+    KindSpec::Dedicated(DedicatedSpec {
+        command: command.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
+        sched: Some(sched.into()),
+        hugepages: None,
+        irqs: vec![],
+    })
+}
+
+fn vm(append: &str, network: Option<Attachment>) -> KindSpec {
+    let g = guest();
+    KindSpec::Vm(VmSpec {
+        vcpus: 1,
+        kernel: Some(g.kernel),
+        initrd: Some(g.initrd),
+        append: Some(append.into()),
+        disks: vec![],
+        network,
+    })
+}
+
+/// Takes the plan down when the test ends, also on failure.
+struct Up {
+    engine: Engine,
+    running: Option<Running>,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let left = r.teardown(&self.engine, Duration::from_secs(2));
+            if !std::thread::panicking() {
+                assert!(left.is_empty(), "teardown left {left:?}");
+            }
+        }
+    }
+}
+
+impl Up {
+    fn new(plan: PlanSpec) -> Up {
+        let mut up = Up {
+            engine: engine(),
+            running: None,
+        };
+        up.running = Some(up.engine.up(plan, &mut |_| {}).unwrap());
+        up
+    }
+    fn running(&mut self) -> &mut Running {
+        self.running.as_mut().unwrap()
+    }
+    fn down(mut self) {
+        let r = self.running.take().unwrap();
+        r.down(&self.engine, &mut |_| {}).unwrap();
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn allowed_cpus(pid: i32) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn assert_plan_gone(plan: &PlanSpec) {
+    let e = engine();
+    assert!(!PlanDir::new(&e.root, &plan.name).dir.exists());
+    let j = carve_journal::journal_path(&e.journal_root, &Engine::journal_owner(&plan.name));
+    assert!(!j.exists(), "{} left", j.display());
+    for p in &plan.partitions {
+        for owner in [format!("dedicated-{}", p.name), format!("vm-{}", p.name)] {
+            let j = carve_journal::journal_path(&e.journal_root, &owner);
+            assert!(!j.exists(), "{} left", j.display());
+        }
+        assert!(!Path::new("/run/carve/vm").join(&p.name).exists());
+        assert!(!Path::new("/sys/fs/cgroup/cpuset")
+            .join(format!("carve-vm-{}", p.name))
+            .exists());
+    }
+}
+
+#[test]
+fn dedicated_partition_alone_up_down_restores_the_host_tuning() {
+    let _lock = carve_testkit::HostLock::exclusive();
+    let before = Snapshot::take().files;
+    let name = unique_name("fast");
+    let plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![],
+        partitions: vec![part(
+            &name,
+            "1",
+            16 << 20,
+            dedicated(
+                &["/bin/sh", "-c", "echo on $CARVE_CPUS; exec sleep 1000"],
+                "fifo:10",
+            ),
+        )],
+    };
+    let mut up = Up::new(plan.clone());
+    let st = up.running().state().partitions[0].clone();
+    assert_eq!(st.state, PartState::Running);
+    let pid = st.pid.unwrap();
+    assert_eq!(allowed_cpus(pid), "1");
+    // SAFETY: sched_getscheduler takes a pid.
+    assert_eq!(unsafe { libc::sched_getscheduler(pid) }, libc::SCHED_FIFO);
+    // The host is retuned while it runs: the unbound workqueue mask leaves core 1.
+    assert_ne!(Snapshot::take().files, before);
+    wait_for("its output in the log", Duration::from_secs(10), || {
+        std::fs::read_to_string(&st.log)
+            .unwrap_or_default()
+            .contains("on 1")
+    });
+    up.down();
+    assert!(!carve_journal::ProcessId::of(pid).is_some_and(|p| p.is_alive()));
+    assert_eq!(Snapshot::take().files, before, "host tuning not restored");
+    assert_plan_gone(&plan);
+}
+
+#[test]
+fn vm_partition_alone_boots_on_the_bridge_and_down_leaves_nothing() {
+    let _lock = shared_host_lock();
+    let ns = NetnsGuard::create(&unique_name("ns")).unwrap();
+    let bridge = short_name("br");
+    let name = unique_name("vm");
+    let plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![NetworkSpec {
+            name: bridge.clone(),
+            namespace: Some(ns.name().into()),
+            subnet: "10.79.0.0".parse().unwrap(),
+            prefix: 24,
+            gateway: Some("10.79.0.1".parse().unwrap()),
+        }],
+        partitions: vec![part(
+            &name,
+            "0",
+            256 << 20,
+            vm(
+                "quiet carve.cmd=\"ping -c 1 -W 10 10.79.0.1 && echo ping-ok\"",
+                Some(Attachment {
+                    bridge,
+                    address: "10.79.0.3".parse().unwrap(),
+                    prefix: 24,
+                    gateway: None,
+                }),
+            ),
+        )],
+    };
+    let mut up = Up::new(plan.clone());
+    let st = up.running().state().partitions[0].clone();
+    assert_eq!(st.state, PartState::Running);
+    // The guest boots and reaches the bridge's address through its tap.
+    wait_for(
+        "the guest to ping the bridge",
+        Duration::from_secs(120),
+        || {
+            std::fs::read_to_string(&st.log)
+                .unwrap_or_default()
+                .contains("ping-ok")
+        },
+    );
+    let e = engine();
+    up.running().tick(&e);
+    up.down();
+    assert!(!carve_journal::ProcessId::of(st.pid.unwrap()).is_some_and(|p| p.is_alive()));
+    let mut nl = Netlink::open_in(ns.name()).unwrap();
+    let links: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
+    assert_eq!(links, vec!["lo".to_string()]);
+    assert_plan_gone(&plan);
+}
+
+#[test]
+fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
+    let _lock = carve_testkit::HostLock::exclusive();
+    let before = Snapshot::take().files;
+    let t = tempfile::tempdir().unwrap();
+    let rootfs = rootfs(t.path());
+    let ns = NetnsGuard::create(&unique_name("ns")).unwrap();
+    let bridge = short_name("br");
+    let att = |addr: &str| Attachment {
+        bridge: bridge.clone(),
+        address: addr.parse().unwrap(),
+        prefix: 24,
+        gateway: None,
+    };
+    let (fast, web, guest) = (unique_name("fast"), unique_name("web"), unique_name("vm"));
+    let plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![NetworkSpec {
+            name: bridge.clone(),
+            namespace: Some(ns.name().into()),
+            subnet: "10.80.0.0".parse().unwrap(),
+            prefix: 24,
+            gateway: Some("10.80.0.1".parse().unwrap()),
+        }],
+        partitions: vec![
+            part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "fifo:10")),
+            part(
+                &web,
+                "0",
+                64 << 20,
+                KindSpec::Container(ContainerSpec {
+                    rootfs: RootfsSource::Folder(rootfs),
+                    command: ["/bin/sh", "-c", "mkdir -p /tmp/www; echo carve-page-$CARVE_PARTITION > /tmp/www/index.html; exec httpd -f -p 8080 -h /tmp/www"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                    env: vec![],
+                    init: false,
+                    network: Some(att("10.80.0.2")),
+                }),
+            ),
+            part(
+                &guest,
+                "0",
+                256 << 20,
+                vm(
+                    "quiet carve.cmd=\"sleep 1; wget -q -O - http://10.80.0.2:8080/\"",
+                    Some(att("10.80.0.3")),
+                ),
+            ),
+        ],
+    };
+    let mut events = Vec::new();
+    let mut up = Up {
+        engine: engine(),
+        running: None,
+    };
+    up.running = Some(up.engine.up(plan.clone(), &mut |e| events.push(e)).unwrap());
+    // Steps ran in the engine's order: network, dedicated, container, vm.
+    let done: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            carve_engine::Event::Done { what } => Some(what.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        done,
+        vec![
+            "journal".to_string(),
+            format!("network {bridge}"),
+            format!("dedicated {fast}"),
+            format!("container {web}"),
+            format!("vm {guest}"),
+        ]
+    );
+    let parts = up.running().state().partitions.clone();
+    assert!(
+        parts.iter().all(|p| p.state == PartState::Running),
+        "{parts:?}"
+    );
+    assert_eq!(allowed_cpus(parts[0].pid.unwrap()), "1");
+    // The VM fetches the container's page over the bridge and prints it on its console.
+    let vm_log = parts[2].log.clone();
+    wait_for("the VM to print the page", Duration::from_secs(120), || {
+        std::fs::read_to_string(&vm_log)
+            .unwrap_or_default()
+            .contains(&format!("carve-page-{web}"))
+    });
+    // ps sees all three with their cores.
+    let rows = carve_engine::ops::ps(&up.engine.root, Duration::from_millis(100));
+    let mine: Vec<_> = rows.iter().filter(|r| r.plan == plan.name).collect();
+    assert_eq!(mine.len(), 3);
+    assert_eq!(
+        mine.iter()
+            .map(|r| (r.kind.as_str(), r.cpus.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("dedicated", "1"), ("container", "0"), ("vm", "0")]
+    );
+    up.down();
+    assert_eq!(Snapshot::take().files, before, "host tuning not restored");
+    assert_plan_gone(&plan);
+    let mut nl = Netlink::open_in(ns.name()).unwrap();
+    let links: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
+    assert_eq!(links, vec!["lo".to_string()]);
+}
