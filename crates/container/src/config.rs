@@ -219,11 +219,11 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
             ));
         }
         if let Some(p) = ns.path() {
-            if !p.exists() {
+            if let Err(e) = std::fs::metadata(p) {
                 return Err(invalid(
                     file,
                     format!("linux.namespaces[{i}].path"),
-                    format!("{} does not exist", p.display()),
+                    format!("{}: {e}", p.display()),
                 ));
             }
         }

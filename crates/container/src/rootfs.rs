@@ -9,6 +9,7 @@
 use crate::sys::{self, cstr, fd_path, openat2};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Errors are plain strings naming the step and path: they travel to the runtime as messages.
@@ -189,40 +190,94 @@ pub fn open_in_root(root: &OwnedFd, path: &Path) -> std::io::Result<OwnedFd> {
 /// Creates `path` inside the root (directories on the way; the last one a directory or an empty
 /// file) without following symlinks out of the root, and returns an O_PATH fd of it.
 pub fn mkdir_all_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> {
-    let r = rel(path);
+    let mut todo: Vec<std::ffi::OsString> = rel(path)
+        .components()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    todo.reverse();
     let mut cur = PathBuf::new();
-    let comps: Vec<_> = r.components().collect();
-    for (i, c) in comps.iter().enumerate() {
-        let last = i + 1 == comps.len();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        let last = todo.is_empty();
         let parent = open_in_root(root, &cur).map_err(|er| e("open", &cur, er))?;
-        cur.push(c);
-        if open_in_root(root, &cur).is_ok() {
+        let next = cur.join(&c);
+        if open_in_root(root, &next).is_ok() {
+            cur = next;
             continue;
         }
-        let name = cstr(Path::new(c.as_os_str())).map_err(|er| e("name", &cur, er))?;
+        let name = cstr(Path::new(&c)).map_err(|er| e("name", &next, er))?;
+        // A dangling symlink: follow it by hand, inside the root.
+        let mut buf = [0u8; 4096];
+        // SAFETY: valid dirfd, C string and buffer of the given size.
+        let n = unsafe {
+            libc::readlinkat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr() as *mut libc::c_char,
+                buf.len(),
+            )
+        };
+        if n > 0 {
+            links += 1;
+            if links > 40 {
+                return Err(format!(
+                    "{}: too many levels of symbolic links",
+                    path.display()
+                ));
+            }
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..n as usize]));
+            let base = if target.is_absolute() {
+                PathBuf::new()
+            } else {
+                cur.clone()
+            };
+            let mut comps: Vec<std::ffi::OsString> = Vec::new();
+            let mut stack: Vec<std::ffi::OsString> = base
+                .components()
+                .map(|c| c.as_os_str().to_os_string())
+                .collect();
+            for tc in target.components() {
+                match tc {
+                    Component::Normal(x) => stack.push(x.to_os_string()),
+                    Component::ParentDir => {
+                        stack.pop();
+                    }
+                    _ => {}
+                }
+            }
+            comps.extend(stack);
+            // Restart from the root with the link's target followed by what remained.
+            let mut rest: Vec<std::ffi::OsString> = todo.drain(..).rev().collect();
+            let mut all = comps;
+            all.append(&mut rest);
+            all.reverse();
+            todo = all;
+            cur = PathBuf::new();
+            continue;
+        }
         if last && file {
-            // O_CREAT through openat2 keeps the resolution inside the root even for a dangling
-            // symlink as the last component.
+            // O_CREAT through openat2 keeps the resolution inside the root.
             openat2(
                 root.as_raw_fd(),
-                &cur,
+                &next,
                 libc::O_CREAT | libc::O_RDONLY,
                 0o644,
                 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
             )
-            .map_err(|er| e("create file", &cur, er))?;
+            .map_err(|er| e("create file", &next, er))?;
         } else {
             // SAFETY: valid dirfd and C string.
             let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) };
             if rc < 0 {
                 let er = std::io::Error::last_os_error();
                 if er.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(e("mkdir", &cur, er));
+                    return Err(e("mkdir", &next, er));
                 }
             }
         }
+        cur = next;
     }
-    open_in_root(root, &r).map_err(|er| e("open", path, er))
+    open_in_root(root, path).map_err(|er| e("open", path, er))
 }
 
 /// Mount flags the kernel locks on a mount made in a less privileged namespace (nosuid, nodev,
