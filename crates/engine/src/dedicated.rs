@@ -8,7 +8,6 @@ use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierResult};
 use carve_dedicated::{ActivePartition, DedicatedSpec, HugePagesSpec, Partition};
 use carve_journal::{Journal, ProcessId};
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 use std::process::Child;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -29,30 +28,6 @@ fn online_cpus() -> TierResult<carve_core::CpuSet> {
     let t = std::fs::read_to_string("/sys/devices/system/cpu/online")
         .map_err(|e| format!("/sys/devices/system/cpu/online: {e}"))?;
     carve_core::CpuSet::parse_list(t.trim()).map_err(|e| e.to_string())
-}
-
-/// Runs `f` with this process's stdout and stderr pointed at `log`, so a child it spawns writes
-/// there (the dedicated launcher inherits stdio; a shell wrapper would defeat its mlock).
-fn with_output_to<T>(log: &std::fs::File, f: impl FnOnce() -> T) -> T {
-    // SAFETY: dup/dup2 on the standard fds and an open file; the saved fds are restored and
-    // closed below on every path.
-    let saved = unsafe { [libc::dup(1), libc::dup(2)] };
-    // SAFETY: as above.
-    unsafe {
-        libc::dup2(log.as_raw_fd(), 1);
-        libc::dup2(log.as_raw_fd(), 2);
-    }
-    let r = f();
-    for (fd, s) in [(1, saved[0]), (2, saved[1])] {
-        if s >= 0 {
-            // SAFETY: s is a dup of the original fd made above.
-            unsafe {
-                libc::dup2(s, fd);
-                libc::close(s);
-            }
-        }
-    }
-    r
 }
 
 impl Tier for DedicatedTier {
@@ -88,7 +63,9 @@ impl Tier for DedicatedTier {
             .open(&log)
             .map_err(|e| format!("{}: {e}", log.display()))?;
         // On failure `active` is dropped here, which tears the partition down.
-        let child = with_output_to(&file, || active.launch()).map_err(|e| e.to_string())?;
+        let child = active
+            .launch_logged(Some(&file))
+            .map_err(|e| e.to_string())?;
         let pid = child.id() as i32;
         let cgroup = active.cpuset().map(|c| {
             format!(
