@@ -159,6 +159,16 @@ impl Env {
         Guard { env: self }
     }
 
+    /// `create` with extra flags.
+    pub fn create_with(&self, extra: &[&str]) -> Guard<'_> {
+        let b = self.bundle.to_str().unwrap().to_string();
+        let mut args = vec!["create", "--bundle", &b];
+        args.extend_from_slice(extra);
+        args.push(&self.id);
+        self.ok(&args);
+        Guard { env: self }
+    }
+
     /// `run` in the foreground: (exit code, stdout, stderr). The container is deleted after.
     pub fn run(&self) -> (i32, String, String) {
         let b = self.bundle.to_str().unwrap().to_string();
