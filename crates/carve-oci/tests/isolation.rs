@@ -28,7 +28,7 @@ fn every_namespace_is_new_and_pid_1_is_the_process() {
         assert!(lines[3 + i].starts_with(n), "{}", lines[3 + i]);
     }
     // the cgroup namespace is rooted at the container's cgroup
-    let mut e = Env::new("ns", &["cat", "/proc/self/cgroup"]);
+    let e = Env::new("ns", &["cat", "/proc/self/cgroup"]);
     e.write_config();
     let out = e.run_ok();
     assert!(out.lines().all(|l| l.ends_with(":/")), "{out}");
