@@ -227,3 +227,40 @@ fn kill_9_of_the_supervisor_then_restore_leaves_nothing() {
     });
     w.assert_gone();
 }
+
+#[test]
+fn foreground_up_tears_down_on_ctrl_c() {
+    let w = World::new("on-failure");
+    let child = Command::new(CARVE)
+        .args(["up", &w.plan_file()])
+        .env("CARVE_OCI_RUNTIME", "runc")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the plan to be up", || w.ps()["state"] == "running");
+    // SAFETY: kill takes a pid and a signal.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {err}", out.status);
+    assert!(err.contains(&format!("down {}", w.plan)), "{err}");
+    w.assert_gone();
+}
+
+#[test]
+#[ignore = "debootstrap downloads and unpacks ~206 MB (about 30 s): run with --run-ignored"]
+fn debian_image_smoke() {
+    let dir = std::env::temp_dir().join(unique_name("debian"));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    ok(&["image", "debian", dir.to_str().unwrap()]);
+    let os = std::fs::read_to_string(dir.join("etc/os-release")).unwrap();
+    assert!(os.contains("bookworm"), "{os}");
+    assert!(dir.join("usr/bin/apt-get").exists());
+}

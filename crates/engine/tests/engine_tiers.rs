@@ -351,3 +351,42 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
     let links: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(links, vec!["lo".to_string()]);
 }
+
+#[test]
+fn a_failure_at_the_dedicated_or_vm_step_rolls_back_the_host_tuning() {
+    let _lock = carve_testkit::HostLock::exclusive();
+    let before = Snapshot::take().files;
+    for point in ["dedicated:FAST:after", "vm:GUEST", "vm:GUEST:after"] {
+        let (fast, guest) = (unique_name("fast"), unique_name("vm"));
+        let plan = PlanSpec {
+            name: unique_name("plan"),
+            networks: vec![],
+            partitions: vec![
+                part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "other")),
+                part(&guest, "0", 256 << 20, vm("quiet", None)),
+            ],
+        };
+        let point = point.replace("FAST", &fast).replace("GUEST", &guest);
+        let mut e = engine();
+        e.faults = vec![point.clone()];
+        match e.up(plan.clone(), &mut |_| {}) {
+            Ok(r) => {
+                let _ = r.teardown(&e, Duration::from_secs(1));
+                panic!("up succeeded despite fault {point}");
+            }
+            Err(err) => {
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&point) && msg.ends_with("rolled back"),
+                    "{msg}"
+                );
+            }
+        }
+        assert_eq!(
+            Snapshot::take().files,
+            before,
+            "{point}: host tuning not restored"
+        );
+        assert_plan_gone(&plan);
+    }
+}

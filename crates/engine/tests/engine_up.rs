@@ -367,3 +367,41 @@ fn plans_side_by_side_and_a_colliding_plan_refused() {
     assert_gone(&e, &a, Some(ns.name()));
     assert_gone(&e, &b, Some(ns.name()));
 }
+
+#[test]
+fn system_container_runs_busybox_init_and_stops_it_with_sigpwr() {
+    let mut p = container(&unique_name("sys"), "0", &[], None);
+    if let KindSpec::Container(c) = &mut p.kind {
+        c.init = true;
+    }
+    let plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![],
+        partitions: vec![p],
+    };
+    let mut up = Up {
+        engine: engine(&[]),
+        running: None,
+    };
+    up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
+    let st = up.running.as_ref().unwrap().state().partitions[0].clone();
+    // PID 1 of the container is busybox init, which ran rcS.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", st.pid.unwrap())).unwrap();
+    assert_eq!(comm.trim(), "init");
+    wait_for("init's rcS", || {
+        std::fs::read_to_string(&st.log)
+            .unwrap_or_default()
+            .contains("carve-init: up")
+    });
+    // An open fd keeps the log readable after down unmounts the plan's state folder.
+    let mut log = std::fs::File::open(&st.log).unwrap();
+    let r = up.running.take().unwrap();
+    let e = engine(&[]);
+    // down stops it with SIGPWR: busybox init runs its shutdown actions before it ends.
+    r.down(&e, &mut |_| {}).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut log, &mut text).unwrap();
+    let shutdown_seen = text.contains("carve-init: shutting down");
+    assert!(shutdown_seen, "init never ran its shutdown actions: {text}");
+    assert_gone(&e, &plan, None);
+}
