@@ -13,9 +13,9 @@ bash scripts/v2-guest-test.sh --build-only
 
 snap=$(mktemp /tmp/carve-leak.XXXXXX)
 trap 'rm -f "$snap"' EXIT
-./target/debug/carve-leakcheck snapshot "$snap"
+"${CARGO_TARGET_DIR:-target}"/debug/carve-leakcheck snapshot "$snap"
 status=0
 cargo nextest run --workspace --no-fail-fast || status=$?
 cargo test --workspace --doc --quiet || status=$?
-./target/debug/carve-leakcheck compare "$snap" || status=$?
+"${CARGO_TARGET_DIR:-target}"/debug/carve-leakcheck compare "$snap" || status=$?
 exit $status
