@@ -6,11 +6,15 @@ pub enum BenchCommand {
     /// The example fast path (AES-128-GCM over 1 KiB packets) bare vs through the shared-memory
     /// ring fed from another core, in one run.
     Fastpath(super::bench_fastpath::Args),
+    /// `carve vm run --wait-for carve-guest-ready` against the same QEMU command line started by
+    /// hand until the same marker, interleaved in one run: medians and ratio.
+    Vm(super::vm::BenchArgs),
 }
 
 /// Runs a `carve bench` subcommand.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Fastpath(a) => super::bench_fastpath::run(a),
+        BenchCommand::Vm(a) => super::vm::bench(a),
     }
 }

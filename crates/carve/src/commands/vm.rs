@@ -20,7 +20,7 @@ use std::time::Duration;
 #[derive(clap::Subcommand)]
 pub enum VmCommand {
     /// Start a VM (foreground supervisor, or detached with --detach / --wait-for).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Stop a VM: ACPI powerdown, then kill after --timeout; removes everything it made.
     Stop {
         /// The VM.
@@ -241,7 +241,7 @@ fn online(ctx: &Context) -> anyhow::Result<CpuSet> {
 pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
     let ctx = Context::default();
     match cmd {
-        VmCommand::Run(a) => run_vm(&ctx, a),
+        VmCommand::Run(a) => run_vm(&ctx, *a),
         VmCommand::Stop {
             name,
             force,
@@ -671,4 +671,247 @@ impl Drop for RawTerminal {
             unsafe { libc::tcsetattr(0, libc::TCSANOW, old) };
         }
     }
+}
+
+/// `carve bench vm` arguments.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Boots per side.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Guest assets folder (prepared if needed, as `carve image guest`).
+    #[arg(long, default_value = "cache/guest")]
+    pub guest: PathBuf,
+    /// Guest memory.
+    #[arg(long, default_value = "256MiB")]
+    pub memory: String,
+    /// Kernel command line of both sides.
+    #[arg(long, default_value = "quiet")]
+    pub append: String,
+    /// Start the hand-run QEMU with no CPU placement (by default it gets the cores carve pins
+    /// the vCPUs to, as `taskset -c CORES qemu ...` would, so both sides compete for the same
+    /// cores on a shared machine).
+    #[arg(long)]
+    pub hand_unpinned: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct BenchReport {
+    runs: usize,
+    accel: String,
+    carve_ms: Vec<f64>,
+    qemu_ms: Vec<f64>,
+    carve_median_ms: f64,
+    qemu_median_ms: f64,
+    ratio: f64,
+    carve_command: String,
+    qemu_command: String,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// `carve bench vm`: boot-to-marker time of `carve vm run ... --wait-for carve-guest-ready`
+/// against the same QEMU command line started by hand until the same marker, interleaved in one
+/// run; medians and their ratio.
+pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let ctx = Context::default();
+    let g = carve_vm::assets::prepare_guest(&a.guest)?;
+    let (accel, warning) = vm::host_accel(&ctx).map_err(fail)?;
+    if let Some(w) = warning {
+        eprintln!("carve: {w}");
+    }
+    let marker = carve_vm::assets::READY_MARKER;
+    let exe = std::env::current_exe()?;
+    let pid = std::process::id();
+    let carve_args = |name: &str| -> Vec<String> {
+        vec![
+            "vm".into(),
+            "run".into(),
+            "--name".into(),
+            name.into(),
+            "--kernel".into(),
+            g.kernel.display().to_string(),
+            "--initrd".into(),
+            g.initrd.display().to_string(),
+            "--append".into(),
+            a.append.clone(),
+            "--memory".into(),
+            a.memory.clone(),
+            "--wait-for".into(),
+            marker.into(),
+            "--timeout".into(),
+            "180".into(),
+        ]
+    };
+    let online = online(&ctx)?;
+    let mut carve_ms = Vec::new();
+    let mut qemu_ms = Vec::new();
+    let mut qemu_command = String::new();
+    let hand_dir = tempfile_dir()?;
+    for i in 0..a.runs {
+        // Alternate which side goes first so drift on a shared machine hits both alike.
+        for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+            if side == 0 {
+                let name = format!("carve-bench-{pid}-{i}");
+                let args = carve_args(&name);
+                let t = std::time::Instant::now();
+                let st = Command::new(&exe)
+                    .args(&args)
+                    .stderr(Stdio::null())
+                    .stdout(Stdio::null())
+                    .status()?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let _ = Command::new(&exe)
+                    .args(["vm", "stop", &name, "--force"])
+                    .stdout(Stdio::null())
+                    .status();
+                anyhow::ensure!(st.success(), "carve vm run failed in run {i}");
+                carve_ms.push(ms);
+            } else {
+                let name = format!("carve-bench-hand-{pid}-{i}");
+                let run = RunArgs {
+                    name: name.clone(),
+                    kernel: Some(g.kernel.clone()),
+                    initrd: Some(g.initrd.clone()),
+                    append: Some(a.append.clone()),
+                    disk: vec![],
+                    memory: a.memory.clone(),
+                    vcpus: 1,
+                    cpus: None,
+                    housekeeping: None,
+                    hugepages: false,
+                    mem_lock: false,
+                    no_prealloc: false,
+                    machine: "q35".into(),
+                    net: None,
+                    device: vec![],
+                    gdb: false,
+                    rt_priority: None,
+                    qemu: "qemu-system-x86_64".into(),
+                    detach: false,
+                    wait_for: None,
+                    timeout: 0.0,
+                    dry_run: true,
+                };
+                let spec = spec_from(&run, &online).map_err(fail)?;
+                let paths = carve_vm::state::StatePaths::new(hand_dir.as_path(), &name);
+                std::fs::create_dir_all(&paths.dir)?;
+                // Exactly the command line carve runs, minus -S (nobody would `cont` by hand).
+                let argv = carve_vm::cmdline::qemu_argv(
+                    &spec,
+                    &paths,
+                    accel,
+                    &carve_vm::cmdline::LaunchArgs::default(),
+                );
+                let cores: Vec<usize> = spec.vcpu_cores();
+                qemu_command = carve_vm::cmdline::shell_quote(&argv);
+                if !a.hand_unpinned {
+                    let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
+                    qemu_command = format!("taskset -c {} {qemu_command}", list.join(","));
+                }
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                if !a.hand_unpinned {
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+                    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+                    for &c in &cores {
+                        // SAFETY: planned cores are below CPU_SETSIZE (checked against online).
+                        unsafe { libc::CPU_SET(c, &mut set) };
+                    }
+                    // SAFETY: sched_setaffinity is async-signal-safe; `set` is a copied value.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        })
+                    };
+                }
+                let t = std::time::Instant::now();
+                let mut child = cmd.spawn()?;
+                let r = carve_vm::console::wait_for(
+                    &paths.console_log(),
+                    0,
+                    marker,
+                    Duration::from_secs(180),
+                    || child.try_wait().ok().flatten().map(|s| s.to_string()),
+                );
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(&paths.dir);
+                r.map_err(|e| anyhow::anyhow!("hand-started QEMU, run {i}: {e}"))?;
+                qemu_ms.push(ms);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&hand_dir);
+    let report = BenchReport {
+        runs: a.runs,
+        accel: accel.as_str().into(),
+        carve_median_ms: median(&carve_ms),
+        qemu_median_ms: median(&qemu_ms),
+        ratio: median(&carve_ms) / median(&qemu_ms).max(1e-9),
+        carve_ms,
+        qemu_ms,
+        carve_command: format!(
+            "carve {}",
+            carve_vm::cmdline::shell_quote(&carve_args("NAME"))
+        ),
+        qemu_command,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "boot to {marker:?} under {}, {} runs each, interleaved:",
+            report.accel, report.runs
+        );
+        println!(
+            "  carve vm run --wait-for   median {:8.1} ms   {:?}",
+            report.carve_median_ms,
+            report
+                .carve_ms
+                .iter()
+                .map(|x| x.round())
+                .collect::<Vec<_>>()
+        );
+        println!(
+            "  same QEMU line by hand    median {:8.1} ms   {:?}",
+            report.qemu_median_ms,
+            report.qemu_ms.iter().map(|x| x.round()).collect::<Vec<_>>()
+        );
+        println!(
+            "  ratio carve / by hand     {:.3}x (target <= 1.05x)",
+            report.ratio
+        );
+        println!("  carve: {}", report.carve_command);
+        println!("  qemu:  {}", report.qemu_command);
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("carve-bench-vm-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }
