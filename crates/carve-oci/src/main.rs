@@ -1,272 +1,13 @@
 //! `carve-oci`: a runc-compatible OCI runtime over the carve-container library.
 
+mod args;
 mod log;
+
+use args::{Cli, Cmd, CreateArgs, Parsed};
 
 use anyhow::{bail, Context, Result};
 use carve_container::{CreateOptions, ExecOptions, Runtime, Status};
-use clap::{Parser, Subcommand};
 use std::io::Write;
-use std::path::PathBuf;
-
-#[derive(Parser)]
-#[command(name = "carve-oci", version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0"), about = "runc-compatible OCI runtime")]
-struct Cli {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/carve-oci")]
-    root: PathBuf,
-    /// Log file (default: stderr).
-    #[arg(long, global = true)]
-    log: Option<PathBuf>,
-    /// Log format: text or json.
-    #[arg(long = "log-format", global = true, default_value = "text")]
-    log_format: String,
-    /// cgroupsPath is systemd's "slice:prefix:name" (mapped onto cgroupfs; systemd is not used).
-    #[arg(long = "systemd-cgroup", global = true)]
-    systemd_cgroup: bool,
-    /// Debug logging.
-    #[arg(long, global = true)]
-    debug: bool,
-    /// Accepted for runc compatibility (rootless mode is decided by the config).
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
-    rootless: Option<String>,
-    /// Accepted for runc compatibility; checkpointing is not supported.
-    #[arg(long, global = true)]
-    criu: Option<String>,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(clap::Args, Default)]
-struct CreateArgs {
-    /// Bundle directory.
-    #[arg(long, short = 'b', default_value = ".")]
-    bundle: PathBuf,
-    /// File to write init's pid to.
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    /// Unix socket that receives the pty master.
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// Use MS_MOVE + chroot instead of pivot_root.
-    #[arg(long = "no-pivot")]
-    no_pivot: bool,
-    /// Do not create a new session keyring.
-    #[arg(long = "no-new-keyring")]
-    no_new_keyring: bool,
-    /// Pass N extra fds (3..3+N) to the process.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
-    preserve_fds: u32,
-    /// Container id.
-    id: String,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Write a default config.json.
-    Spec {
-        /// Bundle directory.
-        #[arg(long, short = 'b', default_value = ".")]
-        bundle: PathBuf,
-    },
-    /// Create a container (init waits for start).
-    Create(CreateArgs),
-    /// Start a created container.
-    Start {
-        /// Container id.
-        id: String,
-    },
-    /// Create and start a container; wait for it unless --detach.
-    Run {
-        #[command(flatten)]
-        c: CreateArgs,
-        /// Return once started.
-        #[arg(long, short = 'd')]
-        detach: bool,
-        /// Keep the container's state after it exits.
-        #[arg(long)]
-        keep: bool,
-    },
-    /// Print the OCI state.
-    State {
-        /// Container id.
-        id: String,
-    },
-    /// Send a signal (default SIGTERM).
-    Kill {
-        /// Signal every process of the container.
-        #[arg(long, short = 'a')]
-        all: bool,
-        /// Container id.
-        id: String,
-        /// Signal name (TERM, SIGTERM) or number.
-        signal: Option<String>,
-    },
-    /// Delete a container.
-    Delete {
-        /// Kill it first if it runs.
-        #[arg(long, short = 'f')]
-        force: bool,
-        /// Container id.
-        id: String,
-    },
-    /// Run a process in a container.
-    Exec {
-        /// process.json to run.
-        #[arg(long, short = 'p')]
-        process: Option<PathBuf>,
-        /// Return once started.
-        #[arg(long, short = 'd')]
-        detach: bool,
-        /// File to write the pid to.
-        #[arg(long = "pid-file")]
-        pid_file: Option<PathBuf>,
-        /// Console socket.
-        #[arg(long = "console-socket")]
-        console_socket: Option<PathBuf>,
-        /// Allocate a pty.
-        #[arg(long, short = 't')]
-        tty: bool,
-        /// Extra environment KEY=VALUE.
-        #[arg(long, short = 'e')]
-        env: Vec<String>,
-        /// Working directory.
-        #[arg(long)]
-        cwd: Option<PathBuf>,
-        /// uid[:gid].
-        #[arg(long, short = 'u')]
-        user: Option<String>,
-        /// Additional gids.
-        #[arg(long = "additional-gids", short = 'g')]
-        additional_gids: Vec<u32>,
-        /// Extra capabilities.
-        #[arg(long = "cap", short = 'c')]
-        cap: Vec<String>,
-        /// Set no_new_privs.
-        #[arg(long = "no-new-privs")]
-        no_new_privs: bool,
-        /// Pass N extra fds.
-        #[arg(long = "preserve-fds", default_value_t = 0)]
-        preserve_fds: u32,
-        /// Accepted, ignored (no SELinux here).
-        #[arg(long = "process-label")]
-        process_label: Option<String>,
-        /// Accepted, ignored (no AppArmor here).
-        #[arg(long)]
-        apparmor: Option<String>,
-        /// Container id.
-        id: String,
-        /// Program and arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// List the processes of a container.
-    Ps {
-        /// table or json.
-        #[arg(long, short = 'f', default_value = "table")]
-        format: String,
-        /// Container id.
-        id: String,
-        /// Options for ps(1) (default -ef).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        ps_args: Vec<String>,
-    },
-    /// Freeze a container.
-    Pause {
-        /// Container id.
-        id: String,
-    },
-    /// Thaw a container.
-    Resume {
-        /// Container id.
-        id: String,
-    },
-    /// Update resource limits.
-    Update {
-        /// LinuxResources JSON file, or - for stdin.
-        #[arg(long, short = 'r')]
-        resources: Option<PathBuf>,
-        /// Memory limit in bytes.
-        #[arg(long)]
-        memory: Option<i64>,
-        /// pids limit.
-        #[arg(long = "pids-limit")]
-        pids_limit: Option<i64>,
-        /// CPU quota.
-        #[arg(long = "cpu-quota")]
-        cpu_quota: Option<i64>,
-        /// CPU period.
-        #[arg(long = "cpu-period")]
-        cpu_period: Option<u64>,
-        /// Container id.
-        id: String,
-    },
-    /// Print events (stats) of a container.
-    Events {
-        /// One stats sample and exit.
-        #[arg(long)]
-        stats: bool,
-        /// Sampling interval (5s, 500ms, 1m).
-        #[arg(long, default_value = "5s")]
-        interval: String,
-        /// Container id.
-        id: String,
-    },
-    /// List containers.
-    List {
-        /// table or json.
-        #[arg(long, short = 'f', default_value = "table")]
-        format: String,
-        /// Only ids.
-        #[arg(long, short = 'q')]
-        quiet: bool,
-    },
-    /// Print the runtime's features (JSON).
-    Features,
-}
-
-/// urfave/cli (runc's parser) accepts long flags with one dash (`-root`): rewrite those we know.
-fn normalize_args() -> Vec<String> {
-    const LONG: &[&str] = &[
-        "root",
-        "log",
-        "log-format",
-        "systemd-cgroup",
-        "debug",
-        "bundle",
-        "pid-file",
-        "console-socket",
-        "no-pivot",
-        "no-new-keyring",
-        "preserve-fds",
-        "detach",
-        "force",
-        "all",
-        "process",
-        "tty",
-        "format",
-        "stats",
-        "interval",
-        "resources",
-        "rootless",
-    ];
-    let mut out = Vec::new();
-    let mut positional_seen = 0;
-    for (i, a) in std::env::args().enumerate() {
-        if i > 0 && positional_seen < 2 && a.starts_with('-') && !a.starts_with("--") && a.len() > 2
-        {
-            let name = a[1..].split('=').next().unwrap_or("");
-            if LONG.contains(&name) {
-                out.push(format!("-{a}"));
-                continue;
-            }
-        }
-        if i > 0 && !a.starts_with('-') {
-            positional_seen += 1;
-        }
-        out.push(a);
-    }
-    out
-}
 
 fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
@@ -559,8 +300,66 @@ fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
-/// Waits for init (our child, or reparented to us as subreaper) and returns its exit status.
+/// Waits for init (our child, or reparented to us as subreaper) and returns its exit status,
+/// forwarding the usual terminal and termination signals to it meanwhile (as `runc run` does).
 fn wait_any(pidfd: &std::os::fd::OwnedFd) -> Result<i32> {
+    use std::os::fd::AsRawFd;
+    const FORWARD: [i32; 7] = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+    ];
+    // SAFETY: sigset operations on a local set; sigprocmask/signalfd with valid pointers.
+    let sfd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in FORWARD {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
+    };
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), if sfd >= 0 { 2 } else { 1 }, -1) };
+        if r < 0 {
+            continue;
+        }
+        if fds[0].revents != 0 {
+            break;
+        }
+        if fds[1].revents != 0 {
+            // SAFETY: zeroed siginfo is a valid buffer of the size read.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            // SAFETY: reading one signalfd_siginfo into a live buffer.
+            let n = unsafe {
+                libc::read(
+                    sfd,
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of_val(&info),
+                )
+            };
+            if n > 0 {
+                let _ = carve_container::sys::pidfd_send_signal(pidfd, info.ssi_signo as i32);
+            }
+        }
+    }
     Ok(carve_container::sys::pidfd_wait_child(pidfd)?)
 }
 
@@ -600,9 +399,17 @@ fn features() -> serde_json::Value {
 }
 
 fn main() {
-    let cli = match Cli::try_parse_from(normalize_args()) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match args::parse(&argv) {
+        Ok(Parsed::Run(c)) => *c,
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("carve-oci: {e}");
+            std::process::exit(2);
+        }
     };
     let json = cli.log_format == "json";
     let logger = log::Logger::new(cli.log.as_deref(), json, cli.debug);
