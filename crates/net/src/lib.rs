@@ -34,7 +34,8 @@ pub mod tap;
 
 pub use link::{LinkError, Netlink, NetnsTarget, Route};
 pub use netns::{
-    create_netns, delete_netns, in_netns, netns_exists, open_netns, NetnsError, NetnsGuard,
+    create_netns, delete_netns, in_netns, in_netns_path, netns_exists, open_netns, NetnsError,
+    NetnsGuard,
 };
 pub use tap::{create_tap, Tap, TapError, TapOptions};
 

@@ -142,6 +142,11 @@ impl Netlink {
         crate::netns::in_netns(netns, Netlink::open)?
     }
 
+    /// Opens a socket inside the network namespace of an nsfs path (`/proc/PID/ns/net`).
+    pub fn open_at(netns_path: &std::path::Path) -> Result<Self, LinkError> {
+        crate::netns::in_netns_path(netns_path, Netlink::open)?
+    }
+
     /// Sends one request and collects the answers until the ack, the error or the end of a dump.
     fn request(
         &mut self,

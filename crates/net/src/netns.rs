@@ -215,6 +215,24 @@ pub fn delete_netns(name: &str) -> Result<(), NetnsError> {
     }
 }
 
+/// Like [`in_netns`] for a namespace given by its nsfs path: `/proc/PID/ns/net` of a container's
+/// process, or any bind mount of one.
+pub fn in_netns_path<T, F>(path: &Path, f: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    let what = path.display().to_string();
+    let ns = File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            NetnsError::NotFound(what.clone())
+        } else {
+            io_err(&what, "open")(e)
+        }
+    })?;
+    run_in(&ns, &what, f)
+}
+
 /// Runs `f` on a new thread that has joined the named network namespace, and returns its result.
 /// The caller's thread never changes namespace. Sockets (netlink among them) and tap devices
 /// opened by `f` belong to that namespace and keep working after `f` returns. Processes spawned
@@ -225,6 +243,14 @@ where
     F: FnOnce() -> T + Send,
 {
     let ns = open_netns(name)?;
+    run_in(&ns, name, f)
+}
+
+fn run_in<T, F>(ns: &File, name: &str, f: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
     std::thread::scope(|s| {
         let h = s.spawn(|| -> Result<T, NetnsError> {
             // SAFETY: ns is an open nsfs fd; setns changes only this thread.

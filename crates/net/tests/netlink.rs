@@ -308,3 +308,72 @@ fn journal_undo_removes_links_and_namespaces() {
         Ok(())
     );
 }
+
+/// Kills and reaps a child on drop.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_containers_netns_is_reached_by_pid_and_path() {
+    if !root() {
+        return;
+    }
+    // A process in its own network namespace, as a container's init would be.
+    let a = NetnsGuard::create(&unique_name("nsa")).unwrap();
+    let child = in_netns(a.name(), || {
+        Command::new("unshare")
+            .args(["--net", "sleep", "30"])
+            .spawn()
+            .unwrap()
+    })
+    .unwrap();
+    let child = Child(child);
+    let pid = child.0.id();
+    let nspath = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+    // Wait until unshare has switched namespaces (its ns differs from A's).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let inside = in_netns_path_id(&nspath);
+        let a_id = in_netns(a.name(), || {
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+        })
+        .unwrap();
+        if inside != a_id {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unshare did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (host, peer) = (short_name("h"), short_name("p"));
+    let mut na = Netlink::open_in(a.name()).unwrap();
+    na.add_veth(&host, &peer, None).unwrap();
+    na.move_to_netns(&peer, NetnsTarget::Pid(pid)).unwrap();
+    let mut nc = Netlink::open_at(&nspath).unwrap();
+    nc.rename(&peer, "eth0").unwrap();
+    nc.add_address("eth0", ip("10.234.0.2"), 24).unwrap();
+    nc.set_up("eth0").unwrap();
+    nc.add_default_route(ip("10.234.0.1")).unwrap();
+    assert!(nc.link_exists("eth0").unwrap());
+    na.add_address(&host, ip("10.234.0.1"), 24).unwrap();
+    na.set_up(&host).unwrap();
+    assert!(ping_from(a.name(), "10.234.0.2"), "A reaches the container");
+    assert!(matches!(
+        Netlink::open_at(std::path::Path::new("/proc/999999999/ns/net")),
+        Err(LinkError::Netns(carve_net::NetnsError::NotFound(_)))
+    ));
+}
+
+fn in_netns_path_id(p: &std::path::Path) -> std::path::PathBuf {
+    carve_net::in_netns_path(p, || {
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+    })
+    .unwrap()
+}
