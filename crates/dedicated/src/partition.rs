@@ -21,8 +21,8 @@ use crate::spec::DedicatedSpec;
 use crate::sys::{online_cpus, CpusetRoot, HostPaths};
 use crate::tasks::{Immovable, TaskMover, Watcher};
 use crate::tune::{
-    grant_hugepages, move_block_completions, move_workqueues, reboot_advice, route_irqs,
-    set_sysctls, HugePagesError, HugePagesGrant, IrqReport, RebootAdvice,
+    grant_hugepages, move_block_completions, move_workqueues, reboot_advice, refresh_vmstat,
+    route_irqs, set_sysctls, HugePagesError, HugePagesGrant, IrqReport, RebootAdvice,
 };
 
 /// Why a partition was refused or could not be set up.
@@ -311,6 +311,7 @@ impl Partition {
             }
         }
         mover.moved_later = 0;
+        refresh_vmstat(&paths);
         let dma = if spec.dma_latency {
             match hold_dma_latency() {
                 Ok(f) => Some(f),

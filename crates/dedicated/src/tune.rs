@@ -173,6 +173,14 @@ pub fn set_sysctls(
     Ok(())
 }
 
+/// Folds every CPU's pending vmstat counters now (`vm/stat_refresh`). The vmstat shepherd only
+/// queues `vmstat_update` on a CPU whose counters changed; a dedicated core whose counters are
+/// folded once its tasks have left then gets none, instead of one more at the old interval. Nothing
+/// to undo: it changes no setting. Errors are ignored (the file is optional).
+pub fn refresh_vmstat(paths: &HostPaths) {
+    let _ = std::fs::write(paths.sysctl("vm/stat_refresh"), "1");
+}
+
 /// Huge pages reserved and mounted for the partition.
 #[derive(Debug, Clone, Serialize)]
 pub struct HugePagesGrant {

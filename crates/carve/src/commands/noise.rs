@@ -31,6 +31,10 @@ pub struct Args {
     /// SCHED_FIFO priority of the probe in the dedicated run.
     #[arg(long, default_value_t = 99)]
     pub fifo: u8,
+    /// The probe's policy in the untuned run (e.g. fifo:99 shows the RT throttling trap; nothing
+    /// else is changed).
+    #[arg(long, default_value = "other")]
+    pub untuned_sched: String,
     /// Gaps longer than this count as interruptions (µs).
     #[arg(long, default_value_t = 1.0)]
     pub threshold_us: f64,
@@ -109,10 +113,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         eprintln!("carve noise: --seconds must be in (0, 3600] and --fifo in 1..=99");
         return Err(super::Exit(super::EXIT_INVALID).into());
     }
+    let untuned_sched: SchedPolicy = match a.untuned_sched.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("carve noise: --untuned-sched: {e}");
+            return Err(super::Exit(super::EXIT_INVALID).into());
+        }
+    };
     let base = ProbeOptions {
         duration: Duration::from_secs_f64(a.seconds),
         threshold: Duration::from_secs_f64(a.threshold_us / 1e6),
-        sched: SchedPolicy::Other,
+        sched: untuned_sched,
     };
     let paths = carve_dedicated::HostPaths::default();
     // The tracer's own changes (a tracefs mount if none, its instance) have their own journal.
