@@ -130,3 +130,22 @@ fn pktcrypt_standalone_generates_its_own_packets() {
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("give --ring"));
 }
+
+#[test]
+fn pktcrypt_bare_prints_the_reference_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_carve-pktcrypt"))
+        .args(["--bare", "--packets", "2000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("bare loop") && text.contains("2000 packets"),
+        "{text}"
+    );
+    let both = Command::new(env!("CARGO_BIN_EXE_carve-pktcrypt"))
+        .args(["--bare", "--generate"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success(), "--bare excludes --generate");
+}

@@ -58,6 +58,10 @@ struct Args {
     /// Print nothing periodically (the stats file still updates).
     #[arg(long)]
     quiet: bool,
+    /// Run the same sealing loop bare (no ring: packets already in memory) for --packets
+    /// packets (default 10 million), print its ns/packet and exit: the reference figure.
+    #[arg(long, conflicts_with_all = ["ring", "generate"])]
+    bare: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -88,6 +92,22 @@ fn main() -> Result<()> {
         memory::lock_all_memory()?;
     }
     let key = pktcrypt::key_from_env()?;
+    if args.bare {
+        if let Some(cpu) = args.cpu {
+            memory::pin_current_thread(&[cpu])?;
+        }
+        let n = args.packets.unwrap_or(10_000_000);
+        let s = pktcrypt::bench_bare(&key, n, args.slots as usize);
+        println!(
+            "carve-pktcrypt: bare loop on CPU {}: {n} packets, {:.1} ns/packet (mean), {:.1} ns/packet \
+             (median {}-packet batch)",
+            memory::current_cpu().map_or("?".into(), |c| c.to_string()),
+            s.busy_ns_per_packet,
+            s.median_ns_per_packet,
+            pktcrypt::BATCH
+        );
+        return Ok(());
+    }
     match (&args.ring, args.generate) {
         (None, false) => bail!("give --ring NAME (the fast path) or --generate (standalone)"),
         (Some(r), true) => {
