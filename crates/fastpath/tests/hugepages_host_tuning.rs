@@ -54,6 +54,15 @@ fn huge_pages_host_tuning_anonymous_file_and_ring() {
     let old = std::fs::read_to_string(NR).unwrap().trim().to_string();
     let _reserve = Reserve(old.clone());
     let (free0, total0) = huge_pages(Path::new("/sys"), 2048).unwrap();
+    if free0 == 0 {
+        // Nothing reserved (the default here): a plain refusal, not a SIGBUS later.
+        match HugeRegion::anonymous(1, 2048) {
+            Err(MemoryError::NoHugePages { free, needed, .. }) => {
+                assert_eq!((free, needed), (0, 1))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     std::fs::write(NR, (total0 + 3 - free0.min(3)).to_string()).unwrap();
     let (free, _) = huge_pages(Path::new("/sys"), 2048).unwrap();
     assert!(free >= 3, "could not reserve 3 huge pages ({free} free)");
