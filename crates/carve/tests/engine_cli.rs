@@ -264,3 +264,35 @@ fn debian_image_smoke() {
     assert!(os.contains("bookworm"), "{os}");
     assert!(dir.join("usr/bin/apt-get").exists());
 }
+
+#[test]
+fn kill_9_of_the_supervisor_during_up_then_restore_leaves_nothing() {
+    for point in [
+        "journal",
+        "state",
+        "network:BR:after",
+        "container:PART",
+        "container:PART:created",
+        "container:PART:after",
+    ] {
+        let w = World::new("no");
+        let toml = std::fs::read_to_string(w.plan_file()).unwrap();
+        let bridge = toml
+            .lines()
+            .find_map(|l| l.strip_prefix("[network.")?.strip_suffix(']'))
+            .unwrap()
+            .to_string();
+        let point = point.replace("BR", &bridge).replace("PART", &w.part);
+        // The supervisor SIGKILLs itself at that point of `up`.
+        let out = Command::new(CARVE)
+            .args(["up", "-d", &w.plan_file()])
+            .env("CARVE_OCI_RUNTIME", "runc")
+            .env("CARVE_FAULT", format!("crash:{point}"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: up -d succeeded");
+        let out = ok(&["restore"]);
+        assert!(out.contains(&format!("plan-{}", w.plan)), "{point}: {out}");
+        w.assert_gone();
+    }
+}

@@ -22,6 +22,20 @@ use std::time::{Duration, Instant};
 /// `vm:NAME`, each also with `:after` (fail right after the step succeeded).
 pub const FAULT_ENV: &str = "CARVE_FAULT";
 
+/// Kills this process with SIGKILL when `CARVE_FAULT` names `crash:POINT` (points as for
+/// [`FAULT_ENV`], plus `container:NAME:created`, between the runtime's create and the journal
+/// record of the container's init): crash tests of the holder at chosen moments.
+pub fn crash_point(point: &str) {
+    let want = format!("crash:{point}");
+    if std::env::var(FAULT_ENV)
+        .map(|v| v.split(',').any(|f| f.trim() == want))
+        .unwrap_or(false)
+    {
+        // SAFETY: kill on our own pid; SIGKILL does not return.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+}
+
 /// How long a partition's graceful stop may take before it is killed.
 pub const GRACE: Duration = Duration::from_secs(10);
 
@@ -128,6 +142,7 @@ impl Engine {
     }
 
     fn fault(&self, point: &str) -> Result<(), String> {
+        crash_point(point);
         if self.faults.iter().any(|f| f == point) {
             Err(format!("fault injected at {point} ({FAULT_ENV})"))
         } else {

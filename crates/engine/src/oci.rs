@@ -163,6 +163,17 @@ impl Tier for OciRuntime {
                 })
                 .map_err(|e| e.to_string())?;
         }
+        // On cgroup2 (the unified hierarchy of a hybrid host too) undo can kill every process of
+        // the container at once, even one whose init was never journaled (carve killed between
+        // the runtime's create and the record below).
+        for h in ctx.hierarchies.iter().filter(|h| h.v2) {
+            journal
+                .record(Change::WriteBack {
+                    path: dir_in(h, &cgroup).join("cgroup.kill"),
+                    value: "1".into(),
+                })
+                .map_err(|e| e.to_string())?;
+        }
         let root = ctx.dir.oci_root();
         std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
         let id = container_id(&ctx.plan.name, name);
@@ -204,6 +215,7 @@ impl Tier for OciRuntime {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| format!("{} create {id}: no pid file", self.binary.display()))?;
+        crate::engine::crash_point(&format!("container:{name}:created"));
         // The init exists now: record it so a crash of carve still ends it.
         if let Some(pid_id) = ProcessId::of(pid) {
             journal

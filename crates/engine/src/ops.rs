@@ -30,8 +30,9 @@ pub struct PsRow {
     pub memory_used: Option<u64>,
     /// Memory limit, bytes.
     pub memory_limit: Option<u64>,
-    /// Dedicated partitions: the share of the cores taken by the OS, in % (measured by the
-    /// dedicated tier; `None` until it reports).
+    /// Dedicated partitions: the share of their cores their process did not get over the
+    /// sampling interval, in % (schedstat on-CPU time against wall time). It is the live stolen
+    /// share for a fast path that spins; a process that sleeps shows its idle time here too.
     pub stolen_percent: Option<f64>,
     /// Restarts by the supervisor.
     pub restarts: u32,
@@ -73,11 +74,28 @@ pub fn ps(root: &Path, interval: Duration) -> Vec<PsRow> {
         .iter()
         .map(|(_, cg)| cg.as_ref().and_then(|c| usage(&hs, c).cpu_ns))
         .collect();
+    let on_cpu_before: Vec<Option<u64>> = rows
+        .iter()
+        .map(|(r, _)| dedicated_pid(r).and_then(on_cpu_ns))
+        .collect();
     let t0 = Instant::now();
     if rows.iter().any(|(_, cg)| cg.is_some()) {
         std::thread::sleep(interval);
     }
     let dt = t0.elapsed().as_nanos().max(1) as f64;
+    for ((row, _), b) in rows.iter_mut().zip(&on_cpu_before) {
+        let (Some(pid), Some(b)) = (dedicated_pid(row), b) else {
+            continue;
+        };
+        let cores = carve_core::CpuSet::parse_list(&row.cpus)
+            .map(|c| c.len())
+            .unwrap_or(1)
+            .max(1);
+        if let Some(a) = on_cpu_ns(pid) {
+            let got = a.saturating_sub(*b) as f64 / (dt * cores as f64);
+            row.stolen_percent = Some(((1.0 - got) * 100.0).clamp(0.0, 100.0));
+        }
+    }
     for ((row, cg), b) in rows.iter_mut().zip(before) {
         let Some(cg) = cg else { continue };
         let u = usage(&hs, cg);
@@ -90,6 +108,28 @@ pub fn ps(root: &Path, interval: Duration) -> Vec<PsRow> {
         }
     }
     rows.into_iter().map(|(r, _)| r).collect()
+}
+
+fn dedicated_pid(r: &PsRow) -> Option<i32> {
+    (r.kind == "dedicated" && r.state == "running")
+        .then_some(r.pid)
+        .flatten()
+}
+
+/// Time the process's threads have spent on a CPU, in ns (/proc/PID/task/*/schedstat, first
+/// field). For a fast path that spins on its cores, what it did not get of them over an interval
+/// is the share the OS stole (interrupts, the tick, kernel threads); IRQ time is not counted as
+/// the task's when the kernel accounts IRQ time separately.
+fn on_cpu_ns(pid: i32) -> Option<u64> {
+    let mut sum = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+        sum += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(sum)
 }
 
 /// Errors of the operations.

@@ -166,9 +166,10 @@ fn dedicated_partition_alone_up_down_restores_the_host_tuning() {
             &name,
             "1",
             16 << 20,
+            // A spinner, as a fast path is (SCHED_OTHER here; FIFO is tested with all three).
             dedicated(
-                &["/bin/sh", "-c", "echo on $CARVE_CPUS; exec sleep 1000"],
-                "fifo:10",
+                &["/bin/sh", "-c", "echo on $CARVE_CPUS; while :; do :; done"],
+                "other",
             ),
         )],
     };
@@ -177,8 +178,13 @@ fn dedicated_partition_alone_up_down_restores_the_host_tuning() {
     assert_eq!(st.state, PartState::Running);
     let pid = st.pid.unwrap();
     assert_eq!(allowed_cpus(pid), "1");
-    // SAFETY: sched_getscheduler takes a pid.
-    assert_eq!(unsafe { libc::sched_getscheduler(pid) }, libc::SCHED_FIFO);
+    // ps reports the share of core 1 the spinner did not get.
+    let rows = carve_engine::ops::ps(&up.engine.root, Duration::from_millis(300));
+    let row = rows.iter().find(|r| r.name == name).unwrap();
+    let stolen = row
+        .stolen_percent
+        .expect("stolen % of a running dedicated partition");
+    assert!((0.0..90.0).contains(&stolen), "stolen {stolen}%");
     // The host is retuned while it runs: the unbound workqueue mask leaves core 1.
     assert_ne!(Snapshot::take().files, before);
     wait_for("its output in the log", Duration::from_secs(10), || {
@@ -327,6 +333,11 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
         "{parts:?}"
     );
     assert_eq!(allowed_cpus(parts[0].pid.unwrap()), "1");
+    // SAFETY: sched_getscheduler takes a pid.
+    assert_eq!(
+        unsafe { libc::sched_getscheduler(parts[0].pid.unwrap()) },
+        libc::SCHED_FIFO
+    );
     // The VM fetches the container's page over the bridge and prints it on its console.
     let vm_log = parts[2].log.clone();
     wait_for("the VM to print the page", Duration::from_secs(120), || {
