@@ -333,11 +333,9 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
         "{parts:?}"
     );
     assert_eq!(allowed_cpus(parts[0].pid.unwrap()), "1");
-    // SAFETY: sched_getscheduler takes a pid.
-    assert_eq!(
-        unsafe { libc::sched_getscheduler(parts[0].pid.unwrap()) },
-        libc::SCHED_FIFO
-    );
+    // SAFETY: sched_getscheduler takes a pid and touches no memory.
+    let policy = unsafe { libc::sched_getscheduler(parts[0].pid.unwrap()) };
+    assert_eq!(policy, libc::SCHED_FIFO);
     // The VM fetches the container's page over the bridge and prints it on its console.
     let vm_log = parts[2].log.clone();
     wait_for("the VM to print the page", Duration::from_secs(120), || {
