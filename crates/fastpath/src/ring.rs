@@ -504,12 +504,19 @@ impl Producer {
     /// Free slots, re-reading the consumer's tail only when the cached value says fewer than
     /// `want` are free.
     fn free(&mut self, want: u64) -> u64 {
-        let mut free = self.ring.capacity - (self.head - self.cached_tail);
-        if free < want {
+        // Wrapping and saturating: a consumer in another process may write any tail; that must
+        // not make this side panic (it only ever writes inside the mapping, indices are masked).
+        let free = |tail: u64| {
+            self.ring
+                .capacity
+                .saturating_sub(self.head.wrapping_sub(tail))
+        };
+        let mut f = free(self.cached_tail);
+        if f < want {
             self.cached_tail = self.ring.tail().load(Ordering::Acquire);
-            free = self.ring.capacity - (self.head - self.cached_tail);
+            f = free(self.cached_tail);
         }
-        free
+        f
     }
 
     fn check_len(&self, len: usize) {
@@ -594,12 +601,16 @@ impl Consumer {
     }
 
     fn available(&mut self, want: u64) -> u64 {
-        let mut avail = self.cached_head - self.tail;
-        if avail < want {
+        // Capped at the capacity: a producer in another process may write any head; that must
+        // not make this side panic or read outside the mapping (indices are masked, lengths
+        // clamped to the slot).
+        let avail = |head: u64| head.wrapping_sub(self.tail).min(self.ring.capacity);
+        let mut a = avail(self.cached_head);
+        if a < want {
             self.cached_head = self.ring.head().load(Ordering::Acquire);
-            avail = self.cached_head - self.tail;
+            a = avail(self.cached_head);
         }
-        avail
+        a
     }
 
     /// Dequeues one packet into `buf` and returns its length; `None` when the ring is empty.
@@ -624,7 +635,7 @@ impl Consumer {
         // each packet's lines PREFETCH_DISTANCE packets ahead, with write intent (the caller gets
         // them mutable): the transfers overlap with the work on earlier packets instead of
         // stalling it, and a read-then-write does not cost two transfers.
-        let ahead = (self.cached_head - self.tail).min(n + PREFETCH_DISTANCE);
+        let ahead = n + PREFETCH_DISTANCE.min(self.available(0) - n);
         for i in 0..ahead {
             prefetch_write(self.ring.slot(self.tail + i));
         }

@@ -218,3 +218,27 @@ fn files_are_published_whole_and_checked_on_open() {
         Err(RingError::Timeout(_))
     ));
 }
+
+#[test]
+fn a_hostile_peer_cannot_make_this_side_panic_or_overrun() {
+    let (mut p, mut c) = ring(128, 4).split();
+    assert!(p.push(b"ok"));
+    // The "producer" writes nonsense: a head far ahead and a slot length beyond the slot.
+    p.ring().head().store(u64::MAX - 3, Ordering::Release);
+    // SAFETY: test-only write of a slot header inside the mapping.
+    unsafe { p.ring().slot(1).cast::<u32>().write(1_000_000) };
+    let mut lens = Vec::new();
+    let n = c.pop_with(100, |_, b| lens.push(b.len()));
+    assert!(n <= 4, "capped at capacity: {n}");
+    assert!(
+        lens.iter().all(|&l| l <= 64),
+        "clamped to the slot payload: {lens:?}"
+    );
+    // The "consumer" writes a tail ahead of head: the producer sees no room, and no panic.
+    let (mut p2, _c2) = ring(128, 4).split();
+    p2.ring().tail().store(1000, Ordering::Release);
+    // Asking for more than the cached room re-reads the tail: nonsense reads as "full" rather
+    // than wrapping around into a huge free count.
+    assert_eq!(p2.push_batch(&[&b"y"[..]; 8]), 0);
+    assert!(!p2.push(b"x"));
+}
