@@ -72,7 +72,7 @@ fn net_plan(ns: &str) -> PlanSpec {
             &[
                 "/bin/sh",
                 "-c",
-                "echo hello from $CARVE_PARTITION; exec sleep 1000",
+                "trap 'exit 0' TERM; echo hello from $CARVE_PARTITION; sleep 1000 & wait",
             ],
             Some(Attachment {
                 bridge,
@@ -385,9 +385,14 @@ fn system_container_runs_busybox_init_and_stops_it_with_sigpwr() {
     };
     up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
     let st = up.running.as_ref().unwrap().state().partitions[0].clone();
-    // PID 1 of the container is busybox init, which ran rcS.
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", st.pid.unwrap())).unwrap();
-    assert_eq!(comm.trim(), "init");
+    // PID 1 of the container becomes busybox init (`runc start` returns before the exec).
+    let pid = st.pid.unwrap();
+    wait_for("busybox init as the container's pid 1", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap_or_default()
+            .trim()
+            == "init"
+    });
     wait_for("init's rcS", || {
         std::fs::read_to_string(&st.log)
             .unwrap_or_default()
@@ -403,5 +408,55 @@ fn system_container_runs_busybox_init_and_stops_it_with_sigpwr() {
     std::io::Read::read_to_string(&mut log, &mut text).unwrap();
     let shutdown_seen = text.contains("carve-init: shutting down");
     assert!(shutdown_seen, "init never ran its shutdown actions: {text}");
+    assert_gone(&e, &plan, None);
+}
+
+#[test]
+fn an_existing_oci_bundle_runs_with_the_plan_cgroup_and_limits() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("bundle");
+    carve_engine::image::busybox_rootfs(&src.join("rootfs"), Path::new("/bin/busybox")).unwrap();
+    // A bundle as `runc spec` would write it: relative root, its own process.
+    let mut spec = oci_spec::runtime::Spec::default();
+    let mut process = spec.process().clone().unwrap();
+    process.set_args(Some(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "trap 'exit 0' TERM; echo from-the-bundle; sleep 1000 & wait".into(),
+    ]));
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        oci_spec::runtime::RootBuilder::default()
+            .path("rootfs")
+            .readonly(true)
+            .build()
+            .unwrap(),
+    ));
+    spec.save(src.join("config.json")).unwrap();
+    let mut p = container(&unique_name("bndl"), "0", &[], None);
+    if let KindSpec::Container(c) = &mut p.kind {
+        c.rootfs = RootfsSource::Bundle(src.clone());
+    }
+    let plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![],
+        partitions: vec![p],
+    };
+    let mut up = Up {
+        engine: engine(&[]),
+        running: None,
+    };
+    up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
+    let st = up.running.as_ref().unwrap().state().partitions[0].clone();
+    wait_for("the bundle's own command", || {
+        std::fs::read_to_string(&st.log)
+            .unwrap_or_default()
+            .contains("from-the-bundle")
+    });
+    let hs = carve_engine::cgroup::hierarchies();
+    let u = carve_engine::cgroup::usage(&hs, st.cgroup.as_ref().unwrap());
+    assert_eq!(u.memory_limit, Some(64 << 20));
+    let e = engine(&[]);
+    up.running.take().unwrap().down(&e, &mut |_| {}).unwrap();
     assert_gone(&e, &plan, None);
 }
