@@ -7,7 +7,7 @@
 //! before pointing them at carve-oci.
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -112,28 +112,25 @@ pub fn tar_dir(rootfs: &Path, tar: &Path) {
 }
 
 /// Runs `cmd` with no stdin, collecting its output; kills it and fails the test if it has not
-/// finished after `limit` (a hung client must not hang the suite).
+/// finished after `limit` (a hung client must not hang the suite). Output goes to unlinked temp
+/// files, not pipes: a runtime's `create` hands its stdout/stderr to the container, so a pipe
+/// would only reach EOF when the container exits.
 pub fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
     let what = format!("{cmd:?}");
+    let mut out_f = tempfile::tempfile().unwrap();
+    let mut err_f = tempfile::tempfile().unwrap();
     let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out_f.try_clone().unwrap())
+        .stderr(err_f.try_clone().unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    // Readers on threads so a chatty child never blocks on a full pipe while we wait.
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
+    let read = |f: &mut std::fs::File| {
         let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        let _ = f.read_to_end(&mut v);
         v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
+    };
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -142,18 +139,17 @@ pub fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let err = t_err.join().unwrap_or_default();
             panic!(
                 "{what} did not finish within {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&err)
+                String::from_utf8_lossy(&read(&mut err_f))
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     };
     Output {
         status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
+        stdout: read(&mut out_f),
+        stderr: read(&mut err_f),
     }
 }
 
@@ -328,4 +324,233 @@ pub fn cgroup_file(pid: i32, controller: &str, file: &str) -> String {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         .trim()
         .to_string()
+}
+
+/// A busybox bundle, a private state root and a private cgroup parent for driving the runtime
+/// binary directly; drop force-deletes what is listed and removes the cgroup parent.
+pub struct Bundle {
+    /// Holds the bundle and the state root.
+    pub dir: tempfile::TempDir,
+    /// The bundle directory (config.json + rootfs).
+    pub bundle: PathBuf,
+    /// The runtime's `--root`.
+    pub root: PathBuf,
+    /// The runtime binary.
+    pub rt: PathBuf,
+    /// Every container's cgroupsPath is `/<cgroup_parent>/<id>`.
+    pub cgroup_parent: String,
+    config: serde_json::Value,
+}
+
+impl Bundle {
+    /// A bundle running `args` (no terminal, writable rootfs).
+    pub fn new(prefix: &str, args: &[&str]) -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("carve-rel-")
+            .tempdir()
+            .unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+        busybox_rootfs(&bundle.join("rootfs"));
+        let rt = runtime();
+        ok(
+            Command::new(&rt).arg("spec").current_dir(&bundle),
+            Duration::from_secs(30),
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        let b = Bundle {
+            root: dir.path().join("state"),
+            cgroup_parent: carve_testkit::unique_name(prefix),
+            bundle,
+            rt,
+            dir,
+            config,
+        };
+        b.write_config(args, "unused");
+        b
+    }
+
+    /// Writes config.json for container `id` (its cgroupsPath carries the id).
+    pub fn write_config(&self, args: &[&str], id: &str) {
+        let mut c = self.config.clone();
+        c["process"]["terminal"] = serde_json::json!(false);
+        c["process"]["args"] = serde_json::json!(args);
+        c["root"]["readonly"] = serde_json::json!(false);
+        c["linux"]["cgroupsPath"] = serde_json::json!(self.cgroups_path(id));
+        std::fs::write(
+            self.bundle.join("config.json"),
+            serde_json::to_vec_pretty(&c).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// A separate bundle directory per container (for parallel creates with distinct configs):
+    /// the same rootfs, config.json for `id`.
+    pub fn bundle_for(&self, id: &str, args: &[&str]) -> PathBuf {
+        let b = self.dir.path().join(format!("b-{id}"));
+        std::fs::create_dir_all(&b).unwrap();
+        let mut c = self.config.clone();
+        c["process"]["terminal"] = serde_json::json!(false);
+        c["process"]["args"] = serde_json::json!(args);
+        c["root"]["readonly"] = serde_json::json!(false);
+        c["root"]["path"] = serde_json::json!(self.bundle.join("rootfs"));
+        c["linux"]["cgroupsPath"] = serde_json::json!(self.cgroups_path(id));
+        std::fs::write(
+            b.join("config.json"),
+            serde_json::to_vec_pretty(&c).unwrap(),
+        )
+        .unwrap();
+        b
+    }
+
+    /// `/<cgroup_parent>/<id>`.
+    pub fn cgroups_path(&self, id: &str) -> String {
+        format!("/{}/{id}", self.cgroup_parent)
+    }
+
+    /// The runtime with `--root` set.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.rt);
+        c.arg("--root").arg(&self.root);
+        c
+    }
+
+    /// Runs the runtime with `args`; must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        ok(self.cmd().args(args), Duration::from_secs(60))
+    }
+
+    /// Container ids the runtime lists (`list -q`).
+    pub fn list(&self) -> Vec<String> {
+        let out = run_limited(self.cmd().args(["list", "-q"]), Duration::from_secs(60));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Entries in the state root.
+    pub fn state_entries(&self) -> Vec<String> {
+        std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Cgroup directories below the parent on every hierarchy (the parent itself excluded).
+    pub fn cgroups_left(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for top in cgroup_dirs(&self.cgroup_parent) {
+            let mut dirs = Vec::new();
+            collect_dirs(&top, &mut dirs);
+            v.extend(
+                dirs.into_iter()
+                    .filter(|d| *d != top)
+                    .map(|d| d.display().to_string()),
+            );
+        }
+        v
+    }
+
+    /// Pids of processes in any cgroup below the parent.
+    pub fn procs_left(&self) -> Vec<i32> {
+        let mut v = Vec::new();
+        for top in cgroup_dirs(&self.cgroup_parent) {
+            let mut dirs = Vec::new();
+            collect_dirs(&top, &mut dirs);
+            for d in dirs {
+                if let Ok(p) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    v.extend(p.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+                }
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Mounts in this mount namespace that mention the bundle's directory.
+    pub fn mounts_left(&self) -> Vec<String> {
+        let d = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&d))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        for id in self.list() {
+            let _ = run_limited(
+                self.cmd().args(["delete", "--force", &id]),
+                Duration::from_secs(30),
+            );
+        }
+        let left = remove_cgroup_tree(&self.cgroup_parent);
+        unmount_under(self.dir.path());
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!("cgroups left behind: {left:?}");
+        }
+    }
+}
+
+/// Makes this process the reaper of orphans below it, so a runtime's container process that
+/// outlives a killed runtime becomes our child and cannot hide.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments has no memory effects.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER");
+}
+
+/// Reaps every exited child (zombies of orphans reparented to us); returns how many.
+pub fn reap_zombies() -> usize {
+    let mut n = 0;
+    loop {
+        let mut st = 0;
+        // SAFETY: st is a valid out-pointer; WNOHANG never blocks.
+        let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+        if r <= 0 {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+/// Live children of this process (all threads), zombies excluded.
+pub fn live_children() -> Vec<i32> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
+        for t in rd.flatten() {
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                v.extend(c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+    }
+    v.retain(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    });
+    v
+}
+
+/// Open fds of `pid` (None when it is gone).
+pub fn fd_count(pid: i32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|rd| rd.count())
 }
