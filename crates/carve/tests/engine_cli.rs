@@ -1,6 +1,6 @@
 //! `carve up -d / ps / exec / logs / stop / start / down` and crash recovery, through the
-//! binary, as root. Containers run under runc's command line (CARVE_OCI_RUNTIME=runc; carve-oci
-//! takes the same arguments); the plan's bridge lives in a network namespace the test makes.
+//! binary, as root. Containers run under carve-oci when it is built (else runc, which takes the
+//! same arguments); the plan's bridge lives in a network namespace the test makes.
 
 use carve_net::NetnsGuard;
 use carve_testkit::{short_name, unique_name};
@@ -10,10 +10,24 @@ use std::time::{Duration, Instant};
 
 const CARVE: &str = env!("CARGO_BIN_EXE_carve");
 
+/// The OCI runtime the tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci`
+/// when it is built beside `carve`, else runc (same command line).
+fn test_runtime() -> PathBuf {
+    if let Some(r) = std::env::var_os("CARVE_TEST_OCI_RUNTIME") {
+        return r.into();
+    }
+    let beside = Path::new(CARVE).with_file_name("carve-oci");
+    if beside.is_file() {
+        return beside;
+    }
+    eprintln!("carve-oci is not built: these tests use runc (same command line)");
+    "runc".into()
+}
+
 fn carve(args: &[&str]) -> Output {
     Command::new(CARVE)
         .args(args)
-        .env("CARVE_OCI_RUNTIME", "runc")
+        .env("CARVE_OCI_RUNTIME", test_runtime())
         .output()
         .expect("run carve")
 }
@@ -249,7 +263,7 @@ fn foreground_up_tears_down_on_ctrl_c() {
     let w = World::new("on-failure");
     let child = Command::new(CARVE)
         .args(["up", &w.plan_file()])
-        .env("CARVE_OCI_RUNTIME", "runc")
+        .env("CARVE_OCI_RUNTIME", test_runtime())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -302,7 +316,7 @@ fn kill_9_of_the_supervisor_during_up_then_restore_leaves_nothing() {
         // The supervisor SIGKILLs itself at that point of `up`.
         let out = Command::new(CARVE)
             .args(["up", "-d", &w.plan_file()])
-            .env("CARVE_OCI_RUNTIME", "runc")
+            .env("CARVE_OCI_RUNTIME", test_runtime())
             .env("CARVE_FAULT", format!("crash:{point}"))
             .output()
             .unwrap();

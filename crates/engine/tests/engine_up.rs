@@ -1,5 +1,5 @@
-//! `up` / `down` of real plans as root: containers through runc's command line (carve-oci's
-//! CLI is the same), networks through netlink inside a namespace the test makes, rollback at
+//! `up` / `down` of real plans as root: containers through carve-oci (runc when carve-oci is
+//! not built: the same command line), networks through netlink inside a namespace the test makes, rollback at
 //! every step, and plans side by side.
 
 use carve_core::CpuSet;
@@ -28,10 +28,30 @@ fn rootfs() -> PathBuf {
     p.clone()
 }
 
+/// The OCI runtime the tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci`
+/// when it is built (beside this test's target folder), else runc (same command line).
+fn test_runtime() -> std::path::PathBuf {
+    if let Some(r) = std::env::var_os("CARVE_TEST_OCI_RUNTIME") {
+        return r.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/TEST → target/debug/carve-oci
+    if let Some(p) = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("carve-oci"))
+        .filter(|p| p.is_file())
+    {
+        return p;
+    }
+    eprintln!("carve-oci is not built: these tests use runc (same command line)");
+    "runc".into()
+}
+
 fn engine(faults: &[&str]) -> Engine {
     let mut e = Engine::from_env();
     e.containers = OciRuntime {
-        binary: "runc".into(),
+        binary: test_runtime(),
     };
     e.faults = faults.iter().map(|s| s.to_string()).collect();
     e
@@ -182,7 +202,7 @@ fn container_with_network_up_ps_exec_down_leaves_nothing() {
     );
     // The container reaches the bridge's address over its veth.
     let root = r.dir().oci_root();
-    let out = std::process::Command::new("runc")
+    let out = std::process::Command::new(test_runtime())
         .arg("--root")
         .arg(&root)
         .args(["exec", &st.id, "ping", "-c", "1", "-W", "5", "10.77.0.1"])
