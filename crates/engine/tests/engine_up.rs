@@ -1,6 +1,6 @@
 //! `up` / `down` of real plans as root: containers through carve-oci (runc when carve-oci is
-//! not built: the same command line), networks through netlink inside a namespace the test makes, rollback at
-//! every step, and plans side by side.
+//! not built: the same command line), networks through netlink inside a namespace the test
+//! makes, rollback at every step, and plans side by side.
 
 use carve_core::CpuSet;
 use carve_engine::engine::{request, Engine};
