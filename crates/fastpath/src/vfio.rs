@@ -408,9 +408,8 @@ impl VfioDevice {
         Ok(r)
     }
 
-    /// Maps a whole mappable region (a BAR). Returns the pointer and length; unmap with
-    /// `libc::munmap` when done (or keep it for the life of the process, as fast paths do).
-    pub fn map_region(&self, index: u32) -> Result<(*mut u8, usize), VfioError> {
+    /// Maps a whole mappable region (a BAR), read/write and shared; unmapped on drop.
+    pub fn map_region(&self, index: u32) -> Result<VfioMapping, VfioError> {
         let info = self.region_info(index)?;
         let page = crate::memory::page_size() as u64;
         let Some((off, len, _)) = info.mmap_range(0, info.size, page) else {
@@ -438,7 +437,11 @@ impl VfioDevice {
                 source: std::io::Error::last_os_error(),
             });
         }
-        Ok((p.cast(), len))
+        Ok(VfioMapping {
+            base: p.cast(),
+            len,
+            size: info.size as usize,
+        })
     }
 
     /// Routes IRQ vectors to eventfds (`VFIO_DEVICE_SET_IRQS`, DATA_EVENTFD | ACTION_TRIGGER).
@@ -453,6 +456,54 @@ impl VfioDevice {
             )
         };
         ioctl_ret(r, &self.what, "VFIO_DEVICE_SET_IRQS").map(drop)
+    }
+}
+
+/// A mapped VFIO region, unmapped on drop. Device memory: access it with volatile reads and
+/// writes ([`VfioMapping::read_u32`], [`VfioMapping::write_u32`]).
+#[derive(Debug)]
+pub struct VfioMapping {
+    base: *mut u8,
+    len: usize,
+    size: usize,
+}
+
+impl VfioMapping {
+    /// The start of the region.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base
+    }
+
+    /// The region's size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Reads a u32 register `off` bytes into the region.
+    pub fn read_u32(&self, off: usize) -> u32 {
+        assert!(
+            off % 4 == 0 && off + 4 <= self.size,
+            "register {off:#x} out of range"
+        );
+        // SAFETY: in bounds and aligned (checked); volatile because it is device memory.
+        unsafe { std::ptr::read_volatile(self.base.add(off).cast::<u32>()) }
+    }
+
+    /// Writes a u32 register `off` bytes into the region.
+    pub fn write_u32(&self, off: usize, v: u32) {
+        assert!(
+            off % 4 == 0 && off + 4 <= self.size,
+            "register {off:#x} out of range"
+        );
+        // SAFETY: in bounds and aligned (checked); volatile because it is device memory.
+        unsafe { std::ptr::write_volatile(self.base.add(off).cast::<u32>(), v) }
+    }
+}
+
+impl Drop for VfioMapping {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made by map_region, unmapped once.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
     }
 }
 
