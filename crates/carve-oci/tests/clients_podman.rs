@@ -217,7 +217,9 @@ fn podman_run_it_with_a_terminal() {
             s.env(k, v);
         }
     }
-    let out = ok(&mut s, LIMIT);
+    let o = run_limited_stdin(&mut s, LIMIT, true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("/dev/pts/"),
         "no terminal in the container: {out:?}"

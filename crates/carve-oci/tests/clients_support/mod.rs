@@ -116,15 +116,28 @@ pub fn tar_dir(rootfs: &Path, tar: &Path) {
 /// files, not pipes: a runtime's `create` hands its stdout/stderr to the container, so a pipe
 /// would only reach EOF when the container exits.
 pub fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
+    run_limited_stdin(cmd, limit, false)
+}
+
+/// `run_limited`, with stdin an open pipe that gets no data and stays open until the command
+/// ends when `keep_stdin` (an interactive client must not see EOF on its terminal's input and
+/// hang up the container before it has spoken), else /dev/null.
+pub fn run_limited_stdin(cmd: &mut Command, limit: Duration, keep_stdin: bool) -> Output {
     let what = format!("{cmd:?}");
     let mut out_f = tempfile::tempfile().unwrap();
     let mut err_f = tempfile::tempfile().unwrap();
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if keep_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(out_f.try_clone().unwrap())
         .stderr(err_f.try_clone().unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    // Dropped (closed) only when this function returns.
+    let _stdin = child.stdin.take();
     let read = |f: &mut std::fs::File| {
         let mut v = Vec::new();
         f.seek(std::io::SeekFrom::Start(0)).unwrap();
