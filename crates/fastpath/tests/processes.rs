@@ -117,7 +117,14 @@ fn pktcrypt_fast_path_and_generator_as_two_processes() {
 #[test]
 fn pktcrypt_standalone_generates_its_own_packets() {
     let out = Command::new(env!("CARGO_BIN_EXE_carve-pktcrypt"))
-        .args(["--generate", "--packets", "5000", "--interval-ms", "20"])
+        .args([
+            "--generate",
+            "--packets",
+            "5000",
+            "--interval-ms",
+            "20",
+            "--mlock",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -165,6 +165,11 @@ fn links_move_rename_mtu_and_delete() {
     nb.set_mtu("eth0", 1400).unwrap();
     let l = nb.link("eth0").unwrap();
     assert_eq!(l.mtu, Some(1400));
+    assert!(!l.up);
+    nb.set_up("eth0").unwrap();
+    assert!(nb.link("eth0").unwrap().up);
+    nb.set_down("eth0").unwrap();
+    assert!(!nb.link("eth0").unwrap().up);
     assert!(nb.links().unwrap().iter().any(|l| l.name == "lo"));
     // Deleting one end removes the pair.
     na.delete_link(&x).unwrap();
