@@ -52,6 +52,9 @@ pub enum Event {
     Done {
         /// What it did.
         what: String,
+        /// How long it took, in milliseconds.
+        #[serde(default)]
+        ms: u64,
     },
     /// The step just begun failed.
     Failed {
@@ -169,6 +172,10 @@ impl Engine {
     /// journal) until [`Running::down`].
     pub fn up(&self, plan: PlanSpec, progress: &mut dyn FnMut(Event)) -> Result<Running, UpError> {
         check_plan_name(&plan.name)?;
+        // Partition names become folder, cgroup and namespace names: the same rules.
+        for p in &plan.partitions {
+            check_plan_name(&p.name).map_err(|_| StateError::BadName(p.name.clone()))?;
+        }
         for p in &plan.partitions {
             if self.tier(&p.kind).is_none() {
                 return Err(UpError::Step {
@@ -193,6 +200,7 @@ impl Engine {
         progress(Event::Step {
             what: "journal".into(),
         });
+        let t = Instant::now();
         let mut run = match self.open_state(&plan) {
             Ok(r) => r,
             Err((step, reason, journal)) => {
@@ -210,6 +218,7 @@ impl Engine {
         };
         progress(Event::Done {
             what: "journal".into(),
+            ms: t.elapsed().as_millis() as u64,
         });
         drop(claim);
 
@@ -310,6 +319,7 @@ impl Engine {
         for net in run.plan.networks.clone() {
             let what = format!("network {}", net.name);
             progress(Event::Step { what: what.clone() });
+            let t = Instant::now();
             let point = format!("network:{}", net.name);
             self.fault(&point).map_err(|e| (what.clone(), e))?;
             let made = create_bridge(run.journal_mut(), &net)
@@ -317,7 +327,8 @@ impl Engine {
             run.state.netns.extend(made);
             self.fault(&format!("{point}:after"))
                 .map_err(|e| (what.clone(), e))?;
-            progress(Event::Done { what });
+            let ms = t.elapsed().as_millis() as u64;
+            progress(Event::Done { what, ms });
         }
         // Dedicated partitions take their cores first, then containers, then VMs.
         for kind in ["dedicated", "container", "vm"] {
@@ -331,13 +342,15 @@ impl Engine {
             for name in names {
                 let what = format!("{kind} {name}");
                 progress(Event::Step { what: what.clone() });
+                let t = Instant::now();
                 let point = format!("{kind}:{name}");
                 self.fault(&point).map_err(|e| (what.clone(), e))?;
                 run.start_partition(self, &name)
                     .map_err(|e| (what.clone(), e))?;
                 self.fault(&format!("{point}:after"))
                     .map_err(|e| (what.clone(), e))?;
-                progress(Event::Done { what });
+                let ms = t.elapsed().as_millis() as u64;
+                progress(Event::Done { what, ms });
             }
         }
         run.save();
@@ -702,10 +715,12 @@ impl Running {
         progress(Event::Step {
             what: format!("down {plan}"),
         });
+        let t = Instant::now();
         let failures = self.teardown(engine, GRACE);
         if failures.is_empty() {
             progress(Event::Done {
                 what: format!("down {plan}"),
+                ms: t.elapsed().as_millis() as u64,
             });
             Ok(())
         } else {

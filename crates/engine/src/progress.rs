@@ -47,14 +47,12 @@ impl Display {
                     eprintln!("… {what}");
                 }
             }
-            Event::Done { what } => match self.bar.take() {
-                Some(b) => {
-                    let t = b.elapsed();
+            Event::Done { what, ms } => {
+                if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
-                    eprintln!("✓ {what} ({} ms)", t.as_millis());
                 }
-                None => eprintln!("✓ {what}"),
-            },
+                eprintln!("✓ {what} ({ms} ms)");
+            }
             Event::Failed { what, error } => {
                 self.failed = true;
                 if let Some(b) = self.bar.take() {

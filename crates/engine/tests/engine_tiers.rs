@@ -333,7 +333,7 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
     let done: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
-            carve_engine::Event::Done { what } => Some(what.clone()),
+            carve_engine::Event::Done { what, .. } => Some(what.clone()),
             _ => None,
         })
         .collect();

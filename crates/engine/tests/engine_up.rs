@@ -218,7 +218,7 @@ fn container_with_network_up_ps_exec_down_leaves_nothing() {
     let steps: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
-            carve_engine::Event::Done { what } => Some(what.clone()),
+            carve_engine::Event::Done { what, .. } => Some(what.clone()),
             _ => None,
         })
         .collect();
@@ -479,4 +479,27 @@ fn an_existing_oci_bundle_runs_with_the_plan_cgroup_and_limits() {
     let e = engine(&[]);
     up.running.take().unwrap().down(&e, &mut |_| {}).unwrap();
     assert_gone(&e, &plan, None);
+}
+
+#[test]
+fn a_partition_name_that_is_not_a_plain_name_is_refused_before_anything_changes() {
+    let mut plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![],
+        partitions: vec![container("../escape", "0", &["true"], None)],
+    };
+    let e = engine(&[]);
+    let err = e.up(plan.clone(), &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(err, UpError::Refused(StateError::BadName(ref n)) if n == "../escape"),
+        "{err}"
+    );
+    assert_gone(&e, &plan, None);
+    // A plan may not take the name of a folder others keep under /run/carve.
+    plan.partitions[0].name = "ok".into();
+    plan.name = "journal".into();
+    assert!(matches!(
+        e.up(plan.clone(), &mut |_| {}).unwrap_err(),
+        UpError::Refused(StateError::BadName(_))
+    ));
 }

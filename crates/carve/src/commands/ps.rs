@@ -27,12 +27,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<14} {:<14} {:<10} {:<6} {:<11} {:>8} {:>6} {:>15} {:>7}",
-        "PLAN", "NAME", "KIND", "CPUS", "STATE", "PID", "CPU%", "MEM", "STOLEN%"
+        "{:<14} {:<14} {:<10} {:<6} {:<11} {:>8} {:>6} {:>15} {:>7} {:>8}",
+        "PLAN", "NAME", "KIND", "CPUS", "STATE", "PID", "CPU%", "MEM", "STOLEN%", "RESTARTS"
     );
     for r in rows {
         println!(
-            "{:<14} {:<14} {:<10} {:<6} {:<11} {:>8} {:>6} {:>15} {:>7}",
+            "{:<14} {:<14} {:<10} {:<6} {:<11} {:>8} {:>6} {:>15} {:>7} {:>8}",
             r.plan,
             r.name,
             r.kind,
@@ -46,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             r.stolen_percent
                 .map(|s| format!("{s:.2}"))
                 .unwrap_or_else(|| "-".into()),
+            r.restarts,
         );
     }
     Ok(())
