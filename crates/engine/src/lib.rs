@@ -6,12 +6,28 @@
 //!   plan file through `carve_core`'s parser and allocator.
 //! - [`image`]: root filesystems for containers (`carve image busybox|debian DIR`).
 //! - [`bundle`]: a container partition → an OCI bundle (config.json) for the runtime.
-//! - [`Engine::up`] applies a plan: journal → networks ([`network`]) → dedicated → containers
-//!   ([`oci`]) → VMs, each tier behind the [`tier::Tier`] trait, rolling back on failure; the
-//!   returned [`Running`] is supervised with [`Running::tick`] (restart policies, [`restart`])
-//!   and taken down with [`Running::down`]. [`Engine::restore_plan`] cleans up after a crash.
+//! - [`Engine::up`] applies a plan: journal → networks ([`network`]) → dedicated
+//!   ([`dedicated`]) → containers ([`oci`]) → VMs ([`vm`]), each tier behind the [`tier::Tier`]
+//!   trait, rolling back on failure and reporting each step as an [`Event`] ([`progress`] shows
+//!   them). The returned [`Running`] holds the plan: [`Running::tick`] applies restart policies
+//!   ([`restart`]) and `carve stop`/`start` requests, [`Running::supervise`] loops until a stop
+//!   signal ([`process`]), [`Running::down`] takes it down. [`Engine::restore_plan`] cleans up a
+//!   plan whose holder crashed.
 //! - [`state`]: /run/carve/PLAN (plan copy, per-partition state, lock) and the claims check
-//!   that refuses a plan colliding with a running one; [`cgroup`] reads usage for `carve ps`.
+//!   that refuses a plan colliding with a running one; [`ops`] is what other processes do with a
+//!   running plan (`ps`, `stop`, `start`, `down`); [`cgroup`] reads usage for `carve ps`.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = carve_engine::resolve::load("examples/container.toml".as_ref())
+//!     .map_err(|problems| problems.join("\n"))?;
+//! let engine = carve_engine::Engine::from_env();
+//! let mut show = carve_engine::progress::Display::new();
+//! let running = engine.up(plan, &mut |e| show.show(&e))?;
+//! carve_engine::process::catch_stop_signals();
+//! running.supervise(&engine, &mut |e| show.show(&e))?; // until Ctrl-C, then down
+//! # Ok(()) }
+//! ```
 
 pub mod bundle;
 pub mod cgroup;
