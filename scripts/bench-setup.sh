@@ -22,12 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if command -v youki >/dev/null 2>&1; then
-  echo "bench-setup: youki present: $(youki --version | head -1)"
-else
-  # youki's default features (v1+v2 cgroups, systemd over its own D-Bus client, libseccomp)
-  # need nothing else from Debian. Building it takes several minutes on 2 cores.
-  echo "bench-setup: building youki from crates.io (cargo install youki --locked)"
-  nice cargo install youki --locked
-fi
+# youki has no default features: v1 is needed on this hybrid host (v1 controllers, cgroup2 with
+# only hugetlb), v2 for pure-v2 hosts, seccomp like Debian's runc. cargo install is a quick no-op
+# when this version with these features is installed (it records features in .crates2.json).
+# Building it takes about 10 minutes on 2 busy cores.
+echo "bench-setup: cargo install youki --locked --features v1,v2,seccomp"
+nice cargo install youki --locked --features v1,v2,seccomp
+v="$(youki --version)"; echo "bench-setup: ${v%%$'\n'*}"
 echo "bench-setup: ready"
