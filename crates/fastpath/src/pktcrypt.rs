@@ -307,22 +307,43 @@ pub fn bench_bare(key: &[u8; 16], packets: u64, pool: usize) -> LoopStats {
     }
 }
 
+/// Where and how a benchmark thread runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadPlacement {
+    /// Pin to this CPU.
+    pub cpu: Option<usize>,
+    /// Run at this SCHED_FIFO priority.
+    pub fifo: Option<i32>,
+}
+
+impl ThreadPlacement {
+    /// Applies this placement to the calling thread.
+    pub fn apply(&self) -> Result<(), crate::memory::MemoryError> {
+        if let Some(cpu) = self.cpu {
+            crate::memory::pin_current_thread(&[cpu])?;
+        }
+        if let Some(p) = self.fifo {
+            crate::memory::set_fifo_current_thread(p)?;
+        }
+        Ok(())
+    }
+}
+
 /// Seals `packets` packets arriving through a ring of `capacity` slots from a generator thread
-/// pinned to `producer_cpu`, the sealing loop pinned to `consumer_cpu` (None: not pinned).
+/// placed at `producer`, the sealing loop at `consumer`.
 pub fn bench_ring(
     key: &[u8; 16],
     packets: u64,
     capacity: u32,
-    producer_cpu: Option<usize>,
-    consumer_cpu: Option<usize>,
+    producer: ThreadPlacement,
+    consumer: ThreadPlacement,
 ) -> Result<LoopStats, crate::ring::RingError> {
     let ring = crate::ring::RingMap::create_memfd("carve-bench-ring", 2048, capacity)?;
     let (mut p, mut c) = ring.split();
     Ok(std::thread::scope(|s| {
         s.spawn(move || {
-            if let Some(cpu) = producer_cpu {
-                let _ = crate::memory::pin_current_thread(&[cpu]);
-            }
+            // A placement the kernel refuses leaves the thread where it was: still a result.
+            let _ = producer.apply();
             let tpl = template();
             let mut seq = 0u64;
             while seq < packets {
@@ -332,9 +353,7 @@ pub fn bench_ring(
             }
         });
         let sealing = s.spawn(move || {
-            if let Some(cpu) = consumer_cpu {
-                let _ = crate::memory::pin_current_thread(&[cpu]);
-            }
+            let _ = consumer.apply();
             let mut sealer = Sealer::new(key);
             let mut bad = 0;
             // Wait for the first packet, then time the whole stream.
@@ -450,7 +469,7 @@ mod tests {
         let b = bench_bare(&TEST_KEY, 1000, 16);
         assert!(b.busy_ns_per_packet > 0.0 && b.wall_ns_per_packet >= b.busy_ns_per_packet);
         assert!(b.mean_batch > 1.0, "{b:?}"); // batches of up to 32 from a pool of 32
-        let r = bench_ring(&TEST_KEY, 1000, 64, None, None).unwrap();
+        let r = bench_ring(&TEST_KEY, 1000, 64, Default::default(), Default::default()).unwrap();
         assert!(r.busy_ns_per_packet > 0.0 && r.mean_batch >= 1.0, "{r:?}");
         assert!(b.median_ns_per_packet > 0.0, "{b:?}");
         assert_eq!(median_per_packet(vec![320, 64, 3200]), 10.0);

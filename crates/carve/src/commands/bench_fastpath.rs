@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Context};
 use carve_fastpath::memory;
-use carve_fastpath::pktcrypt::{self, LoopStats};
+use carve_fastpath::pktcrypt::{self, LoopStats, ThreadPlacement};
 
 /// Arguments of `carve bench fastpath`.
 #[derive(clap::Args)]
@@ -30,6 +30,12 @@ pub struct Args {
     /// CPU of the ring's packet generator (default: the first CPU other than --cpu).
     #[arg(long)]
     pub generator_cpu: Option<usize>,
+    /// Run both loops (and the generator) at this SCHED_FIFO priority, so ordinary tasks stop
+    /// preempting them (RT throttling still takes 50 ms a second unless
+    /// kernel.sched_rt_runtime_us is -1). Short of `carve run --dedicated`, this makes the mean
+    /// meaningful on a busy host.
+    #[arg(long, value_name = "PRIO")]
+    pub fifo: Option<i32>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -69,11 +75,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.json {
         println!(
             "carve bench fastpath: AES-128-GCM, 1 KiB packets, {} packets x {} runs, {} slots; \
-             sealing on CPU {cpu}, generator on CPU {}",
+             sealing on CPU {cpu}, generator on CPU {}{}",
             args.packets,
             args.runs,
             args.slots,
-            gen_cpu.map_or("(unpinned)".to_string(), |c| c.to_string())
+            gen_cpu.map_or("(unpinned)".to_string(), |c| c.to_string()),
+            args.fifo
+                .map_or(String::new(), |p| format!(", both at SCHED_FIFO {p}"))
         );
         println!(
             "{:>4} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
@@ -82,10 +90,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let (mut bare, mut ring) = (Vec::new(), Vec::new());
     // Warm up once (page faults, CPU frequency), unrecorded.
-    bare_on(cpu, &key, args.packets / 10 + 1, args.slots as usize)?;
+    let sealing = ThreadPlacement {
+        cpu: Some(cpu),
+        fifo: args.fifo,
+    };
+    let generator = ThreadPlacement {
+        cpu: gen_cpu,
+        fifo: args.fifo,
+    };
+    bare_on(sealing, &key, args.packets / 10 + 1, args.slots as usize)?;
     for i in 0..args.runs {
-        let b = bare_on(cpu, &key, args.packets, args.slots as usize)?;
-        let r = pktcrypt::bench_ring(&key, args.packets, args.slots, gen_cpu, Some(cpu))?;
+        let b = bare_on(sealing, &key, args.packets, args.slots as usize)?;
+        let r = pktcrypt::bench_ring(&key, args.packets, args.slots, generator, sealing)?;
         if !args.json {
             println!(
                 "{:>4} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1}",
@@ -116,6 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "slots": args.slots,
             "cpu": cpu,
             "generator_cpu": gen_cpu,
+            "fifo": args.fifo,
             "bare_ns_per_packet": col(&bare, med),
             "ring_ns_per_packet": col(&ring, med),
             "bare_mean_ns_per_packet": col(&bare, busy),
@@ -154,11 +171,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The bare loop on a thread pinned to `cpu` (the caller's own affinity is left alone).
-fn bare_on(cpu: usize, key: &[u8; 16], packets: u64, pool: usize) -> anyhow::Result<LoopStats> {
+/// The bare loop on a thread placed as asked (the caller's own affinity is left alone).
+fn bare_on(
+    place: ThreadPlacement,
+    key: &[u8; 16],
+    packets: u64,
+    pool: usize,
+) -> anyhow::Result<LoopStats> {
     let key = *key;
     std::thread::spawn(move || -> anyhow::Result<LoopStats> {
-        memory::pin_current_thread(&[cpu])?;
+        place.apply()?;
         Ok(pktcrypt::bench_bare(&key, packets, pool))
     })
     .join()
