@@ -272,6 +272,7 @@ impl Vm {
         let tap = vm.make_tap()?;
         let la = LaunchArgs {
             incoming: boot == Boot::Incoming,
+            // Paused (-S) so pinning happens before the guest runs.
             paused: true,
             tap_fd: tap.as_ref().map(|t| t.as_raw_fd()),
             hugetlbfs,
@@ -315,7 +316,7 @@ impl Vm {
             source,
         })?;
         vm.pins = plan;
-        if boot == Boot::Fresh {
+        if boot == Boot::Fresh && la.paused {
             qmp.cont().map_err(qe)?;
         }
         Ok(vm)

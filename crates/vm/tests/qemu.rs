@@ -14,8 +14,17 @@ use std::time::Duration;
 fn boots_to_marker_pins_vcpus_and_stops_gracefully() {
     let t = context();
     let name = unique_name("vm-boot");
-    let mut vm = Vm::launch(&t.ctx, spec(&name, "quiet"), Boot::Fresh).unwrap();
-    vm.wait_for_console(READY_MARKER, 0, BOOT).unwrap();
+    let mut s = spec(&name, "quiet carve.cmd=\"ls /sys/block; sleep 600\"");
+    // The shared cached disk, read-only (QEMU's image locks allow many readers).
+    s.disks.push(
+        format!("{},readonly,cache=none", guest().disk.display())
+            .parse()
+            .unwrap(),
+    );
+    let mut vm = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap();
+    let at = vm.wait_for_console(READY_MARKER, 0, BOOT).unwrap();
+    // The virtio-blk disk shows up in the guest.
+    vm.wait_for_console("vda", at, BOOT).unwrap();
     let pid = vm.pid();
 
     // Each vCPU thread runs only on its planned core; QEMU's other threads stay off it.
@@ -249,4 +258,37 @@ fn bad_values_are_rejected_before_qemu_starts() {
     );
     // Nothing was started or made.
     assert!(!t.ctx.paths(&name).dir.exists());
+}
+
+#[test]
+fn the_gdb_stub_answers_on_its_socket() {
+    use std::io::{Read, Write};
+    let t = context();
+    let name = unique_name("vm-gdb");
+    let mut s = spec(&name, "quiet");
+    s.gdb = true;
+    let mut vm = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap();
+    let mut sock = std::os::unix::net::UnixStream::connect(vm.paths().gdb()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // "?" asks why the target stopped: the stub stops the guest and answers with a stop reply.
+    sock.write_all(b"$?#3f").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got
+        .windows(2)
+        .any(|w| w[0] == b'$' && (w[1] == b'S' || w[1] == b'T'))
+    {
+        let n = sock.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "gdb stub closed: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let reply = String::from_utf8_lossy(&got);
+    assert!(reply.contains("$T") || reply.contains("$S"), "{reply:?}");
+    drop(sock);
+    vm.kill();
 }
