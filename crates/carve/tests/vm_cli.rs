@@ -165,6 +165,40 @@ fn vm_cli_detached_status_pause_then_kill9_of_carve_then_stop_cleans_everything(
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(status(&g.name)["state"], "running");
 
+    // The console: a shell on the serial line answers; Ctrl-] detaches.
+    {
+        use std::io::{Read, Write};
+        let mut c = Command::new(CARVE)
+            .args(["vm", "console", &g.name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let mut stdout = c.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&got).contains("console-works-42") {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        stdin
+            .write_all(b"\necho console-works-$((40+2))\n")
+            .unwrap();
+        let got = reader.join().unwrap();
+        assert!(got.contains("console-works-42"), "{got:?}");
+        stdin.write_all(&[0x1d]).unwrap();
+        let st = c.wait().unwrap();
+        assert!(st.success());
+    }
+
     // kill -9 of the carve that supervises the VM: QEMU, tap, cgroup and sockets remain...
     let rt = runtime(&g.name);
     let sup = rt["supervisor_pid"].as_i64().unwrap();
@@ -210,7 +244,11 @@ fn vm_cli_kill9_of_carve_then_carve_restore_removes_qemu_cgroup_and_journal() {
     // what matters here is this VM's line.
     let o = carve(&["restore"]);
     let want = format!("restored vm-{}: ", g.name);
-    assert!(String::from_utf8_lossy(&o.stdout).contains(&want), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&want),
+        "{}",
+        text(&o)
+    );
     assert!(wait_dead(qemu));
     for c in rt["cgroups"].as_array().unwrap() {
         assert!(!Path::new(c.as_str().unwrap()).exists(), "{c} left behind");

@@ -6,6 +6,7 @@ mod common;
 use carve_testkit::unique_name;
 use carve_vm::assets::READY_MARKER;
 use carve_vm::console;
+use carve_vm::qmp::Qmp;
 use carve_vm::vm::{self, Boot, StopOutcome, Vm};
 use common::*;
 use std::time::Duration;
@@ -114,6 +115,19 @@ fn pause_stops_the_counter_and_resume_continues_it_and_stop_falls_back_to_kill()
     let c = counts(&log, 0);
     // No restart: the sequence just goes on.
     assert!(c.windows(2).all(|w| w[1] == w[0] + 1), "{c:?}");
+
+    // QMP for real: events arrive in order and HMP works as the fallback.
+    let mut q = vm.connect_qmp(Duration::from_secs(10)).unwrap();
+    q.stop().unwrap();
+    q.wait_event("STOP", Duration::from_secs(10)).unwrap();
+    assert!(q
+        .human_monitor_command("info status")
+        .unwrap()
+        .contains("paused"));
+    q.cont().unwrap();
+    q.wait_event("RESUME", Duration::from_secs(10)).unwrap();
+    assert!(q.query_status().unwrap().running);
+    drop(q);
 
     // A paused guest cannot answer the power button: stop waits out the timeout, then kills.
     vm::pause(&t.ctx, &name).unwrap();
