@@ -9,6 +9,9 @@ pub enum BenchCommand {
     /// `carve vm run --wait-for carve-guest-ready` against the same QEMU command line started by
     /// hand until the same marker, interleaved in one run: medians and ratio.
     Vm(super::vm::BenchArgs),
+    /// carve-oci side by side with runc and youki on one busybox bundle: lifecycle phases,
+    /// run /bin/true, peak RSS, ratios and targets; --churn N checks for leaks.
+    Runtime(super::bench_runtime::Args),
 }
 
 /// Runs a `carve bench` subcommand.
@@ -16,5 +19,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Fastpath(a) => super::bench_fastpath::run(a),
         BenchCommand::Vm(a) => super::vm::bench(a),
+        BenchCommand::Runtime(a) => super::bench_runtime::run(a),
     }
 }

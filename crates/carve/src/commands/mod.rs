@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_fastpath;
+pub mod bench_runtime;
 pub mod down;
 pub mod exec;
 pub mod host;
