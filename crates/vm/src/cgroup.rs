@@ -1,9 +1,11 @@
 //! QEMU's own cgroup (through carve-cgroups' `Manager`): the partition's cpuset (vCPU cores plus
-//! housekeeping cores) and a memory limit, on every hierarchy, journaled.
+//! housekeeping cores), a memory limit, and — for SCHED_FIFO vCPUs — a real-time budget, on every
+//! hierarchy, journaled.
 
 use carve_cgroups::{Layout, Manager};
 use carve_core::CpuSet;
 use carve_journal::{Change, Journal};
+use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
 use std::path::{Path, PathBuf};
 
 /// The cgroup path of VM `name`: at the top of each hierarchy, carrying "carve" so leak checks
@@ -12,15 +14,37 @@ pub fn cgroup_path(name: &str) -> String {
     format!("/carve-vm-{name}")
 }
 
-/// Makes the cgroup with `cpus` and `memory_limit` bytes under the cgroup root `root`, after
-/// journaling each directory it will create (undo removes them). Returns the manager and the
-/// directories.
+/// The real-time budget (µs per period) left at the top of the v1 cpu hierarchy: the root's
+/// `cpu.rt_runtime_us` minus what its other children hold. `None` when the kernel has no
+/// real-time group scheduling (no such file): then FIFO threads need no budget.
+fn free_rt_runtime(mount: &Path, own: &Path) -> Option<i64> {
+    let root: i64 = std::fs::read_to_string(mount.join("cpu.rt_runtime_us"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let used: i64 = std::fs::read_dir(mount)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p != own)
+        .filter_map(|p| std::fs::read_to_string(p.join("cpu.rt_runtime_us")).ok())
+        .filter_map(|s| s.trim().parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .sum();
+    Some(root - used)
+}
+
+/// Makes the cgroup with `cpus` and `memory_limit` bytes under the cgroup root `root` (and, with
+/// `realtime`, the real-time budget still free, since a v1 cpu cgroup starts with none and
+/// SCHED_FIFO is refused in it), after journaling each directory it will create (undo removes
+/// them). Returns the manager and the directories.
 pub fn make(
     journal: &mut Journal,
     root: &Path,
     name: &str,
     cpus: &CpuSet,
     memory_limit: u64,
+    realtime: bool,
 ) -> Result<(Manager, Vec<PathBuf>), String> {
     let path = cgroup_path(name);
     let layout = Layout::detect(root).map_err(|e| e.to_string())?;
@@ -33,13 +57,32 @@ pub fn make(
             .record(Change::Dir { path: d.clone() })
             .map_err(|e| e.to_string())?;
     }
-    let m = Manager::with_cpuset_and_memory(
-        root,
-        &path,
-        &cpus.to_string(),
-        None,
-        Some(memory_limit as i64),
-    )
-    .map_err(|e| format!("{path}: {e}"))?;
+    let mut cpu = LinuxCpu::default();
+    cpu.set_cpus(Some(cpus.to_string()));
+    if realtime {
+        if let Some(h) = layout.v1_with("cpu") {
+            if let Some(free) = free_rt_runtime(&h.mount, &h.dir_of(&path)) {
+                if free < 10_000 {
+                    return Err(format!(
+                        "no real-time budget left in {} ({free} µs per period free): \
+                         SCHED_FIFO vCPUs need some",
+                        h.mount.display()
+                    ));
+                }
+                cpu.set_realtime_runtime(Some(free));
+            }
+        }
+    }
+    let mut mem = LinuxMemory::default();
+    mem.set_limit(Some(memory_limit as i64));
+    let mut res = LinuxResources::default();
+    res.set_cpu(Some(cpu));
+    res.set_memory(Some(mem));
+    let mut m = Manager::with_layout(&layout, &path).map_err(|e| format!("{path}: {e}"))?;
+    m.create().map_err(|e| format!("{path}: {e}"))?;
+    if let Err(e) = m.apply(&res) {
+        let _ = m.remove();
+        return Err(format!("{path}: {e}"));
+    }
     Ok((m, dirs))
 }

@@ -420,7 +420,8 @@ impl Vm {
         // Guest RAM plus QEMU's own overhead (TCG translation cache, device state, I/O buffers).
         let limit = self.spec.memory + (256 << 20);
         let name = self.spec.name.clone();
-        let (m, dirs) = crate::cgroup::make(self.journal_mut(), root, &name, &cpus, limit)
+        let rt = self.spec.rt_priority.is_some();
+        let (m, dirs) = crate::cgroup::make(self.journal_mut(), root, &name, &cpus, limit, rt)
             .map_err(|detail| VmError::Cgroup {
                 name: name.clone(),
                 detail,

@@ -270,6 +270,11 @@ fn bad_values_are_rejected_before_qemu_starts() {
             .starts_with("device pass-through: PCI device 0000:7f:1f.7 does not exist"),
         "{e}"
     );
+    let mut s = spec(&name, "");
+    s.hugepages = true;
+    s.memory = 1 << 40;
+    let e = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap_err();
+    assert!(e.to_string().starts_with("hugepages: "), "{e}");
     // Nothing was started or made.
     assert!(!t.ctx.paths(&name).dir.exists());
 }
@@ -305,4 +310,19 @@ fn the_gdb_stub_answers_on_its_socket() {
     assert!(reply.contains("$T") || reply.contains("$S"), "{reply:?}");
     drop(sock);
     vm.kill();
+}
+
+#[test]
+fn rt_priority_runs_vcpu_threads_sched_fifo() {
+    let t = context();
+    let name = unique_name("vm-rt");
+    let mut s = spec(&name, "quiet");
+    s.rt_priority = Some(1);
+    let mut vm = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap();
+    let tid = vm.pins()[0].thread_id;
+    // SAFETY: sched_getscheduler takes a thread id and reads nothing else.
+    let policy = unsafe { libc::sched_getscheduler(tid) };
+    // Kill at once: a FIFO vCPU booting under TCG would hog its core.
+    vm.kill();
+    assert_eq!(policy, libc::SCHED_FIFO);
 }
