@@ -50,6 +50,12 @@ fn host_shared_lock() -> std::fs::File {
 }
 
 pub fn context() -> TestContext {
+    context_locked(host_shared_lock())
+}
+
+/// As [`context`] with `lock` held instead of the shared host lock (a test that holds the host
+/// lock exclusively would wait for itself on a second flock).
+pub fn context_locked(lock: std::fs::File) -> TestContext {
     assert!(carve_testkit::is_root(), "the VM tests run as root");
     let dir = tempfile::Builder::new()
         .prefix("carve-vmt")
@@ -63,7 +69,7 @@ pub fn context() -> TestContext {
     TestContext {
         ctx,
         _dir: dir,
-        _lock: host_shared_lock(),
+        _lock: lock,
     }
 }
 
