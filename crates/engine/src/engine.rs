@@ -579,7 +579,8 @@ impl Running {
     }
 
     /// One round of supervision: notices exits and applies restart policies, and acts on
-    /// `carve stop` / `carve start` requests. Returns true when something changed.
+    /// `carve stop` / `carve start` requests. Returns true when something changed. `engine` must
+    /// be the one that brought the plan up: its dedicated and VM tiers hold the live partitions.
     pub fn tick(&mut self, engine: &Engine) -> bool {
         let mut changed = false;
         let names: Vec<String> = self

@@ -113,8 +113,14 @@ impl Tier for VmTier {
         if self.ctx.cgroup_root.is_some() {
             prepare_cpuset(journal, ctx, &ctx.part.cpus.union(&housekeeping))?;
         }
-        let vm = Vm::launch(&self.ctx, spec, Boot::Fresh)
-            .map_err(|e| format!("{e} (QEMU's own threads on {hk})"))?;
+        let vm = match Vm::launch(&self.ctx, spec, Boot::Fresh) {
+            Ok(vm) => vm,
+            Err(e) => {
+                // A launch that failed half-way may leave the VM's state folder: clear it.
+                let _ = carve_vm::vm::stop(&self.ctx, name, true, Duration::ZERO);
+                return Err(format!("{e} (QEMU's own threads on {hk})"));
+            }
+        };
         let launched = Launched {
             pid: vm.pid(),
             cgroup: self

@@ -419,3 +419,42 @@ fn a_failure_at_the_dedicated_or_vm_step_rolls_back_the_host_tuning() {
         assert_plan_gone(&plan);
     }
 }
+
+#[test]
+fn a_vm_that_powers_off_is_restarted_by_its_policy() {
+    let _lock = shared_host_lock();
+    let name = unique_name("vm");
+    let mut p = part(
+        &name,
+        "0",
+        256 << 20,
+        vm("quiet carve.cmd=\"poweroff -f\"", None),
+    );
+    p.restart = carve_engine::spec::Restart {
+        policy: RestartPolicy::Always,
+        max_retries: None,
+        backoff_ms: 100,
+    };
+    let plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![],
+        partitions: vec![p],
+    };
+    let mut up = Up::new(plan.clone());
+    let first = up.running().state().partitions[0].pid.unwrap();
+    // The guest powers itself off; the supervisor sees QEMU end and starts a new one. (The
+    // engine that started the VM holds its QEMU: supervise with that one.)
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let r = up.running.as_mut().unwrap();
+        r.tick(&up.engine);
+        let p = &r.state().partitions[0];
+        if p.restarts >= 1 && p.pid.is_some_and(|pid| pid != first) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no restart: {p:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    up.down();
+    assert_plan_gone(&plan);
+}
