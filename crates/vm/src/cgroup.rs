@@ -82,7 +82,14 @@ pub fn make(
     m.create().map_err(|e| format!("{path}: {e}"))?;
     if let Err(e) = m.apply(&res) {
         let _ = m.remove();
-        return Err(format!("{path}: {e}"));
+        let mut msg = format!("{path}: {e}");
+        if msg.contains("cpuset.cpus") && msg.contains("Invalid argument") {
+            msg.push_str(&format!(
+                " (another cpuset holds one of the cores {cpus} exclusively — a dedicated \
+                 partition? choose --cpus/--housekeeping outside it)"
+            ));
+        }
+        return Err(msg);
     }
     Ok((m, dirs))
 }

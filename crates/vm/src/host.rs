@@ -57,6 +57,40 @@ pub fn free_hugepages(roots: &Roots) -> u64 {
     .unwrap_or(0)
 }
 
+/// Cores some v1 cpuset holds exclusively (`cpuset.cpu_exclusive` = 1), e.g. a dedicated
+/// partition: QEMU's housekeeping threads must stay off them (a cpuset that includes them is
+/// refused with EINVAL). Looks three levels deep under `cpuset_mount`.
+pub fn exclusive_cpus(cpuset_mount: &Path) -> CpuSet {
+    fn walk(dir: &Path, depth: usize, out: &mut CpuSet) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            let excl = std::fs::read_to_string(p.join("cpuset.cpu_exclusive"))
+                .map(|s| s.trim() == "1")
+                .unwrap_or(false);
+            if excl {
+                if let Some(c) = std::fs::read_to_string(p.join("cpuset.cpus"))
+                    .ok()
+                    .and_then(|s| CpuSet::parse_list(&s).ok())
+                {
+                    *out = out.union(&c);
+                }
+            }
+            if depth < 3 {
+                walk(&p, depth + 1, out);
+            }
+        }
+    }
+    let mut out = CpuSet::new();
+    walk(cpuset_mount, 1, &mut out);
+    out
+}
+
 /// A task's allowed cores, from `PROC/PID/task/TID/status` (Cpus_allowed_list).
 pub fn allowed_cpus(proc_root: &Path, pid: i32, tid: i32) -> Option<CpuSet> {
     let s = std::fs::read_to_string(proc_root.join(format!("{pid}/task/{tid}/status"))).ok()?;
@@ -101,6 +135,21 @@ mod tests {
         .unwrap();
         assert_eq!(allowed_cpus(&r.proc, 7, 8).unwrap().to_string(), "1");
         assert_eq!(threads(&r.proc, 7), vec![8]);
+    }
+
+    #[test]
+    fn exclusive_cpusets_are_found() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("dedicated/inner");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::write(d.path().join("dedicated/cpuset.cpu_exclusive"), "0\n").unwrap();
+        std::fs::write(a.join("cpuset.cpu_exclusive"), "1\n").unwrap();
+        std::fs::write(a.join("cpuset.cpus"), "2-3\n").unwrap();
+        let b = d.path().join("other");
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("cpuset.cpu_exclusive"), "0\n").unwrap();
+        std::fs::write(b.join("cpuset.cpus"), "0-7\n").unwrap();
+        assert_eq!(exclusive_cpus(d.path()).to_string(), "2-3");
     }
 
     #[test]

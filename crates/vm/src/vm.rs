@@ -228,7 +228,14 @@ impl Vm {
             None
         };
         let (accel, warning) = choose_accel(&host);
-        let housekeeping = spec.housekeeping_cores(&online);
+        // Default housekeeping cores: online, not the VM's, not held exclusively by a cpuset.
+        let exclusive = ctx
+            .cgroup_root
+            .as_ref()
+            .map(|r| crate::host::exclusive_cpus(&r.join("cpuset")))
+            .unwrap_or_default();
+        let housekeeping =
+            spec.housekeeping_cores(&online.difference(&exclusive).union(&spec.cpus));
 
         let paths = ctx.paths(&spec.name);
         if let Some(rt) = paths.read_runtime().ok().flatten() {
