@@ -353,7 +353,16 @@ impl Partition {
             workqueues: partial.workqueues,
             hugepages: partial.hugepages,
             dma_latency: dma.is_some(),
-            reboot: reboot_advice(&paths, &spec.cpus),
+            reboot: match carve_core::host::read_host(&carve_core::host::Roots {
+                proc: paths.proc.clone(),
+                sys: paths.sys.clone(),
+                ..Default::default()
+            }) {
+                Ok(h) => reboot_advice(&h.kernel, &spec.cpus),
+                Err(e) => RebootAdvice {
+                    lines: vec![format!("cannot tell which boot-time knobs are set: {e}")],
+                },
+            },
         };
         let mover = Arc::new(Mutex::new(mover));
         let watcher = Watcher::start(mover.clone(), journal.clone(), self.watch_interval);

@@ -304,46 +304,76 @@ pub struct RebootAdvice {
     pub lines: Vec<String>,
 }
 
-/// What the kernel command line would need for `cpus`, given what this boot has.
-pub fn reboot_advice(paths: &HostPaths, cpus: &CpuSet) -> RebootAdvice {
-    let cmdline = read_trim(paths.proc.join("cmdline")).unwrap_or_default();
-    let arg = |k: &str| {
-        cmdline
-            .split_whitespace()
-            .find_map(|a| a.strip_prefix(&format!("{k}=")).map(str::to_string))
-    };
+/// What the kernel command line would need for `cpus`, given what this boot has (the host
+/// model's kernel: command line, CONFIG_NO_HZ_FULL, HZ).
+pub fn reboot_advice(kernel: &carve_core::host::Kernel, cpus: &CpuSet) -> RebootAdvice {
+    use carve_core::host::Known;
     let mut lines = Vec::new();
-    let has_nohz_full = paths.sys.join("devices/system/cpu/nohz_full").exists();
-    for (k, want, why) in [
-        (
-            "isolcpus",
-            format!("managed_irq,domain,{cpus}"),
-            "keeps managed IRQs and the scheduler's domains off the cores from boot",
-        ),
-        (
-            "nohz_full",
-            cpus.to_string(),
-            "stops the periodic tick on a core running one task (the tick is the noise floor here)",
-        ),
-        (
-            "rcu_nocbs",
-            cpus.to_string(),
-            "moves RCU callbacks off the cores",
-        ),
-    ] {
-        match arg(k) {
-            Some(v) => lines.push(format!("{k}={v} is set at boot")),
-            None => lines.push(format!(
-                "{k}={want} needs a reboot (kernel command line): {why}"
-            )),
-        }
+    let covers = |set: Option<&CpuSet>| set.is_some_and(|s| cpus.is_subset(s));
+    let isol = kernel.isolcpus.as_ref();
+    if covers(isol.map(|i| &i.cpus)) {
+        lines.push(format!(
+            "isolcpus={} is set at boot",
+            isol.map(|i| i.raw.as_str()).unwrap_or_default()
+        ));
+    } else {
+        lines.push(format!(
+            "isolcpus=managed_irq,domain,{cpus} needs a reboot (kernel command line): keeps managed IRQs and the scheduler's domains off the cores from boot"
+        ));
     }
-    if !has_nohz_full {
-        lines.push(
-            "this kernel is built without CONFIG_NO_HZ_FULL: nohz_full would be ignored; the \
-             periodic tick stays on every core"
-                .into(),
-        );
+    let tick = match kernel.hz {
+        Some(hz) => format!("the {hz} Hz tick"),
+        None => "the periodic tick".into(),
+    };
+    match kernel.no_hz_full {
+        Known::No => lines.push(format!(
+            "this kernel is built without CONFIG_NO_HZ_FULL: nohz_full cannot work, {tick} stays on every core (the noise floor)"
+        )),
+        _ if covers(kernel.nohz_full.as_ref().map(|l| &l.cpus)) => {
+            lines.push("nohz_full covers the cores (set at boot)".into())
+        }
+        _ => lines.push(format!(
+            "nohz_full={cpus} needs a reboot (kernel command line): stops {tick} on a core running one task"
+        )),
+    }
+    if covers(kernel.rcu_nocbs.as_ref().map(|l| &l.cpus)) {
+        lines.push("rcu_nocbs covers the cores (set at boot)".into());
+    } else {
+        lines.push(format!(
+            "rcu_nocbs={cpus} needs a reboot (kernel command line): moves RCU callbacks off the cores"
+        ));
     }
     RebootAdvice { lines }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(json: &str) -> carve_core::host::Kernel {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn reboot_advice_says_what_this_boot_lacks() {
+        let cpus = CpuSet::parse_list("1").unwrap();
+        // This machine: nothing on the command line, no NO_HZ_FULL, HZ=250.
+        let k = kernel(r#"{"release":"6.18","no_hz_full":"no","hz":250}"#);
+        let a = reboot_advice(&k, &cpus).lines.join("\n");
+        assert!(
+            a.contains("isolcpus=managed_irq,domain,1 needs a reboot"),
+            "{a}"
+        );
+        assert!(a.contains("without CONFIG_NO_HZ_FULL"), "{a}");
+        assert!(a.contains("250 Hz tick"), "{a}");
+        assert!(a.contains("rcu_nocbs=1 needs a reboot"), "{a}");
+        // A boot that has them all.
+        let k = kernel(
+            r#"{"release":"6.18","no_hz_full":"yes",
+                "isolcpus":{"raw":"managed_irq,domain,1-3","flags":["managed_irq","domain"],"cpus":"1-3"},
+                "nohz_full":{"raw":"1-3","cpus":"1-3"},"rcu_nocbs":{"raw":"1-3","cpus":"1-3"}}"#,
+        );
+        let a = reboot_advice(&k, &cpus).lines.join("\n");
+        assert!(!a.contains("needs a reboot"), "{a}");
+    }
 }
