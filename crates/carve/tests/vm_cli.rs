@@ -387,3 +387,17 @@ fn vm_cli_snapshot_restore_and_live_migration_keep_the_counter() {
     );
     assert_eq!(status(&g2.name)["state"], "running");
 }
+
+#[test]
+fn vm_cli_foreground_run_shows_the_console_and_ends_with_the_guest() {
+    let g = VmGuard::new("cli-fg");
+    let o = run_vm(&g.name, "quiet carve.cmd=\"echo hello-from-$((6*7))\"", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("carve-guest-ready"), "{}", text(&o));
+    assert!(out.contains("hello-from-42"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("QEMU exited cleanly"));
+    // The foreground supervisor cleaned up after the guest powered off.
+    assert!(!Path::new("/run/carve/vm").join(&g.name).exists());
+    assert!(!journal(&g.name).exists());
+}

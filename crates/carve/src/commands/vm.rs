@@ -372,7 +372,17 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// Foreground: this process supervises; the console is copied to stdout; Ctrl-C or SIGTERM
 /// stops the VM gracefully.
 fn foreground(ctx: &Context, spec: VmSpec) -> anyhow::Result<()> {
-    let mut vm = Vm::launch(ctx, spec, Boot::Fresh).map_err(fail)?;
+    let paths = ctx.paths(&spec.name);
+    let mut vm = match Vm::launch(ctx, spec, Boot::Fresh) {
+        Ok(vm) => vm,
+        Err(e) => {
+            // Nothing runs: leave no state behind for a VM that never started.
+            if paths.read_runtime().ok().flatten().is_none() {
+                let _ = std::fs::remove_dir_all(&paths.dir);
+            }
+            return Err(fail(e));
+        }
+    };
     if let Some(w) = vm.warning() {
         eprintln!("carve: {w}");
     }
