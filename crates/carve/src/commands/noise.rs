@@ -113,6 +113,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         eprintln!("carve noise: --seconds must be in (0, 3600] and --fifo in 1..=99");
         return Err(super::Exit(super::EXIT_INVALID).into());
     }
+    if (a.dedicated || a.compare) && online.difference(&cpus).is_empty() {
+        eprintln!(
+            "carve noise: dedicating CPUs {cpus} would leave no housekeeping core (online: {online})"
+        );
+        return Err(super::Exit(super::EXIT_INVALID).into());
+    }
     let untuned_sched: SchedPolicy = match a.untuned_sched.parse() {
         Ok(p) => p,
         Err(e) => {
