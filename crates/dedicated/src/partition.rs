@@ -475,6 +475,11 @@ impl ActivePartition {
         &self.spec
     }
 
+    /// The host roots it was set up under.
+    pub fn paths(&self) -> &HostPaths {
+        &self.paths
+    }
+
     /// What setup did.
     pub fn report(&self) -> &SetupReport {
         &self.report
@@ -611,7 +616,6 @@ impl ActivePartition {
         if let Some(e) = watch_err {
             return Err(e.into());
         }
-        let _ = &self.paths;
         Ok(TeardownReport {
             tasks_moved_later: later,
             tasks_inherited: inherited,
