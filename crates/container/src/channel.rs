@@ -11,13 +11,16 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Every message of the create/start/exec handshakes. The order is fixed per flow (see
-/// docs/oci.md): runtime → child `Go`; child → runtime `NeedMaps` / `InitPid` (general path
+/// docs/oci.md): runtime → child `Go`, `Joined`; child → runtime `NeedMaps` / `InitPid` (general path
 /// only), `RunHooks`, `Ready`; runtime → child `HooksDone`; `start` → init `Start`; any side →
 /// `Error` then exit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
-    /// Runtime → child: uid/gid maps are written and the child sits in its cgroups; go on.
+    /// Runtime → child: uid/gid maps are written; go on with the setup.
     Go,
+    /// Runtime → init: init now sits in its cgroups (sent after `Go`: moving a task between v1
+    /// cgroups waits for an RCU grace period, several ms, which overlaps the rootfs setup).
+    Joined,
     /// First-stage child → runtime: I unshared a user namespace, write my uid/gid maps.
     NeedMaps,
     /// First-stage child → runtime: this is the init's pid (host view); I exit now.

@@ -393,6 +393,43 @@ fn save_cg(dir: &ContainerDir, m: &Manager) -> Result<(), Error> {
     std::fs::write(&p, b).map_err(io(format!("writing {}", p.display())))
 }
 
+/// The container's cgroup directory per hierarchy mount point under /sys/fs/cgroup (for `cgroup`
+/// mounts inside the container).
+fn cgroup_dirs(m: Option<&Manager>) -> Vec<(PathBuf, PathBuf)> {
+    let Some(m) = m else { return Vec::new() };
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in mi.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post_f = post.split(' ');
+        let fstype = post_f.next().unwrap_or("");
+        let superopts = post_f.nth(1).unwrap_or("");
+        let mp = pre.split(' ').nth(4).unwrap_or("");
+        if !mp.starts_with("/sys/fs/cgroup") {
+            continue;
+        }
+        let controller = match fstype {
+            "cgroup2" => "unified",
+            "cgroup" => superopts
+                .split(',')
+                .find(|o| {
+                    *o != "rw"
+                        && *o != "ro"
+                        && !o.starts_with("release_agent")
+                        && !o.starts_with("clone_children")
+                })
+                .unwrap_or(""),
+            _ => continue,
+        };
+        if let Some(dir) = m.path_on(controller) {
+            out.push((PathBuf::from(mp), dir));
+        }
+    }
+    out
+}
+
 /// Opens a pidfd for init and checks it is still the same process (start time).
 fn open_init(st: &Persisted) -> Option<OwnedFd> {
     let fd = sys::pidfd_open(st.pid).ok()?;
@@ -570,6 +607,8 @@ impl Runtime {
             new_cgroupns: nss
                 .iter()
                 .any(|(t, p)| *t == LinuxNamespaceType::Cgroup && p.is_none()),
+            cgroup_dirs: cgroup_dirs(guard.cgroup.as_ref()),
+            await_joined: true,
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
             preserve_fds: o.preserve_fds,
@@ -659,10 +698,13 @@ impl Runtime {
         drop(pidfd);
         st.pid = pid;
         st.pid_start = sys::proc_start_time(pid).map(|s| s.0).unwrap_or(0);
+        // A failed send means init already gave up: its Error message is read below.
+        let _ = parent.send(&Msg::Go, &[]);
+        // Init builds its rootfs while the migration waits for its RCU grace period.
         if let Some(m) = &guard.cgroup {
             m.add_task(pid)?;
         }
-        parent.send(&Msg::Go, &[]).map_err(io("sync"))?;
+        let _ = parent.send(&Msg::Joined, &[]);
         let dir = guard.dir.as_ref().expect("dir");
         loop {
             match parent.recv(1) {
@@ -944,6 +986,8 @@ impl Runtime {
             userns,
             new_userns: false,
             new_cgroupns: false,
+            cgroup_dirs: Vec::new(),
+            await_joined: false,
             no_pivot: false,
             no_new_keyring: true,
             preserve_fds: o.preserve_fds,

@@ -35,6 +35,10 @@ pub struct Plan<'a> {
     pub new_userns: bool,
     /// Whether to unshare a cgroup namespace after joining the cgroups.
     pub new_cgroupns: bool,
+    /// The container's cgroup directory per hierarchy mount point, for `cgroup` mounts.
+    pub cgroup_dirs: Vec<(PathBuf, PathBuf)>,
+    /// Whether the runtime sends `Joined` after `Go` (create does; exec joins before `Go`).
+    pub await_joined: bool,
     /// --no-pivot.
     pub no_pivot: bool,
     /// --no-new-keyring.
@@ -80,50 +84,6 @@ pub fn become_ns_root() -> R<()> {
         ));
     }
     Ok(())
-}
-
-/// Reads this process's cgroup per hierarchy mount point (v1 controllers and the unified one).
-fn own_cgroups() -> Vec<(PathBuf, String)> {
-    let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out = Vec::new();
-    for line in mi.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post_f = post.split(' ');
-        let fstype = post_f.next().unwrap_or("");
-        let superopts = post_f.nth(1).unwrap_or("");
-        let mp = pre.split(' ').nth(4).unwrap_or("");
-        if !mp.starts_with("/sys/fs/cgroup") {
-            continue;
-        }
-        let path = if fstype == "cgroup2" {
-            cg.lines().find_map(|l| l.strip_prefix("0::"))
-        } else if fstype == "cgroup" {
-            let ctrls: Vec<&str> = superopts
-                .split(',')
-                .filter(|o| *o != "rw" && *o != "ro" && !o.starts_with("release_agent"))
-                .collect();
-            cg.lines().find_map(|l| {
-                let mut f = l.splitn(3, ':');
-                f.next()?;
-                let names = f.next()?;
-                let p = f.next()?;
-                let set: Vec<&str> = names.split(',').collect();
-                (!names.is_empty()
-                    && set.iter().all(|n| ctrls.contains(n))
-                    && ctrls.iter().all(|c| set.contains(c)))
-                .then_some(p)
-            })
-        } else {
-            None
-        };
-        if let Some(p) = path {
-            out.push((PathBuf::from(mp), p.to_string()));
-        }
-    }
-    out
 }
 
 fn write_sysctls(spec: &Spec) -> R<()> {
@@ -343,27 +303,22 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
     if plan.new_userns {
         become_ns_root()?;
     }
-    let cgroups = if spec
-        .mounts()
-        .iter()
-        .flatten()
-        .any(|m| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")))
-    {
-        own_cgroups()
-    } else {
-        Vec::new()
+    // The runtime moves us into our cgroups meanwhile; `Joined` says it is done.
+    let mut joined = !plan.await_joined;
+    let mut wait_joined = || -> R<()> {
+        if !joined {
+            chan.expect(&Msg::Joined, "waiting for the cgroups")?;
+            joined = true;
+        }
+        Ok(())
     };
-    if plan.new_cgroupns {
-        sys::unshare(libc::CLONE_NEWCGROUP)
-            .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
-    }
     set_hostname(spec)?;
     let ctx = rootfs::Ctx {
         spec,
         bundle: plan.bundle,
         rootfs: plan.rootfs,
         userns: plan.userns,
-        cgroups,
+        cgroups: plan.cgroup_dirs.clone(),
     };
     let root_fd = rootfs::prepare(&ctx)?;
     drop(root_fd);
@@ -373,6 +328,7 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     if need_runtime_hooks {
+        wait_joined()?;
         chan.send(&Msg::RunHooks, &[]).map_err(|e| e.to_string())?;
         chan.expect(&Msg::HooksDone, "waiting for the runtime's hooks")?;
     }
@@ -386,6 +342,12 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
         crate::hooks::run("createContainer", list, &st).map_err(|e| e.to_string())?;
     }
     rootfs::pivot(plan.rootfs, plan.no_pivot)?;
+    wait_joined()?;
+    if plan.new_cgroupns {
+        // Now that we sit in our cgroups, the namespace is rooted at them.
+        sys::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
+    }
     write_sysctls(spec)?;
     rootfs::finalize(spec)?;
     if plan.process.terminal().unwrap_or(false) {

@@ -340,8 +340,8 @@ pub struct Ctx<'a> {
     pub rootfs: &'a Path,
     /// Whether the container runs in a user namespace (devices are bound, not created).
     pub userns: bool,
-    /// This process's cgroup paths per hierarchy mount point, for `cgroup` mounts.
-    pub cgroups: Vec<(PathBuf, String)>,
+    /// The container's cgroup directory per hierarchy mount point, for `cgroup` mounts.
+    pub cgroups: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Steps before pivot_root: propagation, rootfs bind, mounts, devices. Returns an fd of the
@@ -504,16 +504,15 @@ fn mount_cgroups(ctx: &Ctx, root: &OwnedFd, m: &Mount, o: &Opts) -> R<()> {
         .any(|(mp, _)| mp == Path::new("/sys/fs/cgroup"))
     {
         // Pure cgroup2 host: bind the container's cgroup directly.
-        let (mp, p) = &ctx.cgroups[0];
-        let src = mp.join(p.trim_start_matches('/'));
+        let (_, src) = &ctx.cgroups[0];
         sys::mount(
-            Some(&src),
+            Some(src),
             &fd_path(&target),
             None,
             libc::MS_BIND | libc::MS_REC,
             None,
         )
-        .map_err(|er| e("bind cgroup", &src, er))?;
+        .map_err(|er| e("bind cgroup", src, er))?;
         let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
         return bind_remount(&fd_path(&top), o.flags).map_err(|er| e("remount", dest, er));
     }
@@ -525,19 +524,18 @@ fn mount_cgroups(ctx: &Ctx, root: &OwnedFd, m: &Mount, o: &Opts) -> R<()> {
         Some("mode=755"),
     )
     .map_err(|er| e("mount cgroup tmpfs", dest, er))?;
-    for (mp, p) in &ctx.cgroups {
+    for (mp, src) in &ctx.cgroups {
         let Some(name) = mp.file_name() else { continue };
         let sub = dest.join(name);
         let t = mkdir_all_in_root(root, &sub, false)?;
-        let src = mp.join(p.trim_start_matches('/'));
         sys::mount(
-            Some(&src),
+            Some(src),
             &fd_path(&t),
             None,
             libc::MS_BIND | libc::MS_REC,
             None,
         )
-        .map_err(|er| e("bind cgroup", &src, er))?;
+        .map_err(|er| e("bind cgroup", src, er))?;
         let top = open_in_root(root, &sub).map_err(|er| e("reopen", &sub, er))?;
         bind_remount(
             &fd_path(&top),
