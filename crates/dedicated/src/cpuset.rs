@@ -176,8 +176,22 @@ pub fn setup_v1(
     let mems = read(&root.join("cpuset.mems"))?;
     let mut adjusted = Vec::new();
     for (d, old, new) in &shrink {
-        j.write_file(d.join("cpuset.cpus"), &new.to_string())?;
-        adjusted.push((d.clone(), old.to_string(), new.to_string()));
+        match j.write_file(d.join("cpuset.cpus"), &new.to_string()) {
+            Ok(()) => adjusted.push((d.clone(), old.to_string(), new.to_string())),
+            // Removed since the plan was made (its owner tore it down): nothing to narrow.
+            Err(carve_journal::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    || source.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                if d.exists() {
+                    return Err(CpusetError::Io {
+                        path: d.join("cpuset.cpus"),
+                        source,
+                    });
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     // The housekeeping cpuset holds no task: it only tells the kernel to balance those cores.
     j.create_dir(&hk)?;
