@@ -711,11 +711,14 @@ fn churn(mut rt: Rt, work: &Work, bundle: &Path, n: usize, as_json: bool) -> Res
     let fds_flat = samples
         .iter()
         .all(|s| s.container_fds == first.container_fds && s.own_fds == first.own_fds);
-    let mem_delta = last.mem_available_kib as i64 - first.mem_available_kib as i64;
-    let slab_delta = last.slab_unreclaimable_kib as i64 - first.slab_unreclaimable_kib as i64;
+    // The first tenth of the cycles warms caches (slab pages, page cache of the binaries):
+    // memory is compared from the second sample on.
+    let base = samples.get(1).unwrap_or(&first).clone();
+    let mem_delta = last.mem_available_kib as i64 - base.mem_available_kib as i64;
+    let slab_delta = last.slab_unreclaimable_kib as i64 - base.slab_unreclaimable_kib as i64;
     // MemAvailable on a shared host moves with everyone's builds; what churn itself could leak is
     // kernel memory per container (namespaces, cgroups, mounts): 1 KiB per cycle is the bar.
-    let slab_flat = slab_delta < n as i64;
+    let slab_flat = slab_delta < (last.cycle - base.cycle) as i64;
     if as_json {
         println!(
             "{}",
@@ -723,6 +726,7 @@ fn churn(mut rt: Rt, work: &Work, bundle: &Path, n: usize, as_json: bool) -> Res
                 "cycles": n, "seconds": total.as_secs_f64(),
                 "cycle_ms": summary(&durations),
                 "samples": samples, "leaks": leaks, "fds_flat": fds_flat,
+                "baseline_cycle": base.cycle,
                 "mem_available_delta_kib": mem_delta, "slab_unreclaimable_delta_kib": slab_delta,
                 "slab_flat": slab_flat,
             }))?
@@ -762,10 +766,12 @@ fn churn(mut rt: Rt, work: &Work, bundle: &Path, n: usize, as_json: bool) -> Res
             );
         }
         println!(
-            "leftover state/cgroups/mounts/processes: {}; fds flat: {}; MemAvailable {:+} KiB, \
-             SUnreclaim {:+} KiB ({})",
+            "leftover state/cgroups/mounts/processes: {}; fds flat: {}; from cycle {} to {}: \
+             MemAvailable {:+} KiB, SUnreclaim {:+} KiB ({})",
             if leaks.is_empty() { "none" } else { "FOUND" },
             if fds_flat { "yes" } else { "NO" },
+            base.cycle,
+            last.cycle,
             mem_delta,
             slab_delta,
             if slab_flat {
