@@ -205,6 +205,17 @@ impl Vm {
     /// fresh boot) lets the guest run. Every host change is journaled under `ctx.journal_root`
     /// as `vm-NAME`, held by this process.
     pub fn launch(ctx: &Context, spec: VmSpec, boot: Boot) -> Result<Vm, VmError> {
+        let dir = ctx.paths(&spec.name).dir;
+        let fresh_dir = !dir.exists();
+        let r = Self::launch_inner(ctx, spec, boot);
+        if r.is_err() && fresh_dir {
+            // A VM that never ran leaves no state directory behind (its journal is undone).
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        r
+    }
+
+    fn launch_inner(ctx: &Context, spec: VmSpec, boot: Boot) -> Result<Vm, VmError> {
         let host = carve_core::read_host(&ctx.roots).map_err(|e| VmError::Host(e.to_string()))?;
         let online = host.online_cpus();
         spec.validate(&online)?;

@@ -235,6 +235,7 @@ fn qemu_that_fails_to_start_is_reported_with_its_message() {
     let msg = e.to_string();
     assert!(msg.contains("QEMU exited with status 1"), "{msg}");
     assert!(msg.to_lowercase().contains("qcow2"), "{msg}");
+    assert!(!t.ctx.paths(&name).dir.exists());
     assert!(std::fs::read_dir(&t.ctx.journal_root)
         .unwrap()
         .next()
