@@ -325,3 +325,81 @@ fn kill_9_of_the_supervisor_during_up_then_restore_leaves_nothing() {
         recover(&w, &["down", &w.plan]);
     }
 }
+
+#[test]
+fn kill_9_of_the_supervisor_of_all_three_kinds_then_down_restores_the_host_tuning() {
+    let _lock = carve_testkit::HostLock::exclusive();
+    let before = carve_testkit::Snapshot::take().files;
+    let g = carve_vm::assets::prepare_guest(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../cache/guest"
+    )))
+    .expect("guest assets");
+    let w = World::new("no");
+    let (fast, guest) = (short_name("f"), short_name("v"));
+    let mut toml = std::fs::read_to_string(w.plan_file()).unwrap();
+    let bridge = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("[network.")?.strip_suffix(']'))
+        .unwrap()
+        .to_string();
+    toml.push_str(&format!(
+        r#"
+[[partition]]
+name = "{fast}"
+kind = "dedicated"
+cpus = [1]
+memory = "16MiB"
+command = ["sleep", "1000"]
+
+[[partition]]
+name = "{guest}"
+kind = "vm"
+cpus = [0]
+vcpus = 1
+memory = "256MiB"
+kernel = "{kernel}"
+initrd = "{initrd}"
+network = {{ bridge = "{bridge}", address = "10.78.0.3/24" }}
+"#,
+        kernel = g.kernel.display(),
+        initrd = g.initrd.display(),
+    ));
+    std::fs::write(w.plan_file(), toml).unwrap();
+    // The supervisor SIGKILLs itself once the VM is up: all three kinds are running.
+    let out = Command::new(CARVE)
+        .args(["up", "-d", &w.plan_file()])
+        .env("CARVE_OCI_RUNTIME", test_runtime())
+        .env("CARVE_FAULT", format!("crash:vm:{guest}:after"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let rows: serde_json::Value = serde_json::from_str(&ok(&["ps", "--json"])).unwrap();
+    let mine: Vec<&serde_json::Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["plan"] == w.plan.as_str())
+        .collect();
+    assert_eq!(mine.len(), 3, "{rows}");
+    assert!(mine.iter().all(|r| r["state"] == "orphaned"), "{rows}");
+    recover(&w, &["down", &w.plan]);
+    for owner in [format!("dedicated-{fast}"), format!("vm-{guest}")] {
+        let j = Path::new("/run/carve/journal").join(format!("{owner}.jsonl"));
+        wait_for("the tier journal to be undone", || !j.exists());
+    }
+    assert!(!Path::new("/run/carve/vm").join(&guest).exists());
+    // No QEMU of ours is left.
+    wait_for("QEMU to be gone", || {
+        std::fs::read_dir("/proc").unwrap().flatten().all(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            !(cmd.contains("qemu-system") && cmd.contains(&guest))
+        })
+    });
+    assert_eq!(
+        carve_testkit::Snapshot::take().files,
+        before,
+        "host tuning not restored"
+    );
+}
