@@ -467,6 +467,8 @@ pub struct TeardownReport {
     pub tasks_inherited: usize,
     /// How many journaled changes were undone.
     pub changes_undone: usize,
+    /// Things the caller should tell the user (another run still live, say).
+    pub warnings: Vec<String>,
 }
 
 impl ActivePartition {
@@ -604,6 +606,7 @@ impl ActivePartition {
                 tasks_moved_later: 0,
                 tasks_inherited: 0,
                 changes_undone: 0,
+                warnings: Vec::new(),
             });
         };
         let j = unwrap_journal(j);
@@ -612,6 +615,19 @@ impl ActivePartition {
             (m.moved_later, m.inherited)
         };
         let n = j.changes().len();
+        // Host-wide knobs go back to what they were before this partition. A run that started
+        // after it found them tuned and recorded the tuned values; ending out of order undoes
+        // them under that run's feet.
+        let warnings: Vec<String> = registered_runs(&self.paths.state_root())
+            .into_iter()
+            .filter(|r| r.name != self.spec.name && r.holder.is_alive())
+            .map(|r| {
+                format!(
+                    "dedicated run {:?} (CPUs {}) is still live: the host-wide knobs (root cpuset balancing, sysctls, IRQ and workqueue masks) now return to their values from before this run, which also undoes them for it; end dedicated runs in the reverse order of their start",
+                    r.name, r.cpus
+                )
+            })
+            .collect();
         j.undo()?;
         if let Some(e) = watch_err {
             return Err(e.into());
@@ -620,6 +636,7 @@ impl ActivePartition {
             tasks_moved_later: later,
             tasks_inherited: inherited,
             changes_undone: n,
+            warnings,
         })
     }
 }

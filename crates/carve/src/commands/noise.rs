@@ -197,7 +197,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             setup = Some(active.report().clone());
             let torn = active.teardown();
             let measured = measured?;
-            torn.context("restoring the host after the dedicated run")?;
+            for w in torn
+                .context("restoring the host after the dedicated run")?
+                .warnings
+            {
+                eprintln!("carve noise: warning: {w}");
+            }
             for s in measured {
                 let cpu = s.cpu;
                 cores.get_mut(&cpu).expect("probed core").dedicated = Some(s);

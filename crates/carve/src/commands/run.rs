@@ -165,6 +165,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     };
     let torn = active.teardown();
+    if let Ok(t) = &torn {
+        for w in &t.warnings {
+            eprintln!("carve: warning: {w}");
+        }
+    }
     match &torn {
         Ok(t) => eprintln!(
             "carve: host restored ({} changes undone; {} tasks that landed on the cores were moved during the run)",
