@@ -377,3 +377,52 @@ fn seccomp_notify_fd_goes_to_the_listener_with_the_state() {
     );
     assert!(!e.rootfs().join("tmp/n").exists());
 }
+
+#[test]
+fn personality_affinity_and_exec_into_a_user_namespace() {
+    if !require_root() {
+        return;
+    }
+    let mut e = Env::new("pers", &["sleep", "1000"]);
+    e.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    e.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    e.write_config();
+    let _g = e.create();
+    e.ok(&["start", &e.id]);
+    // exec joins the user namespace (uid 0 inside, 200000 outside) and every other one
+    let p = e.dir.path().join("p.json");
+    std::fs::write(&p, serde_json::to_vec(&json!({
+        "args": ["sh", "-c", "id -u; uname -m; grep Cpus_allowed_list /proc/self/status; echo $$"],
+        "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"],
+        "execCPUAffinity": {"initial": "0", "final": "0"}
+    })).unwrap()).unwrap();
+    let out = e.ok(&["exec", "--process", p.to_str().unwrap(), &e.id]);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "0", "{out}");
+    assert_eq!(
+        l[1], "i686",
+        "exec'd processes get the container's personality too: {out}"
+    );
+    assert!(l[2].ends_with("\t0") || l[2].ends_with(" 0"), "{out}");
+    assert_ne!(l[3], "1");
+    let init = e.state()["pid"].as_i64().unwrap();
+    let map = std::fs::read_to_string(format!("/proc/{init}/uid_map")).unwrap();
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"]
+    );
+    // init itself runs with the LINUX32 personality
+    let pers = std::fs::read_to_string(format!("/proc/{init}/personality")).unwrap();
+    assert_eq!(
+        u32::from_str_radix(pers.trim(), 16).unwrap() & 0xff,
+        0x08,
+        "{pers}"
+    );
+    e.ok(&["delete", "--force", &e.id]);
+    e.assert_gone();
+}
