@@ -159,8 +159,14 @@ fn host_tuning_dedicated_sigkill_mid_run_then_restore_brings_the_host_back() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("carve restore"));
-    let out = carve().arg("restore").output().unwrap();
+    let out = carve().args(["restore", "--verbose"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // It says what it undoes: the command first, the cpuset last-made-first-removed.
+    assert!(
+        stdout.contains(&format!("stop process {child}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("carve-ded-{name}")), "{stdout}");
     assert!(
         out.status.success(),
         "{stdout}{}",
