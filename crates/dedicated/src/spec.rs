@@ -259,7 +259,7 @@ const RLIMIT_NAMES: &[(&str, i32)] = &[
 
 impl FromStr for RlimitSpec {
     type Err = ParseError;
-    /// "NAME=SOFT[:HARD]" with "unlimited" allowed: "memlock=unlimited", "nofile=1024:4096".
+    /// `NAME=SOFT[:HARD]` with "unlimited" allowed: `memlock=unlimited`, `nofile=1024:4096`.
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let what = "rlimit";
         let (name, val) = s
