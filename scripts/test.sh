@@ -15,7 +15,10 @@ snap=$(mktemp /tmp/carve-leak.XXXXXX)
 trap 'rm -f "$snap"' EXIT
 "${CARGO_TARGET_DIR:-target}"/debug/carve-leakcheck snapshot "$snap"
 status=0
-cargo nextest run --workspace --no-fail-fast || status=$?
+# Tests that retune the host (exclusive cpusets, IRQ affinity, sysctls) would disturb tests that
+# merely use those cores, so they run alone, after everything else has run in parallel.
+cargo nextest run --workspace --no-fail-fast -E 'not test(/host_tuning/)' || status=$?
+cargo nextest run --workspace --no-fail-fast -E 'test(/host_tuning/)' --test-threads 1 || status=$?
 cargo test --workspace --doc --quiet || status=$?
 "${CARGO_TARGET_DIR:-target}"/debug/carve-leakcheck compare "$snap" || status=$?
 exit $status
