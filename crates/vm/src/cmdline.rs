@@ -25,6 +25,9 @@ impl Accel {
     }
 }
 
+/// The TCG translation buffer (MiB) used with `mem_lock`.
+pub const TCG_LOCKED_TB_MIB: u64 = 128;
+
 /// Launch-time inputs beyond the spec.
 #[derive(Debug, Clone, Default)]
 pub struct LaunchArgs {
@@ -86,6 +89,14 @@ pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArg
     push(&["-machine", &machine]);
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        // TCG reserves a 1 GiB translation buffer by default; locked (mem-lock) it would all
+        // become resident, so it is kept to TCG_LOCKED_TB_MIB there.
+        Accel::Tcg if spec.mem_lock => push(&[
+            "-accel",
+            &format!("tcg,tb-size={TCG_LOCKED_TB_MIB}"),
+            "-cpu",
+            "max",
+        ]),
         Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
     }
     push(&["-smp", &spec.vcpus.to_string()]);
@@ -288,6 +299,16 @@ mod tests {
                 "console=ttyS0 carve.ip=10.0.0.2/24 carve.gw=10.0.0.1 carve.cmd=\"echo hi\""
             ]
         ));
+    }
+
+    #[test]
+    fn locked_tcg_gets_a_bounded_translation_buffer() {
+        let mut s = spec();
+        s.mem_lock = true;
+        let p = StatePaths::new("/r", "vm1");
+        let a = qemu_argv(&s, &p, Accel::Tcg, &LaunchArgs::default());
+        assert!(has(&a, ["-accel", "tcg,tb-size=128"]));
+        assert!(has(&a, ["-overcommit", "mem-lock=on"]));
     }
 
     #[test]

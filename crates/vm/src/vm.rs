@@ -436,7 +436,11 @@ impl Vm {
         };
         let cpus = self.spec.cpus.union(housekeeping);
         // Guest RAM plus QEMU's own overhead (TCG translation cache, device state, I/O buffers).
-        let limit = self.spec.memory + (256 << 20);
+        let mut limit = self.spec.memory + (256 << 20);
+        if self.spec.mem_lock {
+            // Locked, QEMU's whole address space is resident: code, heap, the TCG buffer.
+            limit += (crate::cmdline::TCG_LOCKED_TB_MIB << 20) + (256 << 20);
+        }
         let name = self.spec.name.clone();
         let rt = self.spec.rt_priority.is_some();
         let (m, dirs) = crate::cgroup::make(self.journal_mut(), root, &name, &cpus, limit, rt)

@@ -327,3 +327,21 @@ fn rt_priority_runs_vcpu_threads_sched_fifo() {
     vm.kill();
     assert_eq!(policy, libc::SCHED_FIFO);
 }
+
+#[test]
+fn mem_lock_keeps_guest_memory_resident() {
+    let t = context();
+    let name = unique_name("vm-lock");
+    let mut s = spec(&name, "quiet");
+    s.mem_lock = true;
+    let mut vm = Vm::launch(&t.ctx, s, Boot::Fresh).unwrap();
+    vm.wait_for_console(READY_MARKER, 0, BOOT).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", vm.pid())).unwrap();
+    let locked_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(locked_kb >= 256 * 1024, "only {locked_kb} kB locked");
+    vm.kill();
+}
