@@ -330,30 +330,128 @@ impl Engine {
             let ms = t.elapsed().as_millis() as u64;
             progress(Event::Done { what, ms });
         }
-        // Dedicated partitions take their cores first, then containers, then VMs.
-        for kind in ["dedicated", "container", "vm"] {
-            let names: Vec<String> = run
-                .plan
+        let names = |kind: &str| -> Vec<String> {
+            run.plan
                 .partitions
                 .iter()
                 .filter(|p| p.kind.name() == kind)
                 .map(|p| p.name.clone())
-                .collect();
-            for name in names {
-                let what = format!("{kind} {name}");
-                progress(Event::Step { what: what.clone() });
-                let t = Instant::now();
-                let point = format!("{kind}:{name}");
-                self.fault(&point).map_err(|e| (what.clone(), e))?;
-                run.start_partition(self, &name)
-                    .map_err(|e| (what.clone(), e))?;
-                self.fault(&format!("{point}:after"))
-                    .map_err(|e| (what.clone(), e))?;
-                let ms = t.elapsed().as_millis() as u64;
-                progress(Event::Done { what, ms });
+                .collect()
+        };
+        let (dedicated, containers, vms) = (names("dedicated"), names("container"), names("vm"));
+        // Dedicated partitions take their cores first.
+        for name in dedicated {
+            self.start_step(run, progress, "dedicated", &name)?;
+        }
+        // VMs are prepared here (their cpuset, in the journal), then QEMU starts on another
+        // thread while the containers start: the two take about as long each, and a VM's
+        // launch needs no journal.
+        let mut prepared = Vec::new();
+        for name in &vms {
+            let what = format!("vm {name}");
+            self.fault(&format!("vm:{name}"))
+                .map_err(|e| (what.clone(), e))?;
+            let spec = run
+                .plan
+                .partition(name)
+                .cloned()
+                .expect("partition of the plan");
+            let (plan, dir, hierarchies) =
+                (run.plan.clone(), run.dir.clone(), run.hierarchies.clone());
+            let ctx = TierCtx {
+                plan: &plan,
+                dir: &dir,
+                part: &spec,
+                netns: None,
+                hierarchies: &hierarchies,
+            };
+            let vm = self
+                .vms
+                .prepare(&ctx, run.journal_mut())
+                .map_err(|e| (what.clone(), e))?;
+            prepared.push((spec, vm));
+        }
+        if !prepared.is_empty() && !containers.is_empty() {
+            progress(Event::Info {
+                text: format!(
+                    "starting {} VM(s) while the containers start",
+                    prepared.len()
+                ),
+            });
+        }
+        let (plan, dir, hierarchies) = (run.plan.clone(), run.dir.clone(), run.hierarchies.clone());
+        let vms_tier = &self.vms;
+        let (containers_result, launched) = std::thread::scope(|s| {
+            let vm_thread = s.spawn(|| {
+                prepared
+                    .into_iter()
+                    .map(|(spec, vm)| {
+                        let t = Instant::now();
+                        let ctx = TierCtx {
+                            plan: &plan,
+                            dir: &dir,
+                            part: &spec,
+                            netns: None,
+                            hierarchies: &hierarchies,
+                        };
+                        let r = vms_tier.launch(&ctx, vm);
+                        (spec.name.clone(), r, t.elapsed().as_millis() as u64)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let mut r = Ok(());
+            for name in &containers {
+                r = self.start_step(run, progress, "container", name);
+                if r.is_err() {
+                    break;
+                }
+            }
+            (r, vm_thread.join().expect("VM launch thread"))
+        });
+        // Whatever started is recorded first, so a rollback stops it.
+        let mut vm_result = Ok(());
+        for (name, r, ms) in launched {
+            let what = format!("vm {name}");
+            match r {
+                Ok(l) => {
+                    run.record_launch(&name, l);
+                    if vm_result.is_ok() && containers_result.is_ok() {
+                        progress(Event::Step { what: what.clone() });
+                        match self.fault(&format!("vm:{name}:after")) {
+                            Ok(()) => progress(Event::Done { what, ms }),
+                            Err(e) => vm_result = Err((what, e)),
+                        }
+                    }
+                }
+                Err(e) if vm_result.is_ok() => vm_result = Err((what, e)),
+                Err(_) => {}
             }
         }
+        containers_result?;
+        vm_result?;
         run.save();
+        Ok(())
+    }
+
+    /// One partition's step of `up`: progress, fault points, start.
+    fn start_step(
+        &self,
+        run: &mut Running,
+        progress: &mut dyn FnMut(Event),
+        kind: &str,
+        name: &str,
+    ) -> Result<(), (String, String)> {
+        let what = format!("{kind} {name}");
+        progress(Event::Step { what: what.clone() });
+        let t = Instant::now();
+        let point = format!("{kind}:{name}");
+        self.fault(&point).map_err(|e| (what.clone(), e))?;
+        run.start_partition(self, name)
+            .map_err(|e| (what.clone(), e))?;
+        self.fault(&format!("{point}:after"))
+            .map_err(|e| (what.clone(), e))?;
+        let ms = t.elapsed().as_millis() as u64;
+        progress(Event::Done { what, ms });
         Ok(())
     }
 
@@ -534,6 +632,11 @@ impl Running {
             hierarchies: &hierarchies,
         };
         let launched = tier.start(&ctx, self.journal_mut())?;
+        self.record_launch(name, launched);
+        Ok(())
+    }
+
+    fn record_launch(&mut self, name: &str, launched: crate::tier::Launched) {
         let p = self.part_mut(name);
         p.pid = Some(launched.pid);
         p.cgroup = launched.cgroup;
@@ -542,7 +645,6 @@ impl Running {
         p.state = PartState::Running;
         self.started_at.insert(name.to_string(), Instant::now());
         self.save();
-        Ok(())
     }
 
     fn stop_partition(

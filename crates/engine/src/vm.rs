@@ -47,12 +47,15 @@ fn prepare_cpuset(
     Ok(())
 }
 
-impl Tier for VmTier {
-    fn kind(&self) -> &'static str {
-        "vm"
-    }
-
-    fn start(&self, ctx: &TierCtx<'_>, journal: &mut Journal) -> TierResult<Launched> {
+impl VmTier {
+    /// Checks the partition and makes what the plan's journal records for it (its cpuset
+    /// cgroup); returns the VM spec for [`VmTier::launch`], which needs no journal and so can
+    /// run on another thread while containers start.
+    pub fn prepare(
+        &self,
+        ctx: &TierCtx<'_>,
+        journal: &mut Journal,
+    ) -> TierResult<carve_vm::VmSpec> {
         let KindSpec::Vm(v) = &ctx.part.kind else {
             return Err("not a vm partition".into());
         };
@@ -74,7 +77,6 @@ impl Tier for VmTier {
         if housekeeping.is_empty() {
             housekeeping = ctx.part.cpus.clone();
         }
-        let hk = housekeeping.to_string();
         let e = |e: carve_vm::spec::SpecError| e.to_string();
         let mut b = carve_vm::VmSpec::builder(name)
             .map_err(e)?
@@ -113,6 +115,17 @@ impl Tier for VmTier {
         if self.ctx.cgroup_root.is_some() {
             prepare_cpuset(journal, ctx, &ctx.part.cpus.union(&housekeeping))?;
         }
+        Ok(spec)
+    }
+
+    /// Starts QEMU for a prepared partition (under the VM tier's own journal) and keeps it.
+    pub fn launch(&self, ctx: &TierCtx<'_>, spec: carve_vm::VmSpec) -> TierResult<Launched> {
+        let name = &ctx.part.name;
+        let hk = spec
+            .housekeeping
+            .as_ref()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
         let vm = match Vm::launch(&self.ctx, spec, Boot::Fresh) {
             Ok(vm) => vm,
             Err(e) => {
@@ -136,6 +149,17 @@ impl Tier for VmTier {
             .expect("vm tier lock")
             .insert(name.clone(), vm);
         Ok(launched)
+    }
+}
+
+impl Tier for VmTier {
+    fn kind(&self) -> &'static str {
+        "vm"
+    }
+
+    fn start(&self, ctx: &TierCtx<'_>, journal: &mut Journal) -> TierResult<Launched> {
+        let spec = self.prepare(ctx, journal)?;
+        self.launch(ctx, spec)
     }
 
     fn poll(&self, part: &PartitionState) -> Option<crate::restart::Exit> {
