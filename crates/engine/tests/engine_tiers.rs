@@ -382,20 +382,43 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
 }
 
 #[test]
-fn a_failure_at_the_dedicated_or_vm_step_rolls_back_the_host_tuning() {
+fn a_failure_at_the_dedicated_container_or_vm_step_rolls_back_the_host_tuning() {
     let _lock = carve_testkit::HostLock::exclusive();
     let before = Snapshot::take().files;
-    for point in ["dedicated:FAST:after", "vm:GUEST", "vm:GUEST:after"] {
-        let (fast, guest) = (unique_name("fast"), unique_name("vm"));
+    let t = tempfile::tempdir().unwrap();
+    let rootfs = rootfs(t.path());
+    // "container:WEB" fails while the VM's QEMU is starting on its thread.
+    for point in [
+        "dedicated:FAST:after",
+        "vm:GUEST",
+        "container:WEB",
+        "vm:GUEST:after",
+    ] {
+        let (fast, web, guest) = (unique_name("fast"), unique_name("web"), unique_name("vm"));
         let plan = PlanSpec {
             name: unique_name("plan"),
             networks: vec![],
             partitions: vec![
                 part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "other")),
+                part(
+                    &web,
+                    "0",
+                    32 << 20,
+                    KindSpec::Container(ContainerSpec {
+                        rootfs: RootfsSource::Folder(rootfs.clone()),
+                        command: vec!["sleep".into(), "1000".into()],
+                        env: vec![],
+                        init: false,
+                        network: None,
+                    }),
+                ),
                 part(&guest, "0", 256 << 20, vm("quiet", None)),
             ],
         };
-        let point = point.replace("FAST", &fast).replace("GUEST", &guest);
+        let point = point
+            .replace("FAST", &fast)
+            .replace("GUEST", &guest)
+            .replace("WEB", &web);
         let mut e = engine();
         e.faults = vec![point.clone()];
         match e.up(plan.clone(), &mut |_| {}) {
