@@ -25,8 +25,14 @@ impl Accel {
     }
 }
 
-/// The TCG translation buffer (MiB) used with `mem_lock`.
-pub const TCG_LOCKED_TB_MIB: u64 = 128;
+/// The TCG translation buffer (MiB): 256, or 128 with `mem_lock`.
+pub fn tcg_tb_mib(spec: &VmSpec) -> u64 {
+    if spec.mem_lock {
+        128
+    } else {
+        256
+    }
+}
 
 /// Launch-time inputs beyond the spec.
 #[derive(Debug, Clone, Default)]
@@ -89,15 +95,15 @@ pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArg
     push(&["-machine", &machine]);
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-        // TCG reserves a 1 GiB translation buffer by default; locked (mem-lock) it would all
-        // become resident, so it is kept to TCG_LOCKED_TB_MIB there.
-        Accel::Tcg if spec.mem_lock => push(&[
+        // TCG's translation buffer defaults to 1 GiB and fills as guest code is translated: it
+        // is bounded so QEMU stays inside its cgroup's memory limit (smaller still when locked,
+        // as mem-lock makes it all resident).
+        Accel::Tcg => push(&[
             "-accel",
-            &format!("tcg,tb-size={TCG_LOCKED_TB_MIB}"),
+            &format!("tcg,tb-size={}", tcg_tb_mib(spec)),
             "-cpu",
             "max",
         ]),
-        Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
     }
     push(&["-smp", &spec.vcpus.to_string()]);
     let mib = spec.memory >> 20;
@@ -233,7 +239,7 @@ mod tests {
         assert!(a.contains(&"-nodefaults".to_string()));
         assert!(a.contains(&"-no-user-config".to_string()));
         assert!(has(&a, ["-display", "none"]));
-        assert!(has(&a, ["-accel", "tcg"]));
+        assert!(has(&a, ["-accel", "tcg,tb-size=256"]));
         assert!(has(&a, ["-cpu", "max"]));
         assert!(has(&a, ["-machine", "q35,memory-backend=carve-mem"]));
         assert!(has(

@@ -435,11 +435,14 @@ impl Vm {
             return Ok(None);
         };
         let cpus = self.spec.cpus.union(housekeeping);
-        // Guest RAM plus QEMU's own overhead (TCG translation cache, device state, I/O buffers).
+        // Guest RAM plus QEMU's own share: code, heap, device state, I/O buffers, the TCG translation buffer;
+        // with mem-lock all of its address space is resident.
         let mut limit = self.spec.memory + (256 << 20);
+        if self.runtime.accel == "tcg" {
+            limit += crate::cmdline::tcg_tb_mib(&self.spec) << 20;
+        }
         if self.spec.mem_lock {
-            // Locked, QEMU's whole address space is resident: code, heap, the TCG buffer.
-            limit += (crate::cmdline::TCG_LOCKED_TB_MIB << 20) + (256 << 20);
+            limit += 256 << 20;
         }
         let name = self.spec.name.clone();
         let rt = self.spec.rt_priority.is_some();
