@@ -224,7 +224,21 @@ fn up_detached_ps_exec_logs_stop_start_down() {
     // A second up of the same plan is refused.
     let again = carve(&["up", "-d", &w.plan_file()]);
     assert!(!again.status.success());
+    // `logs -f` follows until the plan goes down.
+    let mut follow = Command::new(CARVE)
+        .args(["logs", "-f", &w.part])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, format!("started {}", w.part));
     ok(&["down", &w.plan]);
+    // It ends by itself once the plan is down.
+    for l in lines {
+        l.unwrap();
+    }
+    assert!(follow.wait().unwrap().success());
     w.assert_gone();
 }
 
