@@ -723,9 +723,9 @@ impl Running {
                     self.restart(engine, &name);
                 }
                 (PartState::Stopped | PartState::Exited, Desired::Running)
-                    if part.last_exit.as_deref() == Some("stopped") =>
+                    if take_start_request(&self.dir, &name) =>
                 {
-                    // `carve start` after `carve stop`.
+                    // `carve start`: after `carve stop`, or after it exited for good.
                     changed = true;
                     self.restart(engine, &name);
                 }
@@ -849,17 +849,36 @@ fn read_desired(dir: &PlanDir, part: &str) -> Desired {
 }
 
 /// Asks the holder of the plan to stop or start partition `part`.
+///
+/// Asking for `Running` also leaves a one-shot start request, so a partition that exited for
+/// good (policy `no`, or out of retries) starts again, not only one stopped by `carve stop`.
 pub fn request(dir: &PlanDir, part: &str, want: Desired) -> Result<(), StateError> {
+    let io = |path: PathBuf| {
+        move |source| StateError::Io {
+            action: "write",
+            path,
+            source,
+        }
+    };
+    if want == Desired::Running {
+        let start = start_request_file(dir, part);
+        std::fs::write(&start, "start").map_err(io(start.clone()))?;
+    }
     let path = desired_file(dir, part);
     let text = match want {
         Desired::Running => "running",
         Desired::Stopped => "stopped",
     };
-    std::fs::write(&path, text).map_err(|source| StateError::Io {
-        action: "write",
-        path,
-        source,
-    })
+    std::fs::write(&path, text).map_err(io(path.clone()))
+}
+
+fn start_request_file(dir: &PlanDir, part: &str) -> PathBuf {
+    dir.partition_dir(part).join("start")
+}
+
+/// Whether `carve start` asked for `part` (the request is consumed).
+fn take_start_request(dir: &PlanDir, part: &str) -> bool {
+    std::fs::remove_file(start_request_file(dir, part)).is_ok()
 }
 
 impl Running {

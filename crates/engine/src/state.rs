@@ -317,7 +317,7 @@ impl Lock {
     }
 }
 
-/// What a plan claims on the host: its cores, partition names, bridges and namespaces.
+/// What a plan claims on the host: its cores, partition names and bridges.
 ///
 /// Cores of dedicated partitions are held exclusively; the cores of containers and VMs may be
 /// shared with other plans' containers and VMs (as within one plan), never with a dedicated core.

@@ -503,3 +503,43 @@ fn a_partition_name_that_is_not_a_plain_name_is_refused_before_anything_changes(
         UpError::Refused(StateError::BadName(_))
     ));
 }
+
+#[test]
+fn start_brings_back_a_partition_that_exited_for_good() {
+    // As the holder is: container inits become our children, so their exit status is known.
+    carve_engine::process::become_subreaper().unwrap();
+    let plan = PlanSpec {
+        name: unique_name("plan"),
+        networks: vec![],
+        partitions: vec![container(
+            &unique_name("once"),
+            "0",
+            &["/bin/sh", "-c", "echo ran"],
+            None,
+        )],
+    };
+    let name = plan.partitions[0].name.clone();
+    let mut up = Up {
+        engine: engine(&[]),
+        running: None,
+    };
+    up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
+    let e = engine(&[]);
+    let r = up.running.as_mut().unwrap();
+    // Policy "no": it exits and stays exited.
+    wait_for("the exit", || {
+        r.tick(&e);
+        r.state().partitions[0].state == PartState::Exited
+    });
+    assert_eq!(r.state().partitions[0].last_exit.as_deref(), Some("exit 0"));
+    let first = r.state().partitions[0].pid;
+    // `carve start` runs it again.
+    request(r.dir(), &name, Desired::Running).unwrap();
+    wait_for("a new run", || {
+        r.tick(&e);
+        r.state().partitions[0].restarts == 1 && r.state().partitions[0].pid != first
+    });
+    let running = up.running.take().unwrap();
+    running.down(&e, &mut |_| {}).unwrap();
+    assert_gone(&e, &plan, None);
+}
