@@ -701,6 +701,9 @@ impl Running {
                     changed = true;
                 }
                 (PartState::Running, Desired::Running) => {
+                    // `carve start` of a running partition: nothing to do, and nothing to
+                    // remember for when it exits.
+                    take_start_request(&self.dir, &name);
                     let Some(tier) = self
                         .plan
                         .partition(&name)
