@@ -242,10 +242,12 @@ fn vm_cli_kill9_of_carve_then_carve_restore_removes_qemu_cgroup_and_journal() {
     assert!(wait_dead(sup));
     // Other orphaned journals on the host may fail to restore (and make the exit status 1):
     // what matters here is this VM's line.
+    // Another test's `carve restore` may have restored this orphan first (restorers take turns
+    // on a journal); then the journal is already gone and the checks below still hold.
     let o = carve(&["restore"]);
     let want = format!("restored vm-{}: ", g.name);
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains(&want),
+        String::from_utf8_lossy(&o.stdout).contains(&want) || !journal(&g.name).exists(),
         "{}",
         text(&o)
     );

@@ -118,7 +118,7 @@ impl Journal {
         let root = root.as_ref();
         std::fs::create_dir_all(root).map_err(io("create directory for", root))?;
         let path = journal_path(root, owner);
-        if path.exists() {
+        if let Some(_lock) = lock_existing(&path)? {
             let old = Journal::load(&path)?;
             if old.header.holder.is_alive() && old.header.holder != ProcessId::current() {
                 return Err(Error::Busy(owner.to_string(), old.header.holder.pid));
@@ -293,6 +293,28 @@ impl Journal {
     }
 }
 
+/// Takes an exclusive lock on the journal file at `path` for the caller's undo, waiting for any
+/// other restorer. `None` when there is no such journal (any more).
+fn lock_existing(path: &Path) -> Result<Option<File>, Error> {
+    use std::os::fd::AsRawFd;
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("open", path)(e)),
+    };
+    // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io("lock", path)(std::io::Error::last_os_error()));
+    }
+    // The restorer we waited for may have removed (or rewritten) the journal meanwhile.
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.ino() == f.metadata().map_err(io("stat", path))?.ino() => Ok(Some(f)),
+        Ok(_) => lock_existing(path),
+        Err(_) => Ok(None),
+    }
+}
+
 fn count_lines(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|s| s.lines().count())
@@ -329,6 +351,19 @@ pub fn restore_orphans(root: impl AsRef<Path>, link_undo: Option<LinkUndo>) -> V
         .collect();
     paths.sort();
     for p in paths {
+        // Two restorers (two `carve restore` runs) must not undo one journal twice.
+        let _lock = match lock_existing(&p) {
+            Ok(Some(l)) => l,
+            Ok(None) => continue, // another restorer finished it while we waited
+            Err(e) => {
+                out.push(Restored {
+                    owner: p.display().to_string(),
+                    changes: 0,
+                    result: Err(e),
+                });
+                continue;
+            }
+        };
         match Journal::load(&p) {
             Ok(j) if j.header.holder.is_alive() => {}
             Ok(j) => {

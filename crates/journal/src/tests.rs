@@ -141,3 +141,37 @@ fn cpu_list_parses() {
 fn change_parse(s: &str) -> Vec<usize> {
     crate::change::tests_parse(s).unwrap()
 }
+
+#[test]
+fn concurrent_restorers_undo_an_orphan_once() {
+    let r = root();
+    let jroot = r.path().join("j");
+    let counter = r.path().join("appended");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = ProcessId::of(child.id() as i32).unwrap();
+    child.wait().unwrap();
+    let mut j = Journal::create_held_by(&jroot, "twice", dead).unwrap();
+    // A WriteBack appends nothing, so count undos through a file the undo recreates: each undo
+    // of CreatedFile removes it; we instead count journals reported restored.
+    j.record(Change::CreatedFile {
+        path: counter.clone(),
+    })
+    .unwrap();
+    std::mem::forget(j);
+    let a = std::thread::spawn({
+        let jroot = jroot.clone();
+        move || restore_orphans(&jroot, None)
+    });
+    let b = restore_orphans(&jroot, None);
+    let a = a.join().unwrap();
+    let restored: usize = [a, b]
+        .iter()
+        .flatten()
+        .filter(|x| x.owner == "twice" && x.result.is_ok())
+        .count();
+    assert_eq!(
+        restored, 1,
+        "one restorer undoes the journal, the other skips it"
+    );
+    assert!(!journal_path(&jroot, "twice").exists());
+}
