@@ -158,6 +158,19 @@ fn hook_state(id: &str, spec: &Spec, bundle: &Path, status: &str, pid: i32) -> V
     .unwrap_or_default()
 }
 
+/// The hook state from what state.json keeps (no config parse).
+fn hook_state_of(st: &Persisted, status: &str, pid: i32) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": st.id,
+        "status": status,
+        "pid": pid,
+        "bundle": st.bundle,
+        "annotations": st.annotations,
+    }))
+    .unwrap_or_default()
+}
+
 thread_local! {
     /// The id of the container being created (hooks run in the forked child read it).
     static CURRENT_ID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
@@ -543,6 +556,16 @@ impl Runtime {
                 .collect(),
             cgroups_path: self.cgroups_path(&spec, &o.id),
             own_pidns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Pid),
+            poststart: spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststart().clone())
+                .unwrap_or_default(),
+            poststop: spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststop().clone())
+                .unwrap_or_default(),
             ..Default::default()
         };
         dir.save(&st)?;
@@ -770,10 +793,9 @@ impl Runtime {
             Ok(Some((m, _))) => return Err(Error::Setup(format!("unexpected message {m:?}"))),
             Err(e) => return Err(io("waiting for init to exec")(e)),
         }
-        let spec = stored_spec(&dir)?;
-        if let Some(list) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
-            let hs = hook_state(id, &spec, &st.bundle, "running", st.pid);
-            if let Err(e) = hooks::run("poststart", list, &hs) {
+        if !st.poststart.is_empty() {
+            let hs = hook_state_of(&st, "running", st.pid);
+            if let Err(e) = hooks::run("poststart", &st.poststart, &hs) {
                 tracing::warn!("{e}");
             }
         }
@@ -869,12 +891,10 @@ impl Runtime {
             }
             m.remove()?;
         }
-        if let Ok(spec) = stored_spec(&dir) {
-            if let Some(list) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
-                let hs = hook_state(id, &spec, &st.bundle, "stopped", 0);
-                if let Err(e) = hooks::run("poststop", list, &hs) {
-                    tracing::warn!("{e}");
-                }
+        if !st.poststop.is_empty() {
+            let hs = hook_state_of(&st, "stopped", 0);
+            if let Err(e) = hooks::run("poststop", &st.poststop, &hs) {
+                tracing::warn!("{e}");
             }
         }
         dir.remove()?;

@@ -94,6 +94,12 @@ pub struct Persisted {
     pub own_pidns: bool,
     /// Whether init's setup finished (false: a create crashed or failed midway).
     pub complete: bool,
+    /// poststart hooks, kept here so `start` need not parse the whole config again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststart: Vec<oci_spec::runtime::Hook>,
+    /// poststop hooks, for `delete`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststop: Vec<oci_spec::runtime::Hook>,
 }
 
 /// A locked container directory.
