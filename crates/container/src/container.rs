@@ -1062,12 +1062,13 @@ impl Runtime {
             let _ = sys::pidfd_wait_child(&pidfd);
             e
         };
+        // The child joins the namespaces while the migration waits for its grace period; it
+        // waits for `Joined` before it execs. A failed send means it already reported an error.
+        let _ = parent.send(&Msg::Go, &[]);
         if let Some(m) = &cg {
             m.add_task(pid).map_err(|e| fail(e.into()))?;
         }
-        parent
-            .send(&Msg::Go, &[])
-            .map_err(|e| fail(io("sync")(e)))?;
+        let _ = parent.send(&Msg::Joined, &[]);
         match parent.recv(0) {
             Ok(None) => {}
             Ok(Some((Msg::Error(e), _))) => return Err(fail(Error::Setup(e))),
@@ -1224,14 +1225,6 @@ fn exec_child(
             crate::process::set_affinity(&a)?;
         }
         chan.expect(&Msg::Go, "waiting for the runtime")?;
-        if let Some(a) = plan
-            .process
-            .exec_cpu_affinity()
-            .as_ref()
-            .and_then(|a| a.cpu_affinity_final().clone())
-        {
-            crate::process::set_affinity(&a)?;
-        }
         sys::setns(init_fd.as_raw_fd(), join_flags)
             .map_err(|e| format!("joining the container's namespaces: {e}"))?;
         if plan.userns {
@@ -1244,6 +1237,15 @@ fn exec_child(
         init::privileged_attrs(plan.process, plan.spec)?;
         let target = crate::process::exec_target(plan.process)?;
         init::enter_cwd(plan.process)?;
+        chan.expect(&Msg::Joined, "waiting for the cgroups")?;
+        if let Some(a) = plan
+            .process
+            .exec_cpu_affinity()
+            .as_ref()
+            .and_then(|a| a.cpu_affinity_final().clone())
+        {
+            crate::process::set_affinity(&a)?;
+        }
         let (_notify, late) = init::finalize_creds(plan)?;
         // The process outlives a detached `exec`: stop dying with the runtime.
         // SAFETY: prctl with integer arguments.
