@@ -721,6 +721,9 @@ impl Runtime {
         drop(pidfd);
         st.pid = pid;
         st.pid_start = sys::proc_start_time(pid).map(|s| s.0).unwrap_or(0);
+        // Recorded before anything else happens, so a `delete --force` after a killed `create`
+        // finds (and kills) this init.
+        guard.dir.as_ref().expect("dir").save(&st)?;
         // A failed send means init already gave up: its Error message is read below.
         let _ = parent.send(&Msg::Go, &[]);
         // Init builds its rootfs while the migration waits for its RCU grace period.
