@@ -392,3 +392,63 @@ fn bad_config_names_the_json_path_and_leaves_nothing() {
     let err = e.fails(&["delete", "--force", &e.id]);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn a_runtime_killed_at_any_point_is_cleaned_up_by_delete_force() {
+    use std::os::unix::process::ExitStatusExt;
+    if !require_root() {
+        return;
+    }
+    let e = Env::new("crash", &["sleep", "1000"]);
+    let b = e.bundle.to_str().unwrap().to_string();
+    for point in [
+        "create:dir",
+        "create:cgroup",
+        "create:clone",
+        "create:go",
+        "create:ready",
+        "start:marked",
+        "delete:killed",
+        "delete:cgroup",
+    ] {
+        let _g = Guard { env: &e };
+        let fault = [("CARVE_OCI_FAULT", point)];
+        let (cmd, args): (&str, Vec<&str>) = match point.split(':').next().unwrap() {
+            "create" => ("create", vec!["create", "--bundle", &b, &e.id]),
+            "start" => {
+                e.ok(&["create", "--bundle", &b, &e.id]);
+                ("start", vec!["start", &e.id])
+            }
+            _ => {
+                e.ok(&["create", "--bundle", &b, &e.id]);
+                e.ok(&["start", &e.id]);
+                ("delete", vec!["delete", "--force", &e.id])
+            }
+        };
+        let o = e.oci_env(&args, &fault);
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGKILL),
+            "{cmd} at {point} was not killed"
+        );
+        // whatever is left is found and removed
+        let pid = e.oci(&["state", &e.id]);
+        let pid = serde_json::from_slice::<Value>(&pid.stdout)
+            .ok()
+            .and_then(|v| v["pid"].as_i64());
+        let o = e.oci(&["delete", "--force", &e.id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() || err.contains("does not exist"),
+            "{point}: {err}"
+        );
+        e.assert_gone();
+        if let Some(p) = pid.filter(|p| *p > 0) {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            assert!(
+                stat.is_empty() || stat.contains(") Z"),
+                "{point}: init {p} still alive"
+            );
+        }
+    }
+}

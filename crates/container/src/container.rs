@@ -536,6 +536,7 @@ impl Runtime {
         }
 
         let dir = ContainerDir::create(&self.root, &o.id)?;
+        crate::fault::point("create:dir");
         let mut guard = CreateGuard {
             dir: Some(dir),
             cgroup: None,
@@ -572,6 +573,7 @@ impl Runtime {
         let mut mgr = Manager::new(&self.cgroup_root, &st.cgroups_path)?;
         save_cg(dir, &mgr)?;
         mgr.create()?;
+        crate::fault::point("create:cgroup");
         guard.cgroup = Some(mgr.clone());
         if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
             mgr.apply(&with_default_devices(&spec, res))?;
@@ -724,8 +726,10 @@ impl Runtime {
         // Recorded before anything else happens, so a `delete --force` after a killed `create`
         // finds (and kills) this init.
         guard.dir.as_ref().expect("dir").save(&st)?;
+        crate::fault::point("create:clone");
         // A failed send means init already gave up: its Error message is read below.
         let _ = parent.send(&Msg::Go, &[]);
+        crate::fault::point("create:go");
         // Init builds its rootfs while the migration waits for its RCU grace period.
         if let Some(m) = &guard.cgroup {
             m.add_task(pid)?;
@@ -763,6 +767,7 @@ impl Runtime {
                 Err(e) => return Err(io("reading from init")(e)),
             }
         }
+        crate::fault::point("create:ready");
         st.complete = true;
         dir.save(&st)?;
         if let Some(p) = &o.pid_file {
@@ -786,6 +791,7 @@ impl Runtime {
         }
         st.started = true;
         dir.save(&st)?;
+        crate::fault::point("start:marked");
         let sock = connect_unix(&dir.path.join("init.sock"), libc::SOCK_SEQPACKET)?;
         let ch = Channel::from_owned(sock);
         ch.send(&Msg::Start, &[])
@@ -888,12 +894,14 @@ impl Runtime {
                 sys::pidfd_wait_exit(&fd, 10_000).map_err(io("waiting for init to exit"))?;
             }
         }
+        crate::fault::point("delete:killed");
         if let Some(m) = &cg {
             if !st.own_pidns || status == Status::Paused {
                 let _ = m.kill_all(libc::SIGKILL);
             }
             m.remove()?;
         }
+        crate::fault::point("delete:cgroup");
         if !st.poststop.is_empty() {
             let hs = hook_state_of(&st, "stopped", 0);
             if let Err(e) = hooks::run("poststop", &st.poststop, &hs) {

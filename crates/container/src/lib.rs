@@ -33,6 +33,7 @@
 pub mod channel;
 pub mod config;
 pub mod container;
+pub mod fault;
 pub mod hooks;
 pub mod init;
 pub mod process;

@@ -107,6 +107,11 @@ impl Env {
     /// Runs `carve-oci --root ROOT ARGS…`. Output goes through files, not pipes: a created
     /// container's init inherits the runtime's stdio and would hold a pipe open.
     pub fn oci(&self, args: &[&str]) -> Output {
+        self.oci_env(args, &[])
+    }
+
+    /// As `oci`, with extra environment variables.
+    pub fn oci_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let n = OUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = self.dir.path().join(format!("out.{n}"));
         let err = self.dir.path().join(format!("err.{n}"));
@@ -114,6 +119,7 @@ impl Env {
             .arg("--root")
             .arg(&self.root)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
