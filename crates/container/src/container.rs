@@ -606,6 +606,14 @@ impl Runtime {
             .fold(0, |f, (t, _)| f | clone_flag(*t));
         let has_time = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Time);
         let fast = joined.is_empty() && !has_time;
+        // The fds the child keeps past its first instruction (everything else from 3+N on is
+        // closed right after the fork — the state dir lock, the log file, the caller's leaks):
+        // - its end of the handshake channel (CLOEXEC: closes by itself at exec, which is how
+        //   the runtime sees the exec),
+        // - the init.sock listener that `start` connects to (CLOEXEC, closed at exec),
+        // - the console socket, to send the pty master through (closed once sent),
+        // - fds of namespaces to join by path (pushed below; dropped after setns),
+        // - 3..3+N from --preserve-fds (made inheritable just before exec).
         let mut keep = vec![child.raw(), listener.as_raw_fd()];
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
@@ -1003,6 +1011,9 @@ impl Runtime {
             None
         };
         let (parent, child) = Channel::pair().map_err(io("socketpair"))?;
+        // Kept by the exec child: the channel (CLOEXEC, EOF at exec tells the runtime it
+        // worked), init's pidfd (to setns into all its namespaces at once), the console socket;
+        // everything else from 3+N on is closed right after the fork.
         let mut keep = vec![child.raw(), init_fd.as_raw_fd()];
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
