@@ -118,7 +118,7 @@ impl Change {
 }
 
 /// A cgroup directory stays busy for a moment after its last task is killed: retry briefly.
-fn remove_dir_patiently(path: &PathBuf) -> Result<(), String> {
+fn remove_dir_patiently(path: &std::path::Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match std::fs::remove_dir(path) {
@@ -132,7 +132,7 @@ fn remove_dir_patiently(path: &PathBuf) -> Result<(), String> {
     }
 }
 
-fn unmount(target: &PathBuf) -> Result<(), String> {
+fn unmount(target: &std::path::Path) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: c is a valid NUL-terminated path; umount2 does not keep the pointer.
