@@ -61,6 +61,8 @@ struct Rt {
     times: Vec<Vec<f64>>,
     /// Peak RSS per CLI call, KiB (from the RSS rounds).
     rss: Vec<u64>,
+    /// Failed rounds (retried), with the runtime's message.
+    failures: Vec<String>,
     /// During the RSS rounds: calls go through `busybox time -f %M` (see [`rss_wrapper`]).
     rss_via: Option<PathBuf>,
 }
@@ -119,6 +121,7 @@ impl Rt {
             times: vec![Vec::new(); METRICS.len()],
             rss: Vec::new(),
             rss_via: None,
+            failures: Vec::new(),
         }
     }
 
@@ -472,7 +475,7 @@ pub fn run(args: Args) -> Result<()> {
     for round in 0..=args.runs {
         for rt in rts.iter_mut() {
             let times_before: Vec<usize> = rt.times.iter().map(Vec::len).collect();
-            one_round(rt, &dir, &b, &work.cgroup_parent, round)?;
+            robust_round(rt, &dir, &b, &work.cgroup_parent, round)?;
             if round == 0 {
                 for (t, n) in rt.times.iter_mut().zip(times_before) {
                     t.truncate(n);
@@ -489,7 +492,7 @@ pub fn run(args: Args) -> Result<()> {
         for rt in rts.iter_mut() {
             let times_before: Vec<usize> = rt.times.iter().map(Vec::len).collect();
             rt.rss_via = Some(bb.clone());
-            let r = one_round(rt, &dir, &b, &work.cgroup_parent, args.runs + 1 + round);
+            let r = robust_round(rt, &dir, &b, &work.cgroup_parent, args.runs + 1 + round);
             rt.rss_via = None;
             r?;
             for (t, n) in rt.times.iter_mut().zip(times_before) {
@@ -498,6 +501,38 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     report(&rts, args.json)
+}
+
+/// Failed calls tolerated per runtime before the benchmark gives up (youki now and then fails
+/// `create` with "failed to seal /proc/self/exe: EBUSY" under load).
+const MAX_FAILURES: usize = 3;
+
+/// `one_round`, retried after a failure: the round's containers are force-deleted, the failure is
+/// printed and counted, and its partial timings are dropped.
+fn robust_round(rt: &mut Rt, work: &Path, bundle: &str, parent: &str, round: usize) -> Result<()> {
+    loop {
+        let before: Vec<usize> = rt.times.iter().map(Vec::len).collect();
+        let rss_before = rt.rss.len();
+        let attempt = round * 10 + rt.failures.len();
+        match one_round(rt, work, bundle, parent, attempt) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                for (t, n) in rt.times.iter_mut().zip(before) {
+                    t.truncate(n);
+                }
+                rt.rss.truncate(rss_before);
+                let id = format!("carve-bench-{}-{attempt}", rt.name);
+                for i in [id.clone(), format!("{id}-p"), format!("{id}-p-r")] {
+                    let _ = rt.try_run(work, &["delete", "--force", &i]);
+                }
+                eprintln!("carve bench runtime: {e:#} (retrying the round)");
+                rt.failures.push(format!("{e:#}"));
+                if rt.failures.len() >= MAX_FAILURES {
+                    bail!("{} failed {MAX_FAILURES} times: {:?}", rt.name, rt.failures);
+                }
+            }
+        }
+    }
 }
 
 /// One measurement of every kind for one runtime.
@@ -592,6 +627,7 @@ fn report(rts: &[Rt], as_json: bool) -> Result<()> {
                        "max": r.rss.iter().max(), "calls": r.rss.len()}),
             );
             m.insert("binary".into(), json!(r.bin));
+            m.insert("failed_rounds".into(), json!(r.failures));
             runtimes.insert(r.name.to_string(), Value::Object(m));
         }
         let mut ratios = serde_json::Map::new();
@@ -655,6 +691,14 @@ fn report(rts: &[Rt], as_json: bool) -> Result<()> {
         );
     }
     println!("\n(cycle = create + start + delete --force of a running sleep; run_true = run /bin/true + delete;\n create/start/state/kill/delete = each phase alone; rss = peak RSS of each CLI call, median [max])");
+    for r in rts.iter().filter(|r| !r.failures.is_empty()) {
+        println!(
+            "{}: {} failed round(s), retried: {:?}",
+            r.name,
+            r.failures.len(),
+            r.failures
+        );
+    }
     println!("\ntargets:");
     for c in &checks {
         let met = c["met"].as_bool().unwrap_or(false);
