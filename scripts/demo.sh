@@ -68,7 +68,15 @@ echo "saved $G/run/before.json"
 # ---- 3. measurement: `carve up` of the plan vs its partitions started alone -------------------
 # Each partition alone is one-partition plan (cache/gateway/alone/*.toml); the container and the
 # VM alone are measured while the fast path alone holds core 1, as in the whole plan.
-up_ms() { local t0; t0=$(now_ms); $carve up -d "$1" >$G/run/up-$(basename "$1" .toml).log 2>&1; echo $(( $(now_ms) - t0 )); }
+up_ms() {
+  local t0 log=$G/run/up-$(basename "$1" .toml).log
+  t0=$(now_ms)
+  if ! $carve up -d "$1" >"$log" 2>&1; then
+    { echo "demo: carve up -d $1 failed:"; cat "$log"; } >&2
+    return 1
+  fi
+  echo $(( $(now_ms) - t0 ))
+}
 if [ "$MEASURE" = 1 ]; then
   say "measuring: carve up -d of each partition alone, then of the whole plan"
   A=$ROOT/$G/alone; mkdir -p $A
@@ -117,11 +125,13 @@ initrd = "$ROOT/cache/guest/initrd.img"
 append = "quiet"
 network = { bridge = "carve0", address = "10.77.0.3/24" }
 EOF
+  trap 'for p in gwa-legacy gwa-control gwa-fastpath; do $carve down $p >/dev/null 2>&1 || true; done' EXIT INT TERM
   t_ded=$(up_ms $A/gwa-fastpath.toml)
   sleep 1
   t_ct=$(up_ms $A/gwa-control.toml);  $carve down gwa-control >/dev/null
   t_vm=$(up_ms $A/gwa-legacy.toml);   $carve down gwa-legacy >/dev/null
   $carve down gwa-fastpath >/dev/null
+  trap - EXIT INT TERM
   sum=$(( t_ded + t_ct + t_vm ))
   echo "alone: fastpath ${t_ded} ms, control ${t_ct} ms (core 1 taken), legacy ${t_vm} ms (core 1 taken): sum ${sum} ms"
 fi
@@ -129,7 +139,11 @@ fi
 # ---- 4. the demo ------------------------------------------------------------------------------
 say "carve up -d examples/gateway.toml"
 t0=$(now_ms)
-$carve up -d examples/gateway.toml
+if ! $carve up -d examples/gateway.toml; then
+  echo "demo: carve up failed (it rolled back); comparing the host with the snapshot:" >&2
+  $leakcheck compare $G/run/before.json || true
+  exit 1
+fi
 t_all=$(( $(now_ms) - t0 ))
 echo "carve up -d took ${t_all} ms"
 if [ "$MEASURE" = 1 ]; then
@@ -157,7 +171,9 @@ for _ in $(seq 120); do
   sleep 1
 done
 say "carve logs legacy (the guest console)"
+page_ok=0
 if $carve logs legacy | grep -qa '"packets"'; then
+  page_ok=1
   $carve logs legacy | grep -a -m 1 'carve-guest-ready' || true
   $carve logs legacy | grep -a '"packets"' | tail -n 3
 else
@@ -199,5 +215,9 @@ if [ $status = 0 ]; then
   say "the host is exactly as before"
 else
   say "the host was NOT fully restored (see above)"
+fi
+if [ $page_ok = 0 ]; then
+  echo "demo: the VM never printed the fast path's page (see its console above)" >&2
+  status=1
 fi
 exit $status
