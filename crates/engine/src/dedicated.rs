@@ -136,10 +136,9 @@ impl Tier for DedicatedTier {
 /// Undoes the journal `owner` under the default root if its holder is gone.
 pub(crate) fn restore_journal(owner: &str) -> TierResult<()> {
     let path = carve_journal::journal_path(carve_journal::DEFAULT_ROOT.as_ref(), owner);
-    if !path.exists() {
-        return Ok(());
-    }
-    let j = Journal::load(&path).map_err(|e| e.to_string())?;
+    let Some(j) = Journal::load_if_present(&path).map_err(|e| e.to_string())? else {
+        return Ok(()); // never made, or another undoer finished it
+    };
     j.with_link_undo(carve_net::journal_undo)
         .undo()
         .map_err(|e| e.to_string())

@@ -500,15 +500,16 @@ impl Engine {
         }
         drop(lock);
         let path = carve_journal::journal_path(&self.journal_root, &Self::journal_owner(name));
-        if path.exists() {
-            match Journal::load(&path) {
-                Ok(j) => {
-                    if let Err(e) = j.with_link_undo(carve_net::journal_undo).undo() {
-                        failures.push(e.to_string());
-                    }
+        // Another undoer (a concurrent `carve restore`) may finish the journal first: then
+        // there is nothing left to do here.
+        match Journal::load_if_present(&path) {
+            Ok(Some(j)) => {
+                if let Err(e) = j.with_link_undo(carve_net::journal_undo).undo() {
+                    failures.push(e.to_string());
                 }
-                Err(e) => failures.push(e.to_string()),
             }
+            Ok(None) => {}
+            Err(e) => failures.push(e.to_string()),
         }
         if failures.is_empty() {
             Ok(())

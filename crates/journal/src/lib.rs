@@ -90,6 +90,9 @@ pub struct Journal {
     changes: Vec<Change>,
     file: Option<File>,
     link_undo: Option<LinkUndo>,
+    /// An exclusive flock on the journal file, held while this process may undo it, so that two
+    /// undoers (`carve restore`, `carve vm stop`, `carve down`) never undo one journal twice.
+    lock: Option<File>,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -118,8 +121,7 @@ impl Journal {
         let root = root.as_ref();
         std::fs::create_dir_all(root).map_err(io("create directory for", root))?;
         let path = journal_path(root, owner);
-        if let Some(_lock) = lock_existing(&path)? {
-            let old = Journal::load(&path)?;
+        if let Some(old) = Journal::load_if_present(&path)? {
             if old.header.holder.is_alive() && old.header.holder != ProcessId::current() {
                 return Err(Error::Busy(owner.to_string(), old.header.holder.pid));
             }
@@ -143,12 +145,28 @@ impl Journal {
             changes: Vec::new(),
             file: Some(file),
             link_undo: None,
+            lock: None,
         })
     }
 
-    /// Loads a journal file (for `carve restore` or a supervisor taking over).
+    /// Loads a journal file (for `carve restore` or a supervisor taking over), waiting for any
+    /// other process that is undoing it. Fails with a not-found I/O error when there is no such
+    /// journal (any more); [`Journal::load_if_present`] says `None` instead.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
+        match Self::load_if_present(path)? {
+            Some(j) => Ok(j),
+            None => Err(io("open", path)(std::io::ErrorKind::NotFound.into())),
+        }
+    }
+
+    /// Like [`Journal::load`], but `None` when the journal does not exist (or another undoer
+    /// finished it while this one waited).
+    pub fn load_if_present(path: impl AsRef<Path>) -> Result<Option<Self>, Error> {
+        let path = path.as_ref();
+        let Some(lock) = lock_existing(path)? else {
+            return Ok(None);
+        };
         let f = File::open(path).map_err(io("open", path))?;
         let mut lines = BufReader::new(f).lines();
         let first = lines
@@ -185,13 +203,14 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(io("open", path))?;
-        Ok(Journal {
+        Ok(Some(Journal {
             path: path.to_path_buf(),
             header,
             changes,
             file: Some(file),
             link_undo: None,
-        })
+            lock: Some(lock),
+        }))
     }
 
     /// Sets the function that deletes network links and namespaces on undo (the net crate
@@ -256,6 +275,13 @@ impl Journal {
     /// Undoes every change in reverse order, continuing past failures. On success the journal file
     /// is removed; on failure it is kept (with the changes that still stand) for `carve restore`.
     pub fn undo(mut self) -> Result<(), Error> {
+        if self.lock.is_none() {
+            match lock_existing(&self.path)? {
+                Some(l) => self.lock = Some(l),
+                // Another undoer (a restore after it judged us dead) already finished it.
+                None => return Ok(()),
+            }
+        }
         let mut failures = Vec::new();
         while let Some(change) = self.changes.pop() {
             if let Err(e) = change.undo(self.link_undo) {
@@ -264,8 +290,12 @@ impl Journal {
         }
         if failures.is_empty() {
             drop(self.file.take());
-            std::fs::remove_file(&self.path).map_err(io("remove", &self.path))?;
-            Ok(())
+            match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io("remove", &self.path)(e))
+                }
+                _ => Ok(()),
+            }
         } else {
             // Rewrite the journal with what is left so a later restore retries just those.
             self.rewrite(failures.iter().rev().map(|(c, _)| c))?;
@@ -351,22 +381,12 @@ pub fn restore_orphans(root: impl AsRef<Path>, link_undo: Option<LinkUndo>) -> V
         .collect();
     paths.sort();
     for p in paths {
-        // Two restorers (two `carve restore` runs) must not undo one journal twice.
-        let _lock = match lock_existing(&p) {
-            Ok(Some(l)) => l,
-            Ok(None) => continue, // another restorer finished it while we waited
-            Err(e) => {
-                out.push(Restored {
-                    owner: p.display().to_string(),
-                    changes: 0,
-                    result: Err(e),
-                });
-                continue;
-            }
-        };
-        match Journal::load(&p) {
-            Ok(j) if j.header.holder.is_alive() => {}
-            Ok(j) => {
+        // Loading locks the journal: two restorers never undo one journal twice, and the second
+        // finds it gone.
+        match Journal::load_if_present(&p) {
+            Ok(None) => {}
+            Ok(Some(j)) if j.header.holder.is_alive() => {}
+            Ok(Some(j)) => {
                 let owner = j.header.owner.clone();
                 let changes = j.changes.len();
                 let j = match link_undo {

@@ -56,8 +56,18 @@ pub struct HostLock {
 pub const HOST_LOCK_PATH: &str = "/run/carve-test-host.lock";
 
 impl HostLock {
-    /// Waits for and takes the lock.
+    /// Waits for and takes the lock exclusively: for tests that retune the host.
     pub fn exclusive() -> Self {
+        Self::take(libc::LOCK_EX)
+    }
+
+    /// Waits for and takes the lock shared: for tests that need the cores as Linux normally has
+    /// them (no exclusive cpuset, no moved tasks) but change nothing host-wide themselves.
+    pub fn shared() -> Self {
+        Self::take(libc::LOCK_SH)
+    }
+
+    fn take(how: i32) -> Self {
         let f = File::options()
             .create(true)
             .truncate(false)
@@ -65,7 +75,7 @@ impl HostLock {
             .open(HOST_LOCK_PATH)
             .expect("open host lock");
         // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        let r = unsafe { libc::flock(f.as_raw_fd(), how) };
         assert_eq!(r, 0, "flock {HOST_LOCK_PATH}");
         HostLock { _file: f }
     }

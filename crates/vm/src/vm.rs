@@ -943,8 +943,7 @@ pub fn stop(
     }
     // A journal still there means its holder is gone (carve was killed) or stuck: undo it here
     // (QEMU, tap, cgroup, sockets). Each undo step tolerates what is already gone.
-    if journal_path.exists() {
-        let j = Journal::load(&journal_path)?;
+    if let Some(j) = Journal::load_if_present(&journal_path)? {
         j.with_link_undo(carve_net::journal_undo).undo()?;
     }
     if paths.dir.exists() {

@@ -64,11 +64,11 @@ pub fn require_root() -> bool {
     true
 }
 
-/// Serializes with tests that retune the host. While a dedicated-core test holds a CPU in an
+/// Holds the host lock shared, so as not to overlap tests that retune the host. While a dedicated-core test holds a CPU in an
 /// exclusive cpuset, no sibling cpuset may include that CPU, so every runtime (runc included)
 /// fails to create a container cgroup ("writing 0-1 to cpuset.cpus: Invalid argument").
 pub fn host_lock() -> carve_testkit::HostLock {
-    carve_testkit::HostLock::exclusive()
+    carve_testkit::HostLock::shared()
 }
 
 /// Fills `rootfs` with busybox-static and its applets, /etc/passwd and /etc/group.

@@ -19,7 +19,7 @@ pub struct Env {
     pub config: Value,
 }
 
-/// Container tests hold the host lock (for the life of the test process, one test per process
+/// Container tests hold the host lock shared (for the life of the test process, one test per process
 /// under nextest): a dedicated-core test elsewhere in the suite makes a cpu exclusive, and then no
 /// new v1 cpuset — a container's cgroup — may span all cpus.
 static HOST_LOCK: std::sync::OnceLock<carve_testkit::HostLock> = std::sync::OnceLock::new();
@@ -80,7 +80,7 @@ impl Env {
         config["root"]["readonly"] = json!(false);
         let root = dir.path().join("state");
         let id = carve_testkit::unique_name(prefix);
-        HOST_LOCK.get_or_init(carve_testkit::HostLock::exclusive);
+        HOST_LOCK.get_or_init(carve_testkit::HostLock::shared);
         let e = Env {
             dir,
             bundle,
