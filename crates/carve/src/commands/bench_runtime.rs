@@ -74,6 +74,33 @@ struct Call {
     stderr: String,
 }
 
+/// The longest a single runtime call may take.
+const CALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether `pid` exits within `limit` (pidfd readable); true also when no pidfd can be had.
+fn exited_within(pid: i32, limit: Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return true;
+    }
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let r = loop {
+        // SAFETY: p is one valid pollfd for the call's duration.
+        let r = unsafe { libc::poll(&mut p, 1, limit.as_millis() as i32) };
+        if r >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break r;
+        }
+    };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    r != 0
+}
+
 /// Spawns `bin args` with stdout on /dev/null and stderr in `errfile` (a runtime's `create`
 /// hands its stdio to the container, so no pipe) and reaps it.
 fn call(bin: &Path, args: &[&str], errfile: &Path) -> Result<Call> {
@@ -90,6 +117,20 @@ fn call(bin: &Path, args: &[&str], errfile: &Path) -> Result<Call> {
         .spawn()
         .with_context(|| format!("cannot run {}", bin.display()))?;
     let pid = child.id() as libc::pid_t;
+    // A hung runtime must not hang the benchmark (youki's `run` was seen to miss its child's
+    // exit): wait on a pidfd with a deadline — no polling interval added to the figures.
+    if !exited_within(pid, CALL_LIMIT) {
+        // SAFETY: kill has no memory effects; pid is our unreaped child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let mut st = 0;
+        // SAFETY: st is a valid out-pointer; pid is our child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        bail!(
+            "{} {} did not finish within {CALL_LIMIT:?} (killed)",
+            bin.display(),
+            args.join(" ")
+        );
+    }
     let mut status = 0;
     loop {
         // SAFETY: status is a valid out-pointer (rusage may be null); pid is our child, reaped
@@ -525,8 +566,11 @@ fn robust_round(rt: &mut Rt, work: &Path, bundle: &str, parent: &str, round: usi
                 for i in [id.clone(), format!("{id}-p"), format!("{id}-p-r")] {
                     let _ = rt.try_run(work, &["delete", "--force", &i]);
                 }
-                eprintln!("carve bench runtime: {e:#} (retrying the round)");
-                rt.failures.push(format!("{e:#}"));
+                // The first line says what failed; the rest is often a backtrace.
+                let msg = format!("{e:#}");
+                let msg = msg.lines().next().unwrap_or("").to_string();
+                eprintln!("carve bench runtime: {msg} (retrying the round)");
+                rt.failures.push(msg);
                 if rt.failures.len() >= MAX_FAILURES {
                     bail!("{} failed {MAX_FAILURES} times: {:?}", rt.name, rt.failures);
                 }
