@@ -77,29 +77,42 @@ fn signals_by_name_number_and_sig_prefix_and_kill_all() {
     if !require_root() {
         return;
     }
-    // sh as pid 1 with a TERM trap: signals from the host reach it.
+    // sh as pid 1 with traps: signals from the host reach it once the traps are set (before
+    // that, SIG_DFL on a pid-namespace init ignores them), so wait for its marker each time.
     let e = Env::new(
         "sig",
         &[
             "sh",
             "-c",
-            "trap 'exit 7' TERM; trap 'exit 8' USR1; sleep 1000 & wait",
+            "trap 'exit 7' TERM; trap 'exit 8' USR1; touch /tmp/ready; sleep 1000 & wait",
         ],
     );
+    let ready = e.rootfs().join("tmp/ready");
+    let started = || {
+        let _ = std::fs::remove_file(&ready);
+        e.ok(&["start", &e.id]);
+        for _ in 0..500 {
+            if ready.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the container's traps were never set");
+    };
     let _g = e.create();
-    e.ok(&["start", &e.id]);
+    started();
     e.ok(&["kill", &e.id, "SIGUSR1"]);
     e.wait_status("stopped");
     e.ok(&["delete", &e.id]);
     for sig in ["TERM", "15", "SIGTERM"] {
         let _g = e.create();
-        e.ok(&["start", &e.id]);
+        started();
         e.ok(&["kill", &e.id, sig]);
         e.wait_status("stopped");
         e.ok(&["delete", &e.id]);
     }
     let _g = e.create();
-    e.ok(&["start", &e.id]);
+    started();
     e.ok(&["kill", "--all", &e.id, "KILL"]);
     e.wait_status("stopped");
     e.ok(&["delete", &e.id]);
