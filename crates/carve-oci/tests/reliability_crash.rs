@@ -1,6 +1,6 @@
 //! Crashes: the runtime is SIGKILLed at random moments inside `create`, `start` and
-//! `delete --force` (carve-oci has no fault-injection hook, so the moments are random delays
-//! spread over each phase's measured duration, many trials). Afterwards `delete --force ID`, or
+//! `delete --force` (random delays spread over each phase's measured duration, many trials — this
+//! works for any runtime; reliability_fault_points.rs uses carve-oci's named fault points). Afterwards `delete --force ID`, or
 //! `list` + `delete --force`, must remove everything: no state, cgroup, mount or process is left.
 //!
 //! This test process is a child subreaper, so a container process orphaned by the killed runtime
