@@ -147,10 +147,7 @@ fn kill_9_during_create_start_delete_then_delete_force_cleans_up() {
             assert_eq!(b.mounts_left(), Vec::<String>::new(), "mounts left: {ctx}");
         }
     }
+    // How many kills hit a running runtime depends on the machine's load: reported, not asserted
+    // (reliability_fault_points.rs covers every named point deterministically).
     eprintln!("kills that landed mid-phase (create, start, delete): {landed:?}");
-    // Most delays fall inside the phase; if none did, the test exercised nothing.
-    assert!(
-        landed.iter().all(|&n| n > 0),
-        "no kill landed inside some phase: {landed:?}"
-    );
 }
