@@ -15,7 +15,6 @@ fn twenty_containers_in_parallel_keep_their_state() {
         return;
     }
     let _lock = host_lock();
-    become_subreaper();
     let b = Arc::new(Bundle::new("conc", &["sleep", "1000"]));
     let ids: Vec<String> = (0..N).map(|i| format!("{}-{i}", b.cgroup_parent)).collect();
     let bundles: Vec<_> = ids
@@ -97,11 +96,11 @@ fn twenty_containers_in_parallel_keep_their_state() {
         assert_eq!(st["id"], *id);
         assert_eq!(st["status"], "running");
     }
-    reap_zombies();
     assert_eq!(b.state_entries(), Vec::<String>::new(), "state dirs left");
     assert_eq!(b.cgroups_left(), Vec::<String>::new(), "cgroups left");
+    // Cgroup-scoped (every container process lives in one below the parent): an orphan check on
+    // this process's children would also see the other test of this file under `cargo test`.
     assert_eq!(b.procs_left(), Vec::<i32>::new(), "processes left");
-    assert_eq!(live_children(), Vec::<i32>::new(), "orphaned processes");
 }
 
 #[test]
