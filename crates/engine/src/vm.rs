@@ -95,8 +95,14 @@ impl VmTier {
         if let Some(a) = &v.append {
             b = b.append(a);
         }
-        if !v.disks.is_empty() {
-            return Err("disks in a plan's vm are not wired into the engine yet".into());
+        // Each entry is a path (already made absolute against the plan file's folder) with
+        // carve-vm's optional drive options: `PATH[,format=raw|qcow2][,readonly][,cache=MODE]`.
+        for d in &v.disks {
+            let disk: carve_vm::spec::Disk = d
+                .to_string_lossy()
+                .parse()
+                .map_err(|err: carve_vm::spec::SpecError| format!("disk {}: {err}", d.display()))?;
+            b = b.disk(disk).map_err(e)?;
         }
         if let Some(att) = &v.network {
             let net = ctx

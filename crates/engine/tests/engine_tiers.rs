@@ -481,3 +481,66 @@ fn a_vm_that_powers_off_is_restarted_by_its_policy() {
     up.down();
     assert_plan_gone(&plan);
 }
+
+#[test]
+fn a_vm_with_a_read_only_qcow2_disk_from_a_plan_file_sees_vda() {
+    let _lock = shared_host_lock();
+    let t = tempfile::tempdir().unwrap();
+    // A scratch qcow2 beside the plan file, named relative to it.
+    let img = t.path().join("scratch.qcow2");
+    let out = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("16M")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "qemu-img: {out:?}");
+    let g = guest();
+    let name = short_name("vd");
+    let plan_file = t.path().join(format!("{}.toml", unique_name("plan")));
+    std::fs::write(
+        &plan_file,
+        format!(
+            r#"[[partition]]
+name = "{name}"
+kind = "vm"
+vcpus = 1
+cpus = [0]
+memory = "256MiB"
+kernel = "{}"
+initrd = "{}"
+disks = "scratch.qcow2,readonly"
+append = 'quiet carve.cmd="test -b /dev/vda && echo disk-marker-$(cat /sys/block/vda/ro)"'
+"#,
+            g.kernel.display(),
+            g.initrd.display()
+        ),
+    )
+    .unwrap();
+    let plan = carve_engine::resolve::load(&plan_file).unwrap();
+    let KindSpec::Vm(v) = &plan.partitions[0].kind else {
+        panic!("a vm partition")
+    };
+    assert_eq!(
+        v.disks,
+        vec![t
+            .path()
+            .canonicalize()
+            .unwrap()
+            .join("scratch.qcow2,readonly")]
+    );
+    let mut up = Up::new(plan.clone());
+    let st = up.running().state().partitions[0].clone();
+    assert_eq!(st.state, PartState::Running);
+    // The guest sees the drive as vda, read-only.
+    wait_for("the guest to see vda", Duration::from_secs(120), || {
+        std::fs::read_to_string(&st.log)
+            .unwrap_or_default()
+            .contains("disk-marker-1")
+    });
+    let e = engine();
+    up.running().tick(&e);
+    up.down();
+    assert!(!carve_journal::ProcessId::of(st.pid.unwrap()).is_some_and(|p| p.is_alive()));
+    assert_plan_gone(&plan);
+}
