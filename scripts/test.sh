@@ -10,6 +10,7 @@ cargo build --workspace --all-targets --quiet
 # The pure-v2 cgroup tests run in a QEMU guest from a static test binary: build it before the
 # timed test run.
 bash scripts/v2-guest-test.sh --build-only
+bash scripts/oci-v2-guest-test.sh --build-only
 
 snap=$(mktemp /tmp/carve-leak.XXXXXX)
 trap 'rm -f "$snap"' EXIT
