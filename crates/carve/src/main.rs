@@ -51,6 +51,8 @@ enum Command {
     Logs(commands::logs::Args),
     /// Run a command inside a container partition.
     Exec(commands::exec::Args),
+    /// Attach to a system container's console (Ctrl-] detaches).
+    Console(commands::console::Args),
     /// Stop a partition and keep it stopped.
     Stop(commands::stop::Args),
     /// Start a partition stopped by `carve stop`.
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         Command::Ps(a) => commands::ps::run(a),
         Command::Logs(a) => commands::logs::run(a),
         Command::Exec(a) => commands::exec::run(a),
+        Command::Console(a) => commands::console::run(a),
         Command::Stop(a) => commands::stop::run(a),
         Command::Start(a) => commands::start::run(a),
         Command::Supervise(a) => commands::supervise::run(a),

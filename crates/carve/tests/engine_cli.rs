@@ -417,3 +417,94 @@ network = {{ bridge = "{bridge}", address = "10.78.0.3/24" }}
         "host tuning not restored"
     );
 }
+
+#[test]
+fn a_system_container_console_runs_the_init_shell_and_down_leaves_nothing() {
+    struct Sys {
+        dir: PathBuf,
+        plan: String,
+    }
+    impl Drop for Sys {
+        fn drop(&mut self) {
+            if Path::new("/run/carve").join(&self.plan).exists() {
+                let _ = carve(&["down", &self.plan]);
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+    let s = Sys {
+        dir: std::env::temp_dir().join(unique_name("console")),
+        plan: unique_name("plan"),
+    };
+    std::fs::create_dir_all(&s.dir).unwrap();
+    ok(&["image", "busybox", s.dir.join("rootfs").to_str().unwrap()]);
+    let part = short_name("sys");
+    let plan_file = s.dir.join(format!("{}.toml", s.plan));
+    std::fs::write(
+        &plan_file,
+        format!(
+            r#"
+[[partition]]
+name = "{part}"
+kind = "container"
+cpus = [0]
+memory = "64MiB"
+rootfs = "rootfs"
+init = true
+"#
+        ),
+    )
+    .unwrap();
+    ok(&["up", "-d", plan_file.to_str().unwrap()]);
+    // A shell on the init's console answers what is typed into `carve console`.
+    let mut child = Command::new(CARVE)
+        .args(["console", &part])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"echo hello-console\n").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("carve console did not end after its stdin did");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The command's output, not just the terminal's echo of it.
+    assert!(
+        text.lines()
+            .any(|l| l.trim_end_matches('\r') == "hello-console"),
+        "{text:?}"
+    );
+    // The console's output also goes to the partition's log.
+    let logs = ok(&["logs", &part]);
+    assert!(logs.contains("carve-init: up"), "{logs}");
+    assert!(logs.contains("hello-console"), "{logs}");
+    ok(&["down", &s.plan]);
+    assert!(!Path::new("/run/carve").join(&s.plan).exists());
+    let j = Path::new("/run/carve/journal").join(format!("plan-{}.jsonl", s.plan));
+    assert!(!j.exists(), "{} left", j.display());
+    for h in ["cpuset", "memory", "pids"] {
+        let cg = Path::new("/sys/fs/cgroup")
+            .join(h)
+            .join(format!("carve-{}", s.plan));
+        assert!(!cg.exists(), "{} left", cg.display());
+    }
+    let out = carve(&["console", &part]);
+    assert!(!out.status.success());
+}

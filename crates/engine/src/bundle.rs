@@ -163,6 +163,8 @@ pub fn container_spec(
             .env(env)
             .cwd("/")
             .no_new_privileges(true)
+            // A system container's init runs on a pty: its console (crate::console).
+            .terminal(c.init)
             .build()
             .map_err(err)?;
         if let Some(mut pc) = process.capabilities().clone() {

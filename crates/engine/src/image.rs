@@ -55,12 +55,14 @@ pub struct BusyboxImage {
 }
 
 /// The inittab written into busybox rootfs for system containers (`init = true`): busybox init
-/// runs /etc/init.d/rcS once, keeps /etc/carve/service running when the image has one, and on
-/// SIGPWR/SIGTERM runs the shutdown line before killing what is left.
+/// runs /etc/init.d/rcS once, keeps /etc/carve/service running when the image has one and a
+/// shell on the console (`carve console`), and on SIGPWR/SIGTERM runs the shutdown line before
+/// killing what is left.
 pub const INITTAB: &str = "\
 # carve: busybox init for a system container (stopped with SIGPWR, then SIGKILL).
 ::sysinit:/etc/init.d/rcS
 ::respawn:/etc/init.d/service
+::respawn:-/bin/sh
 ::shutdown:/bin/echo carve-init: shutting down
 ::ctrlaltdel:/sbin/reboot
 ";

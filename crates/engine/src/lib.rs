@@ -31,6 +31,7 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod console;
 pub mod dedicated;
 pub mod engine;
 pub mod image;

@@ -188,10 +188,24 @@ impl Tier for OciRuntime {
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let pid_file = pdir.join("pid");
         let _ = std::fs::remove_file(&pid_file);
-        // The container's init inherits the runtime's stdio: its output goes to the log.
-        let st = self
-            .cmd(&root)
-            .arg("create")
+        // A system container's init runs on a pty whose master the runtime sends to this socket
+        // during create; otherwise the init inherits the runtime's stdio: its output goes to the
+        // log.
+        let console = if c.init {
+            let path = pdir.join("console-runtime.sock");
+            let _ = std::fs::remove_file(&path);
+            let l = std::os::unix::net::UnixListener::bind(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Some((l, path))
+        } else {
+            None
+        };
+        let mut create = self.cmd(&root);
+        create.arg("create");
+        if let Some((_, path)) = &console {
+            create.arg("--console-socket").arg(path);
+        }
+        let st = create
             .arg("--bundle")
             .arg(&bundle.dir)
             .arg("--pid-file")
@@ -210,6 +224,18 @@ impl Tier for OciRuntime {
                 "{} create {id}: {st}: {last}",
                 self.binary.display()
             ));
+        }
+        if let Some((listener, path)) = console {
+            // create has sent the master (or failed): it waits in the socket's queue.
+            let master = listener
+                .set_nonblocking(true)
+                .and_then(|()| crate::console::receive_master(&listener))
+                .and_then(|m| crate::console::serve(m, &log, &crate::console::socket_path(&pdir)));
+            let _ = std::fs::remove_file(&path);
+            if let Err(e) = master {
+                let _ = self.run(&root, &["delete", "--force", &id]);
+                return Err(format!("the console of {id}: {e}"));
+            }
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()

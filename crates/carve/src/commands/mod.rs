@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_fastpath;
 pub mod bench_runtime;
+pub mod console;
 pub mod down;
 pub mod exec;
 pub mod host;
