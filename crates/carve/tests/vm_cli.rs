@@ -30,23 +30,14 @@ fn text(o: &Output) -> String {
 }
 
 /// A shared hold of the host-tuning lock (see crates/vm/tests/common).
-fn host_shared_lock() -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(carve_testkit::HOST_LOCK_PATH)
-        .unwrap();
-    // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
-    f
+fn host_shared_lock() -> carve_testkit::HostLock {
+    carve_testkit::HostLock::shared()
 }
 
 /// Stops (force) the VM on drop, whatever happened.
 struct VmGuard {
     name: String,
-    _lock: std::fs::File,
+    _lock: carve_testkit::HostLock,
 }
 
 impl VmGuard {

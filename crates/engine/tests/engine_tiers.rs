@@ -45,17 +45,8 @@ fn engine() -> Engine {
     e
 }
 
-fn shared_host_lock() -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(carve_testkit::HOST_LOCK_PATH)
-        .unwrap();
-    // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) }, 0);
-    f
+fn shared_host_lock() -> carve_testkit::HostLock {
+    carve_testkit::HostLock::shared()
 }
 
 fn guest() -> carve_vm::assets::GuestAssets {

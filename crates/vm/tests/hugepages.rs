@@ -66,9 +66,9 @@ impl Drop for Huge {
 
 #[test]
 fn host_tuning_guest_memory_comes_from_huge_pages() {
-    let lock = HostLock::exclusive();
-    // We hold the host lock exclusively already: no shared hold on top.
-    let t = context_locked(std::fs::File::open("/dev/null").unwrap());
+    // The context holds this exclusive lock for the test's life (no shared hold on top: a
+    // second flock would wait for the first).
+    let t = context_locked(HostLock::exclusive());
     let huge = Huge::new(130);
     let free_before = read_u64(FREE);
     assert!(
@@ -91,5 +91,4 @@ fn host_tuning_guest_memory_comes_from_huge_pages() {
     drop(vm);
     assert_eq!(read_u64(FREE), free_before);
     drop(huge);
-    drop(lock);
 }

@@ -29,24 +29,14 @@ pub fn guest() -> GuestAssets {
 pub struct TestContext {
     pub ctx: Context,
     _dir: tempfile::TempDir,
-    _lock: std::fs::File,
+    _lock: carve_testkit::HostLock,
 }
 
 /// A *shared* hold of the host-tuning lock: VM tests run side by side, but not while a
 /// host-tuning test (which holds it exclusively) makes a core exclusive or moves tasks — the VM's
 /// cpuset and pinning need the cores as Linux normally has them.
-fn host_shared_lock() -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(carve_testkit::HOST_LOCK_PATH)
-        .expect("open host lock");
-    // SAFETY: the fd is valid for the life of `f`; flock has no memory effects.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
-    assert_eq!(r, 0, "flock {}", carve_testkit::HOST_LOCK_PATH);
-    f
+fn host_shared_lock() -> carve_testkit::HostLock {
+    carve_testkit::HostLock::shared()
 }
 
 pub fn context() -> TestContext {
@@ -55,7 +45,7 @@ pub fn context() -> TestContext {
 
 /// As [`context`] with `lock` held instead of the shared host lock (a test that holds the host
 /// lock exclusively would wait for itself on a second flock).
-pub fn context_locked(lock: std::fs::File) -> TestContext {
+pub fn context_locked(lock: carve_testkit::HostLock) -> TestContext {
     assert!(carve_testkit::is_root(), "the VM tests run as root");
     let dir = tempfile::Builder::new()
         .prefix("carve-vmt")
