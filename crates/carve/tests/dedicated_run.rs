@@ -14,23 +14,7 @@ fn carve() -> Command {
 /// The snapshot differences carve run is responsible for (other crates' tests create and remove
 /// their own cgroups, namespaces and journals in parallel).
 fn our_diff(before: &Snapshot, after: &Snapshot) -> Vec<String> {
-    before
-        .diff(after)
-        .into_iter()
-        .filter(|l| {
-            l.starts_with('/')
-                || [
-                    "carve-ded-",
-                    "carve-hk-",
-                    "hugepages",
-                    "dedicated-",
-                    "noise-",
-                    "tracefs",
-                ]
-                .iter()
-                .any(|k| l.contains(k))
-        })
-        .collect()
+    before.diff_touching(after, carve_testkit::DEDICATED_FOOTPRINT)
 }
 
 fn assert_restored(before: &Snapshot) {

@@ -13,15 +13,7 @@ const CARVE: &str = env!("CARGO_BIN_EXE_carve");
 /// The OCI runtime the tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci`
 /// when it is built beside `carve`, else runc (same command line).
 fn test_runtime() -> PathBuf {
-    if let Some(r) = std::env::var_os("CARVE_TEST_OCI_RUNTIME") {
-        return r.into();
-    }
-    let beside = Path::new(CARVE).with_file_name("carve-oci");
-    if beside.is_file() {
-        return beside;
-    }
-    eprintln!("carve-oci is not built: these tests use runc (same command line)");
-    "runc".into()
+    carve_testkit::oci_runtime()
 }
 
 fn carve(args: &[&str]) -> Output {

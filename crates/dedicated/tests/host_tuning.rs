@@ -13,23 +13,7 @@ use std::time::{Duration, Instant};
 /// and journals it names. (Other crates' tests run in parallel and create and remove their own
 /// cgroups, namespaces and journals meanwhile.)
 fn our_diff(before: &Snapshot, after: &Snapshot) -> Vec<String> {
-    before
-        .diff(after)
-        .into_iter()
-        .filter(|l| {
-            l.starts_with('/')
-                || [
-                    "carve-ded-",
-                    "carve-hk-",
-                    "hugepages",
-                    "dedicated-",
-                    "noise-",
-                    "tracefs",
-                ]
-                .iter()
-                .any(|k| l.contains(k))
-        })
-        .collect()
+    before.diff_touching(after, carve_testkit::DEDICATED_FOOTPRINT)
 }
 
 fn setup_cpus() -> Option<(CpuSet, CpuSet)> {

@@ -20,21 +20,7 @@ use std::time::{Duration, Instant};
 /// The OCI runtime the tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci`
 /// when it is built (beside this test's target folder), else runc (same command line).
 fn test_runtime() -> std::path::PathBuf {
-    if let Some(r) = std::env::var_os("CARVE_TEST_OCI_RUNTIME") {
-        return r.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/debug/deps/TEST → target/debug/carve-oci
-    if let Some(p) = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("carve-oci"))
-        .filter(|p| p.is_file())
-    {
-        return p;
-    }
-    eprintln!("carve-oci is not built: these tests use runc (same command line)");
-    "runc".into()
+    carve_testkit::oci_runtime()
 }
 
 fn engine() -> Engine {

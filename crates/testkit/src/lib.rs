@@ -13,6 +13,17 @@ mod snapshot;
 
 pub use snapshot::Snapshot;
 
+/// What the dedicated-core tier creates on the host (cpusets, huge pages, journals, tracefs
+/// instances), for [`Snapshot::diff_touching`].
+pub const DEDICATED_FOOTPRINT: &[&str] = &[
+    "carve-ded-",
+    "carve-hk-",
+    "hugepages",
+    "dedicated-",
+    "noise-",
+    "tracefs",
+];
+
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,4 +96,51 @@ impl HostLock {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The OCI runtime tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci` when it
+/// is built beside the running test (target/debug/deps/TEST → target/debug/carve-oci), else runc,
+/// which takes the same command line.
+pub fn oci_runtime() -> std::path::PathBuf {
+    if let Some(r) = std::env::var_os("CARVE_TEST_OCI_RUNTIME") {
+        return r.into();
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    if let Some(p) = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("carve-oci"))
+        .filter(|p| p.is_file())
+    {
+        return p;
+    }
+    eprintln!("carve-oci is not built: these tests use runc (same command line)");
+    "runc".into()
+}
+
+/// Fills `rootfs` with busybox-static and its applets, the usual top-level folders, and an
+/// /etc/passwd and /etc/group with root and nobody: the smallest rootfs a container test needs.
+pub fn busybox_rootfs(rootfs: &std::path::Path) {
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in ["proc", "sys", "dev", "tmp", "etc", "root", "run"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("/bin/busybox: busybox-static is installed by scripts/setup.sh");
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .unwrap();
+    for a in String::from_utf8_lossy(&list.stdout).lines() {
+        if a != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
+        }
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 }

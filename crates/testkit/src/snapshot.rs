@@ -137,6 +137,16 @@ impl Snapshot {
         out
     }
 
+    /// The differences in host tuning files (lines starting with '/') and in objects whose name
+    /// holds one of `names`: what one test owns, while other tests create and remove their own
+    /// cgroups, namespaces and journals in parallel.
+    pub fn diff_touching(&self, after: &Snapshot, names: &[&str]) -> Vec<String> {
+        self.diff(after)
+            .into_iter()
+            .filter(|l| l.starts_with('/') || names.iter().any(|k| l.contains(k)))
+            .collect()
+    }
+
     /// Panics with the differences when `after` differs from `self`.
     pub fn assert_unchanged(&self, after: &Snapshot) {
         let d = self.diff(after);

@@ -73,25 +73,7 @@ pub fn host_lock() -> carve_testkit::HostLock {
 
 /// Fills `rootfs` with busybox-static and its applets, /etc/passwd and /etc/group.
 pub fn busybox_rootfs(rootfs: &Path) {
-    let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for d in ["proc", "sys", "dev", "tmp", "etc", "root", "run"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", bin.join("busybox"))
-        .expect("/bin/busybox: busybox-static is installed by scripts/setup.sh");
-    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for a in String::from_utf8_lossy(&list.stdout).lines() {
-        if a != "busybox" {
-            let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
-        }
-    }
-    std::fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    carve_testkit::busybox_rootfs(rootfs)
 }
 
 /// Packs `rootfs` into an uncompressed tar at `tar` (an image layer), with `tar(1)`.

@@ -33,24 +33,7 @@ pub fn require_root() -> bool {
 }
 
 fn busybox_rootfs(rootfs: &Path) {
-    let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for d in ["proc", "sys", "dev", "tmp", "etc", "root"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static is installed");
-    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for a in String::from_utf8_lossy(&list.stdout).lines() {
-        if a != "busybox" {
-            let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
-        }
-    }
-    std::fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    carve_testkit::busybox_rootfs(rootfs)
 }
 
 impl Env {
