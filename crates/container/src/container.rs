@@ -761,7 +761,15 @@ impl Runtime {
                 }
                 Ok(Some((Msg::Ready, fds))) => {
                     if let (Some(fd), Some(sc)) = (fds.first(), seccomp.as_ref()) {
-                        send_notify_fd(&o.id, &bundle, &spec, pid, fd, sc)?;
+                        let who = NotifyState {
+                            id: &o.id,
+                            bundle: &bundle,
+                            spec: &spec,
+                            status: "creating",
+                            init_pid: pid,
+                            pid,
+                        };
+                        send_notify_fd(&who, fd, sc)?;
                     }
                     break;
                 }
@@ -1091,13 +1099,32 @@ impl Runtime {
             m.add_task(pid).map_err(|e| fail(e.into()))?;
         }
         let _ = parent.send(&Msg::Joined, &[]);
-        match parent.recv(0) {
-            Ok(None) => {}
-            Ok(Some((Msg::Error(e), _))) => return Err(fail(Error::Setup(e))),
-            Ok(Some((m, _))) => {
-                return Err(fail(Error::Setup(format!("unexpected message {m:?}"))))
+        loop {
+            match parent.recv(1) {
+                Ok(None) => break,
+                // The process loaded a profile with SCMP_ACT_NOTIFY: forward its listener to
+                // listenerPath, as create does, then let it exec.
+                Ok(Some((Msg::Ready, fds))) => {
+                    if let (Some(fd), Some(sc)) = (fds.first(), seccomp.as_ref()) {
+                        let who = NotifyState {
+                            id: &o.id,
+                            bundle: &st.bundle,
+                            spec: &spec,
+                            status: &status.to_string(),
+                            init_pid: st.pid,
+                            pid,
+                        };
+                        send_notify_fd(&who, fd, sc).map_err(fail)?;
+                    }
+                    drop(fds);
+                    let _ = parent.send(&Msg::Go, &[]);
+                }
+                Ok(Some((Msg::Error(e), _))) => return Err(fail(Error::Setup(e))),
+                Ok(Some((m, _))) => {
+                    return Err(fail(Error::Setup(format!("unexpected message {m:?}"))))
+                }
+                Err(e) => return Err(fail(io("waiting for exec")(e))),
             }
-            Err(e) => return Err(fail(io("waiting for exec")(e))),
         }
         if let Some(p) = &o.pid_file {
             write_pid_file(p, pid)?;
@@ -1268,10 +1295,18 @@ fn exec_child(
         {
             crate::process::set_affinity(&a)?;
         }
-        let (_notify, late) = init::finalize_creds(plan)?;
+        let (notify, late) = init::finalize_creds(plan)?;
         // The process outlives a detached `exec`: stop dying with the runtime.
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        if let Some(fd) = notify {
+            // The runtime hands the listener to listenerPath before the program runs, so a
+            // failure to do so kills this process instead of leaving it waiting on nobody.
+            chan.send(&Msg::Ready, &[fd.as_raw_fd()])
+                .map_err(|e| format!("sending the seccomp listener: {e}"))?;
+            drop(fd);
+            chan.expect(&Msg::Go, "waiting for the seccomp listener to be forwarded")?;
+        }
         if late {
             if let Some(sc) = plan.seccomp {
                 init::load_seccomp(sc)?;
@@ -1381,13 +1416,23 @@ fn stage1(
     }
 }
 
+/// Whose seccomp listener is being sent: the container and the process that loaded the filter.
+struct NotifyState<'a> {
+    id: &'a str,
+    bundle: &'a Path,
+    spec: &'a Spec,
+    /// The container's status ("creating" for its init, the current one for `exec`).
+    status: &'a str,
+    /// The container's init (the state's pid).
+    init_pid: i32,
+    /// The process the filter belongs to (the init itself, or the exec'd process).
+    pid: i32,
+}
+
 /// Sends the seccomp notify fd to `listenerPath` with the container process state, as the
 /// runtime spec describes.
 fn send_notify_fd(
-    id: &str,
-    bundle: &Path,
-    spec: &Spec,
-    pid: i32,
+    who: &NotifyState,
     fd: &OwnedFd,
     sc: &crate::seccomp::Compiled,
 ) -> Result<(), Error> {
@@ -1398,11 +1443,11 @@ fn send_notify_fd(
     let body = serde_json::json!({
         "ociVersion": "1.2.0",
         "fds": ["seccompFd"],
-        "pid": pid,
+        "pid": who.pid,
         "metadata": sc.listener_metadata,
         "state": {
-            "ociVersion": "1.2.0", "id": id, "status": "creating", "pid": pid,
-            "bundle": bundle, "annotations": spec.annotations().clone().unwrap_or_default(),
+            "ociVersion": "1.2.0", "id": who.id, "status": who.status, "pid": who.init_pid,
+            "bundle": who.bundle, "annotations": who.spec.annotations().clone().unwrap_or_default(),
         }
     });
     crate::channel::send_with_fds(
