@@ -258,11 +258,13 @@ fn argument_conditions_compare_64_bit_values() {
         (2, 0x0200_0000_0000_0010, OK),
         (2, 0x10, OK),
         (3, 0x1_0000_0001, Some(-3)),
+        (3, 0x2_0000_0000, Some(-3)), // high word larger, low word smaller
         (3, 0xffff_ffff, OK), // low word larger, high word smaller
         (3, 0x1_0000_0000, OK),
         (4, 0xffff_ffff, Some(-4)),
         (4, 0x1_0000_0000, OK),
         (5, 0x2_0000_0000, Some(-5)),
+        (5, 0x3_0000_0000, Some(-5)),
         (5, 0x1_ffff_ffff, OK),
         (6, 0xffff_ffff, Some(-6)),
         (6, 0x1_0000_0000, OK),
@@ -472,9 +474,22 @@ struct NotifResp {
     flags: u32,
 }
 
+/// Fails the test instead of hanging when nothing comes within 30 s.
+fn wait_readable(fd: std::os::fd::RawFd, what: &str) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one live pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, 30_000) };
+    assert_eq!(r, 1, "timed out waiting for {what}");
+}
+
 /// Accepts one connection on `l`: the JSON state and the fd passed with it.
 fn recv_listener(l: &std::os::unix::net::UnixListener) -> (Value, std::os::fd::OwnedFd) {
     use std::os::fd::FromRawFd;
+    wait_readable(l.as_raw_fd(), "the runtime to connect to listenerPath");
     let (conn, _) = l.accept().unwrap();
     let mut buf = vec![0u8; 8192];
     let mut cmsg = [0u64; 8];
@@ -522,47 +537,56 @@ fn exec_forwards_its_notify_listener_and_an_agent_answers() {
     assert_eq!(st["state"]["status"], "creating");
     e.ok(&["start", &e.id]);
     let init_pid = e.state()["pid"].as_i64().unwrap();
-    std::thread::scope(|s| {
-        let exec = s.spawn(|| {
-            e.oci(&[
-                "exec",
-                &e.id,
-                "sh",
-                "-c",
-                "mkdir /tmp/agent 2>&1; echo rc=$?; echo pid=$$",
-            ])
-        });
-        let (st, fd) = recv_listener(&listener);
-        assert_eq!(st["fds"], json!(["seccompFd"]));
-        assert_eq!(st["metadata"], "agent-meta");
-        assert_eq!(st["state"]["id"], json!(e.id));
-        assert_eq!(st["state"]["status"], "running");
-        assert_eq!(st["state"]["pid"], json!(init_pid));
-        let exec_pid = st["pid"].as_i64().unwrap();
-        assert_ne!(exec_pid, init_pid);
-        // The fd is a seccomp listener: receive the exec'd mkdir and answer EACCES.
-        let mut n = Notif::default();
-        // SAFETY: SECCOMP_IOCTL_NOTIF_RECV fills a zeroed struct seccomp_notif.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_RECV as _, &mut n as *mut Notif) };
-        assert_eq!(r, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
-        assert!(n.nr == 83 || n.nr == 258, "nr {}", n.nr);
-        assert_eq!(n.arch, 0xc000_003e);
-        let resp = NotifResp {
-            id: n.id,
-            val: 0,
-            error: -libc::EACCES,
-            flags: 0,
-        };
-        // SAFETY: SECCOMP_IOCTL_NOTIF_SEND with a live struct seccomp_notif_resp.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_SEND as _, &resp as *const NotifResp) };
-        assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
-        let o = exec.join().unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{out} {}", String::from_utf8_lossy(&o.stderr));
-        assert!(
-            out.contains("Permission denied") && out.contains("rc=1"),
-            "{out}"
-        );
-    });
+    // A child process, not a thread: if an assertion fails, the guard's delete --force kills the
+    // exec'd process (blocked in mkdir) and nothing waits for it.
+    let out = e.dir.path().join("exec.out");
+    let mut exec = std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(&e.root)
+        .args(["exec", &e.id, "sh", "-c", "mkdir /tmp/agent 2>&1; echo rc=$?"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (st, fd) = recv_listener(&listener);
+    assert_eq!(st["fds"], json!(["seccompFd"]));
+    assert_eq!(st["metadata"], "agent-meta");
+    assert_eq!(st["state"]["id"], json!(e.id));
+    assert_eq!(st["state"]["status"], "running");
+    assert_eq!(st["state"]["pid"], json!(init_pid));
+    let exec_pid = st["pid"].as_i64().unwrap();
+    assert_ne!(exec_pid, init_pid);
+    // The fd is a seccomp listener: receive the exec'd mkdir and answer EACCES.
+    wait_readable(fd.as_raw_fd(), "a seccomp notification");
+    let mut n = Notif::default();
+    // SAFETY: SECCOMP_IOCTL_NOTIF_RECV fills a zeroed struct seccomp_notif.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_RECV as _, &mut n as *mut Notif) };
+    assert_eq!(r, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
+    assert!(n.nr == 83 || n.nr == 258, "nr {}", n.nr);
+    assert_eq!(n.arch, 0xc000_003e);
+    let resp = NotifResp {
+        id: n.id,
+        val: 0,
+        error: -libc::EACCES,
+        flags: 0,
+    };
+    // SAFETY: SECCOMP_IOCTL_NOTIF_SEND with a live struct seccomp_notif_resp.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NOTIF_SEND as _, &resp as *const NotifResp) };
+    assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
+    let mut status = None;
+    for _ in 0..3000 {
+        status = exec.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(status.is_some_and(|s| s.success()), "exec: {status:?} {text}");
+    assert!(
+        text.contains("Permission denied") && text.contains("rc=1"),
+        "{text}"
+    );
     assert!(!e.rootfs().join("tmp/agent").exists());
 }
