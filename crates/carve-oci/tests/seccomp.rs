@@ -590,3 +590,35 @@ fn exec_forwards_its_notify_listener_and_an_agent_answers() {
     );
     assert!(!e.rootfs().join("tmp/agent").exists());
 }
+
+#[test]
+fn a_profile_beyond_4096_instructions_is_refused_naming_linux_seccomp() {
+    if !require_root() {
+        return;
+    }
+    // 250 syscalls × 3 conditions × 3 architectures: well over the kernel's limit.
+    let names = [
+        "read", "write", "open", "close", "stat", "fstat", "lstat", "poll", "lseek", "mmap",
+    ];
+    let rules: Vec<Value> = (0..25)
+        .flat_map(|i| {
+            names.iter().map(move |n| {
+                json!({"names": [n], "action": "SCMP_ACT_ERRNO", "args": [
+                    {"index": 1, "value": i, "op": "SCMP_CMP_EQ"},
+                    {"index": 2, "value": 2, "op": "SCMP_CMP_LT"},
+                    {"index": 3, "value": 3, "op": "SCMP_CMP_GE"}]})
+            })
+        })
+        .collect();
+    let mut e = Env::new("scmp-big", &["true"]);
+    e.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules});
+    e.write_config();
+    let b = e.bundle.to_str().unwrap().to_string();
+    let err = e.fails(&["create", "--bundle", &b, &e.id]);
+    assert!(
+        err.contains("linux.seccomp") && err.contains("4096"),
+        "{err}"
+    );
+    e.assert_gone();
+}

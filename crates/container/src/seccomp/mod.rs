@@ -36,6 +36,8 @@ use oci_spec::runtime::{
     LinuxSeccompOperator as Op,
 };
 use seccompiler::BpfProgram;
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// `AUDIT_ARCH_X86_64` (also the arch of x32 syscalls).
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -102,11 +104,16 @@ impl Abi {
 
     /// The number seccomp sees for `name`, if this ABI has that syscall.
     pub fn number(self, name: &str) -> Option<u32> {
-        let base = if self == Abi::X32 { X32_SYSCALL_BIT } else { 0 };
-        self.table()
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, nr)| base | nr)
+        type Index = OnceLock<HashMap<&'static str, u32>>;
+        // Built once per process: a profile like podman's names ~450 syscalls for 3 ABIs.
+        static INDEX: [Index; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        let (slot, base) = match self {
+            Abi::X86_64 => (0, 0),
+            Abi::I386 => (1, 0),
+            Abi::X32 => (2, X32_SYSCALL_BIT),
+        };
+        let index = INDEX[slot].get_or_init(|| self.table().iter().copied().collect());
+        index.get(name).map(|nr| base | nr)
     }
 
     /// Inclusive ranges of numbers (as seccomp sees them) above every syscall of the table: they
@@ -307,7 +314,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
 /// trailing ones that return what the default returns anyway.
 fn order(mut rules: Vec<Rule>, default: u32) -> Vec<Rule> {
     rules.sort_by_key(|r| precedence(r.action));
-    let mut decided = std::collections::HashSet::new();
+    let mut decided = HashSet::new();
     rules.retain(|r| {
         if decided.contains(&r.nr) {
             return false;
