@@ -89,7 +89,13 @@ fn the_probe_reports_raw_results() {
     assert!(out.status.success());
     check(
         &probe::results(&out.stdout),
-        &[Some(pid), Some(pid), Some(ENOSYS), Some(ENOSYS), Some(ENOSYS)],
+        &[
+            Some(pid),
+            Some(pid),
+            Some(ENOSYS),
+            Some(ENOSYS),
+            Some(ENOSYS),
+        ],
     );
 }
 
@@ -259,7 +265,7 @@ fn argument_conditions_compare_64_bit_values() {
         (2, 0x10, OK),
         (3, 0x1_0000_0001, Some(-3)),
         (3, 0x2_0000_0000, Some(-3)), // high word larger, low word smaller
-        (3, 0xffff_ffff, OK), // low word larger, high word smaller
+        (3, 0xffff_ffff, OK),         // low word larger, high word smaller
         (3, 0x1_0000_0000, OK),
         (4, 0xffff_ffff, Some(-4)),
         (4, 0x1_0000_0000, OK),
@@ -359,7 +365,12 @@ fn podman_profile(caps: &[String]) -> Option<Value> {
         .find(|a| a["architecture"] == "SCMP_ARCH_X86_64")
         .map(|a| {
             let mut v = vec![a["architecture"].clone()];
-            v.extend(a["subArchitectures"].as_array().cloned().unwrap_or_default());
+            v.extend(
+                a["subArchitectures"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             v
         })?;
     let has_cap = |c: &Value| caps.iter().any(|x| Some(x.as_str()) == c.as_str());
@@ -387,8 +398,10 @@ fn podman_profile(caps: &[String]) -> Option<Value> {
             o
         })
         .collect();
-    Some(json!({"defaultAction": p["defaultAction"], "defaultErrnoRet": p["defaultErrnoRet"],
-        "architectures": arches, "syscalls": syscalls}))
+    Some(
+        json!({"defaultAction": p["defaultAction"], "defaultErrnoRet": p["defaultErrnoRet"],
+        "architectures": arches, "syscalls": syscalls}),
+    )
 }
 
 #[test]
@@ -399,10 +412,8 @@ fn the_podman_default_profile_runs_busybox_and_denies_what_it_lists() {
     let mut e = Env::new("scmp-podman", &["sh", "-c",
         "echo hello; ls /bin | grep -c . ; mkdir /tmp/d && echo mkdir-ok; grep Seccomp: /proc/self/status; \
          ps >/dev/null && echo ps-ok; hostname newname 2>&1; echo rc=$?"]);
-    let caps: Vec<String> = serde_json::from_value(
-        e.config["process"]["capabilities"]["bounding"].clone(),
-    )
-    .unwrap();
+    let caps: Vec<String> =
+        serde_json::from_value(e.config["process"]["capabilities"]["bounding"].clone()).unwrap();
     assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"), "{caps:?}");
     let Some(profile) = podman_profile(&caps) else {
         eprintln!("skipping: no /usr/share/containers/seccomp.json");
@@ -412,10 +423,7 @@ fn the_podman_default_profile_runs_busybox_and_denies_what_it_lists() {
     e.write_config();
     let out = e.run_ok();
     assert!(out.starts_with("hello\n"), "{out}");
-    assert!(
-        out.contains("mkdir-ok") && out.contains("ps-ok"),
-        "{out}"
-    );
+    assert!(out.contains("mkdir-ok") && out.contains("ps-ok"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
     // sethostname: excluded without CAP_SYS_ADMIN (EPERM either way)
     assert!(out.contains("rc=1"), "{out}");
@@ -429,7 +437,7 @@ fn the_podman_default_profile_runs_busybox_and_denies_what_it_lists() {
             x32(532, &[u64::MAX]),          // x32 vmsplice: EPERM (x32 rules apply)
             x32(39, &[]),                   // x32 getpid: allowed, no x32 ABI: ENOSYS
             sys(1000, &[]),                 // unknown: ENOSYS
-            sys(272, &[0x0400_0000]),       // unshare(CLONE_NEWUTS): allowed, EPERM without the capability
+            sys(272, &[0x0400_0000]), // unshare(CLONE_NEWUTS): allowed, EPERM without the capability
             i386(20, &[]),
             sys(39, &[]),
         ],
@@ -543,7 +551,13 @@ fn exec_forwards_its_notify_listener_and_an_agent_answers() {
     let mut exec = std::process::Command::new(BIN)
         .arg("--root")
         .arg(&e.root)
-        .args(["exec", &e.id, "sh", "-c", "mkdir /tmp/agent 2>&1; echo rc=$?"])
+        .args([
+            "exec",
+            &e.id,
+            "sh",
+            "-c",
+            "mkdir /tmp/agent 2>&1; echo rc=$?",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::process::Stdio::inherit())
@@ -583,7 +597,10 @@ fn exec_forwards_its_notify_listener_and_an_agent_answers() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(status.is_some_and(|s| s.success()), "exec: {status:?} {text}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exec: {status:?} {text}"
+    );
     assert!(
         text.contains("Permission denied") && text.contains("rc=1"),
         "{text}"

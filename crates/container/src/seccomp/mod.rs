@@ -187,7 +187,10 @@ fn ret_value(a: Act, errno: u32) -> u32 {
 /// errno values ride in the 16 data bits of the return value.
 fn check_errno(path: String, v: u32) -> Result<u32, Err> {
     if v > 0xffff {
-        return Err((path, format!("{v} does not fit the 16-bit seccomp return data")));
+        return Err((
+            path,
+            format!("{v} does not fit the 16-bit seccomp return data"),
+        ));
     }
     Ok(v)
 }
@@ -238,7 +241,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
             (a, Some(_)) => {
                 return Err((
                     format!(".syscalls[{i}].errnoRet"),
-                    format!("errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {a}"),
+                    format!(
+                        "errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {a}"
+                    ),
                 ))
             }
         };

@@ -143,7 +143,8 @@ fn arch_dispatch_x86_i386_x32_and_bad_arch() {
 
 #[test]
 fn every_action_and_its_data() {
-    let p = prog(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5, "syscalls": [
+    let p = prog(
+        json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5, "syscalls": [
         {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
         {"names": ["write"], "action": "SCMP_ACT_ERRNO", "errnoRet": 99},
         {"names": ["open"], "action": "SCMP_ACT_ERRNO"},
@@ -154,7 +155,8 @@ fn every_action_and_its_data() {
         {"names": ["poll"], "action": "SCMP_ACT_TRACE", "errnoRet": 7},
         {"names": ["lseek"], "action": "SCMP_ACT_LOG"},
         {"names": ["mmap"], "action": "SCMP_ACT_NOTIFY"}],
-        "listenerPath": "/run/x.sock"}));
+        "listenerPath": "/run/x.sock"}),
+    );
     let want = [
         (0, RET_ALLOW),
         (1, RET_ERRNO | 99),
@@ -398,6 +400,7 @@ fn podman_default_profile_compiles_and_fits() {
     let mut j: Value = serde_json::from_str(&text).unwrap();
     j["architectures"] = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
     let p = prog(j.clone());
+    eprintln!("podman profile: {} instructions", p.len());
     assert!(p.len() <= MAX_INSNS, "{}", p.len());
     let enosys38 = RET_ERRNO | 38;
     assert_eq!(run(&p, X64, nr(Abi::X86_64, "read"), NONE), RET_ALLOW);
