@@ -57,6 +57,8 @@ enum Item {
 pub struct Asm {
     items: Vec<Item>,
     labels: usize,
+    /// Instructions emitted, trampolines not counted.
+    count: usize,
 }
 
 fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
@@ -72,22 +74,22 @@ impl Asm {
 
     /// Binds `l` to the next instruction.
     pub fn bind(&mut self, l: Label) {
-        self.items.push(Item::Bind(l));
+        self.push(Item::Bind(l));
     }
 
     /// A = 32-bit word at `off` in `seccomp_data`.
     pub fn load(&mut self, off: u32) {
-        self.items.push(Item::Plain(ins(LD_ABS, 0, 0, off)));
+        self.push(Item::Plain(ins(LD_ABS, 0, 0, off)));
     }
 
     /// A &= k.
     pub fn and(&mut self, k: u32) {
-        self.items.push(Item::Plain(ins(AND_K, 0, 0, k)));
+        self.push(Item::Plain(ins(AND_K, 0, 0, k)));
     }
 
     /// Returns `k` (a `SECCOMP_RET_*` value).
     pub fn ret(&mut self, k: u32) {
-        self.items.push(Item::Plain(ins(RET_K, 0, 0, k)));
+        self.push(Item::Plain(ins(RET_K, 0, 0, k)));
     }
 
     /// Conditional jump: `code` (JEQ/JGT/JGE) against `k`.
@@ -99,21 +101,25 @@ impl Asm {
             }
             return;
         }
-        self.items.push(Item::Cond { code, k, jt, jf });
+        self.push(Item::Cond { code, k, jt, jf });
     }
 
     /// Unconditional jump.
     pub fn ja(&mut self, l: Label) {
-        self.items.push(Item::Ja(l));
+        self.push(Item::Ja(l));
     }
 
     /// Number of instructions emitted so far, without trampolines (a lower bound of the final
     /// size; used to decide where to place shared return instructions).
     pub fn len_hint(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|i| !matches!(i, Item::Bind(_)))
-            .count()
+        self.count
+    }
+
+    fn push(&mut self, item: Item) {
+        if !matches!(item, Item::Bind(_)) {
+            self.count += 1;
+        }
+        self.items.push(item);
     }
 
     /// Lays the program out with trampolines where an 8-bit offset does not reach.

@@ -439,7 +439,10 @@ fn cond(a: &mut Asm, abi: Abi, c: &Cond, pass: Target, fail: Target) {
     let lo_off = 16 + 8 * c.index;
     let hi_off = lo_off + 4;
     let (vh, vl) = ((c.value >> 32) as u32, c.value as u32);
-    let (dh, dl) = ((c.value_two >> 32) as u32, c.value_two as u32);
+    // MASKED_EQ compares with the datum masked too, as libseccomp (`_db_node_mask_fixup`):
+    // datum bits outside the mask do not make the rule unmatchable.
+    let datum = c.value_two & c.value;
+    let (dh, dl) = ((datum >> 32) as u32, datum as u32);
     let next = Target::Next;
     if abi == Abi::I386 {
         a.load(lo_off);

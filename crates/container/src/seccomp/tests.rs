@@ -202,7 +202,7 @@ fn reference(op: Op, arg: u64, value: u64, two: u64) -> bool {
         Op::ScmpCmpLe => arg <= value,
         Op::ScmpCmpGt => arg > value,
         Op::ScmpCmpGe => arg >= value,
-        Op::ScmpCmpMaskedEq => arg & value == two,
+        Op::ScmpCmpMaskedEq => arg & value == two & value,
     }
 }
 
@@ -234,7 +234,7 @@ fn argument_conditions_have_64_bit_semantics() {
     ];
     for (name, op) in ops {
         for &value in &vals {
-            for two in [0u64, 5, 0x1_0000_0000] {
+            for two in [0u64, 5, 0x1_0000_0000, 0xffff_ffff_0000_0005] {
                 for index in [0usize, 3, 5] {
                     let p = prog(json!({"defaultAction": "SCMP_ACT_ALLOW",
                         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
