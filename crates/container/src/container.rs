@@ -991,7 +991,14 @@ impl Runtime {
         let spec = stored_spec(&dir)?;
         let process = exec_process(&spec, o)?;
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => crate::seccomp::compile(s).ok(),
+            // A stored profile that no longer compiles must not let the process run unfiltered.
+            Some(s) => Some(crate::seccomp::compile(s).map_err(|(p, m)| {
+                Error::Config(ConfigError::Invalid {
+                    file: dir.path.join("config.json"),
+                    path: format!("linux.seccomp{p}"),
+                    msg: m,
+                })
+            })?),
             None => None,
         };
         let caps = match process.capabilities() {

@@ -329,10 +329,7 @@ pub fn has_effective_cap(cap: u32) -> bool {
 
 /// Installs a classic BPF seccomp filter with `flags`; returns the listener fd when
 /// SECCOMP_FILTER_FLAG_NEW_LISTENER was asked for.
-pub fn seccomp_set_filter(
-    prog: &[seccompiler::sock_filter],
-    flags: u64,
-) -> io::Result<Option<OwnedFd>> {
+pub fn seccomp_set_filter(prog: &[libc::sock_filter], flags: u64) -> io::Result<Option<OwnedFd>> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,

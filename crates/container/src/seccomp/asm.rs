@@ -5,7 +5,7 @@
 //! every conditional branch whose target is too far into a branch to a `ja` trampoline placed
 //! right after it. Trampolines only grow the program, so the layout converges.
 
-use seccompiler::sock_filter;
+use libc::sock_filter;
 
 /// `BPF_LD | BPF_W | BPF_ABS`: A = 32-bit word of `seccomp_data` at offset k.
 pub const LD_ABS: u16 = 0x20;
@@ -166,7 +166,7 @@ impl Asm {
                     Target::L(l) => at[l.0].expect("unbound label"),
                 };
                 match item {
-                    Item::Plain(f) => out.push(f.clone()),
+                    Item::Plain(f) => out.push(*f),
                     Item::Bind(_) => {}
                     Item::Ja(l) => {
                         let to = at[l.0].expect("unbound label");

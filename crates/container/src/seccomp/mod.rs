@@ -35,7 +35,8 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompFilterFlag as Flag,
     LinuxSeccompOperator as Op,
 };
-use seccompiler::BpfProgram;
+/// A classic BPF program, as `seccomp(SECCOMP_SET_MODE_FILTER)` takes it.
+pub type BpfProgram = Vec<libc::sock_filter>;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 

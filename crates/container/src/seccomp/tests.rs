@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 /// Runs `prog` on (arch, nr, args) like the kernel would; panics on anything the kernel would
 /// reject (jump out of the program, falling off its end, unknown opcode).
-fn run(prog: &[seccompiler::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+fn run(prog: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
     data[4..8].copy_from_slice(&arch.to_le_bytes());
