@@ -12,50 +12,14 @@ top=$PWD
 cache=$top/cache
 CARGO=${CARGO:-cargo}
 
+# shellcheck source=scripts/lib-guest.sh
+. "$top/scripts/lib-guest.sh"
+
 # --- kernel, and the brd module of the same version --------------------------------------------
-kdir=$cache/kernel
-fetch_kernel() { # [package]: downloads and unpacks a Debian kernel package into cache/kernel/x
-  local pkg=${1:-}
-  mkdir -p "$kdir"
-  if [ -z "$pkg" ]; then
-    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
-    [ -n "$pkg" ] || { apt-get update -qq; pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}'); }
-  fi
-  (cd "$kdir" && apt-get download -q "$pkg" >/dev/null 2>&1)
-  rm -rf "$kdir/x"
-  dpkg-deb -x "$(ls -t "$kdir"/"$pkg"_*.deb | head -n1)" "$kdir/x"
-}
-if [ -f "$cache/guest/vmlinuz" ]; then
-  kernel=$cache/guest/vmlinuz # scripts/assets.sh made it
-else
-  kernel=$(ls "$kdir"/x/boot/vmlinuz-* 2>/dev/null | head -n1 || true)
-  if [ -z "$kernel" ]; then
-    fetch_kernel
-    kernel=$(ls "$kdir"/x/boot/vmlinuz-* | head -n1)
-  fi
-fi
-# The version string sits uncompressed in the bzImage header.
-kver=$(grep -a -o -m1 '[0-9]\+\.[0-9]\+\.[0-9]\+-[0-9]\+-cloud-amd64' "$kernel" | head -n1 || true)
-brd=$(find "$cache" -path "*/lib/modules/$kver/*" -name 'brd.ko*' 2>/dev/null | head -n1 || true)
-if [ -z "$brd" ] && [ -n "$kver" ]; then
-  fetch_kernel "linux-image-$kver"
-  brd=$(find "$kdir/x/lib/modules/$kver" -name 'brd.ko*' | head -n1)
-fi
+guest_kernel_and_brd
 
 # --- the static test binary ------------------------------------------------------------------
-buildlog=$(mktemp /tmp/carve-v2build.XXXXXX)
-bin=$(RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
-  "$CARGO" test -q -p carve-cgroups --test v2 --no-run --target x86_64-unknown-linux-gnu \
-  --message-format=json 2>"$buildlog" |
-  jq -r 'select(.reason == "compiler-artifact" and .target.name == "v2" and .executable != null) | .executable' |
-  tail -n1 || true)
-if [ ! -x "$bin" ]; then
-  cat "$buildlog" >&2
-  rm -f "$buildlog"
-  echo "CARVE-V2: FAIL (building the static test binary failed)"
-  exit 2
-fi
-rm -f "$buildlog"
+guest_static_build CARVE-V2 "the static test binary" v2 test -q -p carve-cgroups --test v2 --no-run
 # --build-only: prepare kernel and binary (e.g. before a parallel test run), boot nothing.
 [ "${1:-}" = "--build-only" ] && { echo "v2-guest: built $bin"; exit 0; }
 
@@ -66,12 +30,7 @@ root=$work/root
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc}
 cp /bin/busybox "$root/bin/busybox"
 cp "$bin" "$root/v2-tests"
-case "$brd" in
-  "") ;;
-  *.ko.xz) xz -dc "$brd" >"$root/brd.ko" ;;
-  *.ko.zst) zstd -qdc "$brd" >"$root/brd.ko" ;;
-  *.ko) cp "$brd" "$root/brd.ko" ;;
-esac
+guest_put_brd "$root"
 cat >"$root/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -92,17 +51,7 @@ fi
 poweroff -f
 EOF
 chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd"
+guest_pack "$root" "$work/initrd"
 
 # --- boot ----------------------------------------------------------------------------------
-log=$work/console.log
-timeout "${CARVE_V2_TIMEOUT:-180}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 512 \
-  -kernel "$kernel" -initrd "$work/initrd" \
-  -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=1" \
-  -nographic -no-reboot </dev/null >"$log" 2>&1 || true
-tr -d '\r' <"$log"
-if grep -q "^CARVE-V2: PASS" <(tr -d '\r' <"$log"); then
-  exit 0
-fi
-grep -q "^CARVE-V2: FAIL" <(tr -d '\r' <"$log") || echo "CARVE-V2: FAIL (no result from the guest)"
-exit 1
+guest_boot CARVE-V2 "${CARVE_V2_TIMEOUT:-180}" 2 512 "$work/initrd" "$work/console.log"
