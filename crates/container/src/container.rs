@@ -573,6 +573,8 @@ impl Runtime {
         let mut mgr = Manager::new(&self.cgroup_root, &st.cgroups_path)?;
         save_cg(dir, &mgr)?;
         mgr.create()?;
+        // Again, now with the parent directories create() made, so that delete removes them too.
+        save_cg(dir, &mgr)?;
         crate::fault::point("create:cgroup");
         guard.cgroup = Some(mgr.clone());
         if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
