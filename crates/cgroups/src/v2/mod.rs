@@ -59,7 +59,7 @@ impl V2 {
     /// cgroup.subtree_control (from the mount down to the parent), so the leaf has their files.
     pub fn create(&mut self) -> Result<(), Error> {
         let made = fs::mkdir_all(&self.dir)?;
-        self.created.extend(made);
+        self.created.extend(made.iter().cloned());
         if self.hierarchy.controllers.is_empty() {
             return Ok(());
         }
@@ -78,6 +78,7 @@ impl V2 {
             .collect();
         ancestors.reverse();
         for a in ancestors {
+            threaded_if_invalid(&made, a)?;
             if fs::write(a, "cgroup.subtree_control", all).is_err() {
                 // One at a time: an ancestor may lack some controller; what cannot be enabled
                 // shows up later as a missing file naming the controller's knob.
@@ -86,6 +87,7 @@ impl V2 {
                 }
             }
         }
+        threaded_if_invalid(&made, &self.dir)?;
         Ok(())
     }
 
@@ -159,7 +161,10 @@ impl V2 {
     pub fn kill_all_sigkill(&self) -> Result<bool, Error> {
         match fs::write(&self.dir, "cgroup.kill", "1") {
             Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            // EOPNOTSUPP: a threaded cgroup (see create()) has no cgroup.kill.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EOPNOTSUPP)) => {
+                Ok(false)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -188,6 +193,20 @@ impl V2 {
         crate::remove_created(&self.created, std::iter::once(self.dir.as_path()));
         r
     }
+}
+
+/// Under a cgroup that has processes and thread-aware controllers enabled (a thread root: e.g. the
+/// runtime's own cgroup, for a relative cgroupsPath) a new cgroup is "domain invalid": no process
+/// can join it and no controller can be enabled in it. As runc does, a directory we `made` in that
+/// state becomes threaded: the thread-aware controllers (cpu, cpuset, pids), devices and freezer
+/// still work; a domain controller's limit then fails naming its missing file.
+fn threaded_if_invalid(made: &[PathBuf], dir: &Path) -> Result<(), Error> {
+    if made.iter().any(|m| m == dir)
+        && fs::read(dir, "cgroup.type").is_ok_and(|t| t.trim() == "domain invalid")
+    {
+        fs::write(dir, "cgroup.type", "threaded")?;
+    }
+    Ok(())
 }
 
 /// `unified` keys are cgroup2 file names (e.g. "memory.high"): a plain name, never a path.
