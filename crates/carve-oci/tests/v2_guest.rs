@@ -1,11 +1,18 @@
 //! Runs carve-oci on a pure cgroup v2 host for real: scripts/oci-v2-guest-test.sh boots a QEMU
-//! TCG guest with only cgroup2 mounted and drives a static carve-oci through a busybox bundle with
-//! memory, pids and cpu limits (create, state, start, limits inside and outside, exec, update,
-//! pause/resume through cgroup.freeze, kill, delete, cgroup dir gone); the verdict is read from
-//! the guest's console.
+//! TCG guest with only cgroup2 mounted and drives a static carve-oci through busybox bundles:
+//! the lifecycle (create, state, start, exec, ps, events --stats, update, pause/resume through
+//! cgroup.freeze, kill, delete, delete --force of a running and of a paused container), every
+//! cgroup resource group set and read inside and outside (memory, pids, cpu, cpuset, io, hugetlb,
+//! devices, unified) and enforced (OOM kill, fork failure, io.max throttling, a refused huge page,
+//! EPERM from the device program), empty, relative and systemd cgroupsPaths, bad input leaving
+//! nothing, and a few checks each of namespaces, mounts and process attributes. The verdict is
+//! read from the guest's console: one "CARVE-OCI-V2: ok NAME" line per passed check.
 
 use std::path::Path;
 use std::process::Command;
+
+/// How many checks the guest runs: a check that silently stops running fails the test.
+const CHECKS: usize = 144;
 
 #[test]
 fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
@@ -28,6 +35,11 @@ fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
             && !console.contains(";cgroup "),
         "the guest did not mount cgroup2 alone"
     );
+    let failed: Vec<&str> = console
+        .lines()
+        .filter(|l| l.starts_with("CARVE-OCI-V2: FAIL "))
+        .collect();
+    assert!(failed.is_empty(), "checks failed in the guest: {failed:#?}");
     let ok = console
         .lines()
         .filter(|l| l.starts_with("CARVE-OCI-V2: ok "))
@@ -36,5 +48,24 @@ fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
         console.lines().any(|l| l == "CARVE-OCI-V2: PASS") && out.status.success(),
         "carve-oci failed in the pure-v2 guest (console above)"
     );
-    assert!(ok >= 30, "only {ok} checks passed in the guest");
+    assert!(ok >= CHECKS, "only {ok} of {CHECKS} checks passed in the guest");
+
+    // `events --stats` of the running main container, as JSON: real numbers from cgroup2 files.
+    let stats = console
+        .lines()
+        .find_map(|l| l.strip_prefix("CARVE-OCI-V2: stats "))
+        .expect("the guest printed no stats");
+    let ev: serde_json::Value = serde_json::from_str(stats).expect("stats is JSON");
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "c1");
+    let d = &ev["data"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    assert!(n(&d["memory"]["usage"]["usage"]) > 0, "{d}");
+    assert_eq!(n(&d["memory"]["usage"]["limit"]), 64 << 20, "{d}");
+    assert!(n(&d["memory"]["raw"]["anon"]) > 0, "{d}");
+    assert_eq!(n(&d["pids"]["current"]), 1, "{d}");
+    assert_eq!(n(&d["pids"]["limit"]), 32, "{d}");
+    assert!(n(&d["cpu"]["usage"]["total"]) > 0, "{d}");
+    assert_eq!(d["cpuset"]["cpus"], serde_json::json!([1]), "{d}");
+    assert_eq!(d["cpuset"]["mems"], serde_json::json!([0]), "{d}");
 }
