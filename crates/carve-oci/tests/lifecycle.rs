@@ -247,28 +247,16 @@ fn exec_ps_pause_resume_update_events() {
     e.ok(&["resume", &e.id]);
     assert_eq!(e.status(), "running");
     // memory limit visible inside, then updated
-    let lim = e.ok(&[
-        "exec",
-        &e.id,
-        "cat",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]);
+    let mem = cg_file("memory/memory.limit_in_bytes", "memory.max");
+    let lim = e.ok(&["exec", &e.id, "cat", &mem]);
     assert_eq!(lim.trim(), (64u64 << 20).to_string());
     let r = e.dir.path().join("res.json");
     std::fs::write(&r, r#"{"memory":{"limit":134217728},"pids":{"limit":70}}"#).unwrap();
     e.ok(&["update", "--resources", r.to_str().unwrap(), &e.id]);
-    let lim = e.ok(&[
-        "exec",
-        &e.id,
-        "cat",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]);
+    let lim = e.ok(&["exec", &e.id, "cat", &mem]);
     assert_eq!(lim.trim(), "134217728");
-    assert_eq!(
-        e.ok(&["exec", &e.id, "cat", "/sys/fs/cgroup/pids/pids.max"])
-            .trim(),
-        "70"
-    );
+    let pids = cg_file("pids/pids.max", "pids.max");
+    assert_eq!(e.ok(&["exec", &e.id, "cat", &pids]).trim(), "70");
     let ev: Value = serde_json::from_str(e.ok(&["events", "--stats", &e.id]).trim()).unwrap();
     assert_eq!(ev["type"], "stats");
     assert!(ev["data"]["memory"].is_object(), "{ev}");

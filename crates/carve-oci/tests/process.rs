@@ -76,14 +76,20 @@ fn rlimit_and_oom_errors_name_the_missing_capability() {
         json!([{"type": "RLIMIT_NOFILE", "soft": 1u64 << 30, "hard": 1u64 << 30}]);
     e.write_config();
     let (code, _, err) = e.run();
-    if code == 0 {
-        // A host with CAP_SYS_RESOURCE can raise the limit; nothing to check there.
+    if caps_has_sys_resource() {
+        // With CAP_SYS_RESOURCE (e.g. in the v2 guest) 2^30 can still exceed fs.nr_open: then the
+        // error names the rlimit and does not blame the capability.
         assert!(
-            caps_has_sys_resource(),
-            "raising RLIMIT_NOFILE to 2^30 succeeded without CAP_SYS_RESOURCE?"
+            code == 0 || (err.contains("RLIMIT_NOFILE") && !err.contains("CAP_SYS_RESOURCE")),
+            "{err}"
         );
+        e.assert_gone();
         return;
     }
+    assert_ne!(
+        code, 0,
+        "raising RLIMIT_NOFILE to 2^30 succeeded without CAP_SYS_RESOURCE"
+    );
     assert!(
         err.contains("RLIMIT_NOFILE") && err.contains("CAP_SYS_RESOURCE"),
         "{err}"

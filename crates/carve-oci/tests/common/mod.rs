@@ -198,6 +198,9 @@ impl Env {
 
     /// The container's cgroup directories that must be gone after delete.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        if pure_v2() {
+            return vec![PathBuf::from("/sys/fs/cgroup").join(&self.id)];
+        }
         ["memory", "pids", "cpu", "freezer", "devices", "unified"]
             .iter()
             .map(|h| PathBuf::from("/sys/fs/cgroup").join(h).join(&self.id))
@@ -228,6 +231,18 @@ impl Drop for Guard<'_> {
     fn drop(&mut self) {
         let _ = self.env.oci(&["delete", "--force", &self.env.id]);
     }
+}
+
+/// Whether this host has cgroup2 alone at /sys/fs/cgroup (the QEMU guest of
+/// scripts/oci-v2-guest-test.sh runs these tests there too).
+pub fn pure_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A cgroup file as a container sees it: `/sys/fs/cgroup/V1` (e.g. "memory/memory.limit_in_bytes")
+/// on a v1 or hybrid host, `/sys/fs/cgroup/V2` (e.g. "memory.max") on a pure v2 host.
+pub fn cg_file(v1: &str, v2: &str) -> String {
+    format!("/sys/fs/cgroup/{}", if pure_v2() { v2 } else { v1 })
 }
 
 /// Host namespace inode of a type.
