@@ -11,7 +11,8 @@
 #   and --systemd-cgroup "slice:prefix:name" cgroupsPaths, the cgroup namespace view, bad input
 #   leaving no cgroup or state, namespaces (each new, user with maps), mounts (ro root, tmpfs
 #   options, masked and readonly paths), process attributes (user, groups, cwd, env, rlimit,
-#   no_new_privs, capabilities).
+#   no_new_privs, capabilities); then the integration tests crates/carve-oci/tests/{lifecycle,
+#   isolation,process,security}.rs, static, one "ok SUITE::TEST" line per passed test.
 # Usage: scripts/oci-v2-guest-test.sh [--build-only]
 # Prints the guest console: one line "CARVE-OCI-V2: ok NAME" or "CARVE-OCI-V2: FAIL NAME: why"
 # per check, then "CARVE-OCI-V2: checks N ok, M failed" and a last line "CARVE-OCI-V2: PASS" or
@@ -26,6 +27,21 @@ CARGO=${CARGO:-cargo}
 
 guest_kernel_and_brd
 guest_static_build CARVE-OCI-V2 "the static carve-oci" carve-oci build -q -p carve-oci --bin carve-oci
+# The integration tests of the lifecycle, namespace, mount, process and security groups run in the
+# guest too, built static the same way; they find carve-oci at the path it was built at ($bin).
+suites="lifecycle isolation process security"
+buildlog=$(mktemp /tmp/carve-guestbuild.XXXXXX)
+testbins=$(RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
+  "$CARGO" test -q -p carve-oci $(printf -- '--test %s ' $suites) --no-run \
+  --target x86_64-unknown-linux-gnu --message-format=json 2>"$buildlog" |
+  jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null) | .target.name + " " + .executable' || true)
+if [ "$(wc -w <<<"$testbins")" != $((2 * $(wc -w <<<"$suites"))) ]; then
+  cat "$buildlog" >&2
+  rm -f "$buildlog"
+  echo "CARVE-OCI-V2: FAIL (building the static carve-oci tests failed)"
+  exit 2
+fi
+rm -f "$buildlog"
 [ "${1:-}" = "--build-only" ] && { echo "oci-v2-guest: built $bin"; exit 0; }
 
 # --- initramfs: busybox, carve-oci, brd, one busybox rootfs and a bundle per scenario ----------
@@ -34,7 +50,12 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,run,b}
 cp /bin/busybox "$root/bin/busybox"
-cp "$bin" "$root/bin/carve-oci"
+mkdir -p "$root$(dirname "$bin")" "$root/tests"
+cp "$bin" "$root$bin"
+ln -s "$bin" "$root/bin/carve-oci"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+printf 'root:x:0:\n' >"$root/etc/group"
+while read -r name exe; do cp "$exe" "$root/tests/$name"; done <<<"$testbins"
 guest_put_brd "$root"
 [ -f "$root/brd.ko" ] || { echo "CARVE-OCI-V2: FAIL (no brd module for $kernel: io is untestable)"; exit 2; }
 # One rootfs for every bundle (root.path is absolute); mount points made here so a read-only
@@ -434,6 +455,21 @@ check "user ns: root inside, mapped to 100000" grep -qx "U uidmap=_0_100000_6553
 check "user ns: host uid 100000" grep -q "^Uid:[[:space:]]*100000[[:space:]]" /proc/$p/status
 carve-oci delete --force userns
 
+# --- the integration test suites, one test at a time --------------------------------------
+for t in /tests/*; do
+  n=${t##*/}
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  (cd /tmp && "$t" --test-threads=1 >/tmp/suite.log 2>&1)
+  echo "CARVE-OCI-V2: suite $n exited $? after $(awk -v a=$t0 -v b=$(cut -d' ' -f1 /proc/uptime) 'BEGIN {print b - a}') s"
+  sed -n "s/^test \([a-z0-9_:]*\) \.\.\. ok$/CARVE-OCI-V2: ok $n::\1/p;
+    s/^test \([a-z0-9_:]*\) \.\.\. FAILED$/CARVE-OCI-V2: FAIL $n::\1: failed (output above)/p" /tmp/suite.log >/tmp/suite.res
+  grep -q FAIL /tmp/suite.res && cat /tmp/suite.log
+  cat /tmp/suite.res
+  oks=$((oks + $(grep -c ": ok " /tmp/suite.res)))
+  fails=$((fails + $(grep -c ": FAIL " /tmp/suite.res)))
+  grep -q "^test result: ok\." /tmp/suite.log || { echo "CARVE-OCI-V2: FAIL suite $n: no passing test result"; cat /tmp/suite.log; fails=$((fails + 1)); }
+done
+
 # --- nothing left ------------------------------------------------------------------------
 left=$(ls /run/carve-oci 2>/dev/null | tr '\n' ' ')
 check "no state left ($left)" [ -z "$left" ]
@@ -448,4 +484,4 @@ chmod +x "$root/init"
 guest_pack "$root" "$work/initrd"
 
 # --- boot ----------------------------------------------------------------------------------
-guest_boot CARVE-OCI-V2 "${CARVE_OCI_V2_TIMEOUT:-180}" 2 512 "$work/initrd" "$work/console.log" hugepages=16
+guest_boot CARVE-OCI-V2 "${CARVE_OCI_V2_TIMEOUT:-300}" 2 768 "$work/initrd" "$work/console.log" hugepages=16

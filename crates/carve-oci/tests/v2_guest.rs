@@ -5,14 +5,16 @@
 //! cgroup resource group set and read inside and outside (memory, pids, cpu, cpuset, io, hugetlb,
 //! devices, unified) and enforced (OOM kill, fork failure, io.max throttling, a refused huge page,
 //! EPERM from the device program), empty, relative and systemd cgroupsPaths, bad input leaving
-//! nothing, and a few checks each of namespaces, mounts and process attributes. The verdict is
-//! read from the guest's console: one "CARVE-OCI-V2: ok NAME" line per passed check.
+//! nothing, and a few checks each of namespaces, mounts and process attributes; then it runs the
+//! integration tests lifecycle.rs, isolation.rs, process.rs and security.rs there, built static.
+//! The verdict is read from the guest's console: one "CARVE-OCI-V2: ok NAME" line per passed
+//! check and per passed test ("ok SUITE::TEST").
 
 use std::path::Path;
 use std::process::Command;
 
 /// How many checks the guest runs: a check that silently stops running fails the test.
-const CHECKS: usize = 144;
+const CHECKS: usize = 144 + 23;
 
 #[test]
 fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
@@ -49,6 +51,13 @@ fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
         "carve-oci failed in the pure-v2 guest (console above)"
     );
     assert!(ok >= CHECKS, "only {ok} of {CHECKS} checks passed in the guest");
+    for suite in ["lifecycle", "isolation", "process", "security"] {
+        assert!(
+            console.contains(&format!("CARVE-OCI-V2: suite {suite} exited 0 "))
+                && console.contains(&format!("CARVE-OCI-V2: ok {suite}::")),
+            "the {suite} tests did not pass in the guest"
+        );
+    }
 
     // `events --stats` of the running main container, as JSON: real numbers from cgroup2 files.
     let stats = console
