@@ -12,7 +12,8 @@
 #   leaving no cgroup or state, namespaces (each new, user with maps), mounts (ro root, tmpfs
 #   options, masked and readonly paths), process attributes (user, groups, cwd, env, rlimit,
 #   no_new_privs, capabilities); then the integration tests crates/carve-oci/tests/{lifecycle,
-#   isolation,process,security}.rs, static, one "ok SUITE::TEST" line per passed test.
+#   isolation,process,security,seccomp,reliability_fault_points}.rs, static, one
+#   "ok SUITE::TEST" line per passed test.
 # Usage: scripts/oci-v2-guest-test.sh [--build-only]
 # Prints the guest console: one line "CARVE-OCI-V2: ok NAME" or "CARVE-OCI-V2: FAIL NAME: why"
 # per check, then "CARVE-OCI-V2: checks N ok, M failed" and a last line "CARVE-OCI-V2: PASS" or
@@ -27,9 +28,10 @@ CARGO=${CARGO:-cargo}
 
 guest_kernel_and_brd
 guest_static_build CARVE-OCI-V2 "the static carve-oci" carve-oci build -q -p carve-oci --bin carve-oci
-# The integration tests of the lifecycle, namespace, mount, process and security groups run in the
-# guest too, built static the same way; they find carve-oci at the path it was built at ($bin).
-suites="lifecycle isolation process security"
+# The integration tests of the lifecycle, namespace, mount, process, security, seccomp and fault
+# point groups run in the guest too, built static the same way; they find carve-oci at the path
+# it was built at ($bin; CARVE_TEST_OCI_RUNTIME for the fault point test).
+suites="lifecycle isolation process security seccomp reliability_fault_points"
 buildlog=$(mktemp /tmp/carve-guestbuild.XXXXXX)
 testbins=$(RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
   "$CARGO" test -q -p carve-oci $(printf -- '--test %s ' $suites) --no-run \
@@ -456,6 +458,7 @@ check "user ns: host uid 100000" grep -q "^Uid:[[:space:]]*100000[[:space:]]" /p
 carve-oci delete --force userns
 
 # --- the integration test suites, one test at a time --------------------------------------
+export CARVE_TEST_OCI_RUNTIME=$(readlink /bin/carve-oci)
 for t in /tests/*; do
   n=${t##*/}
   t0=$(cut -d' ' -f1 /proc/uptime)

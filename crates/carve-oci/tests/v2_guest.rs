@@ -6,7 +6,8 @@
 //! devices, unified) and enforced (OOM kill, fork failure, io.max throttling, a refused huge page,
 //! EPERM from the device program), empty, relative and systemd cgroupsPaths, bad input leaving
 //! nothing, and a few checks each of namespaces, mounts and process attributes; then it runs the
-//! integration tests lifecycle.rs, isolation.rs, process.rs and security.rs there, built static.
+//! integration tests lifecycle.rs, isolation.rs, process.rs, security.rs, seccomp.rs and
+//! reliability_fault_points.rs there, built static.
 //! The verdict is read from the guest's console: one "CARVE-OCI-V2: ok NAME" line per passed
 //! check and per passed test ("ok SUITE::TEST").
 
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// How many checks the guest runs: a check that silently stops running fails the test.
-const CHECKS: usize = 144 + 23;
+const CHECKS: usize = 144 + 34;
 
 #[test]
 fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
@@ -51,7 +52,14 @@ fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
         "carve-oci failed in the pure-v2 guest (console above)"
     );
     assert!(ok >= CHECKS, "only {ok} of {CHECKS} checks passed in the guest");
-    for suite in ["lifecycle", "isolation", "process", "security"] {
+    for suite in [
+        "lifecycle",
+        "isolation",
+        "process",
+        "security",
+        "seccomp",
+        "reliability_fault_points",
+    ] {
         assert!(
             console.contains(&format!("CARVE-OCI-V2: suite {suite} exited 0 "))
                 && console.contains(&format!("CARVE-OCI-V2: ok {suite}::")),
