@@ -51,7 +51,10 @@ fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
         console.lines().any(|l| l == "CARVE-OCI-V2: PASS") && out.status.success(),
         "carve-oci failed in the pure-v2 guest (console above)"
     );
-    assert!(ok >= CHECKS, "only {ok} of {CHECKS} checks passed in the guest");
+    assert!(
+        ok >= CHECKS,
+        "only {ok} of {CHECKS} checks passed in the guest"
+    );
     for suite in [
         "lifecycle",
         "isolation",
