@@ -52,9 +52,11 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,run,b}
 cp /bin/busybox "$root/bin/busybox"
-mkdir -p "$root$(dirname "$bin")" "$root/tests"
-cp "$bin" "$root$bin"
-ln -s "$bin" "$root/bin/carve-oci"
+mkdir -p "$root/tests"
+cp "$bin" "$root/bin/carve-oci"
+# The tests' compiled-in path to carve-oci (under the target dir, which may be on /tmp or /run:
+# the guest links it once its own /tmp and /run are mounted).
+echo "$bin" >"$root/etc/carve-oci-path"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"
 while read -r name exe; do cp "$exe" "$root/tests/$name"; done <<<"$testbins"
@@ -187,6 +189,9 @@ mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 insmod /brd.ko rd_nr=1 rd_size=16384
+bin=$(cat /etc/carve-oci-path)
+mkdir -p "${bin%/*}"
+ln -s /bin/carve-oci "$bin"
 export PATH=/bin
 echo "CARVE-OCI-V2: mounts: $(grep cgroup /proc/mounts | tr '\n' ';')"
 T0=$(cut -d' ' -f1 /proc/uptime)
@@ -458,7 +463,7 @@ check "user ns: host uid 100000" grep -q "^Uid:[[:space:]]*100000[[:space:]]" /p
 carve-oci delete --force userns
 
 # --- the integration test suites, one test at a time --------------------------------------
-export CARVE_TEST_OCI_RUNTIME=$(readlink /bin/carve-oci)
+export CARVE_TEST_OCI_RUNTIME=/bin/carve-oci
 for t in /tests/*; do
   n=${t##*/}
   t0=$(cut -d' ' -f1 /proc/uptime)
