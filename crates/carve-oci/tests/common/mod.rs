@@ -233,6 +233,22 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// For a `host_tuning` test: holds the host lock exclusively for the rest of this process (one
+/// test per process under nextest, as scripts/test.sh runs them; its `Env`s then take no shared
+/// lock). Panics if this process already holds it shared — several tests in one process, as
+/// plain `cargo test` runs them — rather than wait forever for itself.
+pub fn hold_host_exclusively() {
+    let mut took = false;
+    HOST_LOCK.get_or_init(|| {
+        took = true;
+        carve_testkit::HostLock::exclusive()
+    });
+    assert!(
+        took,
+        "a host_tuning test needs a process of its own: run it under cargo nextest, or alone"
+    );
+}
+
 /// Whether this host has cgroup2 alone at /sys/fs/cgroup (the QEMU guest of
 /// scripts/oci-v2-guest-test.sh runs these tests there too).
 pub fn pure_v2() -> bool {
@@ -251,4 +267,51 @@ pub fn host_ns(kind: &str) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
+}
+
+/// The cgroup hierarchies mounted under /sys/fs/cgroup: (mount point, controllers) — e.g.
+/// ("/sys/fs/cgroup/cpu", "cpu"), ("/sys/fs/cgroup/systemd", "name=systemd"),
+/// ("/sys/fs/cgroup/unified", "") for cgroup2.
+pub fn cgroup_hierarchies() -> Vec<(PathBuf, String)> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut v = Vec::new();
+    for l in mi.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        let (mp, fstype) = (f[4], f[sep + 1]);
+        if !mp.starts_with("/sys/fs/cgroup") {
+            continue;
+        }
+        match fstype {
+            "cgroup2" => v.push((PathBuf::from(mp), String::new())),
+            "cgroup" => {
+                let ctl: Vec<&str> = f[sep + 3]
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro" | "xattr" | "relatime" | "noprefix"))
+                    .filter(|o| !o.starts_with("release_agent") && !o.starts_with("clone_"))
+                    .collect();
+                v.push((PathBuf::from(mp), ctl.join(",")));
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+impl Env {
+    /// The container's directory on every mounted cgroup hierarchy (v1 ones, name=systemd,
+    /// cgroup2): what must hold its processes while it lives and be gone after delete.
+    pub fn cgroup_dirs_everywhere(&self) -> Vec<PathBuf> {
+        cgroup_hierarchies()
+            .into_iter()
+            .map(|(mp, _)| mp.join(&self.id))
+            .collect()
+    }
+
+    /// The container's init pid (from `state`).
+    pub fn init_pid(&self) -> i64 {
+        self.state()["pid"].as_i64().unwrap()
+    }
 }
