@@ -76,14 +76,29 @@ guest_pack() {
   (cd "$1" && find . | cpio -o -H newc --quiet | gzip -1) >"$2"
 }
 
+# guest_put_module NAME DIR: the kernel's module NAME (of version $kver, from the cache),
+# uncompressed, as DIR/NAME.ko; returns 1 if there is none.
+guest_put_module() {
+  local m
+  m=$(find "$cache" -path "*/lib/modules/$kver/*" -name "$1.ko*" 2>/dev/null | head -n1 || true)
+  case "$m" in
+    "") return 1 ;;
+    *.ko.xz) xz -dc "$m" >"$2/$1.ko" ;;
+    *.ko.zst) zstd -qdc "$m" >"$2/$1.ko" ;;
+    *.ko) cp "$m" "$2/$1.ko" ;;
+  esac
+}
+
 # guest_boot TAG TIMEOUT SMP MEM INITRD LOG [APPEND...]: boots the kernel under TCG with only
-# cgroup2 (cgroup_no_v1=all), prints the console, and returns 0 only if it said "TAG: PASS".
+# cgroup2 (cgroup_no_v1=all; set guest_cgroup_append to replace that, e.g. to "" for a guest
+# that mounts v1 hierarchies), prints the console, and returns 0 only if it said "TAG: PASS".
 guest_boot() {
   local tag=$1 secs=$2 smp=$3 mem=$4 initrd=$5 log=$6
   shift 6
+  local cg=${guest_cgroup_append-cgroup_no_v1=all}
   timeout "$secs" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
     -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 cgroup_no_v1=all panic=-1 quiet loglevel=1${*:+ $*}" \
+    -append "console=ttyS0${cg:+ $cg} panic=-1 quiet loglevel=1${*:+ $*}" \
     -nographic -no-reboot </dev/null >"$log" 2>&1 || true
   tr -d '\r' <"$log"
   if grep -q "^$tag: PASS" <(tr -d '\r' <"$log"); then

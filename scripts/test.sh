@@ -8,9 +8,10 @@ bash scripts/setup.sh
 cargo build --workspace --all-targets --quiet
 [ -f scripts/assets.sh ] && bash scripts/assets.sh
 # The pure-v2 cgroup tests run in a QEMU guest from a static test binary: build it before the
-# timed test run.
+# timed test run. So do the net_cls/net_prio tests (a v1 guest).
 bash scripts/v2-guest-test.sh --build-only
 bash scripts/oci-v2-guest-test.sh --build-only
+bash scripts/v1-guest-test.sh --build-only
 
 snap=$(mktemp /tmp/carve-leak.XXXXXX)
 trap 'rm -f "$snap"' EXIT

@@ -1,0 +1,63 @@
+//! Runs net_cls/net_prio for real (tests/v1_netcls.rs, and carve-oci with
+//! `linux.resources.network`) in a QEMU TCG guest booted without `cgroup_no_v1` that mounts a
+//! systemd-like hybrid layout with `net_cls,net_prio` co-mounted, through scripts/v1-guest-test.sh,
+//! and reads the verdict from the guest's console. (Mounting net_cls/net_prio on this host would
+//! change how its kernel tags sockets host-wide.)
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn net_cls_and_net_prio_pass_in_a_v1_qemu_guest() {
+    if !carve_testkit::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/v1-guest-test.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run scripts/v1-guest-test.sh");
+    let console = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("{console}");
+    eprintln!("{err}");
+    assert!(
+        console.lines().any(|l| l == "CARVE-V1: PASS") && out.status.success(),
+        "the net_cls/net_prio checks failed in the guest (console above)"
+    );
+    let cmdline = console
+        .lines()
+        .find(|l| l.starts_with("CARVE-V1: cmdline: "))
+        .expect("the guest printed its command line");
+    assert!(
+        !cmdline.contains("cgroup_no_v1"),
+        "v1 controllers were disabled: {cmdline}"
+    );
+    assert!(
+        console.contains("/sys/fs/cgroup/net_cls,net_prio cgroup;")
+            && console.contains("/sys/fs/cgroup/unified cgroup2;"),
+        "the guest did not mount the hybrid layout with net_cls,net_prio"
+    );
+    let oks: Vec<&str> = console
+        .lines()
+        .filter_map(|l| l.strip_prefix("CARVE-V1: ok "))
+        .collect();
+    for must in [
+        "net_cls.classid read back",
+        "a socket the process opens is tagged with the classid (sock_diag)",
+        "the existing socket retagged with the new classid",
+        "net_prio.ifpriomap dummy0",
+        "test net_cls_and_net_prio_mounted passed",
+        "unmounted: apply network + pids succeeds",
+        "test net_cls_and_net_prio_not_mounted passed",
+        "carve-oci: net_cls.classid outside",
+        "no cgroup left",
+    ] {
+        assert!(
+            oks.iter().any(|l| l.starts_with(must)),
+            "no passed check {must:?} in {oks:?}"
+        );
+    }
+    assert!(oks.len() >= 55, "only {} checks passed: {oks:?}", oks.len());
+}
