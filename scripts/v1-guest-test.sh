@@ -2,12 +2,14 @@
 # Tests net_cls and net_prio for real: boots a QEMU TCG guest WITHOUT cgroup_no_v1, mounts a hybrid
 # layout as systemd does (tmpfs at /sys/fs/cgroup, name=systemd, cpu,cpuacct, net_cls,net_prio
 # co-mounted, every other v1 controller alone, cgroup2 at unified), loads the dummy interface
-# (dummy0) and sock_diag (inet_diag, tcp_diag), then
+# (dummy0), 8021q (VLAN dummy0.5 whose egress map turns skb priority 5 into PCP 3, 6 into 4) and
+# sock_diag (inet_diag, tcp_diag), then
 #   1. runs crates/cgroups/tests/v1_netcls.rs (static, #[ignore]d on the host) test
 #      net_cls_and_net_prio_mounted: classid and ifpriomap written and read back through
 #      carve_cgroups::Manager, a real process's membership, the classid on the sockets it opens
-#      (sock_diag INET_DIAG_CLASS_ID) and on its existing socket after an update, an unknown
-#      interface refused naming the file, removal;
+#      (sock_diag INET_DIAG_CLASS_ID) and on its existing socket after an update, the priority
+#      net_prio gives the frames it sends (the PCP of its arping on dummy0.5, captured on dummy0;
+#      0 from outside), an unknown interface refused naming the file, removal;
 #   2. unmounts net_cls,net_prio and runs net_cls_and_net_prio_not_mounted: the same resources
 #      apply without error, skipping only those two;
 #   3. mounts them again and drives a static carve-oci with linux.resources.network through
@@ -40,7 +42,7 @@ mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,run,b/net}
 cp /bin/busybox "$root/bin/busybox"
 cp "$bin" "$root/v1-tests"
 cp "$oci" "$root/bin/carve-oci"
-for m in dummy inet_diag tcp_diag; do
+for m in dummy inet_diag tcp_diag llc stp garp mrp 8021q; do
   guest_put_module $m "$root" || { echo "CARVE-V1: FAIL (no $m module for $kernel)"; exit 2; }
 done
 rfs=$root/rootfs
@@ -91,11 +93,15 @@ done
 for l in cpu:cpu,cpuacct cpuacct:cpu,cpuacct net_cls:net_cls,net_prio net_prio:net_cls,net_prio; do
   ln -s ${l#*:} $C/${l%%:*}
 done
-insmod /dummy.ko
-insmod /inet_diag.ko
-insmod /tcp_diag.ko
+for m in dummy inet_diag tcp_diag llc stp garp mrp 8021q; do insmod /$m.ko; done
 ip link set lo up
 ip link set dummy0 up
+# VLAN 5 on dummy0: skb priority 5 leaves as PCP 3, 6 as PCP 4 (net_prio's effect, visible).
+vconfig add dummy0 5 >/dev/null
+vconfig set_egress_map dummy0.5 5 3 >/dev/null
+vconfig set_egress_map dummy0.5 6 4 >/dev/null
+ip addr add 10.9.0.1/24 dev dummy0.5
+ip link set dummy0.5 arp on up
 echo "CARVE-V1: cmdline: $(cat /proc/cmdline)"
 echo "CARVE-V1: mounts: $(grep cgroup /proc/mounts | cut -d' ' -f2,3 | tr '\n' ';')"
 echo "CARVE-V1: links: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ,)"
@@ -113,7 +119,7 @@ check() { # NAME COMMAND...: one check, passed if COMMAND succeeds
   fi
 }
 suite() { # TEST: one test of /v1-tests; its check lines counted
-  (cd /tmp && /v1-tests --ignored --exact --nocapture --test-threads=1 "$1" >/tmp/t.log 2>&1)
+  (cd /tmp && /v1-tests -q --ignored --exact --nocapture --test-threads=1 "$1" >/tmp/t.log 2>&1)
   local rc=$?
   cat /tmp/t.log
   oks=$((oks + $(grep -c "^CARVE-V1: ok " /tmp/t.log)))

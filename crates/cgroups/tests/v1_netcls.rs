@@ -134,6 +134,124 @@ fn listener_classids(port: u16) -> Vec<u32> {
     out
 }
 
+/// The 802.1Q priority (PCP) of the first ARP request for `target` seen leaving dummy0 when
+/// `arping` asks for it on dummy0.5 from a process in `m` (or outside, if `None`). The guest's
+/// VLAN dummy0.5 on dummy0 has an egress map that turns skb priority 5 into PCP 3 and 6 into 4
+/// (anything else into 0): net_prio's priority for dummy0.5 becomes visible in the frame.
+/// Also the first frames seen (hex), for the failure message.
+fn arp_pcp(target: [u8; 4], m: Option<&carve_cgroups::Manager>) -> (Option<u8>, Vec<String>) {
+    let ifname = std::ffi::CString::new("dummy0").unwrap();
+    // SAFETY: plain socket calls on a packet socket this function owns and closes; the buffers
+    // outlive the calls that use them.
+    unsafe {
+        let ifindex = libc::if_nametoindex(ifname.as_ptr());
+        assert!(ifindex > 0, "no dummy0");
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto as i32,
+        );
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        let r = libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
+        let ip = target.map(|b| b.to_string()).join(".");
+        let mut p = Proc::gated(&format!("exec arping -c 1 -w 1 -I dummy0.5 {ip}"));
+        if let Some(m) = m {
+            m.add_task(p.pid()).expect("add arping");
+        }
+        p.open_gate();
+        let one = 1i32;
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_AUXDATA,
+            (&one as *const i32).cast(),
+            4,
+        );
+        let t = Instant::now();
+        let mut found = None;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut cbuf = [0u64; 64];
+        while found.is_none() && t.elapsed() < Duration::from_secs(5) {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut mh: libc::msghdr = std::mem::zeroed();
+            mh.msg_iov = &mut iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = cbuf.as_mut_ptr().cast();
+            mh.msg_controllen = std::mem::size_of_val(&cbuf);
+            let n = libc::recvmsg(fd, &mut mh, 0);
+            if n < 14 {
+                continue;
+            }
+            let mut f = buf[..n as usize].to_vec();
+            // The tag is either in the frame, after the MAC addresses, or (offloaded) in the
+            // packet's auxdata: put it in the frame then.
+            let mut cm = libc::CMSG_FIRSTHDR(&mh);
+            while !cm.is_null() {
+                if (*cm).cmsg_level == libc::SOL_PACKET && (*cm).cmsg_type == libc::PACKET_AUXDATA {
+                    let aux: libc::tpacket_auxdata =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast());
+                    if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                        let tci = aux.tp_vlan_tci.to_be_bytes();
+                        f.splice(12..12, [0x81, 0x00, tci[0], tci[1]]);
+                    }
+                }
+                cm = libc::CMSG_NXTHDR(&mh, cm);
+            }
+            if seen.len() < 8 {
+                seen.push(
+                    f.iter()
+                        .take(22)
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
+                );
+            }
+            if f.len() >= 46
+                && f[12..14] == [0x81, 0x00]
+                && f[16..18] == [0x08, 0x06]
+                && f[18 + 24..18 + 28] == target
+            {
+                found = Some(f[14] >> 5);
+            }
+        }
+        libc::close(fd);
+        if found.is_none() {
+            let _ = p.child.kill();
+            let (st, out, err) = p.finish();
+            seen.push(format!("arping: {st} {out} {err}"));
+        }
+        (found, seen)
+    }
+}
+
 /// Waits up to 5 s for a listener on `port`; its classids.
 fn wait_listener(port: u16) -> Vec<u32> {
     let t = Instant::now();
@@ -212,7 +330,8 @@ fn net_cls_and_net_prio_mounted() {
 
     let r = m.apply(&res(
         r#"{"network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 5},
-            {"name": "dummy0", "priority": 7}]}, "pids": {"limit": 32}}"#,
+            {"name": "dummy0", "priority": 7}, {"name": "dummy0.5", "priority": 5}]},
+            "pids": {"limit": 32}}"#,
     ));
     c.check("apply network + pids", r.is_ok(), &r);
     c.eq(
@@ -226,6 +345,11 @@ fn net_cls_and_net_prio_mounted() {
         "net_prio.ifpriomap dummy0",
         map.get("dummy0").copied(),
         Some(7),
+    );
+    c.eq(
+        "net_prio.ifpriomap dummy0.5",
+        map.get("dummy0.5").copied(),
+        Some(5),
     );
     let pd = m.path_on("pids").unwrap();
     c.eq("pids.max beside it", read(&pd, "pids.max"), "32".into());
@@ -269,10 +393,25 @@ fn net_cls_and_net_prio_mounted() {
         wait_listener(7071),
         vec![1048577],
     );
+    // net_prio's effect: the frames a process in the cgroup sends on dummy0.5 get priority 5
+    // (PCP 3 through the VLAN's egress map); from outside they keep priority 0.
+    let (pcp, seen) = arp_pcp([10, 9, 0, 2], Some(m));
+    c.check(
+        "net_prio: a frame sent from inside has priority 5 (PCP 3)",
+        pcp == Some(3),
+        (pcp, seen),
+    );
+    let (pcp, seen) = arp_pcp([10, 9, 0, 3], None);
+    c.check(
+        "net_prio: a frame sent from outside has priority 0 (PCP 0)",
+        pcp == Some(0),
+        (pcp, seen),
+    );
 
     // Update: the kernel retags the sockets of the cgroup's tasks.
     let r = m.apply(&res(
-        r#"{"network": {"classID": 2097153, "priorities": [{"name": "lo", "priority": 9}]}}"#,
+        r#"{"network": {"classID": 2097153, "priorities": [{"name": "lo", "priority": 9},
+            {"name": "dummy0.5", "priority": 6}]}}"#,
     ));
     c.check("update network", r.is_ok(), &r);
     c.eq(
@@ -292,11 +431,22 @@ fn net_cls_and_net_prio_mounted() {
         Some(7),
     );
     c.eq(
+        "net_prio.ifpriomap dummy0.5 updated",
+        map.get("dummy0.5").copied(),
+        Some(6),
+    );
+    c.eq(
         "the existing socket retagged with the new classid",
         wait_listener(7071),
         vec![2097153],
     );
     c.eq("the outside socket still 0", wait_listener(7072), vec![0]);
+    let (pcp, seen) = arp_pcp([10, 9, 0, 4], Some(m));
+    c.check(
+        "net_prio: after the update, priority 6 (PCP 4)",
+        pcp == Some(4),
+        (pcp, seen),
+    );
     drop(outside);
 
     // An interface that does not exist: an error naming the file, nothing changed.
@@ -391,8 +541,11 @@ fn net_cls_and_net_prio_not_mounted() {
     c.check("unmounted: add_task", r.is_ok(), &r);
     let lines = own_cgroup_lines(p.pid());
     c.check(
-        "unmounted: /proc/PID/cgroup has no net_cls line",
-        !lines.iter().any(|l| l.contains("net_cls"))
+        "unmounted: /proc/PID/cgroup: in the cgroup, but in no net_cls cgroup",
+        // (An unmounted hierarchy lives on, listed here, until its last cgroup is released.)
+        !lines
+            .iter()
+            .any(|l| l.contains(":net_cls,net_prio:") && !l.ends_with(":/"))
             && lines.iter().any(|l| l.ends_with(":/carve-v1/net2")),
         &lines,
     );
