@@ -247,3 +247,132 @@ fn no_pivot_and_rootfs_propagation() {
     drop(_g);
     e.assert_gone();
 }
+
+/// The namespace links of a live process, as the host sees them.
+fn ns_of(pid: i64, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_second_container_joins_the_first_ones_namespaces_by_path_as_a_pod_does() {
+    if !require_root() {
+        return;
+    }
+    // A pod's sandbox: new pid, ipc, uts, net, mount and cgroup namespaces, a hostname, and an
+    // ipc-namespaced sysctl as a witness of its ipc namespace.
+    let mut a = Env::new("pod", &["sleep", "1000"]);
+    a.config["hostname"] = json!("pod-a");
+    a.config["linux"]["sysctl"] = json!({"kernel.msgmax": "12345"});
+    a.write_config();
+    let _ga = a.create();
+    a.ok(&["start", &a.id]);
+    let apid = a.init_pid();
+
+    // A sidecar joins all of them but the mount namespace by path.
+    let mut b = Env::new(
+        "side",
+        &[
+            "sh",
+            "-c",
+            "for n in pid ipc uts net cgroup; do readlink /proc/self/ns/$n; done; \
+             hostname; echo $$; ps -o comm | grep -c sleep; \
+             cat /proc/sys/kernel/msgmax",
+        ],
+    );
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] == "mount");
+    for (kind, link) in [
+        ("pid", "pid"),
+        ("ipc", "ipc"),
+        ("uts", "uts"),
+        ("network", "net"),
+        ("cgroup", "cgroup"),
+    ] {
+        ns.push(json!({"type": kind, "path": format!("/proc/{apid}/ns/{link}")}));
+    }
+    b.config.as_object_mut().unwrap().remove("hostname");
+    b.write_config();
+    let out = b.run_ok();
+    let l: Vec<&str> = out.lines().collect();
+    for (i, kind) in ["pid", "ipc", "uts", "net", "cgroup"].iter().enumerate() {
+        assert_eq!(
+            l[i],
+            ns_of(apid, kind),
+            "{kind} namespace not joined: {out}"
+        );
+        assert_ne!(l[i], host_ns(kind), "{kind} namespace is the host's");
+    }
+    assert_eq!(l[5], "pod-a", "uts namespace shares the sandbox's hostname");
+    assert_ne!(
+        l[6], "1",
+        "in a joined pid namespace the sidecar is not pid 1"
+    );
+    assert_eq!(
+        l[7], "1",
+        "the sandbox's sleep is visible in the shared pid namespace"
+    );
+    assert_eq!(
+        l[8], "12345",
+        "the sandbox's ipc sysctl holds in the shared ipc namespace"
+    );
+}
+
+#[test]
+fn a_container_joins_another_ones_user_and_time_namespaces_by_path() {
+    if !require_root() {
+        return;
+    }
+    let mut a = Env::new("usera", &["sleep", "1000"]);
+    let ns = a.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user"}));
+    ns.push(json!({"type": "time"}));
+    a.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    a.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    a.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 259200, "nanosecs": 0}});
+    a.write_config();
+    let _ga = a.create();
+    a.ok(&["start", &a.id]);
+    let apid = a.init_pid();
+
+    // The second container joins both by path and asks for no maps or offsets of its own (the
+    // user namespace it joins has them); its other namespaces are new, owned by that user ns.
+    let mut b = Env::new(
+        "userb",
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/user; readlink /proc/self/ns/time; id -u; \
+             cat /proc/self/uid_map; cut -d. -f1 /proc/uptime",
+        ],
+    );
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user", "path": format!("/proc/{apid}/ns/user")}));
+    ns.push(json!({"type": "time", "path": format!("/proc/{apid}/ns/time")}));
+    b.write_config();
+    let out = b.run_ok();
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], ns_of(apid, "user"), "{out}");
+    assert_ne!(l[0], host_ns("user"));
+    assert_eq!(l[1], ns_of(apid, "time"), "{out}");
+    assert_eq!(l[2], "0", "root inside the joined user namespace");
+    assert_eq!(
+        l[3].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"]
+    );
+    let up: u64 = l[4].parse().unwrap();
+    assert!(up >= 259200, "uptime {up} lacks the joined boottime offset");
+
+    // Maps beside a joined user namespace are a config error that names the field.
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1}]);
+    b.write_config();
+    let bundle = b.bundle.to_str().unwrap().to_string();
+    let err = b.fails(&["create", "--bundle", &bundle, &b.id]);
+    assert!(
+        err.contains("uidMappings") || err.contains("linux.namespaces"),
+        "{err}"
+    );
+    b.assert_gone();
+}

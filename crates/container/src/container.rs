@@ -1367,8 +1367,10 @@ fn stage1(
         if new_user {
             chan.send(&Msg::NeedMaps, &[]).map_err(|e| e.to_string())?;
             chan.expect(&Msg::Go, "waiting for uid/gid maps")?;
-            init::become_ns_root()?;
         }
+        // Before becoming root of a new user namespace: after that setuid this task is not
+        // dumpable, so its /proc files belong to host root and its mapped fsuid may not write them
+        // (EACCES); it already holds CAP_SYS_TIME over the new time namespace.
         if new_time {
             if let Some(off) = spec
                 .linux()
@@ -1388,6 +1390,12 @@ fn stage1(
                 std::fs::write("/proc/self/timens_offsets", body)
                     .map_err(|e| format!("writing time offsets: {e}"))?;
             }
+        }
+        // A joined user namespace needs the same switch: the host's uid 0 is usually unmapped
+        // there, and every file init creates would fail with EOVERFLOW.
+        let joined_user = joined.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER);
+        if new_user || joined_user {
+            init::become_ns_root()?;
         }
         let pid_or_time_for_children = flags & (libc::CLONE_NEWPID | 0x80) != 0
             || joined
