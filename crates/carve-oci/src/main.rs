@@ -80,8 +80,9 @@ fn print_json(v: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-fn create_opts(c: CreateArgs) -> CreateOptions {
+fn create_opts(c: CreateArgs, tty_proxy: bool) -> CreateOptions {
     CreateOptions {
+        tty_proxy,
         id: c.id,
         bundle: c.bundle,
         pid_file: c.pid_file,
@@ -106,7 +107,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Create(c) => {
             carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
-            rt.create(&create_opts(c))?;
+            rt.create(&create_opts(c, false))?;
         }
         Cmd::Start { id } => rt.start(&id)?,
         Cmd::Run { c, detach, keep } => {
@@ -115,15 +116,36 @@ fn run(cli: Cli) -> Result<i32> {
             // SAFETY: prctl with integer arguments.
             unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
             let id = c.id.clone();
-            let created = rt.create(&create_opts(c))?;
+            let signals = if detach {
+                None
+            } else {
+                Some(carve_container::pty::Signals::block().context("blocking signals")?)
+            };
+            // In the foreground, a terminal without --console-socket is proxied here.
+            let created = rt.create(&create_opts(c, !detach))?;
+            // The caller's terminal: its size for the pty, raw mode until the container exits.
+            let raw = match &created.console {
+                Some(m) => {
+                    carve_container::pty::copy_window_size(m);
+                    raw_stdin()
+                }
+                None => None,
+            };
             if let Err(e) = rt.start(&id) {
+                drop(raw);
                 let _ = rt.delete(&id, true);
                 return Err(e.into());
             }
             if detach {
                 return Ok(0);
             }
-            let code = wait_any(&created.pidfd)?;
+            let signals = signals.expect("foreground");
+            let r =
+                carve_container::pty::forward(&created.pidfd, created.console.as_ref(), &signals);
+            drop(raw);
+            r.context("forwarding to the container")?;
+            let code = carve_container::sys::pidfd_wait_child(&created.pidfd)
+                .context("waiting for the container's init")?;
             if !keep {
                 rt.delete(&id, true)?;
             }
@@ -160,7 +182,12 @@ fn run(cli: Cli) -> Result<i32> {
                 bail!("exec: give a --process file or the program to run");
             }
             carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
-            return Ok(rt.exec(&ExecOptions {
+            let signals = if detach {
+                None
+            } else {
+                Some(carve_container::pty::Signals::block().context("blocking signals")?)
+            };
+            let spawned = rt.exec_spawn(&ExecOptions {
                 id,
                 process,
                 args,
@@ -175,7 +202,25 @@ fn run(cli: Cli) -> Result<i32> {
                 caps: cap,
                 no_new_privs,
                 preserve_fds,
-            })?);
+                tty_proxy: !detach,
+            })?;
+            if detach {
+                return Ok(0);
+            }
+            let raw = match &spawned.console {
+                Some(m) => {
+                    carve_container::pty::copy_window_size(m);
+                    raw_stdin()
+                }
+                None => None,
+            };
+            let signals = signals.expect("foreground");
+            let r =
+                carve_container::pty::forward(&spawned.pidfd, spawned.console.as_ref(), &signals);
+            drop(raw);
+            r.context("forwarding to the process")?;
+            return carve_container::sys::pidfd_wait_child(&spawned.pidfd)
+                .context("waiting for the process");
         }
         Cmd::Ps {
             format,
@@ -300,67 +345,18 @@ fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
-/// Waits for init (our child, or reparented to us as subreaper) and returns its exit status,
-/// forwarding the usual terminal and termination signals to it meanwhile (as `runc run` does).
-fn wait_any(pidfd: &std::os::fd::OwnedFd) -> Result<i32> {
-    use std::os::fd::AsRawFd;
-    const FORWARD: [i32; 7] = [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGWINCH,
-    ];
-    // SAFETY: sigset operations on a local set; sigprocmask/signalfd with valid pointers.
-    let sfd = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in FORWARD {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
-    };
-    loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sfd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two valid pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), if sfd >= 0 { 2 } else { 1 }, -1) };
-        if r < 0 {
-            continue;
-        }
-        if fds[0].revents != 0 {
-            break;
-        }
-        if fds[1].revents != 0 {
-            // SAFETY: zeroed siginfo is a valid buffer of the size read.
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            // SAFETY: reading one signalfd_siginfo into a live buffer.
-            let n = unsafe {
-                libc::read(
-                    sfd,
-                    (&mut info as *mut libc::signalfd_siginfo).cast(),
-                    std::mem::size_of_val(&info),
-                )
-            };
-            if n > 0 {
-                let _ = carve_container::sys::pidfd_send_signal(pidfd, info.ssi_signo as i32);
-            }
+/// Puts the caller's stdin into raw mode if it is a terminal (restored when dropped, also on
+/// the error paths: `main` exits only after `run` returned).
+fn raw_stdin() -> Option<carve_container::pty::RawMode> {
+    // SAFETY: fd 0 stays open for the life of the process.
+    let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+    match carve_container::pty::RawMode::enter(stdin) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("putting the terminal into raw mode: {e}");
+            None
         }
     }
-    Ok(carve_container::sys::pidfd_wait_child(pidfd)?)
 }
 
 fn features() -> serde_json::Value {

@@ -76,6 +76,10 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// Extra fds (3..3+N) passed to the process.
     pub preserve_fds: u32,
+    /// With `process.terminal` and no `console_socket`: keep the pty master in this process
+    /// ([`Created::console`]) for a foreground proxy ([`crate::pty::forward`]), as `runc run`
+    /// without `-d` does. Without it, a terminal needs a console socket.
+    pub tty_proxy: bool,
 }
 
 /// Options of `exec`.
@@ -109,6 +113,62 @@ pub struct ExecOptions {
     pub no_new_privs: bool,
     /// Extra fds passed through.
     pub preserve_fds: u32,
+    /// With a terminal and no `console_socket`: keep the pty master in this process
+    /// ([`Spawned::console`]) for a foreground proxy, as `runc exec -t` without `-d` does.
+    pub tty_proxy: bool,
+}
+
+/// A process started by [`Runtime::exec_spawn`].
+pub struct Spawned {
+    /// Its host pid.
+    pub pid: i32,
+    /// A pidfd of it (it is this process's child).
+    pub pidfd: OwnedFd,
+    /// The pty master, with [`ExecOptions::tty_proxy`] and a terminal.
+    pub console: Option<OwnedFd>,
+}
+
+/// The error for a terminal with nobody to hand its pty to (runc says the same).
+fn no_console_socket() -> Error {
+    Error::Status(
+        "process.terminal is true but no --console-socket was given: a detached container \
+         (create, run -d, exec -d) needs a console socket to receive its pty"
+            .into(),
+    )
+}
+
+/// A connected pair for the pty master when this process keeps it: (our end, the child's).
+fn console_pair() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills two fds into the array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io("socketpair for the console")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: two fresh fds that nobody else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Receives the pty master that init (or the exec child) sent over our end of [`console_pair`].
+fn recv_console(ours: &OwnedFd) -> Result<OwnedFd, Error> {
+    let mut buf = [0u8; 128];
+    let (_, mut fds) = crate::channel::recv_with_fds(ours.as_raw_fd(), &mut buf, 1)
+        .map_err(io("receiving the pty master"))?;
+    if fds.is_empty() {
+        return Err(Error::Setup(
+            "no pty master came with the console message".into(),
+        ));
+    }
+    Ok(fds.swap_remove(0))
 }
 
 /// The OCI state of a container, as `state` prints it.
@@ -365,6 +425,8 @@ pub struct Created {
     pub pid: i32,
     /// A pidfd of init.
     pub pidfd: OwnedFd,
+    /// The pty master, with [`CreateOptions::tty_proxy`] and `process.terminal`.
+    pub console: Option<OwnedFd>,
 }
 
 fn status_of(st: &Persisted, cg: Option<&Manager>) -> Status {
@@ -583,13 +645,15 @@ impl Runtime {
         let dir = guard.dir.as_ref().expect("dir");
 
         let terminal = process.terminal().unwrap_or(false);
+        let mut console_rx = None;
         let console = match (&o.console_socket, terminal) {
             (Some(p), true) => Some(connect_unix(p, libc::SOCK_STREAM)?),
-            (None, true) => {
-                return Err(Error::Status(
-                    "process.terminal is true: --console-socket is required".into(),
-                ))
+            (None, true) if o.tty_proxy => {
+                let (ours, theirs) = console_pair()?;
+                console_rx = Some(ours);
+                Some(theirs)
             }
+            (None, true) => return Err(no_console_socket()),
             _ => None,
         };
         let listener = listen_unix(&dir.path, "init.sock")?;
@@ -657,6 +721,7 @@ impl Runtime {
         let (pid, pidfd) = match sys::clone3(clone_flags).map_err(io("clone3"))? {
             Forked::Child => {
                 init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
+                sys::unblock_all_signals();
                 // Die with the runtime while being set up (a killed `create` leaves nothing).
                 // SAFETY: prctl/getppid with integer arguments.
                 unsafe {
@@ -786,6 +851,8 @@ impl Runtime {
             }
         }
         crate::fault::point("create:ready");
+        // Init sent the pty master before `Ready`: it waits in the socket.
+        let console = console_rx.as_ref().map(recv_console).transpose()?;
         st.complete = true;
         dir.save(&st)?;
         if let Some(p) = &o.pid_file {
@@ -793,7 +860,11 @@ impl Runtime {
         }
         let pidfd = guard.pidfd.take().expect("pidfd");
         guard.commit();
-        Ok(Created { pid, pidfd })
+        Ok(Created {
+            pid,
+            pidfd,
+            console,
+        })
     }
 
     /// `start`: make init exec the user process; returns once it has exec'd.
@@ -982,6 +1053,16 @@ impl Runtime {
 
     /// `exec`: run another process in the container. Returns its exit status unless `detach`.
     pub fn exec(&self, o: &ExecOptions) -> Result<i32, Error> {
+        let s = self.exec_spawn(o)?;
+        if o.detach {
+            return Ok(0);
+        }
+        sys::pidfd_wait_child(&s.pidfd).map_err(io("waiting for the process"))
+    }
+
+    /// `exec` up to the moment the process runs: returns its pid, pidfd and (with
+    /// [`ExecOptions::tty_proxy`]) the pty master. The caller waits for it (`sys::pidfd_wait_child`).
+    pub fn exec_spawn(&self, o: &ExecOptions) -> Result<Spawned, Error> {
         let dir = ContainerDir::open(&self.root, &o.id, false)?;
         let st = dir.load()?;
         let cg = load_cg(&dir);
@@ -1019,10 +1100,16 @@ impl Runtime {
             .iter()
             .filter(|(t, _)| matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time))
             .fold(0, |f, (t, _)| f | clone_flag(*t));
+        let mut console_rx = None;
         let console = if process.terminal().unwrap_or(false) {
             match &o.console_socket {
                 Some(p) => Some(connect_unix(p, libc::SOCK_STREAM)?),
-                None => return Err(Error::Status("--tty needs --console-socket".into())),
+                None if o.tty_proxy && !o.detach => {
+                    let (ours, theirs) = console_pair()?;
+                    console_rx = Some(ours);
+                    Some(theirs)
+                }
+                None => return Err(no_console_socket()),
             }
         } else {
             None
@@ -1079,6 +1166,7 @@ impl Runtime {
         let (pid, pidfd) = match forked.map_err(io("clone3"))? {
             Forked::Child => {
                 init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
+                sys::unblock_all_signals();
                 // SAFETY: prctl with integer arguments.
                 unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
                 let r = exec_child(
@@ -1135,13 +1223,19 @@ impl Runtime {
                 Err(e) => return Err(fail(io("waiting for exec")(e))),
             }
         }
+        // The child sent the pty master before its exec.
+        let console = match console_rx.as_ref().map(recv_console).transpose() {
+            Ok(c) => c,
+            Err(e) => return Err(fail(e)),
+        };
         if let Some(p) = &o.pid_file {
             write_pid_file(p, pid)?;
         }
-        if o.detach {
-            return Ok(0);
-        }
-        sys::pidfd_wait_child(&pidfd).map_err(io("waiting for the process"))
+        Ok(Spawned {
+            pid,
+            pidfd,
+            console,
+        })
     }
 }
 

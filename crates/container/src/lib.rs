@@ -37,12 +37,13 @@ pub mod fault;
 pub mod hooks;
 pub mod init;
 pub mod process;
+pub mod pty;
 pub mod rootfs;
 pub mod seal;
 pub mod seccomp;
 pub mod state;
 pub mod sys;
 
-pub use container::{CreateOptions, Created, Error, ExecOptions, Runtime};
+pub use container::{CreateOptions, Created, Error, ExecOptions, Runtime, Spawned};
 pub use oci_spec;
 pub use state::Status;

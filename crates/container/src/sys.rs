@@ -428,3 +428,14 @@ pub fn proc_start_time(pid: libc::pid_t) -> Option<(u64, bool)> {
     let start = f.nth(18)?.parse().ok()?;
     Ok::<_, ()>((start, state == "Z" || state == "X")).ok()
 }
+
+/// Unblocks every signal (in a freshly forked child: the runtime may have blocked the signals it
+/// forwards, and a blocked mask survives execve into the container process).
+pub fn unblock_all_signals() {
+    // SAFETY: an empty set built locally; sigprocmask with valid pointers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
