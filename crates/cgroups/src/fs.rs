@@ -48,6 +48,16 @@ pub enum FsError {
         /// The kernel's answer.
         source: io::Error,
     },
+    /// The cgroup stayed populated (rmdir EBUSY) until the deadline.
+    #[error("removing cgroup {}: still in use after {waited_ms} ms (tasks {pids:?})", path.display())]
+    Busy {
+        /// The cgroup directory.
+        path: PathBuf,
+        /// How long the removal waited.
+        waited_ms: u64,
+        /// The processes still listed in it.
+        pids: Vec<i32>,
+    },
 }
 
 /// "Invalid argument" rather than "Invalid argument (os error 22)": the path already says where.
@@ -68,6 +78,7 @@ impl FsError {
             | FsError::Mkdir { source, .. }
             | FsError::Rmdir { source, .. } => source.raw_os_error(),
             FsError::Parse { .. } => None,
+            FsError::Busy { .. } => Some(libc::EBUSY),
         }
     }
 }
@@ -178,20 +189,27 @@ fn mkdir_rec(dir: &Path, made: &mut Vec<PathBuf>) -> Result<(), FsError> {
     }
 }
 
-/// Removes one cgroup directory. Gone already is fine. EBUSY (tasks still exiting) is retried
-/// with growing waits until `deadline`; only this slow path ever sleeps.
+/// Removes one cgroup directory. Gone already is fine.
+///
+/// EBUSY means tasks are still linked to the cgroup (the kernel refuses while it is populated):
+/// after a SIGKILL they are exiting. Instead of retrying blindly, this waits for exactly that
+/// condition to end ([`wait_released`]) and retries, until `deadline`; then the error names the
+/// directory and the tasks still in it.
 pub fn rmdir(dir: &Path, deadline: std::time::Instant) -> Result<(), FsError> {
-    let mut wait_us = 100u64;
+    let start = std::time::Instant::now();
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e)
-                if e.raw_os_error() == Some(libc::EBUSY)
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_micros(wait_us));
-                wait_us = (wait_us * 2).min(50_000);
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(FsError::Busy {
+                        path: dir.to_path_buf(),
+                        waited_ms: start.elapsed().as_millis() as u64,
+                        pids: procs(dir).unwrap_or_default(),
+                    });
+                }
+                wait_released(dir, deadline);
             }
             Err(source) => {
                 return Err(FsError::Rmdir {
@@ -199,6 +217,136 @@ pub fn rmdir(dir: &Path, deadline: std::time::Instant) -> Result<(), FsError> {
                     source,
                 })
             }
+        }
+    }
+}
+
+/// Waits (at most until `deadline`) until the tasks linked to the cgroup `dir` are gone — the
+/// condition that makes rmdir EBUSY.
+///
+/// - cgroup2 (`cgroup.events` present): until it reads `populated 0`, woken by inotify (the
+///   kernel notifies a change of that file). The kernel rate-limits those notifications to one
+///   per 10 ms per file (a container created and killed within 10 ms gets its "populated 0"
+///   late), so the file is also re-read every millisecond.
+/// - cgroup1 (no populated notification): until the processes listed in `cgroup.procs` have
+///   exited, each waited for through a pidfd. A task leaves its cgroups in the kernel's
+///   `cgroup_exit()`, before its pidfd turns readable on kernels that unlink there (this one,
+///   6.18); where the unlink comes a little later, or when the listing is already empty (the
+///   task is past it but still linked), the retry comes after a 50 µs pause.
+pub fn wait_released(dir: &Path, deadline: std::time::Instant) {
+    let events = dir.join("cgroup.events");
+    if events.exists() {
+        wait_unpopulated(&events, deadline);
+    } else {
+        wait_procs_exit(dir, deadline);
+    }
+}
+
+fn ms_until(deadline: std::time::Instant, cap_ms: i32) -> i32 {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    (left.as_micros().div_ceil(1000) as i32).min(cap_ms)
+}
+
+fn populated(events: &Path) -> Option<bool> {
+    let s = std::fs::read_to_string(events).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("populated "))
+        .map(|v| v.trim() != "0")
+}
+
+fn wait_unpopulated(events: &Path, deadline: std::time::Instant) {
+    // SAFETY: inotify_init1 with flags only.
+    let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    let ifd = (ifd >= 0).then(|| {
+        // SAFETY: a fresh fd that nobody else owns.
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ifd) }
+    });
+    if let (Some(fd), Ok(c)) = (
+        &ifd,
+        std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(events.as_os_str())),
+    ) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid C string; the watch lives as long as the fd.
+        unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) };
+    }
+    match populated(events) {
+        // Not populated (or unreadable) and still EBUSY: something else holds the directory
+        // for a moment (a child cgroup being removed); retry shortly.
+        Some(false) | None => {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            return;
+        }
+        Some(true) => {}
+    }
+    let mut buf = [0u8; 256];
+    while std::time::Instant::now() < deadline {
+        if let Some(fd) = &ifd {
+            use std::os::fd::AsRawFd;
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut p, 1, ms_until(deadline, 1)) };
+            // SAFETY: draining the inotify fd into a local buffer.
+            unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if populated(events) != Some(true) {
+            return;
+        }
+    }
+}
+
+fn wait_procs_exit(dir: &Path, deadline: std::time::Instant) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let pids = procs(dir).unwrap_or_default();
+    let fds: Vec<OwnedFd> = pids
+        .iter()
+        .take(256)
+        .filter_map(|&pid| {
+            // SAFETY: pidfd_open with a pid and no flags.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+            // SAFETY: a fresh fd that nobody else owns.
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .collect();
+    if fds.is_empty() {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+        return;
+    }
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    while std::time::Instant::now() < deadline {
+        // SAFETY: valid pollfds (negative fds are skipped by poll).
+        let r = unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                ms_until(deadline, 100),
+            )
+        };
+        if r > 0 {
+            for p in pfds.iter_mut() {
+                if p.revents != 0 {
+                    p.fd = -1;
+                }
+            }
+        }
+        if pfds.iter().all(|p| p.fd < 0) {
+            return;
+        }
+        if r == 0 {
+            // Re-list now and then: tasks may have moved away.
+            return;
         }
     }
 }

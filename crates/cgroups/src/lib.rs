@@ -442,7 +442,8 @@ impl Manager {
 
     /// Removes the cgroup on every hierarchy (with child cgroups inside it), and the parents
     /// `create()` made if nothing else uses them. Already gone is fine; a cgroup whose tasks are
-    /// still exiting is retried for about a second.
+    /// still exiting is waited for (until they are gone, see [`fs::wait_released`]) for at most
+    /// about a second, then the error names the directory and the tasks left.
     pub fn remove(&self) -> Result<(), Error> {
         // One deadline for all hierarchies: a live task would make each of them wait otherwise.
         let deadline = std::time::Instant::now() + REMOVE_PATIENCE;
@@ -658,7 +659,7 @@ pub(crate) fn all_pids(dir: &Path) -> Result<Vec<i32>, Error> {
 /// How long `remove()` keeps retrying a cgroup whose tasks are still exiting (EBUSY), in all.
 const REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Removes `dir` and every cgroup below it, deepest first, retrying EBUSY until `deadline`.
+/// Removes `dir` and every cgroup below it, deepest first, waiting out EBUSY until `deadline`.
 pub(crate) fn remove_tree(dir: &Path, deadline: std::time::Instant) -> Result<(), Error> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {

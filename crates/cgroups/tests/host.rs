@@ -617,3 +617,70 @@ fn carve_cgroups_list(s: &str) -> Vec<u32> {
     }
     v
 }
+
+#[test]
+fn remove_right_after_sigkill_waits_for_the_exiting_tasks() {
+    if not_root() {
+        return;
+    }
+    // Killed tasks leave their cgroups a little after the signal: rmdir is EBUSY until then.
+    // remove() must wait for exactly that, on every hierarchy, and not take long.
+    let mut still_populated = 0;
+    let mut times = Vec::new();
+    for round in 0..10 {
+        let name = unique_name("cg-rmkill");
+        let mut m = Manager::new(Path::new("/sys/fs/cgroup"), &format!("/{name}")).unwrap();
+        m.create().unwrap();
+        let mut procs: Vec<Proc> = (0..8).map(|_| Proc::sleeper()).collect();
+        for p in &procs {
+            m.add_task(p.pid()).unwrap();
+        }
+        m.kill_all(libc::SIGKILL).unwrap();
+        if !m.pids().unwrap_or_default().is_empty() {
+            still_populated += 1;
+        }
+        let t = Instant::now();
+        m.remove()
+            .unwrap_or_else(|e| panic!("round {round}: remove right after SIGKILL: {e}"));
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(500), "remove took {took:?}");
+        times.push(took.as_micros());
+        assert!(!m.exists(), "round {round}: cgroup left");
+        // The killed sleepers are our children: reaped only now (zombies hold no cgroup).
+        for p in &mut procs {
+            let _ = p.child.wait();
+        }
+    }
+    times.sort();
+    eprintln!(
+        "{still_populated}/10 rounds still had tasks listed when remove() began; \
+         remove() took {times:?} µs"
+    );
+}
+
+#[test]
+fn remove_of_a_cgroup_with_a_live_task_fails_naming_it() {
+    if not_root() {
+        return;
+    }
+    let name = unique_name("cg-rmbusy");
+    let cg = Cg::new(&format!("/{name}"));
+    let p = Proc::sleeper();
+    cg.0.add_task(p.pid()).unwrap();
+    let t = Instant::now();
+    let e = cg.0.remove().unwrap_err().to_string();
+    let took = t.elapsed();
+    assert!(
+        e.contains(&name) && e.contains("still in use") && e.contains(&p.pid().to_string()),
+        "{e}"
+    );
+    // Bounded: about the one second of patience, not the 10 s of a hung wait.
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(cg.0.exists());
+    drop(p);
+    cg.0.remove().unwrap();
+    assert!(!cg.0.exists());
+}
