@@ -718,7 +718,56 @@ impl Runtime {
         let me = unsafe { libc::getpid() };
 
         let clone_flags = if fast { new_flags as u64 } else { 0 };
-        let (pid, pidfd) = match sys::clone3(clone_flags).map_err(io("clone3"))? {
+        // Init starts inside its cgroups rather than being moved there after the fork: moving
+        // another process waits for an RCU grace period in the kernel (5–15 ms measured here,
+        // most of a create; see carve_cgroups::Manager::enter_v1). So this thread steps into the
+        // v1 cgroups around the clone and the cgroup2 one is handed to clone3
+        // (CLONE_INTO_CGROUP). Not with a pids limit of 1: the runtime would count in it.
+        let pids_limit = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.pids().as_ref())
+            .map(|p| p.limit());
+        let mut v1_home = None;
+        let mut v2_fd = None;
+        if let Some(m) = guard.cgroup.as_ref().filter(|_| pids_limit != Some(1)) {
+            match m.enter_v1() {
+                Ok(h) => v1_home = h,
+                Err(e) => tracing::debug!("starting init in its v1 cgroups: {e}"),
+            }
+            if let Some(d) = m.v2_dir() {
+                v2_fd = sys::openat(
+                    libc::AT_FDCWD,
+                    d,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    0,
+                )
+                .ok();
+            }
+        }
+        let mut forked = sys::clone3_into(clone_flags, v2_fd.as_ref().map(|f| f.as_raw_fd()));
+        if forked.is_err() && v2_fd.is_some() {
+            // A kernel without CLONE_INTO_CGROUP (< 5.7), or a cgroup that refuses: migrate.
+            v2_fd = None;
+            forked = sys::clone3(clone_flags);
+        }
+        let mut v1_joined = false;
+        if let Ok(Forked::Parent(..)) | Err(_) = &forked {
+            // Back to our own cgroups before anything else can fail.
+            if let Some(h) = v1_home.take() {
+                if let Err(e) = h.leave() {
+                    if let Ok(Forked::Parent(_, fd)) = &forked {
+                        let _ = sys::pidfd_send_signal(fd, libc::SIGKILL);
+                        let _ = sys::pidfd_wait_child(fd);
+                    }
+                    return Err(e.into());
+                }
+                v1_joined = true;
+            }
+        }
+        let v2_joined = v2_fd.take().is_some();
+        let (pid, pidfd) = match forked.map_err(io("clone3"))? {
             Forked::Child => {
                 init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
                 sys::unblock_all_signals();
@@ -805,9 +854,10 @@ impl Runtime {
         // A failed send means init already gave up: its Error message is read below.
         let _ = parent.send(&Msg::Go, &[]);
         crate::fault::point("create:go");
-        // Init builds its rootfs while the migration waits for its RCU grace period.
+        // Init builds its rootfs meanwhile. What it did not start in (see above) it is moved to
+        // now; that migration waits for an RCU grace period.
         if let Some(m) = &guard.cgroup {
-            m.add_task(pid)?;
+            m.add_task_to(pid, !v1_joined, !v2_joined)?;
         }
         let _ = parent.send(&Msg::Joined, &[]);
         let dir = guard.dir.as_ref().expect("dir");

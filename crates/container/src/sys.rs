@@ -50,11 +50,27 @@ pub enum Forked {
 /// `clone3(flags | CLONE_PIDFD)` without a new stack (fork semantics: the child continues here
 /// on a copy-on-write copy of the caller's memory). The caller must be single-threaded.
 pub fn clone3(flags: u64) -> io::Result<Forked> {
+    clone3_into(flags, None)
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7).
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// [`clone3`], the child starting in the cgroup2 directory `cgroup` (an fd of it) when given
+/// (`CLONE_INTO_CGROUP`: no migration afterwards).
+pub fn clone3_into(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
-        flags: flags | libc::CLONE_PIDFD as u64,
+        flags: flags
+            | libc::CLONE_PIDFD as u64
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
         pidfd: &mut pidfd as *mut libc::c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.unwrap_or(0) as u64,
         ..Default::default()
     };
     // SAFETY: args is a valid clone_args of the size passed; with stack 0 the child runs on a

@@ -98,6 +98,21 @@ impl V1 {
         Ok(())
     }
 
+    /// Moves the calling thread (not its process) into this cgroup on every hierarchy, by
+    /// writing "0" to `tasks`; returns the `tasks` files of the cgroups it came from (its own, as
+    /// detected with the layout). On an error it is moved back first.
+    pub(crate) fn enter_self(&self) -> Result<Vec<PathBuf>, Error> {
+        let mut home = Vec::new();
+        for (h, dir) in &self.dirs {
+            if let Err(e) = fs::write(dir, "tasks", "0") {
+                let _ = leave_self(&home);
+                return Err(e.into());
+            }
+            home.push(h.dir_of(&h.own));
+        }
+        Ok(home)
+    }
+
     /// Applies one controller's part of `res`.
     pub(crate) fn apply(&self, ctl: Ctl, res: &LinuxResources) -> Result<(), Error> {
         if ctl == Ctl::Unified {
@@ -189,4 +204,15 @@ impl V1 {
             None => Ok(()),
         }
     }
+}
+
+/// Moves the calling thread back into the cgroups [`V1::enter_self`] returned.
+pub(crate) fn leave_self(home: &[PathBuf]) -> Result<(), Error> {
+    let mut r = Ok(());
+    for d in home {
+        if let Err(e) = fs::write(d, "tasks", "0") {
+            r = r.and(Err(e.into()));
+        }
+    }
+    r
 }
