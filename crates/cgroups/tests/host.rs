@@ -684,3 +684,55 @@ fn remove_of_a_cgroup_with_a_live_task_fails_naming_it() {
     cg.0.remove().unwrap();
     assert!(!cg.0.exists());
 }
+
+#[test]
+fn rmdir_waits_for_killed_tasks_on_v1_and_on_cgroup2() {
+    if not_root() {
+        return;
+    }
+    // One directory per kind: a v1 one (waited for through pidfds) and, on a hybrid host, the
+    // cgroup2 one (waited for through cgroup.events).
+    let mut kinds = vec![Path::new("/sys/fs/cgroup/memory")];
+    if hybrid_host() {
+        kinds.push(Path::new("/sys/fs/cgroup/unified"));
+    }
+    for mount in kinds {
+        let mut busy_rounds = 0;
+        for _ in 0..5 {
+            let dir = mount.join(unique_name("cg-rmdir"));
+            std::fs::create_dir(&dir).unwrap();
+            let mut procs: Vec<Proc> = (0..8).map(|_| Proc::sleeper()).collect();
+            for p in &procs {
+                std::fs::write(dir.join("cgroup.procs"), p.pid().to_string()).unwrap();
+            }
+            for p in &procs {
+                // SAFETY: kill(2) of our own child.
+                unsafe { libc::kill(p.pid(), libc::SIGKILL) };
+            }
+            // What rmdir would meet right now.
+            if !read(&dir, "cgroup.procs").is_empty() {
+                busy_rounds += 1;
+            }
+            let t = Instant::now();
+            let r = carve_cgroups::fs::rmdir(&dir, Instant::now() + Duration::from_secs(2));
+            let took = t.elapsed();
+            for p in &mut procs {
+                let _ = p.child.wait();
+            }
+            if r.is_err() {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            r.unwrap_or_else(|e| panic!("{}: {e}", mount.display()));
+            assert!(!dir.exists());
+            assert!(
+                took < Duration::from_millis(500),
+                "{}: {took:?}",
+                mount.display()
+            );
+        }
+        eprintln!(
+            "{}: {busy_rounds}/5 rounds still listed tasks",
+            mount.display()
+        );
+    }
+}
