@@ -195,6 +195,13 @@ fn run_in_the_foreground_proxies_the_terminal() {
     // The shell inside runs on a pty of its own, sized like the caller's terminal.
     let out = pty.ask("tty", "/dev/pts/");
     assert!(!out.contains("not a tty"), "{out}");
+    // The runtime stepped into the container's cgroups only around init's clone: it waits in
+    // its own ones (those it inherited from this test).
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap(),
+        std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+        "carve-oci run did not return to its own cgroups"
+    );
     pty.ask("stty size", "33 97");
     // The caller's terminal is raw meanwhile: what is typed reaches the container unprocessed
     // and the echo comes from the container's pty.

@@ -318,6 +318,10 @@ impl Manager {
     /// container create. A thread moving *itself* with "0" into `tasks` skips that lock. The
     /// cgroup2 hierarchy has no such file for domain cgroups; there, clone3's
     /// `CLONE_INTO_CGROUP` with [`Manager::v2_dir`] does the same.
+    ///
+    /// The way back is the calling process's own cgroups as detected when this manager was made
+    /// ([`Manager::new`]): use it on a manager made by this process, not on one loaded from a
+    /// state file written by another.
     pub fn enter_v1(&self) -> Result<Option<V1Home>, Error> {
         match self {
             Manager::V1(v1) | Manager::Hybrid { v1, .. } => Ok(Some(V1Home(v1.enter_self()?))),

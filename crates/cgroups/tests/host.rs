@@ -14,13 +14,26 @@ fn res(json: &str) -> LinuxResources {
     serde_json::from_str(json).expect("resources json")
 }
 
+/// `not_root()`, and else the host lock taken shared for the rest of this test process (one
+/// test per process under nextest): these tests make cgroups on every hierarchy, cpuset
+/// included, and a new cpuset spanning all cpus keeps the host-tuning test (which holds the
+/// lock exclusively) from making a cpu exclusive.
+fn not_root_or_locked() -> bool {
+    static LOCK: std::sync::OnceLock<carve_testkit::HostLock> = std::sync::OnceLock::new();
+    if not_root() {
+        return true;
+    }
+    LOCK.get_or_init(carve_testkit::HostLock::shared);
+    false
+}
+
 fn hybrid_host() -> bool {
     Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
 }
 
 #[test]
 fn layout_matches_the_mounts() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let l = Layout::detect(Path::new("/sys/fs/cgroup")).unwrap();
@@ -49,7 +62,7 @@ fn layout_matches_the_mounts() {
 
 #[test]
 fn task_sits_in_the_cgroup_on_every_hierarchy() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-procs");
@@ -77,7 +90,7 @@ fn task_sits_in_the_cgroup_on_every_hierarchy() {
 
 #[test]
 fn relative_path_goes_under_our_own_cgroup() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-rel");
@@ -96,7 +109,7 @@ fn relative_path_goes_under_our_own_cgroup() {
 
 #[test]
 fn each_resource_is_written_and_read_back() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-res");
@@ -203,7 +216,7 @@ fn each_resource_is_written_and_read_back() {
 
 #[test]
 fn kernel_refusals_name_file_and_value() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-err");
@@ -243,7 +256,7 @@ fn host_tuning_realtime_budget_reaches_nested_cgroup() {
 
 #[test]
 fn freeze_really_stops_and_thaw_resumes() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-freeze");
@@ -271,7 +284,7 @@ fn freeze_really_stops_and_thaw_resumes() {
 
 #[test]
 fn memory_limit_oom_kills_a_hog() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-oom");
@@ -296,7 +309,7 @@ fn memory_limit_oom_kills_a_hog() {
 
 #[test]
 fn pids_limit_stops_forks() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-pids");
@@ -331,7 +344,7 @@ fn pids_limit_stops_forks() {
 
 #[test]
 fn stats_are_plausible_and_serialize_like_runc() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-stats");
@@ -391,7 +404,7 @@ fn stats_are_plausible_and_serialize_like_runc() {
 
 #[test]
 fn kill_all_reaches_every_task() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-kill");
@@ -425,7 +438,7 @@ fn kill_all_reaches_every_task() {
 
 #[test]
 fn remove_leaves_nothing_on_any_hierarchy() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-rm");
@@ -452,7 +465,7 @@ fn remove_leaves_nothing_on_any_hierarchy() {
 
 #[test]
 fn cpuset_of_nested_cgroup_starts_from_parent() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-cpuset");
@@ -488,7 +501,7 @@ fn cpuset_of_nested_cgroup_starts_from_parent() {
 
 #[test]
 fn simple_cpuset_and_memory_constructor() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-simple");
@@ -510,7 +523,7 @@ fn simple_cpuset_and_memory_constructor() {
 
 #[test]
 fn v2_device_program_on_the_unified_hierarchy() {
-    if not_root() || !hybrid_host() {
+    if not_root_or_locked() || !hybrid_host() {
         return;
     }
     // The cgroup2 side alone, as a pure-v2 manager: BPF device programs act on a task's cgroup2
@@ -620,7 +633,7 @@ fn carve_cgroups_list(s: &str) -> Vec<u32> {
 
 #[test]
 fn remove_right_after_sigkill_waits_for_the_exiting_tasks() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     // Killed tasks leave their cgroups a little after the signal: rmdir is EBUSY until then.
@@ -660,7 +673,7 @@ fn remove_right_after_sigkill_waits_for_the_exiting_tasks() {
 
 #[test]
 fn remove_of_a_cgroup_with_a_live_task_fails_naming_it() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     let name = unique_name("cg-rmbusy");
@@ -687,7 +700,7 @@ fn remove_of_a_cgroup_with_a_live_task_fails_naming_it() {
 
 #[test]
 fn rmdir_waits_for_killed_tasks_on_v1_and_on_cgroup2() {
-    if not_root() {
+    if not_root_or_locked() {
         return;
     }
     // One directory per kind: a v1 one (waited for through pidfds) and, on a hybrid host, the

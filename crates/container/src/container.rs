@@ -718,56 +718,17 @@ impl Runtime {
         let me = unsafe { libc::getpid() };
 
         let clone_flags = if fast { new_flags as u64 } else { 0 };
-        // Init starts inside its cgroups rather than being moved there after the fork: moving
-        // another process waits for an RCU grace period in the kernel (5–15 ms measured here,
-        // most of a create; see carve_cgroups::Manager::enter_v1). So this thread steps into the
-        // v1 cgroups around the clone and the cgroup2 one is handed to clone3
-        // (CLONE_INTO_CGROUP). Not with a pids limit of 1: the runtime would count in it.
+        // Init starts inside its cgroups rather than being moved there after the fork (see
+        // clone_in_cgroups). Not with a pids limit of 1: the runtime would count in it.
         let pids_limit = spec
             .linux()
             .as_ref()
             .and_then(|l| l.resources().as_ref())
             .and_then(|r| r.pids().as_ref())
             .map(|p| p.limit());
-        let mut v1_home = None;
-        let mut v2_fd = None;
-        if let Some(m) = guard.cgroup.as_ref().filter(|_| pids_limit != Some(1)) {
-            match m.enter_v1() {
-                Ok(h) => v1_home = h,
-                Err(e) => tracing::debug!("starting init in its v1 cgroups: {e}"),
-            }
-            if let Some(d) = m.v2_dir() {
-                v2_fd = sys::openat(
-                    libc::AT_FDCWD,
-                    d,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                    0,
-                )
-                .ok();
-            }
-        }
-        let mut forked = sys::clone3_into(clone_flags, v2_fd.as_ref().map(|f| f.as_raw_fd()));
-        if forked.is_err() && v2_fd.is_some() {
-            // A kernel without CLONE_INTO_CGROUP (< 5.7), or a cgroup that refuses: migrate.
-            v2_fd = None;
-            forked = sys::clone3(clone_flags);
-        }
-        let mut v1_joined = false;
-        if let Ok(Forked::Parent(..)) | Err(_) = &forked {
-            // Back to our own cgroups before anything else can fail.
-            if let Some(h) = v1_home.take() {
-                if let Err(e) = h.leave() {
-                    if let Ok(Forked::Parent(_, fd)) = &forked {
-                        let _ = sys::pidfd_send_signal(fd, libc::SIGKILL);
-                        let _ = sys::pidfd_wait_child(fd);
-                    }
-                    return Err(e.into());
-                }
-                v1_joined = true;
-            }
-        }
-        let v2_joined = v2_fd.take().is_some();
-        let (pid, pidfd) = match forked.map_err(io("clone3"))? {
+        let cg_for_clone = guard.cgroup.as_ref().filter(|_| pids_limit != Some(1));
+        let (forked, v1_joined, v2_joined) = clone_in_cgroups(cg_for_clone, clone_flags)?;
+        let (pid, pidfd) = match forked {
             Forked::Child => {
                 init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
                 sys::unblock_all_signals();
@@ -1286,6 +1247,62 @@ impl Runtime {
             pidfd,
             console,
         })
+    }
+}
+
+/// `clone3(flags)` of a child that starts inside the cgroups of `cg` instead of being moved there
+/// afterwards. Moving *another* process (its pid into `cgroup.procs`) waits for an RCU grace
+/// period in the kernel whenever its threadgroup rwsem was idle (5–15 ms measured here, most of a
+/// `create`; see `carve_cgroups::Manager::enter_v1`). So this thread steps into the v1 cgroups
+/// (`0 > tasks`, no global lock), the cgroup2 directory goes to clone3 (`CLONE_INTO_CGROUP`), and
+/// the thread steps back before anything else can fail. Returns the fork and whether the child
+/// sits in its v1 and in its cgroup2 cgroups already; what it does not, the caller migrates
+/// (`Manager::add_task_to`). Falls back to a plain clone3 when the clone into the cgroups is
+/// refused (a kernel without CLONE_INTO_CGROUP, a pids limit reached: a migration is not
+/// limited, a fork is).
+fn clone_in_cgroups(cg: Option<&Manager>, flags: u64) -> Result<(Forked, bool, bool), Error> {
+    let mut v1_home = None;
+    let mut v2_fd = None;
+    if let Some(m) = cg {
+        match m.enter_v1() {
+            Ok(h) => v1_home = h,
+            Err(e) => tracing::debug!("starting the process in its v1 cgroups: {e}"),
+        }
+        if let Some(d) = m.v2_dir() {
+            v2_fd = sys::openat(
+                libc::AT_FDCWD,
+                d,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                0,
+            )
+            .ok();
+        }
+    }
+    if v1_home.is_none() && v2_fd.is_none() {
+        return Ok((sys::clone3(flags).map_err(io("clone3"))?, false, false));
+    }
+    let v1_entered = v1_home.is_some();
+    let forked = sys::clone3_into(flags, v2_fd.as_ref().map(|f| f.as_raw_fd()));
+    if let Ok(Forked::Child) = forked {
+        // The child: inside already; the thread it copies stays there.
+        return Ok((Forked::Child, true, true));
+    }
+    // The parent: back to our own cgroups first.
+    if let Some(h) = v1_home.take() {
+        if let Err(e) = h.leave() {
+            if let Ok(Forked::Parent(_, fd)) = &forked {
+                let _ = sys::pidfd_send_signal(fd, libc::SIGKILL);
+                let _ = sys::pidfd_wait_child(fd);
+            }
+            return Err(e.into());
+        }
+    }
+    match forked {
+        Ok(f) => Ok((f, v1_entered, v2_fd.is_some())),
+        Err(e) => {
+            tracing::debug!("clone3 into the cgroups: {e}; migrating instead");
+            Ok((sys::clone3(flags).map_err(io("clone3"))?, false, false))
+        }
     }
 }
 
