@@ -1170,11 +1170,20 @@ impl Runtime {
             sys::setns(init_fd.as_raw_fd(), for_children)
                 .map_err(io("joining the container's pid namespace"))?;
         }
-        let forked = sys::clone3(0);
+        // The child starts inside the container's cgroups, as init does (clone_in_cgroups). The
+        // way back for this thread is its own cgroups: a manager detected here, used only when it
+        // names the same directories as the stored one.
+        let here = cg.as_ref().and_then(|m| {
+            Manager::new(&self.cgroup_root, &st.cgroups_path)
+                .ok()
+                .filter(|h| h.dirs() == m.dirs())
+        });
+        let forked = clone_in_cgroups(here.as_ref(), 0);
         for (f, fd) in &own_ns {
             let _ = sys::setns(fd.as_raw_fd(), *f);
         }
-        let (pid, pidfd) = match forked.map_err(io("clone3"))? {
+        let (forked, v1_joined, v2_joined) = forked?;
+        let (pid, pidfd) = match forked {
             Forked::Child => {
                 init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
                 sys::unblock_all_signals();
@@ -1200,11 +1209,12 @@ impl Runtime {
             let _ = sys::pidfd_wait_child(&pidfd);
             e
         };
-        // The child joins the namespaces while the migration waits for its grace period; it
-        // waits for `Joined` before it execs. A failed send means it already reported an error.
+        // The child joins the namespaces while a migration (if one is needed) waits for its
+        // grace period; it waits for `Joined` before it execs. A failed send means it already reported an error.
         let _ = parent.send(&Msg::Go, &[]);
         if let Some(m) = &cg {
-            m.add_task(pid).map_err(|e| fail(e.into()))?;
+            m.add_task_to(pid, !v1_joined, !v2_joined)
+                .map_err(|e| fail(e.into()))?;
         }
         let _ = parent.send(&Msg::Joined, &[]);
         loop {
