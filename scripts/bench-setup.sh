@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `carve bench runtime` compares carve-oci against, beyond scripts/setup.sh:
-# youki (a Rust OCI runtime) from crates.io. Idempotent: a second run only checks.
+# youki (a Rust OCI runtime) from crates.io, and builds the carve-oci that is shipped and measured
+# (static, size-optimized, non-PIE: target/x86_64-unknown-linux-gnu/release/carve-oci; see
+# docs/performance.md). Idempotent: a second run only checks.
 # Usage: scripts/bench-setup.sh            (youki goes to ~/.cargo/bin, found on PATH by the bench)
 set -euo pipefail
 
@@ -29,4 +31,12 @@ fi
 echo "bench-setup: cargo install youki --locked --features v1,v2,seccomp"
 nice cargo install youki --locked --features v1,v2,seccomp
 v="$(youki --version)"; echo "bench-setup: ${v%%$'\n'*}"
+# The shipped carve-oci: a static glibc build needs no dynamic loader and no start-up relocations,
+# which is most of the dynamic build's peak RSS (docs/performance.md).
+echo "bench-setup: building the static carve-oci"
+cd "$(dirname "$0")/.."
+CARGO_PROFILE_RELEASE_OPT_LEVEL=z CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+  nice cargo build --quiet --release -p carve-oci --target x86_64-unknown-linux-gnu
+echo "bench-setup: ${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/carve-oci"
 echo "bench-setup: ready"
