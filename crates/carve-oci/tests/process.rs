@@ -328,7 +328,6 @@ fn terminal_master_goes_to_the_console_socket() {
 
 #[test]
 fn seccomp_notify_fd_goes_to_the_listener_with_the_state() {
-    use std::os::fd::AsRawFd;
     if !require_root() {
         return;
     }
@@ -348,32 +347,13 @@ fn seccomp_notify_fd_goes_to_the_listener_with_the_state() {
     });
     e.write_config();
     let _g = e.create();
-    let (conn, _) = listener.accept().unwrap();
-    let mut buf = vec![0u8; 8192];
-    let mut cmsg = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: zeroed msghdr, pointers to live buffers.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cmsg);
-    // SAFETY: recvmsg into the buffers above.
-    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
-    assert!(n > 0);
-    // SAFETY: the runtime sent one SCM_RIGHTS header with the notify fd.
-    let fd = unsafe { *(libc::CMSG_DATA(libc::CMSG_FIRSTHDR(&msg)) as *const i32) };
-    let st: Value = serde_json::from_slice(&buf[..n as usize]).unwrap();
+    let (st, fd) = fdpass::recv_listener(&listener);
     assert_eq!(st["fds"], json!(["seccompFd"]));
     assert_eq!(st["metadata"], "meta-1");
     assert_eq!(st["state"]["id"], json!(e.id));
     assert_eq!(st["pid"], e.state()["pid"]);
     // Nobody answers: closing the listener fd makes notified syscalls fail with ENOSYS.
-    // SAFETY: closing the fd we received.
-    unsafe { libc::close(fd) };
+    drop(fd);
     e.ok(&["start", &e.id]);
     e.wait_status("stopped");
     let res = std::fs::read_to_string(e.rootfs().join("tmp/res")).unwrap();

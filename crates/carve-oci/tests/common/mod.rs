@@ -2,6 +2,8 @@
 //! `--root`, the real binary, and a guard that force-deletes the container on drop.
 #![allow(dead_code)]
 
+pub mod fdpass;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
