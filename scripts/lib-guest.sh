@@ -71,6 +71,12 @@ guest_put_brd() {
   esac
 }
 
+# guest_put_init_lib ROOT: scripts/guest-init.sh as ROOT/carve-init.sh, for the guest's /init to
+# source (root on a tmpfs, the usual mounts, check()).
+guest_put_init_lib() {
+  cp "$top/scripts/guest-init.sh" "$1/carve-init.sh"
+}
+
 # guest_pack ROOT OUT: ROOT (with an executable ROOT/init) as a gzip'd newc initramfs.
 guest_pack() {
   (cd "$1" && find . | cpio -o -H newc --quiet | gzip -1) >"$2"

@@ -170,23 +170,11 @@ mkb userns '.process.args = ["sh", "-c", "echo U uidmap=$(tr -s \" \" _ </proc/s
   | .linux.uidMappings = [{"containerID": 0, "hostID": 100000, "size": 65536}]
   | .linux.gidMappings = [{"containerID": 0, "hostID": 100000, "size": 65536}]'
 
+guest_put_init_lib "$root"
 cat >"$root/init" <<'EOF'
 #!/bin/busybox sh
-# pivot_root cannot move the initramfs (rootfs) root: copy everything onto a tmpfs and switch_root
-# to it first, as a real host's root would be.
-if [ ! -e /switched ]; then
-  /bin/busybox mkdir /newroot
-  /bin/busybox mount -t tmpfs -o size=200m tmpfs /newroot
-  for f in /*; do [ "$f" = /newroot ] || /bin/busybox cp -a "$f" /newroot/; done
-  /bin/busybox touch /newroot/switched
-  exec /bin/busybox switch_root /newroot /init
-fi
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
+TAG=CARVE-OCI-V2
+. /carve-init.sh
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 insmod /brd.ko rd_nr=1 rd_size=16384
 bin=$(cat /etc/carve-oci-path)
@@ -195,19 +183,6 @@ ln -s /bin/carve-oci "$bin"
 export PATH=/bin
 echo "CARVE-OCI-V2: mounts: $(grep cgroup /proc/mounts | tr '\n' ';')"
 T0=$(cut -d' ' -f1 /proc/uptime)
-fails=0
-oks=0
-check() { # NAME COMMAND...: one check, passed if COMMAND succeeds
-  local n=$1
-  shift
-  if "$@"; then
-    echo "CARVE-OCI-V2: ok $n"
-    oks=$((oks + 1))
-  else
-    echo "CARVE-OCI-V2: FAIL $n: $* is false"
-    fails=$((fails + 1))
-  fi
-}
 status() { carve-oci state "$1" 2>/dev/null | tr -d ' \n' | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'; }
 pid_of() { carve-oci state "$1" | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'; }
 waitfor() { # FILE PATTERN: up to 20 s for PATTERN to show up in FILE

@@ -56,22 +56,11 @@ jq -c '.process.terminal = false | .root = {"path": "/rootfs", "readonly": false
   | .linux.resources.network = {"classID": 1048578, "priorities": [{"name": "lo", "priority": 3}, {"name": "dummy0", "priority": 4}]}
   | .linux.resources.pids = {"limit": 20}' "$work/config.json" >"$root/b/net/config.json"
 
+guest_put_init_lib "$root"
 cat >"$root/init" <<'EOF'
 #!/bin/busybox sh
-# pivot_root (carve-oci) cannot move the initramfs root: copy it onto a tmpfs and switch_root.
-if [ ! -e /switched ]; then
-  /bin/busybox mkdir /newroot
-  /bin/busybox mount -t tmpfs -o size=200m tmpfs /newroot
-  for f in /*; do [ "$f" = /newroot ] || /bin/busybox cp -a "$f" /newroot/; done
-  /bin/busybox touch /newroot/switched
-  exec /bin/busybox switch_root /newroot /init
-fi
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
+TAG=CARVE-V1
+. /carve-init.sh
 export PATH=/bin RUST_BACKTRACE=1
 T0=$(cut -d' ' -f1 /proc/uptime)
 # A hybrid layout as systemd mounts it.
@@ -105,19 +94,6 @@ ip link set dummy0.5 arp on up
 echo "CARVE-V1: cmdline: $(cat /proc/cmdline)"
 echo "CARVE-V1: mounts: $(grep cgroup /proc/mounts | cut -d' ' -f2,3 | tr '\n' ';')"
 echo "CARVE-V1: links: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ,)"
-fails=0
-oks=0
-check() { # NAME COMMAND...: one check, passed if COMMAND succeeds
-  local n=$1
-  shift
-  if "$@"; then
-    echo "CARVE-V1: ok $n"
-    oks=$((oks + 1))
-  else
-    echo "CARVE-V1: FAIL $n: $* is false"
-    fails=$((fails + 1))
-  fi
-}
 suite() { # TEST: one test of /v1-tests; its check lines counted
   (cd /tmp && /v1-tests -q --ignored --exact --nocapture --test-threads=1 "$1" >/tmp/t.log 2>&1)
   local rc=$?
