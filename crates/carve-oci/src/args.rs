@@ -78,6 +78,8 @@ pub enum Cmd {
         preserve_fds: u32,
         process_label: Option<String>,
         apparmor: Option<String>,
+        cgroup: Vec<String>,
+        ignore_paused: bool,
         id: String,
         args: Vec<String>,
     },
@@ -92,17 +94,10 @@ pub enum Cmd {
     Resume {
         id: String,
     },
-    Update {
-        resources: Option<PathBuf>,
-        memory: Option<i64>,
-        pids_limit: Option<i64>,
-        cpu_quota: Option<i64>,
-        cpu_period: Option<u64>,
-        id: String,
-    },
+    Update(UpdateArgs),
     Events {
         stats: bool,
-        interval: String,
+        interval: std::time::Duration,
         id: String,
     },
     List {
@@ -110,6 +105,42 @@ pub enum Cmd {
         quiet: bool,
     },
     Features,
+}
+
+/// `update` options: runc's flags, memory sizes already in bytes (-1 = unlimited).
+#[derive(Default)]
+pub struct UpdateArgs {
+    pub resources: Option<PathBuf>,
+    pub blkio_weight: Option<u16>,
+    pub cpu_period: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_share: Option<u64>,
+    pub cpu_rt_period: Option<u64>,
+    pub cpu_rt_runtime: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub memory: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    pub memory_swap: Option<i64>,
+    /// Accepted and ignored, as runc 1.1 does (kernel memory accounting is gone).
+    pub kernel_memory: bool,
+    pub pids_limit: Option<i64>,
+    pub l3_cache_schema: Option<String>,
+    pub mem_bw_schema: Option<String>,
+    pub id: String,
+}
+
+/// A usage error: the message and the exit status (runc: 1, 3 for an unknown command).
+#[derive(Debug)]
+pub struct UsageError {
+    pub msg: String,
+    pub code: i32,
+}
+
+impl From<String> for UsageError {
+    fn from(msg: String) -> UsageError {
+        UsageError { msg, code: 1 }
+    }
 }
 
 /// What parsing asks of `main` besides a command.
@@ -159,13 +190,27 @@ fn flags(cmd: &str) -> Option<&'static [(&'static str, char, bool)]> {
         ("preserve-fds", ' ', true),
         ("process-label", ' ', true),
         ("apparmor", ' ', true),
+        ("cgroup", ' ', true),
+        ("ignore-paused", ' ', false),
     ];
     const UPDATE: &[(&str, char, bool)] = &[
         ("resources", 'r', true),
-        ("memory", ' ', true),
-        ("pids-limit", ' ', true),
-        ("cpu-quota", ' ', true),
+        ("blkio-weight", ' ', true),
         ("cpu-period", ' ', true),
+        ("cpu-quota", ' ', true),
+        ("cpu-share", ' ', true),
+        ("cpu-rt-period", ' ', true),
+        ("cpu-rt-runtime", ' ', true),
+        ("cpuset-cpus", ' ', true),
+        ("cpuset-mems", ' ', true),
+        ("memory", ' ', true),
+        ("memory-reservation", ' ', true),
+        ("memory-swap", ' ', true),
+        ("kernel-memory", ' ', true),
+        ("kernel-memory-tcp", ' ', true),
+        ("pids-limit", ' ', true),
+        ("l3-cache-schema", ' ', true),
+        ("mem-bw-schema", ' ', true),
     ];
     Some(match cmd {
         "spec" => &[("bundle", 'b', true), ("rootless", ' ', false)],
@@ -196,15 +241,177 @@ commands:
   exec [-p FILE] [-d] [--pid-file F] [--console-socket S] [-t] [-e K=V] [--cwd D] [-u UID[:GID]]
        [-g GID] [--cap CAP] [--no-new-privs] [--preserve-fds N] ID [ARGS...]
   ps [-f table|json] ID [PS ARGS...]
-  pause ID | resume ID
-  update [-r FILE|-] [--memory N] [--pids-limit N] [--cpu-quota N] [--cpu-period N] ID
+  pause ID                           freeze every process
+  resume ID                          thaw a paused container
+  update [-r FILE|-] [--memory SIZE] [--memory-reservation SIZE] [--memory-swap SIZE]
+         [--cpu-share N] [--cpu-quota N] [--cpu-period N] [--cpu-rt-runtime N] [--cpu-rt-period N]
+         [--cpuset-cpus LIST] [--cpuset-mems LIST] [--blkio-weight N] [--pids-limit N] ID
+                                     SIZE: bytes or 512k, 64m, 1g...; -1 = unlimited
   events [--stats] [--interval 5s] ID
   list [-f table|json] [-q]
   features                           print the runtime's features (JSON)
+
+carve-oci COMMAND --help (or carve-oci help COMMAND) lists a command's flags.
 ";
 
+/// One line on what each command does, for `COMMAND --help` and `help COMMAND`.
+fn describe(cmd: &str) -> &'static str {
+    match cmd {
+        "spec" => "create a new specification file (config.json)",
+        "create" => "create a container",
+        "start" => "execute the user defined process in a created container",
+        "run" => "create and run a container",
+        "state" => "output the state of a container",
+        "kill" => "send a signal (default: SIGTERM) to the container's init process, or with --all to every process",
+        "delete" => "delete any resources held by the container",
+        "exec" => "execute a new process inside the container",
+        "ps" => "display the processes running inside a container",
+        "pause" => "suspend all processes inside the container",
+        "resume" => "resume all processes that have been previously paused",
+        "update" => "update container resource constraints",
+        "events" => "display container stats, every --interval or once with --stats",
+        "list" | "ls" => "list containers started with the given root",
+        _ => "show the enabled features",
+    }
+}
+
+/// `carve-oci COMMAND --help`: the command's usage line and its flags.
+fn command_help(cmd: &str) -> String {
+    let table = flags(cmd).unwrap_or(&[]);
+    let word = if cmd == "ls" { "list" } else { cmd };
+    // The command's lines of USAGE: its own and the deeper-indented continuations.
+    let mut lines = USAGE
+        .lines()
+        .skip_while(|l| {
+            let t = l.trim_start();
+            !(l.starts_with("  ") && (t.starts_with(&format!("{word} ")) || t == word))
+        })
+        .take_while({
+            let mut first = true;
+            move |l| std::mem::replace(&mut first, false) || l.starts_with("   ")
+        })
+        .map(|l| l.trim().split("   ").next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>();
+    if lines.is_empty() {
+        lines.push(word);
+    }
+    let usage = lines.join("\n    ");
+    let mut out = format!("usage: carve-oci {usage}\n\n{}\n", describe(cmd).trim_end());
+    if !table.is_empty() {
+        out.push_str("\noptions:\n");
+        for (long, short, value) in table {
+            let v = if *value { " value" } else { "" };
+            let s = if *short == ' ' {
+                String::new()
+            } else {
+                format!(", -{short}{v}")
+            };
+            let names = format!("--{long}{v}{s}");
+            out.push_str(&format!("  {names:<34} {}\n", flag_help(long)));
+        }
+    }
+    if cmd == "update" {
+        out.push_str(
+            "\nSIZE values take bytes or k/m/g/t/p suffixes (512m, 1g); -1 means unlimited.\n",
+        );
+    }
+    out
+}
+
+/// One line on a subcommand flag.
+fn flag_help(long: &str) -> &'static str {
+    match long {
+        "bundle" => "path to the root of the bundle directory (default: the current directory)",
+        "rootless" => "accepted; carve-oci writes the same default config",
+        "pid-file" => "file to write the process id to",
+        "console-socket" => "AF_UNIX socket that receives the pty master of a terminal",
+        "no-pivot" => "use MS_MOVE + chroot instead of pivot_root (rootfs on a ramdisk)",
+        "no-new-keyring" => "keep the caller's session keyring",
+        "preserve-fds" => "pass N more file descriptors (stdio + $LISTEN_FDS + N)",
+        "detach" => "detach from the container's process",
+        "keep" => "do not delete the container after it exits",
+        "no-subreaper" => "accepted and ignored",
+        "all" => "send the signal to every process of the container",
+        "force" => "kill a running or paused container (SIGKILL) and delete it",
+        "process" => "path to a process.json (the other process flags are applied over it)",
+        "tty" => "allocate a pseudo-TTY",
+        "env" => "set an environment variable KEY=VALUE (repeatable)",
+        "cwd" => "working directory in the container",
+        "user" => "UID (format: <uid>[:<gid>]; without a gid the configured one stays)",
+        "additional-gids" => "additional gids, added to the configured ones (repeatable, or a,b)",
+        "cap" => "add a capability to the bounding, effective and permitted sets",
+        "no-new-privs" => "set no_new_privs for the process",
+        "process-label" => "accepted and ignored: no SELinux on carve-oci hosts",
+        "apparmor" => "accepted and ignored: no AppArmor on carve-oci hosts",
+        "cgroup" => "refused: carve-oci does not exec into a sub-cgroup",
+        "ignore-paused" => "refused: carve-oci does not exec into a paused container",
+        "format" => "select one of: table or json (default: table)",
+        "quiet" => "display only container IDs",
+        "stats" => "display the container's stats once, then exit",
+        "interval" => "stats interval, a Go duration (default: 5s)",
+        "resources" => "a LinuxResources JSON file, or - for stdin (flags override its values)",
+        "blkio-weight" => "block IO weight, 10 to 1000",
+        "cpu-period" => "CPU CFS period in usecs (0: the system default)",
+        "cpu-quota" => "CPU CFS quota in usecs per period (-1: unlimited)",
+        "cpu-share" => "CPU shares (relative weight)",
+        "cpu-rt-period" => "CPU realtime period in usecs",
+        "cpu-rt-runtime" => "CPU realtime runtime in usecs per period",
+        "cpuset-cpus" => "CPUs to use (e.g. 0-1,3)",
+        "cpuset-mems" => "memory nodes to use",
+        "memory" => "memory limit, SIZE",
+        "memory-reservation" => "memory reservation (soft limit), SIZE",
+        "memory-swap" => "memory + swap limit, SIZE; -1 for unlimited swap",
+        "kernel-memory" | "kernel-memory-tcp" => "accepted and ignored, as runc 1.1 does",
+        "pids-limit" => "maximum number of pids (-1: unlimited)",
+        "l3-cache-schema" | "mem-bw-schema" => "refused: no Intel RDT support",
+        _ => "",
+    }
+}
+
+/// A size as runc's update takes it (docker/go-units' RAMInBytes): bytes, or a number with a
+/// k/m/g/t/p suffix (binary multiples; "kb", "KiB", "1.5g" too); "-1" is unlimited.
+pub fn parse_size(s: &str) -> Option<i64> {
+    if s == "-1" {
+        return Some(-1);
+    }
+    let t = s.trim();
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(num_end);
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
+        return None;
+    }
+    let unit = unit.trim_start_matches(' ').to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024f64.powi(2),
+        "g" => 1024f64.powi(3),
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
+        _ => return None,
+    };
+    let n: f64 = num.parse().ok()?;
+    let v = n * mult;
+    (v < i64::MAX as f64).then_some(v as i64)
+}
+
+/// How many positional arguments each command takes (runc's checkArgs): (min, max).
+fn arity(cmd: &str) -> (usize, usize) {
+    match cmd {
+        "spec" | "list" | "ls" | "features" => (0, 0),
+        "kill" => (1, 2),
+        "exec" | "ps" => (1, usize::MAX),
+        _ => (1, 1),
+    }
+}
+
 /// Parses argv (including argv[0]).
-pub fn parse(argv: &[String]) -> Result<Parsed, String> {
+pub fn parse(argv: &[String]) -> Result<Parsed, UsageError> {
     let mut g_vals: HashMap<&'static str, String> = HashMap::new();
     let mut g_bools: Vec<&'static str> = Vec::new();
     let mut vals: HashMap<&'static str, Vec<String>> = HashMap::new();
@@ -214,14 +421,37 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     let mut table: &[(&str, char, bool)] = &[];
     let mut i = 1;
     let mut rest_positional = false;
+    let mut ps_sep = false;
+    if argv.len() <= 1 {
+        // runc without arguments prints its help and succeeds.
+        return Ok(Parsed::Print(USAGE.to_string()));
+    }
     while i < argv.len() {
         let a = &argv[i];
         i += 1;
         if rest_positional || a == "-" || !a.starts_with('-') {
             if cmd.is_none() {
                 let c = a.as_str();
-                table = flags(c).ok_or_else(|| format!("unknown command {c:?}\n\n{USAGE}"))?;
+                if c == "help" || c == "h" {
+                    return match argv.get(i).map(String::as_str) {
+                        None => Ok(Parsed::Print(USAGE.to_string())),
+                        Some(t) if flags(t).is_some() => Ok(Parsed::Print(command_help(t))),
+                        Some(t) => Err(UsageError {
+                            msg: format!("no help topic for {t:?}"),
+                            code: 3,
+                        }),
+                    };
+                }
+                table = flags(c).ok_or_else(|| UsageError {
+                    msg: format!("unknown command {c:?}; see carve-oci --help"),
+                    code: 3,
+                })?;
                 cmd = Some(c);
+                continue;
+            }
+            // `ps ID -- ps-options`: the `--` separates ours from ps's (runc would hand it to ps).
+            if cmd == Some("ps") && pos.len() == 1 && a == "--" && !ps_sep {
+                ps_sep = true;
                 continue;
             }
             pos.push(a.clone());
@@ -241,7 +471,10 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             None => (body, None),
         };
         if name == "help" || name == "h" {
-            return Ok(Parsed::Print(USAGE.to_string()));
+            return Ok(Parsed::Print(match cmd {
+                Some(c) => command_help(c),
+                None => USAGE.to_string(),
+            }));
         }
         if (name == "version" || name == "v") && cmd.is_none() {
             return Ok(Parsed::Print(format!(
@@ -256,7 +489,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             let v = argv
                 .get(*i)
                 .cloned()
-                .ok_or_else(|| format!("flag {a} needs a value"))?;
+                .ok_or_else(|| format!("flag needs an argument: {a}"))?;
             *i += 1;
             Ok(v)
         };
@@ -281,22 +514,58 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
                 g_bools.push(g);
             }
         } else {
+            // runc (urfave/cli): "flag provided but not defined: -bogus", exit status 1.
             return Err(format!(
-                "unknown flag {a}{}",
-                cmd.map(|c| format!(" for {c}")).unwrap_or_default()
-            ));
+                "flag provided but not defined: {a}{}; see carve-oci {}--help",
+                cmd.map(|c| format!(" (for {c})")).unwrap_or_default(),
+                cmd.map(|c| format!("{c} ")).unwrap_or_default()
+            )
+            .into());
         }
     }
     let Some(cmd) = cmd else {
-        return Err(format!("no command given\n\n{USAGE}"));
+        // Global flags only: runc prints its help and succeeds.
+        return Ok(Parsed::Print(USAGE.to_string()));
     };
+    let (min, max) = arity(cmd);
+    if pos.len() < min || pos.len() > max {
+        let what = if min == max {
+            format!("exactly {min}")
+        } else if pos.len() < min {
+            format!("a minimum of {min}")
+        } else {
+            format!("a maximum of {max}")
+        };
+        let id_hint = if min > 0 && pos.is_empty() {
+            " (the container id)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{cmd:?} requires {what} argument(s){id_hint}; see carve-oci {cmd} --help"
+        )
+        .into());
+    }
     let v = |k: &str| vals.get(k).and_then(|v| v.last().cloned());
     let b = |k: &str| bools.contains(&k);
     let p = |k: &str| v(k).map(PathBuf::from);
+    // runc's wording for a flag value that does not parse, naming the flag.
+    let bad = |k: &str, s: &str| format!("invalid value {s:?} for flag --{k}: parse error");
     let num = |k: &str| -> Result<Option<i64>, String> {
+        v(k).map(|s| s.parse::<i64>().map_err(|_| bad(k, &s)))
+            .transpose()
+    };
+    let unum = |k: &str| -> Result<Option<u64>, String> {
+        v(k).map(|s| s.parse::<u64>().map_err(|_| bad(k, &s)))
+            .transpose()
+    };
+    let size = |k: &str| -> Result<Option<i64>, String> {
         v(k).map(|s| {
-            s.parse::<i64>()
-                .map_err(|_| format!("--{k}: {s:?} is not a number"))
+            parse_size(&s).ok_or_else(|| {
+                format!(
+                    "invalid value for --{k}: invalid size: {s:?} (bytes, or a number with a k/m/g/t/p suffix such as 512m or 1g; -1 for unlimited)"
+                )
+            })
         })
         .transpose()
     };
@@ -313,9 +582,18 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             console_socket: p("console-socket"),
             no_pivot: b("no-pivot"),
             no_new_keyring: b("no-new-keyring"),
-            preserve_fds: num("preserve-fds")?.unwrap_or(0) as u32,
+            preserve_fds: unum("preserve-fds")?.unwrap_or(0) as u32,
             id,
         })
+    };
+    let format = |k: &str| -> Result<String, String> {
+        match v(k).as_deref() {
+            None | Some("table") => Ok("table".into()),
+            Some("json") => Ok("json".into()),
+            Some(f) => Err(format!(
+                "invalid format option {f:?} for --{k}: select one of table or json"
+            )),
+        }
     };
     let c = match cmd {
         "spec" => Cmd::Spec {
@@ -359,13 +637,15 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
                     .into_iter()
                     .flatten()
                     .flat_map(|s| s.split(','))
-                    .map(|g| g.parse().map_err(|_| format!("bad gid {g:?}")))
+                    .map(|g| g.parse().map_err(|_| bad("additional-gids", g)))
                     .collect::<Result<_, _>>()?,
                 cap: vals.get("cap").cloned().unwrap_or_default(),
                 no_new_privs: b("no-new-privs"),
-                preserve_fds: num("preserve-fds")?.unwrap_or(0) as u32,
+                preserve_fds: unum("preserve-fds")?.unwrap_or(0) as u32,
                 process_label: v("process-label"),
                 apparmor: v("apparmor"),
+                cgroup: vals.get("cgroup").cloned().unwrap_or_default(),
+                ignore_paused: b("ignore-paused"),
                 id: i,
                 args: pos_iter.collect(),
             }
@@ -373,26 +653,46 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         "ps" => {
             let i = id()?;
             Cmd::Ps {
-                format: v("format").unwrap_or_else(|| "table".into()),
+                format: format("format")?,
                 id: i,
                 ps_args: pos_iter.collect(),
             }
         }
-        "update" => Cmd::Update {
+        "update" => Cmd::Update(UpdateArgs {
             resources: p("resources"),
-            memory: num("memory")?,
-            pids_limit: num("pids-limit")?,
+            blkio_weight: v("blkio-weight")
+                .map(|s| s.parse::<u16>().map_err(|_| bad("blkio-weight", &s)))
+                .transpose()?,
+            cpu_period: unum("cpu-period")?,
             cpu_quota: num("cpu-quota")?,
-            cpu_period: num("cpu-period")?.map(|n| n as u64),
+            cpu_share: unum("cpu-share")?,
+            cpu_rt_period: unum("cpu-rt-period")?,
+            cpu_rt_runtime: num("cpu-rt-runtime")?,
+            cpuset_cpus: v("cpuset-cpus"),
+            cpuset_mems: v("cpuset-mems"),
+            memory: size("memory")?,
+            memory_reservation: size("memory-reservation")?,
+            memory_swap: size("memory-swap")?,
+            kernel_memory: {
+                size("kernel-memory")?;
+                size("kernel-memory-tcp")?;
+                v("kernel-memory").is_some() || v("kernel-memory-tcp").is_some()
+            },
+            pids_limit: num("pids-limit")?,
+            l3_cache_schema: v("l3-cache-schema"),
+            mem_bw_schema: v("mem-bw-schema"),
             id: id()?,
-        },
+        }),
         "events" => Cmd::Events {
             stats: b("stats"),
-            interval: v("interval").unwrap_or_else(|| "5s".into()),
+            interval: match v("interval") {
+                None => std::time::Duration::from_secs(5),
+                Some(s) => parse_duration(&s).ok_or_else(|| bad("interval", &s))?,
+            },
             id: id()?,
         },
         "list" | "ls" => Cmd::List {
-            format: v("format").unwrap_or_else(|| "table".into()),
+            format: format("format")?,
             quiet: b("quiet"),
         },
         _ => Cmd::Features,
@@ -411,6 +711,40 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         debug: g_bools.contains(&"debug"),
         cmd: c,
     })))
+}
+
+/// A Go duration as runc's `--interval` takes it: "5s", "500ms", "1m30s", "1.5s", "2h" (a bare
+/// "0" too); `None` if malformed or zero-length otherwise.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (n, r) = rest.split_at(n_end);
+        let n: f64 = n.parse().ok()?;
+        let u_end = r
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(r.len());
+        let (u, r) = r.split_at(u_end);
+        let secs = match u {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * secs;
+        rest = r;
+    }
+    Some(std::time::Duration::from_secs_f64(total))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 mod args;
 mod log;
 
-use args::{Cli, Cmd, CreateArgs, Parsed};
+use args::{Cli, Cmd, CreateArgs, Parsed, UpdateArgs};
 
 use anyhow::{bail, Context, Result};
 use carve_container::{CreateOptions, ExecOptions, Runtime, Status};
@@ -62,15 +62,84 @@ fn parse_signal(s: &str) -> Result<i32> {
     bail!("unknown signal {s:?}")
 }
 
-fn parse_interval(s: &str) -> Result<std::time::Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("bad interval {s:?}"))?;
-    Ok(match unit {
-        "ms" => std::time::Duration::from_millis(n),
-        "s" | "" => std::time::Duration::from_secs(n),
-        "m" => std::time::Duration::from_secs(n * 60),
-        _ => bail!("bad interval {s:?}: expected e.g. 5s, 500ms, 1m"),
-    })
+/// `update`: runc's flags over an optional `--resources` document, applied through the manager.
+fn update(rt: &Runtime, u: UpdateArgs) -> Result<()> {
+    if u.l3_cache_schema.is_some() {
+        bail!("Intel RDT/CAT: l3 cache schema is not enabled (carve-oci has no intelRdt support)");
+    }
+    if u.mem_bw_schema.is_some() {
+        bail!("Intel RDT/MBA: memory bandwidth schema is not enabled (carve-oci has no intelRdt support)");
+    }
+    if u.kernel_memory {
+        tracing::warn!("Kernel memory settings are ignored and will be removed");
+    }
+    let mut v = match &u.resources {
+        Some(p) => {
+            let b = if p.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                b
+            } else {
+                std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
+            };
+            let res: carve_container::oci_spec::runtime::LinuxResources =
+                carve_container::config::parse_json(p, &b)?;
+            serde_json::to_value(&res)?
+        }
+        None => serde_json::json!({}),
+    };
+    let mut set = |section: &str, key: &str, val: serde_json::Value| {
+        if !v[section].is_object() {
+            v[section] = serde_json::json!({});
+        }
+        v[section][key] = val;
+    };
+    if let Some(w) = u.blkio_weight {
+        set("blockIO", "weight", w.into());
+    }
+    if let Some(x) = u.cpu_period {
+        set("cpu", "period", x.into());
+    }
+    if let Some(x) = u.cpu_quota {
+        set("cpu", "quota", x.into());
+    }
+    if let Some(x) = u.cpu_share {
+        set("cpu", "shares", x.into());
+    }
+    if let Some(x) = u.cpu_rt_period {
+        set("cpu", "realtimePeriod", x.into());
+    }
+    if let Some(x) = u.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", x.into());
+    }
+    if let Some(x) = u.cpuset_cpus {
+        set("cpu", "cpus", x.into());
+    }
+    if let Some(x) = u.cpuset_mems {
+        set("cpu", "mems", x.into());
+    }
+    if let Some(x) = u.memory {
+        set("memory", "limit", x.into());
+    }
+    if let Some(x) = u.memory_reservation {
+        set("memory", "reservation", x.into());
+    }
+    if let Some(x) = u.memory_swap {
+        set("memory", "swap", x.into());
+    } else if u.memory == Some(-1)
+        && std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+    {
+        // As runc: an unlimited memory without a swap value lifts the v1 memory+swap limit too
+        // (the kernel keeps memory.limit_in_bytes at or below it).
+        set("memory", "swap", (-1).into());
+    }
+    if let Some(x) = u.pids_limit {
+        set("pids", "limit", x.into());
+    }
+    let res: carve_container::oci_spec::runtime::LinuxResources =
+        serde_json::from_value(v).context("building the resources")?;
+    rt.update(&u.id, &res)?;
+    Ok(())
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
@@ -172,9 +241,23 @@ fn run(cli: Cli) -> Result<i32> {
             preserve_fds,
             process_label,
             apparmor,
+            cgroup,
+            ignore_paused,
             id,
             args,
         } => {
+            if !cgroup.is_empty() {
+                bail!(
+                    "exec --cgroup {}: running the process in a sub-cgroup is not supported by carve-oci; \
+                     the process joins the container's own cgroups",
+                    cgroup.join(",")
+                );
+            }
+            if ignore_paused {
+                bail!(
+                    "exec --ignore-paused is not supported by carve-oci: resume the container first"
+                );
+            }
             if process_label.is_some() || apparmor.is_some() {
                 tracing::warn!("--process-label/--apparmor ignored: this host has neither SELinux nor AppArmor");
             }
@@ -240,13 +323,20 @@ fn run(cli: Cli) -> Result<i32> {
                     .args(&args)
                     .output()
                     .context("running ps")?;
+                if !out.status.success() {
+                    bail!(
+                        "ps {}: {}: {}",
+                        args.join(" "),
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
                 let text = String::from_utf8_lossy(&out.stdout);
                 let mut lines = text.lines();
                 let header = lines.next().unwrap_or("");
-                let col = header
-                    .split_whitespace()
-                    .position(|h| h == "PID")
-                    .context("ps output has no PID column")?;
+                let col = header.split_whitespace().position(|h| h == "PID").context(
+                    "couldn't find PID field in ps output (give ps options that print PID)",
+                )?;
                 println!("{header}");
                 for l in lines {
                     if l.split_whitespace()
@@ -261,49 +351,13 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Pause { id } => rt.pause(&id)?,
         Cmd::Resume { id } => rt.resume(&id)?,
-        Cmd::Update {
-            resources,
-            memory,
-            pids_limit,
-            cpu_quota,
-            cpu_period,
-            id,
-        } => {
-            let mut res: carve_container::oci_spec::runtime::LinuxResources = match &resources {
-                Some(p) => {
-                    let b = if p.as_os_str() == "-" {
-                        let mut b = Vec::new();
-                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
-                        b
-                    } else {
-                        std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
-                    };
-                    carve_container::config::parse_json(p, &b)?
-                }
-                None => Default::default(),
-            };
-            let mut v = serde_json::to_value(&res)?;
-            if let Some(m) = memory {
-                v["memory"]["limit"] = m.into();
-            }
-            if let Some(p) = pids_limit {
-                v["pids"]["limit"] = p.into();
-            }
-            if let Some(q) = cpu_quota {
-                v["cpu"]["quota"] = q.into();
-            }
-            if let Some(p) = cpu_period {
-                v["cpu"]["period"] = p.into();
-            }
-            res = serde_json::from_value(v)?;
-            rt.update(&id, &res)?;
-        }
+        Cmd::Update(u) => update(&rt, u)?,
         Cmd::Events {
             stats,
             interval,
             id,
         } => {
-            let every = parse_interval(&interval)?;
+            let every = interval;
             loop {
                 let (data, status) = rt.stats(&id)?;
                 let ev = serde_json::json!({"type": "stats", "id": id, "data": data});
@@ -403,8 +457,8 @@ fn main() {
             std::process::exit(0);
         }
         Err(e) => {
-            eprintln!("carve-oci: {e}");
-            std::process::exit(2);
+            eprintln!("carve-oci: {}", e.msg);
+            std::process::exit(e.code);
         }
     };
     let json = cli.log_format == "json";
@@ -418,6 +472,12 @@ fn main() {
         }
     };
     let _ = tracing::subscriber::set_global_default(logger);
+    // runc exits 255 when exec fails before the process ran (its own status otherwise).
+    let fail_code = if matches!(cli.cmd, Cmd::Exec { .. }) {
+        255
+    } else {
+        1
+    };
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -426,7 +486,7 @@ fn main() {
             if to_file {
                 eprintln!("carve-oci: {msg}");
             }
-            std::process::exit(1);
+            std::process::exit(fail_code);
         }
     }
 }

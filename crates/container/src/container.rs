@@ -884,10 +884,24 @@ impl Runtime {
         let mut st = dir.load()?;
         let cg = load_cg(&dir);
         let status = status_of(&st, cg.as_ref());
-        if status != Status::Created {
-            return Err(Error::Status(format!(
-                "cannot start container {id}: it is {status}, not created"
-            )));
+        // runc's wording.
+        match status {
+            Status::Created => {}
+            Status::Stopped => {
+                return Err(Error::Status(format!(
+                    "cannot start container {id}: cannot start a container that has stopped"
+                )))
+            }
+            Status::Running => {
+                return Err(Error::Status(format!(
+                    "cannot start container {id}: cannot start an already running container"
+                )))
+            }
+            s => {
+                return Err(Error::Status(format!(
+                    "cannot start container {id}: cannot start a container in the {s} state"
+                )))
+            }
         }
         st.started = true;
         dir.save(&st)?;
@@ -1030,19 +1044,37 @@ impl Runtime {
 
     /// `pause`: freeze the cgroup.
     pub fn pause(&self, id: &str) -> Result<(), Error> {
-        let (_d, m, _) = self.cgroup_of(id, &[Status::Running, Status::Created])?;
+        let (_d, m, status) = self.cgroup_of(id, &[])?;
+        if !matches!(status, Status::Running | Status::Created) {
+            // runc: "container not running" (also for a paused one).
+            return Err(Error::Status(format!(
+                "container {id} not running: it is {status}"
+            )));
+        }
         Ok(m.freeze()?)
     }
 
     /// `resume`: thaw the cgroup.
     pub fn resume(&self, id: &str) -> Result<(), Error> {
-        let (_d, m, _) = self.cgroup_of(id, &[Status::Paused])?;
+        let (_d, m, status) = self.cgroup_of(id, &[])?;
+        if status != Status::Paused {
+            // runc: "container not paused".
+            return Err(Error::Status(format!(
+                "container {id} not paused: it is {status}"
+            )));
+        }
         Ok(m.thaw()?)
     }
 
     /// `update`: apply new resources.
     pub fn update(&self, id: &str, res: &LinuxResources) -> Result<(), Error> {
-        let (_d, m, _) = self.cgroup_of(id, &[Status::Created, Status::Running, Status::Paused])?;
+        let (_d, m, status) = self.cgroup_of(id, &[])?;
+        if status == Status::Stopped {
+            // runc: "container not running".
+            return Err(Error::Status(format!(
+                "container {id} not running: it is stopped"
+            )));
+        }
         Ok(m.apply(res)?)
     }
 
@@ -1080,7 +1112,12 @@ impl Runtime {
         let status = status_of(&st, cg.as_ref());
         match status {
             Status::Created | Status::Running => {}
-            s => return Err(Error::Status(format!("cannot exec in a {s} container"))),
+            // runc: "exec failed: cannot exec in a paused container" (stopped likewise).
+            s => {
+                return Err(Error::Status(format!(
+                    "exec failed: cannot exec in a {s} container"
+                )))
+            }
         }
         let spec = stored_spec(&dir)?;
         let process = exec_process(&spec, o)?;
@@ -1384,21 +1421,29 @@ fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
         p.set_cwd(c.clone());
     }
     if let Some(u) = &o.user {
-        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        // runc: uid[:gid]; without a gid the process keeps the configured one.
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let bad = |what: &str, v: &str| {
+            Error::Status(format!(
+                "--user {u}: parsing {v:?} as int for {what} failed (format: <uid>[:<gid>])"
+            ))
+        };
         let mut user = p.user().clone();
-        user.set_uid(
-            uid.parse()
-                .map_err(|_| Error::Status(format!("bad --user {u}")))?,
-        );
-        user.set_gid(
-            gid.parse()
-                .map_err(|_| Error::Status(format!("bad --user {u}")))?,
-        );
+        user.set_uid(uid.parse().map_err(|_| bad("uid", uid))?);
+        if let Some(g) = gid {
+            user.set_gid(g.parse().map_err(|_| bad("gid", g))?);
+        }
         p.set_user(user);
     }
     if !o.additional_gids.is_empty() {
+        // runc appends them to the configured ones.
         let mut user = p.user().clone();
-        user.set_additional_gids(Some(o.additional_gids.clone()));
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(o.additional_gids.iter().copied());
+        user.set_additional_gids(Some(gids));
         p.set_user(user);
     }
     if o.no_new_privs {
