@@ -802,6 +802,46 @@ mod tests {
     }
 
     #[test]
+    fn sizes_and_durations_parse_as_runc_does() {
+        for (s, want) in [
+            ("-1", Some(-1)),
+            ("0", Some(0)),
+            ("4096", Some(4096)),
+            ("512m", Some(512 << 20)),
+            ("512M", Some(512 << 20)),
+            ("1g", Some(1 << 30)),
+            ("1GiB", Some(1 << 30)),
+            ("1.5g", Some(3 << 29)),
+            ("10kb", Some(10 << 10)),
+            ("2 t", Some(2 << 40)),
+            ("1p", Some(1 << 50)),
+            ("", None),
+            ("-2", None),
+            ("12x", None),
+            ("m", None),
+            ("1.g", None),
+            ("99999999p", None),
+        ] {
+            assert_eq!(parse_size(s), want, "{s:?}");
+        }
+        let d = std::time::Duration::from_millis;
+        for (s, want) in [
+            ("5s", Some(d(5000))),
+            ("500ms", Some(d(500))),
+            ("1m30s", Some(d(90_000))),
+            ("1.5s", Some(d(1500))),
+            ("2h", Some(d(7_200_000))),
+            ("0", Some(d(0))),
+            ("5", None),
+            ("3x", None),
+            ("", None),
+            ("s", None),
+        ] {
+            assert_eq!(parse_duration(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
     fn bad_usage_is_an_error() {
         let v = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
         assert!(parse(&v("carve-oci bogus")).is_err());

@@ -358,8 +358,14 @@ fn run(cli: Cli) -> Result<i32> {
             id,
         } => {
             let every = interval;
+            let mut first = true;
             loop {
                 let (data, status) = rt.stats(&id)?;
+                if first && !stats && status == Status::Stopped {
+                    // runc's words. (`--stats` still gives a stopped container's last counters.)
+                    bail!("container with id {id} is not running");
+                }
+                first = false;
                 let ev = serde_json::json!({"type": "stats", "id": id, "data": data});
                 println!("{ev}");
                 if stats || status == Status::Stopped {

@@ -406,9 +406,19 @@ fn wrong_state_errors_use_runc_wording() {
     assert!(err.contains("not paused"), "{err}");
     let err = e.fails(&["kill", id]);
     assert!(err.contains("not running"), "{err}");
+    // streaming events on a stopped container: runc's error; --stats still gives the counters
+    let err = e.fails(&["events", id]);
+    assert!(
+        err.contains(&format!("container with id {id} is not running")),
+        "{err}"
+    );
+    let ev: Value = serde_json::from_str(e.ok(&["events", "--stats", id]).trim()).unwrap();
+    assert_eq!(ev["type"], "stats");
     e.ok(&["delete", id]);
     let err = e.fails(&["delete", id]);
     assert!(err.contains("does not exist"), "{err}");
+    // delete --force of a container that does not exist succeeds, as in runc
+    e.ok(&["delete", "--force", id]);
     e.assert_gone();
 }
 
