@@ -970,7 +970,12 @@ impl Runtime {
 
     /// `delete`: remove a stopped (or created) container; with `force`, kill it first.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
-        let dir = ContainerDir::open_any(&self.root, id)?;
+        let dir = match ContainerDir::open_any(&self.root, id) {
+            Ok(d) => d,
+            // runc: `delete --force` of a container that does not exist succeeds.
+            Err(StateError::NotFound(_)) if force => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let st = match dir.load() {
             Ok(s) => s,
             // A create killed before it wrote anything: only the directory is left.
