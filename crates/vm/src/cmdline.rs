@@ -45,11 +45,23 @@ pub struct LaunchArgs {
     pub tap_fd: Option<i32>,
     /// The hugetlbfs mount to back memory from (with `hugepages`).
     pub hugetlbfs: Option<String>,
+    /// The host's TSC rate (kHz), handed to a microvm guest under TCG as `tsc_early_khz=`
+    /// ([`crate::host::guest_tsc_khz`]).
+    pub tsc_khz: Option<u64>,
 }
 
 /// The kernel command line QEMU gets: the spec's `append`, `console=ttyS0` unless a console is
-/// given, and the guest network settings as `carve.ip=` / `carve.gw=`.
-pub fn kernel_append(spec: &VmSpec) -> String {
+/// given, `tsc_early_khz=` on microvm when `tsc_khz` is given (and the user set none), and the
+/// guest network settings as `carve.ip=` / `carve.gw=`.
+///
+/// Why microvm needs the TSC rate: its ACPI tables are hardware-reduced, so Linux installs no
+/// legacy timer (no PIT/HPET clockevent, no PM timer) and everything — the delay loop, the local
+/// APIC timer, the clocksource — rests on the TSC frequency. Linux measures it against the PIT
+/// channel 2, whose sanity checks fail when the QEMU thread is descheduled during the
+/// measurement (TCG on a shared host); with no HPET or PM timer to fall back on the TSC is then
+/// marked unstable and the boot spins forever in `calibrate_delay()` waiting for a jiffy that no
+/// timer interrupt advances. Under TCG the guest TSC is the host's, so the host's rate is exact.
+pub fn kernel_append(spec: &VmSpec, tsc_khz: Option<u64>) -> String {
     let mut parts: Vec<String> = Vec::new();
     let user = spec.append.clone().unwrap_or_default();
     if !user.split_whitespace().any(|w| w.starts_with("console=")) {
@@ -58,6 +70,14 @@ pub fn kernel_append(spec: &VmSpec) -> String {
             // microvm has no PCI serial probing delay but the same 8250 at 0x3f8.
             Machine::Microvm => "console=ttyS0 reboot=t".into(),
         });
+    }
+    if let (Machine::Microvm, Some(khz)) = (spec.machine, tsc_khz) {
+        if !user
+            .split_whitespace()
+            .any(|w| w.starts_with("tsc_early_khz="))
+        {
+            parts.push(format!("tsc_early_khz={khz}"));
+        }
     }
     if let Some(n) = &spec.net {
         if let Some(ip) = &n.ip {
@@ -126,7 +146,13 @@ pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArg
         if let Some(i) = &spec.initrd {
             push(&["-initrd", &i.display().to_string()]);
         }
-        push(&["-append", &kernel_append(spec)]);
+        // Only TCG: the guest TSC is the host's there; under KVM the guest learns its rate
+        // from kvmclock and the hypervisor CPUID leaves.
+        let tsc = match accel {
+            Accel::Tcg => la.tsc_khz,
+            Accel::Kvm => None,
+        };
+        push(&["-append", &kernel_append(spec, tsc)]);
     }
     let (blk, net_dev) = match spec.machine {
         Machine::Q35 => ("virtio-blk-pci", "virtio-net-pci"),
@@ -271,6 +297,7 @@ mod tests {
             paused: true,
             tap_fd: Some(7),
             hugetlbfs: Some("/dev/hugepages".into()),
+            tsc_khz: Some(2_300_000),
         };
         let a = qemu_argv(&s, &p, Accel::Kvm, &la);
         assert!(has(&a, ["-accel", "kvm"]));
@@ -333,6 +360,39 @@ mod tests {
         assert!(has(
             &a,
             ["-machine", "microvm,memory-backend=carve-mem,rtc=on"]
+        ));
+    }
+
+    #[test]
+    fn microvm_under_tcg_gets_the_tsc_rate() {
+        let mut s = spec();
+        s.machine = Machine::Microvm;
+        let p = StatePaths::new("/r", "vm1");
+        let la = LaunchArgs {
+            tsc_khz: Some(2_300_000),
+            ..Default::default()
+        };
+        let a = qemu_argv(&s, &p, Accel::Tcg, &la);
+        assert!(has(
+            &a,
+            [
+                "-append",
+                "console=ttyS0 reboot=t tsc_early_khz=2300000 carve.cmd=\"echo hi\""
+            ]
+        ));
+        // Not under KVM (kvmclock), not on q35 (PM timer and HPET), not over the user's own.
+        let a = qemu_argv(&s, &p, Accel::Kvm, &la);
+        assert!(has(
+            &a,
+            ["-append", "console=ttyS0 reboot=t carve.cmd=\"echo hi\""]
+        ));
+        let a = qemu_argv(&spec(), &p, Accel::Tcg, &la);
+        assert!(has(&a, ["-append", "console=ttyS0 carve.cmd=\"echo hi\""]));
+        s.append = Some("tsc_early_khz=1000000".into());
+        let a = qemu_argv(&s, &p, Accel::Tcg, &la);
+        assert!(has(
+            &a,
+            ["-append", "console=ttyS0 reboot=t tsc_early_khz=1000000"]
         ));
     }
 

@@ -1,5 +1,5 @@
 //! What the VM tier reads from the host beyond carve-core's host model: the accelerator choice,
-//! hugetlbfs, thread lists and affinities. Roots are parameters so the logic is tested against a
+//! hugetlbfs, thread lists and affinities, the TSC rate. Roots are parameters so the logic is tested against a
 //! temp dir.
 
 use crate::cmdline::Accel;
@@ -111,9 +111,98 @@ pub fn threads(proc_root: &Path, pid: i32) -> Vec<i32> {
     t
 }
 
+/// The TSC rate (kHz) a guest should be told on its kernel command line: the host's, for a
+/// microvm under TCG (see [`crate::cmdline::kernel_append`] for why), else None.
+pub fn guest_tsc_khz(spec: &crate::spec::VmSpec, accel: Accel) -> Option<u64> {
+    match (spec.machine, accel) {
+        (crate::spec::Machine::Microvm, Accel::Tcg) => {
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+            if !invariant_tsc(&cpuinfo) {
+                return None;
+            }
+            host_tsc_khz()
+        }
+        _ => None,
+    }
+}
+
+/// Whether `/proc/cpuinfo` text shows an invariant TSC (`constant_tsc` and `nonstop_tsc`): one
+/// rate that holds across frequency changes and idle states, so a single measurement stands.
+pub fn invariant_tsc(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.contains(&"constant_tsc") && f.contains(&"nonstop_tsc")
+        })
+        .unwrap_or(false)
+}
+
+/// The host TSC rate in kHz, measured against `CLOCK_MONOTONIC_RAW` over 20 ms (each end the
+/// tightest of a few `rdtsc`/`clock_gettime`/`rdtsc` brackets, so a preemption inside one does
+/// not count): within ~0.01 %.
+#[cfg(target_arch = "x86_64")]
+pub fn host_tsc_khz() -> Option<u64> {
+    fn raw_ns() -> u128 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_RAW, &mut ts) };
+        ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+    }
+    fn sample() -> (u128, u128) {
+        let mut best = (u64::MAX, 0u128, 0u128);
+        for _ in 0..8 {
+            // SAFETY: rdtsc has no memory effects; every x86_64 CPU has it.
+            let a = unsafe { std::arch::x86_64::_rdtsc() };
+            let ns = raw_ns();
+            // SAFETY: as above.
+            let b = unsafe { std::arch::x86_64::_rdtsc() };
+            let width = b.wrapping_sub(a);
+            if width < best.0 {
+                best = (width, a as u128 + width as u128 / 2, ns);
+            }
+        }
+        (best.1, best.2)
+    }
+    let (t0, n0) = sample();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (t1, n1) = sample();
+    if n1 <= n0 || t1 <= t0 {
+        return None;
+    }
+    // cycles per ns × 10⁶ = cycles per ms = kHz.
+    let khz = (t1 - t0) * 1_000_000 / (n1 - n0);
+    u64::try_from(khz).ok().filter(|&k| k > 0)
+}
+
+/// Not measurable off x86_64.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn host_tsc_khz() -> Option<u64> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invariant_tsc_needs_both_flags() {
+        let both = "processor\t: 0\nflags\t\t: fpu tsc constant_tsc nonstop_tsc rep_good\n";
+        assert!(invariant_tsc(both));
+        assert!(!invariant_tsc("flags\t\t: fpu tsc constant_tsc\n"));
+        assert!(!invariant_tsc("processor\t: 0\n"));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn host_tsc_rate_is_plausible() {
+        let khz = host_tsc_khz().unwrap();
+        assert!((100_000..20_000_000).contains(&khz), "{khz} kHz");
+    }
 
     #[test]
     fn host_files_parse() {

@@ -294,6 +294,7 @@ impl Vm {
             paused: true,
             tap_fd: tap.as_ref().map(|t| t.as_raw_fd()),
             hugetlbfs,
+            tsc_khz: crate::host::guest_tsc_khz(&vm.spec, accel),
         };
         let argv = qemu_argv(&vm.spec, &vm.paths, accel, &la);
         vm.runtime.argv = argv.clone();

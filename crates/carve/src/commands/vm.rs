@@ -348,12 +348,11 @@ fn run_vm(ctx: &Context, a: RunArgs) -> anyhow::Result<()> {
     let spec = spec_from(&a, &online(ctx)?).map_err(fail)?;
     if a.dry_run {
         let (accel, _) = vm::host_accel(ctx).map_err(fail)?;
-        let argv = carve_vm::cmdline::qemu_argv(
-            &spec,
-            &ctx.paths(&spec.name),
-            accel,
-            &carve_vm::cmdline::LaunchArgs::default(),
-        );
+        let la = carve_vm::cmdline::LaunchArgs {
+            tsc_khz: carve_vm::host::guest_tsc_khz(&spec, accel),
+            ..Default::default()
+        };
+        let argv = carve_vm::cmdline::qemu_argv(&spec, &ctx.paths(&spec.name), accel, &la);
         println!("{}", carve_vm::cmdline::shell_quote(&argv));
         return Ok(());
     }
@@ -703,6 +702,9 @@ pub struct BenchArgs {
     /// cores on a shared machine).
     #[arg(long)]
     pub hand_unpinned: bool,
+    /// Machine type of both sides: q35 or microvm.
+    #[arg(long, default_value = "q35")]
+    pub machine: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -712,6 +714,7 @@ pub struct BenchArgs {
 struct BenchReport {
     runs: usize,
     accel: String,
+    machine: String,
     carve_ms: Vec<f64>,
     qemu_ms: Vec<f64>,
     carve_median_ms: f64,
@@ -761,6 +764,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             a.append.clone(),
             "--memory".into(),
             a.memory.clone(),
+            "--machine".into(),
+            a.machine.clone(),
             "--wait-for".into(),
             marker.into(),
             "--timeout".into(),
@@ -806,7 +811,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
                     hugepages: false,
                     mem_lock: false,
                     no_prealloc: false,
-                    machine: "q35".into(),
+                    machine: a.machine.clone(),
                     net: None,
                     device: vec![],
                     gdb: false,
@@ -821,12 +826,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 let paths = carve_vm::state::StatePaths::new(hand_dir.as_path(), &name);
                 std::fs::create_dir_all(&paths.dir)?;
                 // Exactly the command line carve runs, minus -S (nobody would `cont` by hand).
-                let argv = carve_vm::cmdline::qemu_argv(
-                    &spec,
-                    &paths,
-                    accel,
-                    &carve_vm::cmdline::LaunchArgs::default(),
-                );
+                let la = carve_vm::cmdline::LaunchArgs {
+                    tsc_khz: carve_vm::host::guest_tsc_khz(&spec, accel),
+                    ..Default::default()
+                };
+                let argv = carve_vm::cmdline::qemu_argv(&spec, &paths, accel, &la);
                 let cores: Vec<usize> = spec.vcpu_cores();
                 qemu_command = carve_vm::cmdline::shell_quote(&argv);
                 if !a.hand_unpinned {
@@ -878,6 +882,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let report = BenchReport {
         runs: a.runs,
         accel: accel.as_str().into(),
+        machine: a.machine.clone(),
         carve_median_ms: median(&carve_ms),
         qemu_median_ms: median(&qemu_ms),
         ratio: median(&carve_ms) / median(&qemu_ms).max(1e-9),
@@ -893,8 +898,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "boot to {marker:?} under {}, {} runs each, interleaved:",
-            report.accel, report.runs
+            "boot to {marker:?} under {}, {}, {} runs each, interleaved:",
+            report.accel, report.machine, report.runs
         );
         println!(
             "  carve vm run --wait-for   median {:8.1} ms   {:?}",
