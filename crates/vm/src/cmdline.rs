@@ -51,8 +51,8 @@ pub struct LaunchArgs {
 }
 
 /// The kernel command line QEMU gets: the spec's `append`, `console=ttyS0` unless a console is
-/// given, `tsc_early_khz=` on microvm when `tsc_khz` is given (and the user set none), and the
-/// guest network settings as `carve.ip=` / `carve.gw=`.
+/// given, `tsc_early_khz=N tsc=reliable` on microvm when `tsc_khz` is given (each unless the
+/// user set it), and the guest network settings as `carve.ip=` / `carve.gw=`.
 ///
 /// Why microvm needs the TSC rate: its ACPI tables are hardware-reduced, so Linux installs no
 /// legacy timer (no PIT/HPET clockevent, no PM timer) and everything — the delay loop, the local
@@ -61,6 +61,11 @@ pub struct LaunchArgs {
 /// measurement (TCG on a shared host); with no HPET or PM timer to fall back on the TSC is then
 /// marked unstable and the boot spins forever in `calibrate_delay()` waiting for a jiffy that no
 /// timer interrupt advances. Under TCG the guest TSC is the host's, so the host's rate is exact.
+///
+/// `tsc=reliable`: the host TSC is invariant (checked before `tsc_khz` is measured), and the only
+/// clocksource watchdog microvm leaves Linux is jiffies, which fall behind under TCG (ticks are
+/// lost while QEMU is preempted): the watchdog then wrongly demoted the TSC to refined-jiffies
+/// (a 4 ms clock that drifts) in about a third of the boots.
 pub fn kernel_append(spec: &VmSpec, tsc_khz: Option<u64>) -> String {
     let mut parts: Vec<String> = Vec::new();
     let user = spec.append.clone().unwrap_or_default();
@@ -77,6 +82,9 @@ pub fn kernel_append(spec: &VmSpec, tsc_khz: Option<u64>) -> String {
             .any(|w| w.starts_with("tsc_early_khz="))
         {
             parts.push(format!("tsc_early_khz={khz}"));
+        }
+        if !user.split_whitespace().any(|w| w.starts_with("tsc=")) {
+            parts.push("tsc=reliable".into());
         }
     }
     if let Some(n) = &spec.net {
@@ -377,7 +385,7 @@ mod tests {
             &a,
             [
                 "-append",
-                "console=ttyS0 reboot=t tsc_early_khz=2300000 carve.cmd=\"echo hi\""
+                "console=ttyS0 reboot=t tsc_early_khz=2300000 tsc=reliable carve.cmd=\"echo hi\""
             ]
         ));
         // Not under KVM (kvmclock), not on q35 (PM timer and HPET), not over the user's own.
@@ -388,11 +396,14 @@ mod tests {
         ));
         let a = qemu_argv(&spec(), &p, Accel::Tcg, &la);
         assert!(has(&a, ["-append", "console=ttyS0 carve.cmd=\"echo hi\""]));
-        s.append = Some("tsc_early_khz=1000000".into());
+        s.append = Some("tsc_early_khz=1000000 tsc=unstable".into());
         let a = qemu_argv(&s, &p, Accel::Tcg, &la);
         assert!(has(
             &a,
-            ["-append", "console=ttyS0 reboot=t tsc_early_khz=1000000"]
+            [
+                "-append",
+                "console=ttyS0 reboot=t tsc_early_khz=1000000 tsc=unstable"
+            ]
         ));
     }
 
