@@ -344,7 +344,7 @@ fn flag_help(long: &str) -> &'static str {
         "no-new-privs" => "set no_new_privs for the process",
         "process-label" => "accepted and ignored: no SELinux on carve-oci hosts",
         "apparmor" => "accepted and ignored: no AppArmor on carve-oci hosts",
-        "cgroup" => "refused: carve-oci does not exec into a sub-cgroup",
+        "cgroup" => "run the process in an existing sub-cgroup of the container's: PATH, or CTRL[,CTRL]:PATH (repeatable)",
         "ignore-paused" => "refused: carve-oci does not exec into a paused container",
         "format" => "select one of: table or json (default: table)",
         "quiet" => "display only container IDs",

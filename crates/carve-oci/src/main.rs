@@ -246,13 +246,6 @@ fn run(cli: Cli) -> Result<i32> {
             id,
             args,
         } => {
-            if !cgroup.is_empty() {
-                bail!(
-                    "exec --cgroup {}: running the process in a sub-cgroup is not supported by carve-oci; \
-                     the process joins the container's own cgroups",
-                    cgroup.join(",")
-                );
-            }
             if ignore_paused {
                 bail!(
                     "exec --ignore-paused is not supported by carve-oci: resume the container first"
@@ -286,6 +279,7 @@ fn run(cli: Cli) -> Result<i32> {
                 no_new_privs,
                 preserve_fds,
                 tty_proxy: !detach,
+                cgroups: cgroup,
             })?;
             if detach {
                 return Ok(0);
@@ -358,6 +352,20 @@ fn run(cli: Cli) -> Result<i32> {
             id,
         } => {
             let every = interval;
+            // OOM kills: the memory cgroup's `oom_kill` counter, polled every OOM_POLL (or each
+            // interval if that is shorter); one `oom` event per new kill, as runc's notifier
+            // gives one per OOM. Kills before `events` started are not reported.
+            const OOM_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+            let mut ooms = if stats { None } else { rt.oom_kills(&id)? };
+            let oom_events = |ooms: &mut Option<u64>| -> Result<()> {
+                let Some(seen) = *ooms else { return Ok(()) };
+                let now = rt.oom_kills(&id)?.unwrap_or(seen);
+                for _ in seen..now {
+                    println!("{}", serde_json::json!({"type": "oom", "id": id}));
+                }
+                *ooms = Some(now.max(seen));
+                Ok(())
+            };
             let mut first = true;
             loop {
                 let (data, status) = rt.stats(&id)?;
@@ -366,12 +374,21 @@ fn run(cli: Cli) -> Result<i32> {
                     bail!("container with id {id} is not running");
                 }
                 first = false;
+                oom_events(&mut ooms)?;
                 let ev = serde_json::json!({"type": "stats", "id": id, "data": data});
                 println!("{ev}");
                 if stats || status == Status::Stopped {
                     break;
                 }
-                std::thread::sleep(every);
+                let until = std::time::Instant::now() + every;
+                loop {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(OOM_POLL));
+                    oom_events(&mut ooms)?;
+                }
             }
         }
         Cmd::List { format, quiet } => {

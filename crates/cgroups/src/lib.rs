@@ -487,6 +487,31 @@ impl Manager {
         Ok(st)
     }
 
+    /// How many times the kernel's OOM killer killed a task of this cgroup: `oom_kill` in
+    /// memory.oom_control (v1) or memory.events (cgroup2). `None` without a memory controller or
+    /// on a kernel without the counter.
+    pub fn oom_kills(&self) -> Option<u64> {
+        let dir = self.path_on("memory")?;
+        let file = if self.mode_of_memory_is_v2() {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        let text = fs::read_opt(&dir, file).ok()??;
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == "oom_kill").then(|| v.trim().parse().ok())?
+        })
+    }
+
+    fn mode_of_memory_is_v2(&self) -> bool {
+        match self {
+            Manager::V1(_) => false,
+            Manager::V2(_) => true,
+            Manager::Hybrid { v1, .. } => !v1.has(Ctl::Memory),
+        }
+    }
+
     /// Removes the cgroup on every hierarchy (with child cgroups inside it), and the parents
     /// `create()` made if nothing else uses them. Already gone is fine; a cgroup whose tasks are
     /// still exiting is waited for (until they are gone, see [`fs::wait_released`]) for at most

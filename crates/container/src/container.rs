@@ -116,6 +116,9 @@ pub struct ExecOptions {
     /// With a terminal and no `console_socket`: keep the pty master in this process
     /// ([`Spawned::console`]) for a foreground proxy, as `runc exec -t` without `-d` does.
     pub tty_proxy: bool,
+    /// runc's `exec --cgroup`: an existing sub-cgroup of the container's to run the process in,
+    /// `PATH` (every hierarchy) or `CTRL[,CTRL]:PATH` (the hierarchies of those controllers).
+    pub cgroups: Vec<String>,
 }
 
 /// A process started by [`Runtime::exec_spawn`].
@@ -1089,6 +1092,12 @@ impl Runtime {
         Ok(m.pids()?)
     }
 
+    /// The container's OOM kill counter (see `carve_cgroups::Manager::oom_kills`).
+    pub fn oom_kills(&self, id: &str) -> Result<Option<u64>, Error> {
+        let (_d, m, _) = self.cgroup_of(id, &[])?;
+        Ok(m.oom_kills())
+    }
+
     /// `events --stats`: one stats sample, and whether the container still runs.
     pub fn stats(&self, id: &str) -> Result<(serde_json::Value, Status), Error> {
         let (_d, m, status) = self.cgroup_of(id, &[])?;
@@ -1124,6 +1133,16 @@ impl Runtime {
                 )))
             }
         }
+        let sub_cgroups = match (&cg, o.cgroups.is_empty()) {
+            (_, true) => Vec::new(),
+            (Some(m), false) => sub_cgroup_dirs(m, &o.cgroups)?,
+            (None, false) => {
+                return Err(Error::Status(format!(
+                    "exec --cgroup: container {} has no cgroup",
+                    o.id
+                )))
+            }
+        };
         let spec = stored_spec(&dir)?;
         let process = exec_process(&spec, o)?;
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -1258,6 +1277,16 @@ impl Runtime {
             m.add_task_to(pid, !v1_joined, !v2_joined)
                 .map_err(|e| fail(e.into()))?;
         }
+        // exec --cgroup: from the container's cgroups on into the sub-cgroups (a migration, as
+        // runc does; the process has not exec'd yet: it waits for `Joined`).
+        for d in &sub_cgroups {
+            carve_cgroups::fs::write(d, "cgroup.procs", &pid.to_string()).map_err(|e| {
+                fail(Error::Setup(format!(
+                    "exec --cgroup: moving the process into {}: {e}",
+                    d.display()
+                )))
+            })?;
+        }
         let _ = parent.send(&Msg::Joined, &[]);
         loop {
             match parent.recv(1) {
@@ -1300,6 +1329,96 @@ impl Runtime {
             console,
         })
     }
+}
+
+/// The directories of runc's `exec --cgroup` values below the container's cgroup `m`. Each value
+/// is `PATH` (only alone: every hierarchy) or `CTRL[,CTRL]:PATH` (the hierarchies holding those
+/// controllers; `unified` names the cgroup2 directory of a hybrid host). A hierarchy not named
+/// stays in the container's cgroup. The sub-cgroups must exist (runc does not create them) and
+/// stay inside the container's cgroup.
+fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<PathBuf>, Error> {
+    let flag = values.join(" --cgroup ");
+    let bad = |msg: String| Error::Status(format!("exec --cgroup {flag}: {msg}"));
+    let mut all: Option<&str> = None;
+    let mut by_ctl: Vec<(&str, &str)> = Vec::new();
+    for v in values {
+        match v.split_once(':') {
+            None if values.len() == 1 => all = Some(v),
+            None => {
+                return Err(bad(format!(
+                    "invalid argument {v:?} (missing <controller>: prefix)"
+                )))
+            }
+            Some((_, p)) if p.contains(':') => return Err(bad(format!("invalid argument {v:?}"))),
+            Some((ctls, p)) => {
+                for c in ctls.split(',') {
+                    if c.is_empty() {
+                        return Err(bad(format!(
+                            "invalid argument {v:?} (empty <controller> prefix)"
+                        )));
+                    }
+                    if by_ctl.iter().any(|(k, _)| *k == c) {
+                        return Err(bad(format!("controller {c} specified multiple times")));
+                    }
+                    by_ctl.push((c, p));
+                }
+            }
+        }
+    }
+    // (container directory, sub path) per hierarchy touched.
+    let mut picks: Vec<(PathBuf, &str)> = Vec::new();
+    if let Some(p) = all {
+        picks.extend(m.dirs().into_iter().map(|d| (d, p)));
+    }
+    for (c, p) in by_ctl {
+        let d = m.path_on(c).ok_or_else(|| {
+            bad(format!(
+                "unknown controller {c:?} (not in the container's cgroups)"
+            ))
+        })?;
+        match picks.iter().find(|(e, _)| *e == d) {
+            // Co-mounted controllers (cpu,cpuacct) share a directory: they must agree.
+            Some((_, q)) if *q != p => {
+                return Err(bad(format!(
+                    "controllers sharing {} given different paths ({q:?}, {p:?})",
+                    d.display()
+                )))
+            }
+            Some(_) => {}
+            None => picks.push((d, p)),
+        }
+    }
+    let mut out = Vec::new();
+    for (base, p) in picks {
+        // Lexically, as runc's filepath.Join: an absolute PATH is below the container's cgroup
+        // too; `..` may not leave it.
+        let mut parts: Vec<&str> = Vec::new();
+        for c in p.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    if parts.pop().is_none() {
+                        return Err(bad(format!(
+                            "{p} is not a sub cgroup path: it leaves the container's cgroup {}",
+                            base.display()
+                        )));
+                    }
+                }
+                c => parts.push(c),
+            }
+        }
+        let dir = parts.iter().fold(base.clone(), |d, c| d.join(c));
+        if !dir.is_dir() {
+            return Err(bad(format!(
+                "sub-cgroup {} does not exist (create it first)",
+                dir.display()
+            )));
+        }
+        if !out.contains(&dir) {
+            out.push(dir);
+        }
+    }
+    Ok(out)
 }
 
 /// `clone3(flags)` of a child that starts inside the cgroups of `cg` instead of being moved there
