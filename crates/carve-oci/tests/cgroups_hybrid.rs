@@ -34,26 +34,9 @@ fn hybrid() -> bool {
     true
 }
 
-fn read(p: impl AsRef<Path>) -> String {
-    let p = p.as_ref();
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .trim()
-        .to_string()
-}
-
 /// The container's directory on the v1 hierarchy `h` ("cpuset", "blkio"…) or "unified".
 fn cg(e: &Env, h: &str) -> PathBuf {
     PathBuf::from("/sys/fs/cgroup").join(h).join(&e.id)
-}
-
-/// Waits (bounded) for `f` to hold.
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Waits for the file `rel` in the rootfs and returns its contents.
