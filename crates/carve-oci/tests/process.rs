@@ -283,25 +283,9 @@ fn terminal_master_goes_to_the_console_socket() {
     let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
     let b = e.bundle.to_str().unwrap().to_string();
     let _g = e.create_with(&["--console-socket", sock_path.to_str().unwrap()]);
-    let (conn, _) = listener.accept().unwrap();
-    let mut buf = [0u8; 256];
-    let mut cmsg = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: zeroed msghdr, pointers to live buffers.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cmsg);
-    // SAFETY: recvmsg into the buffers above.
-    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
-    assert!(n > 0);
-    // SAFETY: the kernel filled one SCM_RIGHTS header.
-    let master = unsafe { *(libc::CMSG_DATA(libc::CMSG_FIRSTHDR(&msg)) as *const i32) };
-    assert!(String::from_utf8_lossy(&buf[..n as usize]).starts_with("/dev/pts/"));
+    let (path, master_fd) = fdpass::accept_with_fd(&listener);
+    let master = master_fd.as_raw_fd();
+    assert!(String::from_utf8_lossy(&path).starts_with("/dev/pts/"));
     e.ok(&["start", &e.id]);
     let mut out = Vec::new();
     let mut chunk = [0u8; 256];
@@ -321,8 +305,7 @@ fn terminal_master_goes_to_the_console_socket() {
         text.contains("/dev/pts/0") && text.contains("term-ok"),
         "{text}"
     );
-    // SAFETY: closing the fd we received.
-    unsafe { libc::close(master) };
+    drop(master_fd);
     let _ = b;
 }
 

@@ -1,5 +1,6 @@
-//! Receiving what the runtime sends to a seccomp `listenerPath`: the container state as JSON and
-//! the notify fd beside it (SCM_RIGHTS).
+//! Receiving what the runtime sends over a unix socket with an fd beside it (SCM_RIGHTS): the
+//! container state and the seccomp notify fd at `listenerPath`, the pty path and master at
+//! `--console-socket`.
 
 use serde_json::Value;
 use std::os::fd::AsRawFd;
@@ -16,10 +17,10 @@ pub fn wait_readable(fd: std::os::fd::RawFd, what: &str) {
     assert_eq!(r, 1, "timed out waiting for {what}");
 }
 
-/// Accepts one connection on `l`: the JSON state and the fd passed with it.
-pub fn recv_listener(l: &std::os::unix::net::UnixListener) -> (Value, std::os::fd::OwnedFd) {
+/// Accepts one connection on `l` and reads one message: its bytes and the fd passed with it.
+pub fn accept_with_fd(l: &std::os::unix::net::UnixListener) -> (Vec<u8>, std::os::fd::OwnedFd) {
     use std::os::fd::FromRawFd;
-    wait_readable(l.as_raw_fd(), "the runtime to connect to listenerPath");
+    wait_readable(l.as_raw_fd(), "the runtime to connect");
     let (conn, _) = l.accept().unwrap();
     let mut buf = vec![0u8; 8192];
     let mut cmsg = [0u64; 8];
@@ -42,7 +43,13 @@ pub fn recv_listener(l: &std::os::unix::net::UnixListener) -> (Value, std::os::f
         assert!(!h.is_null() && (*h).cmsg_type == libc::SCM_RIGHTS);
         *(libc::CMSG_DATA(h) as *const i32)
     };
+    buf.truncate(n as usize);
     // SAFETY: a fresh fd we own now.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    (serde_json::from_slice(&buf[..n as usize]).unwrap(), fd)
+    (buf, unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Accepts one connection on a `listenerPath` socket: the JSON state and the notify fd.
+pub fn recv_listener(l: &std::os::unix::net::UnixListener) -> (Value, std::os::fd::OwnedFd) {
+    let (buf, fd) = accept_with_fd(l);
+    (serde_json::from_slice(&buf).unwrap(), fd)
 }
