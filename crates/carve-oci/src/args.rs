@@ -6,6 +6,7 @@
 //! command tree alone doubled the peak RSS of a CLI call (3.7 MB for `--version` against a 3 MB
 //! budget; see docs/oci.md).
 
+use carve_container::CreateOptions;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -25,29 +26,17 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
-/// `create` and `run` options.
-#[derive(Default)]
-pub struct CreateArgs {
-    pub bundle: PathBuf,
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub no_pivot: bool,
-    pub no_new_keyring: bool,
-    pub preserve_fds: u32,
-    pub id: String,
-}
-
 /// Subcommands.
 pub enum Cmd {
     Spec {
         bundle: PathBuf,
     },
-    Create(CreateArgs),
+    Create(CreateOptions),
     Start {
         id: String,
     },
     Run {
-        c: CreateArgs,
+        c: CreateOptions,
         detach: bool,
         keep: bool,
     },
@@ -575,8 +564,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed, UsageError> {
             .next()
             .ok_or_else(|| format!("{cmd}: missing the container id"))
     };
-    let create = |id: String| -> Result<CreateArgs, String> {
-        Ok(CreateArgs {
+    let create = |id: String| -> Result<CreateOptions, String> {
+        Ok(CreateOptions {
             bundle: p("bundle").unwrap_or_else(|| PathBuf::from(".")),
             pid_file: p("pid-file"),
             console_socket: p("console-socket"),
@@ -584,6 +573,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed, UsageError> {
             no_new_keyring: b("no-new-keyring"),
             preserve_fds: unum("preserve-fds")?.unwrap_or(0) as u32,
             id,
+            // `run` in the foreground turns this on (main.rs); `create` never proxies.
+            tty_proxy: false,
         })
     };
     let format = |k: &str| -> Result<String, String> {

@@ -3,7 +3,7 @@
 mod args;
 mod log;
 
-use args::{Cli, Cmd, CreateArgs, Parsed, UpdateArgs};
+use args::{Cli, Cmd, Parsed, UpdateArgs};
 
 use anyhow::{bail, Context, Result};
 use carve_container::{CreateOptions, ExecOptions, Runtime, Status};
@@ -149,19 +149,6 @@ fn print_json(v: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-fn create_opts(c: CreateArgs, tty_proxy: bool) -> CreateOptions {
-    CreateOptions {
-        tty_proxy,
-        id: c.id,
-        bundle: c.bundle,
-        pid_file: c.pid_file,
-        console_socket: c.console_socket,
-        no_pivot: c.no_pivot,
-        no_new_keyring: c.no_new_keyring,
-        preserve_fds: c.preserve_fds,
-    }
-}
-
 fn run(cli: Cli) -> Result<i32> {
     let mut rt = Runtime::new(cli.root);
     rt.systemd_cgroup = cli.systemd_cgroup;
@@ -176,7 +163,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Create(c) => {
             carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
-            rt.create(&create_opts(c, false))?;
+            rt.create(&c)?;
         }
         Cmd::Start { id } => rt.start(&id)?,
         Cmd::Run { c, detach, keep } => {
@@ -191,7 +178,10 @@ fn run(cli: Cli) -> Result<i32> {
                 Some(carve_container::pty::Signals::block().context("blocking signals")?)
             };
             // In the foreground, a terminal without --console-socket is proxied here.
-            let created = rt.create(&create_opts(c, !detach))?;
+            let created = rt.create(&CreateOptions {
+                tty_proxy: !detach,
+                ..c
+            })?;
             // The caller's terminal: its size for the pty, raw mode until the container exits.
             let raw = match &created.console {
                 Some(m) => {

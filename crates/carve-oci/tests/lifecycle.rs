@@ -404,16 +404,7 @@ fn a_runtime_killed_at_any_point_is_cleaned_up_by_delete_force() {
     }
     let e = Env::new("crash", &["sleep", "1000"]);
     let b = e.bundle.to_str().unwrap().to_string();
-    for point in [
-        "create:dir",
-        "create:cgroup",
-        "create:clone",
-        "create:go",
-        "create:ready",
-        "start:marked",
-        "delete:killed",
-        "delete:cgroup",
-    ] {
+    for &point in carve_container::fault::POINTS {
         let _g = Guard { env: &e };
         let fault = [("CARVE_OCI_FAULT", point)];
         let (cmd, args): (&str, Vec<&str>) = match point.split(':').next().unwrap() {
