@@ -32,6 +32,8 @@ TOOLS=(
   "pgrep              procps           process checks in tests"
   "modinfo            kmod             module facts when present"
   "jq                 jq               scripts read --json output"
+  "/usr/share/containers/seccomp.json golang-github-containers-common  podman's default seccomp profile (a test fixture)"
+  "/usr/include/x86_64-linux-gnu/asm/unistd_64.h linux-libc-dev  syscall tables checked against the kernel headers"
   "tmux               tmux             terminal UIs driven as a person would"
   "chromium           chromium         headless screenshots of HTML reports and pages"
 )

@@ -14,7 +14,10 @@ bash scripts/oci-v2-guest-test.sh --build-only
 bash scripts/v1-guest-test.sh --build-only
 
 snap=$(mktemp /tmp/carve-leak.XXXXXX)
-trap 'rm -f "$snap"' EXIT
+# Every test that cannot run records why here (carve_testkit::skip); the summary below counts them.
+export CARVE_SKIP_LOG
+CARVE_SKIP_LOG=$(mktemp /tmp/carve-skips.XXXXXX)
+trap 'rm -f "$snap" "$CARVE_SKIP_LOG"' EXIT
 "${CARGO_TARGET_DIR:-target}"/debug/carve-leakcheck snapshot "$snap"
 status=0
 # Tests that retune the host (exclusive cpusets, IRQ affinity, sysctls) would disturb tests that
@@ -23,4 +26,5 @@ cargo nextest run --workspace --no-fail-fast -E 'not test(/host_tuning/)' || sta
 cargo nextest run --workspace --no-fail-fast -E 'test(/host_tuning/)' --test-threads 1 || status=$?
 cargo test --workspace --doc --quiet || status=$?
 "${CARGO_TARGET_DIR:-target}"/debug/carve-leakcheck compare "$snap" || status=$?
+bash scripts/skip-summary.sh "$CARVE_SKIP_LOG" || status=1
 exit $status

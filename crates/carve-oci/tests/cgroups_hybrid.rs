@@ -24,7 +24,10 @@ fn hybrid() -> bool {
         return false;
     }
     if pure_v2() {
-        eprintln!("skipping: pure cgroup2 host (these are the v1/hybrid tests)");
+        carve_testkit::skip(
+            carve_testkit::SkipKind::Host,
+            "pure cgroup2 host (these are the v1/hybrid tests)",
+        );
         return false;
     }
     assert!(

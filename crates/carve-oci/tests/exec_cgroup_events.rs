@@ -17,7 +17,10 @@ fn hybrid() -> bool {
         return false;
     }
     if pure_v2() {
-        eprintln!("skipping: pure cgroup2 host (this test uses the v1/hybrid layout)");
+        carve_testkit::skip(
+            carve_testkit::SkipKind::Host,
+            "pure cgroup2 host (this test uses the v1/hybrid layout)",
+        );
         return false;
     }
     true

@@ -417,7 +417,10 @@ fn the_podman_default_profile_runs_busybox_and_denies_what_it_lists() {
         serde_json::from_value(e.config["process"]["capabilities"]["bounding"].clone()).unwrap();
     assert!(!caps.iter().any(|c| c == "CAP_SYS_ADMIN"), "{caps:?}");
     let Some(profile) = podman_profile(&caps) else {
-        eprintln!("skipping: no /usr/share/containers/seccomp.json");
+        carve_testkit::skip(
+            carve_testkit::SkipKind::ToolMissing,
+            "no /usr/share/containers/seccomp.json (podman's golang-github-containers-common)",
+        );
         return;
     };
     e.config["linux"]["seccomp"] = profile.clone();

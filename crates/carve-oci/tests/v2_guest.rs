@@ -19,8 +19,7 @@ const CHECKS: usize = 144 + 34;
 
 #[test]
 fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oci-v2-guest-test.sh");

@@ -27,8 +27,7 @@ fn check_run(r: &Value) {
 
 #[test]
 fn host_tuning_noise_compare_json_has_untuned_dedicated_and_ratio() {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return;
     }
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();

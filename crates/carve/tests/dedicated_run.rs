@@ -24,8 +24,7 @@ fn assert_restored(before: &Snapshot) {
 
 /// The last online CPU, when there are two or more and we are root.
 fn core() -> Option<String> {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return None;
     }
     let online = carve_core::CpuSet::parse_list(

@@ -576,62 +576,6 @@ fn v2_device_program_on_the_unified_hierarchy() {
 /// A dedicated-core partition holds a CPU in an exclusive cpuset: a new cgroup must start from the
 /// parent's CPUs less that one, or the kernel refuses it (and every container create would fail).
 #[test]
-fn host_tuning_new_cgroup_starts_without_a_dedicated_cpu() {
-    if not_root() || !Path::new("/sys/fs/cgroup/cpuset/cpuset.cpu_exclusive").exists() {
-        return;
-    }
-    let _lock = carve_testkit::HostLock::exclusive();
-    let root = Path::new("/sys/fs/cgroup/cpuset");
-    let all = std::fs::read_to_string(root.join("cpuset.cpus")).unwrap();
-    let last: u32 = all
-        .trim()
-        .rsplit([',', '-'])
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    if last == 0 {
-        return; // one CPU: nothing can be dedicated
-    }
-    struct Ded(std::path::PathBuf);
-    impl Drop for Ded {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let ded = Ded(root.join(unique_name("ded")));
-    std::fs::create_dir(&ded.0).unwrap();
-    let mems = std::fs::read_to_string(root.join("cpuset.mems")).unwrap();
-    std::fs::write(ded.0.join("cpuset.mems"), mems.trim()).unwrap();
-    std::fs::write(ded.0.join("cpuset.cpus"), last.to_string()).unwrap();
-    std::fs::write(ded.0.join("cpuset.cpu_exclusive"), "1").unwrap();
-
-    let mut m = Manager::new(
-        Path::new("/sys/fs/cgroup"),
-        &format!("/{}", unique_name("excl")),
-    )
-    .unwrap();
-    m.create().unwrap();
-    let cpus = read(&m.path_on("cpuset").unwrap(), "cpuset.cpus");
-    m.remove().unwrap();
-    let got = carve_cgroups_list(&cpus);
-    assert!(
-        !got.contains(&last),
-        "new cgroup got the dedicated cpu {last}: {cpus}"
-    );
-    assert!(!got.is_empty());
-}
-
-fn carve_cgroups_list(s: &str) -> Vec<u32> {
-    let mut v = Vec::new();
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        v.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap());
-    }
-    v
-}
-
-#[test]
 fn remove_right_after_sigkill_waits_for_the_exiting_tasks() {
     if not_root_or_locked() {
         return;

@@ -9,8 +9,7 @@ use std::process::Command;
 
 #[test]
 fn net_cls_and_net_prio_pass_in_a_v1_qemu_guest() {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/v1-guest-test.sh");

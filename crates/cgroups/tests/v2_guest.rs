@@ -6,8 +6,7 @@ use std::process::Command;
 
 #[test]
 fn pure_v2_suite_passes_in_a_qemu_guest() {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/v2-guest-test.sh");

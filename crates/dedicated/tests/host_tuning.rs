@@ -34,14 +34,13 @@ fn settled_diff(before: &Snapshot) -> Vec<String> {
 }
 
 fn setup_cpus() -> Option<(CpuSet, CpuSet)> {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return None;
     }
     let online = online_cpus(Path::new("/sys")).unwrap();
     let last = online.iter().last().unwrap();
     if online.len() < 2 {
-        eprintln!("skipped: needs two CPUs");
+        carve_testkit::skip(carve_testkit::SkipKind::Host, "needs two CPUs");
         return None;
     }
     Some(([last].into_iter().collect(), online))
@@ -249,7 +248,7 @@ fn host_tuning_deadline_launch_and_an_irq_routed_to_the_partition() {
     };
     let _lock = HostLock::exclusive();
     let Some(irq) = movable_irq() else {
-        eprintln!("skipped: no movable IRQ");
+        carve_testkit::skip(carve_testkit::SkipKind::Host, "no movable IRQ");
         return;
     };
     let before = Snapshot::take();
@@ -270,6 +269,69 @@ fn host_tuning_deadline_launch_and_an_irq_routed_to_the_partition() {
     );
     p.teardown().unwrap();
     drop(child);
+    let d = settled_diff(&before);
+    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+}
+
+/// A cpuset directory removed on drop: a stand-in for the cpusets other software leaves at the
+/// root (podman's `libpod_parent`, docker, machine.slice), which span every CPU.
+struct Sibling(std::path::PathBuf);
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Real hosts are not bare: with a sibling cpuset holding every CPU (as podman's `libpod_parent`
+/// does), the partition narrows it (journaled, restored at teardown), and a cgroup that
+/// carve-cgroups creates meanwhile starts without the dedicated CPU.
+#[test]
+fn host_tuning_new_cgroup_starts_without_a_dedicated_cpu_beside_a_podman_like_cpuset() {
+    let Some((cpus, online)) = setup_cpus() else {
+        return;
+    };
+    let root = Path::new("/sys/fs/cgroup/cpuset");
+    if !root.join("cpuset.cpu_exclusive").exists() {
+        carve_testkit::skip(
+            carve_testkit::SkipKind::Host,
+            "no cgroup v1 cpuset hierarchy (v2 partitions are isolated by the kernel)",
+        );
+        return;
+    }
+    let _lock = HostLock::exclusive();
+    let before = Snapshot::take();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let sib = Sibling(root.join(carve_testkit::unique_name("podlike")));
+    std::fs::create_dir(&sib.0).unwrap();
+    std::fs::write(sib.0.join("cpuset.mems"), read(&root.join("cpuset.mems"))).unwrap();
+    std::fs::write(sib.0.join("cpuset.cpus"), online.to_string()).unwrap();
+
+    let p = Partition::new(spec("pod", &cpus, &online)).setup().unwrap();
+    let narrowed = CpuSet::parse_list(&read(&sib.0.join("cpuset.cpus"))).unwrap();
+    assert!(
+        narrowed.intersection(&cpus).is_empty(),
+        "the sibling still holds {cpus}: {narrowed}"
+    );
+    let mut m = carve_cgroups::Manager::new(
+        Path::new("/sys/fs/cgroup"),
+        &format!("/{}", carve_testkit::unique_name("excl")),
+    )
+    .unwrap();
+    m.create().unwrap();
+    let got = read(&m.path_on("cpuset").unwrap().join("cpuset.cpus"));
+    m.remove().unwrap();
+    let got = CpuSet::parse_list(&got).unwrap();
+    p.teardown().unwrap();
+    assert!(
+        got.intersection(&cpus).is_empty() && !got.is_empty(),
+        "new cgroup's cpus {got} (dedicated {cpus})"
+    );
+    assert_eq!(
+        CpuSet::parse_list(&read(&sib.0.join("cpuset.cpus"))).unwrap(),
+        online,
+        "teardown gives the sibling its CPUs back"
+    );
+    drop(sib);
     let d = settled_diff(&before);
     assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
 }

@@ -46,8 +46,7 @@ fn mount_hugetlbfs(dir: &Path) -> Mount {
 
 #[test]
 fn huge_pages_host_tuning_anonymous_file_and_ring() {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return;
     }
     let _lock = carve_testkit::HostLock::exclusive();

@@ -12,8 +12,7 @@ use std::os::fd::AsFd;
 use std::process::Command;
 
 fn root() -> bool {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return false;
     }
     true

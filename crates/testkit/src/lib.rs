@@ -8,9 +8,13 @@
 //! - [`Snapshot`]: the host state that tests must leave unchanged (carve cgroups, mounts, netns,
 //!   links, QEMU processes, sysctls, IRQ affinities, workqueue masks, huge pages); `carve-leakcheck`
 //!   takes one before and after the whole suite and fails on any difference.
+//! - [`skip`] / [`require_root`] / [`require_tool`]: a test that cannot run says why in a form
+//!   the suite counts (scripts/test.sh prints the summary; CI fails on a skip it must not have).
 
+mod skip;
 mod snapshot;
 
+pub use skip::{require_root, require_tool, skip, SkipKind};
 pub use snapshot::Snapshot;
 
 /// What the dedicated-core tier creates on the host (cpusets, huge pages, journals, tracefs
@@ -98,24 +102,34 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The OCI runtime tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci` when it
-/// is built beside the running test (target/debug/deps/TEST → target/debug/carve-oci), else runc,
-/// which takes the same command line.
+/// The OCI runtime tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci` built
+/// beside the running test (target/debug/deps/TEST → target/debug/carve-oci).
+///
+/// # Panics
+/// When neither exists: a test meant for carve-oci must never run another runtime silently (a
+/// test that means runc names it, see [`runc`]).
 pub fn oci_runtime() -> std::path::PathBuf {
     if let Some(r) = std::env::var_os("CARVE_TEST_OCI_RUNTIME") {
         return r.into();
     }
     let exe = std::env::current_exe().expect("current test executable");
-    if let Some(p) = exe
+    let beside = exe
         .parent()
         .and_then(|d| d.parent())
-        .map(|d| d.join("carve-oci"))
-        .filter(|p| p.is_file())
-    {
-        return p;
+        .map(|d| d.join("carve-oci"));
+    match beside {
+        Some(p) if p.is_file() => p,
+        other => panic!(
+            "carve-oci is not built at {} (build the workspace: cargo build --workspace, or set CARVE_TEST_OCI_RUNTIME)",
+            other.map(|p| p.display().to_string()).unwrap_or_default()
+        ),
     }
-    eprintln!("carve-oci is not built: these tests use runc (same command line)");
-    "runc".into()
+}
+
+/// runc, for tests that compare carve-oci with it by name; `None` (with a counted skip) when it is
+/// not installed.
+pub fn runc() -> Option<std::path::PathBuf> {
+    require_tool("runc").then(|| "runc".into())
 }
 
 /// Fills `rootfs` with busybox-static and its applets, the usual top-level folders, and an

@@ -27,8 +27,7 @@ pub struct Env {
 static HOST_LOCK: std::sync::OnceLock<carve_testkit::HostLock> = std::sync::OnceLock::new();
 
 pub fn require_root() -> bool {
-    if !carve_testkit::is_root() {
-        eprintln!("skipping: carve-oci tests need root");
+    if !carve_testkit::require_root() {
         return false;
     }
     true

@@ -105,8 +105,7 @@ pub fn read(dir: &Path, file: &str) -> String {
 
 /// Skips (returns true) when not root: these tests need the real kernel.
 pub fn not_root() -> bool {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return true;
     }
     false

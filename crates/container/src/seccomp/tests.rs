@@ -83,7 +83,10 @@ fn parse_header(text: &str) -> Vec<(String, u32)> {
 fn tables_match_the_headers() {
     let dir = std::path::Path::new("/usr/include/x86_64-linux-gnu/asm");
     if !dir.join("unistd_64.h").exists() {
-        eprintln!("skipping: no linux-libc-dev headers");
+        carve_testkit::skip(
+            carve_testkit::SkipKind::ToolMissing,
+            "no linux-libc-dev headers",
+        );
         return;
     }
     for (file, table) in [
@@ -392,7 +395,7 @@ fn long_programs_use_trampolines_and_too_long_ones_are_refused() {
 fn podman_default_profile_compiles_and_fits() {
     let path = "/usr/share/containers/seccomp.json";
     let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("skipping: no {path}");
+        carve_testkit::skip(carve_testkit::SkipKind::ToolMissing, format!("no {path}"));
         return;
     };
     // The moby format is a superset; taken whole (every conditional rule included), it is the
