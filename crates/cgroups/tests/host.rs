@@ -5,7 +5,7 @@ mod common;
 
 use carve_cgroups::{FreezerState, Layout, Manager, Mode};
 use carve_testkit::unique_name;
-use common::{cpu_ticks, not_root, read, Cg, Proc};
+use common::{cpu_ticks, not_root, read, settled_cpu_ticks, Cg, Proc};
 use oci_spec::runtime::LinuxResources;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -270,7 +270,7 @@ fn freeze_really_stops_and_thaw_resumes() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
     let state = status.lines().find(|l| l.starts_with("State:")).unwrap();
     assert!(!state.contains("R (running)"), "{state}");
-    let t0 = cpu_ticks(p.pid());
+    let t0 = settled_cpu_ticks(p.pid());
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(cpu_ticks(p.pid()), t0, "a frozen task used CPU");
     cg.0.thaw().unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use carve_cgroups::{FreezerState, Layout, Manager, Mode};
 use carve_testkit::unique_name;
-use common::{cpu_ticks, read, Cg, Proc};
+use common::{cpu_ticks, read, settled_cpu_ticks, Cg, Proc};
 use oci_spec::runtime::LinuxResources;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -177,7 +177,7 @@ fn v2_freeze_really_stops_and_thaw_resumes() {
     c.0.freeze().unwrap();
     assert_eq!(c.0.freezer_state().unwrap(), FreezerState::Frozen);
     assert!(read(&dir(&c), "cgroup.events").contains("frozen 1"));
-    let t0 = cpu_ticks(p.pid());
+    let t0 = settled_cpu_ticks(p.pid());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(cpu_ticks(p.pid()), t0, "a frozen task used CPU");
     c.0.thaw().unwrap();

@@ -111,6 +111,31 @@ pub fn not_root() -> bool {
     false
 }
 
+/// utime+stime of a process in clock ticks once it is off the CPU: a task counts as frozen
+/// (cgroup.events, freezer.state) as soon as it enters the freezer, a moment before it is
+/// scheduled out; on a loaded host (or a TCG guest whose vCPU the host preempts) that moment is
+/// long enough to account a few more ticks. Waits up to 5 s for the task to leave state R.
+pub fn settled_cpu_ticks(pid: i32) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let state = s[s.rfind(')').expect(")") + 2..].chars().next();
+        if state != Some('R') {
+            // Read twice 50 ms apart: the switch-out that accounts the last slice has happened.
+            let t = cpu_ticks(pid);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if cpu_ticks(pid) == t {
+                return t;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} still running 5 s after it was frozen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// utime+stime of a process in clock ticks.
 pub fn cpu_ticks(pid: i32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
