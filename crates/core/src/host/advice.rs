@@ -33,19 +33,25 @@ impl Host {
     /// What this host can and cannot give each tier, most important first.
     pub fn advice(&self) -> Vec<Advice> {
         let mut out = Vec::new();
-        let mut add = |level, topic: &str, text: String| {
-            out.push(Advice {
-                level,
-                topic: topic.to_string(),
-                text,
-            })
-        };
+        self.advise_cores(&mut out);
+        self.advise_tick(&mut out);
+        self.advise_rt_throttling(&mut out);
+        self.advise_fixed_irqs(&mut out);
+        self.advise_hugepages(&mut out);
+        self.advise_cgroups(&mut out);
+        self.advise_virtualization(&mut out);
+        self.advise_memory(&mut out);
+        out.sort_by_key(|a| std::cmp::Reverse(a.level));
+        out
+    }
+
+    /// Advice on cores and SMT.
+    fn advise_cores(&self, out: &mut Vec<Advice>) {
         let online = self.online_cpus();
         let cores = self.cores();
-
-        // Cores.
         match cores.len() {
-            0 | 1 => add(
+            0 | 1 => push(
+                out,
                 Level::Block,
                 "dedicated",
                 format!(
@@ -53,7 +59,8 @@ impl Host {
                     cores.len()
                 ),
             ),
-            n => add(
+            n => push(
+                out,
                 Level::Ok,
                 "dedicated",
                 format!(
@@ -64,7 +71,8 @@ impl Host {
             ),
         }
         if cores.iter().any(|c| c.len() > 1) {
-            add(
+            push(
+                out,
                 Level::Info,
                 "dedicated",
                 "SMT is on: a dedicated CPU's sibling shares its core and caches; carve keeps siblings \
@@ -72,20 +80,24 @@ impl Host {
                     .into(),
             );
         }
+    }
 
-        // Tick.
+    /// Advice on the scheduler tick.
+    fn advise_tick(&self, out: &mut Vec<Advice>) {
         let hz = self.kernel.hz;
         let hz_text = hz.map_or("periodic".to_string(), |h| format!("{h} Hz"));
         let per_s = hz.map_or("one per tick".to_string(), |h| format!("about {h}"));
         match self.kernel.no_hz_full {
-            Known::No => add(
+            Known::No => push(
+                out,
                 Level::Warn,
                 "dedicated",
                 format!(
                     "kernel lacks NO_HZ_FULL: the {hz_text} tick stays: expect {per_s} interruptions/s on a dedicated core"
                 ),
             ),
-            Known::Unknown => add(
+            Known::Unknown => push(
+                out,
                 Level::Warn,
                 "dedicated",
                 format!(
@@ -94,7 +106,8 @@ impl Host {
                 ),
             ),
             Known::Yes => match &self.kernel.nohz_full {
-                Some(n) if !n.cpus.is_empty() => add(
+                Some(n) if !n.cpus.is_empty() => push(
+                out,
                     Level::Ok,
                     "dedicated",
                     format!(
@@ -102,7 +115,8 @@ impl Host {
                         n.raw, n.cpus
                     ),
                 ),
-                _ => add(
+                _ => push(
+                out,
                     Level::Info,
                     "dedicated",
                     format!(
@@ -112,7 +126,8 @@ impl Host {
             },
         }
         if let Some(iso) = &self.kernel.isolcpus {
-            add(
+            push(
+                out,
                 Level::Ok,
                 "dedicated",
                 format!(
@@ -121,13 +136,16 @@ impl Host {
                 ),
             );
         }
+    }
 
-        // RT throttling.
+    /// Advice on RT throttling.
+    fn advise_rt_throttling(&self, out: &mut Vec<Advice>) {
         match (
             self.kernel.sched_rt_runtime_us,
             self.kernel.sched_rt_period_us,
         ) {
-            (Some(-1), _) => add(
+            (Some(-1), _) => push(
+                out,
                 Level::Ok,
                 "dedicated",
                 "sched_rt_runtime_us=-1: RT throttling is off, SCHED_FIFO tasks keep their CPU"
@@ -141,7 +159,8 @@ impl Host {
                 } else {
                     format!("every {} ms", period as f64 / 1000.0)
                 };
-                add(
+                push(
+                out,
                     Level::Warn,
                     "dedicated",
                     format!(
@@ -151,8 +170,10 @@ impl Host {
             }
             (None, _) => {}
         }
+    }
 
-        // IRQs that cannot be moved.
+    /// Advice on IRQs that cannot be moved.
+    fn advise_fixed_irqs(&self, out: &mut Vec<Advice>) {
         let fixed: Vec<_> = self.irqs.iter().filter(|i| !i.changeable).collect();
         if !fixed.is_empty() {
             let list: Vec<String> = fixed
@@ -174,7 +195,8 @@ impl Host {
             } else {
                 "they may fire on a dedicated core unless it is outside their affinity (isolcpus=managed_irq helps)"
             };
-            add(
+            push(
+                out,
                 Level::Info,
                 "dedicated",
                 format!(
@@ -184,22 +206,26 @@ impl Host {
                 ),
             );
         }
+    }
 
-        // Huge pages.
+    /// Advice on huge pages.
+    fn advise_hugepages(&self, out: &mut Vec<Advice>) {
         let sizes: Vec<String> = self
             .hugepages
             .iter()
             .map(|h| format_bytes(h.size_kib * 1024).replace(' ', ""))
             .collect();
         if sizes.is_empty() {
-            add(
+            push(
+                out,
                 Level::Warn,
                 "dedicated",
                 "no huge page support (no /sys/kernel/mm/hugepages): plans cannot ask for huge pages"
                     .into(),
             );
         } else if self.hugepages.iter().all(|h| h.free == 0) {
-            add(
+            push(
+                out,
                 Level::Info,
                 "dedicated",
                 format!(
@@ -208,11 +234,14 @@ impl Host {
                 ),
             );
         }
+    }
 
-        // cgroups.
+    /// Advice on cgroup controllers.
+    fn advise_cgroups(&self, out: &mut Vec<Advice>) {
         let where_is = |c: &str| self.cgroup_hierarchy(c).map(|h| h.version);
         match self.cgroups.layout {
-            CgroupLayout::None => add(
+            CgroupLayout::None => push(
+                out,
                 Level::Block,
                 "container",
                 "no cgroup hierarchy mounted: no partition can be limited".into(),
@@ -226,7 +255,8 @@ impl Host {
                         None => missing.push(c),
                     }
                 }
-                add(
+                push(
+                    out,
                     Level::Ok,
                     "container",
                     format!("cgroups {layout}: {}", placed.join(", ")),
@@ -237,7 +267,8 @@ impl Host {
                     } else {
                         Level::Warn
                     };
-                    add(
+                    push(
+                        out,
                         level,
                         "container",
                         format!("cgroup controllers not available: {}", missing.join(", ")),
@@ -245,10 +276,13 @@ impl Host {
                 }
             }
         }
+    }
 
-        // Virtualization.
+    /// Advice on KVM or TCG, and QEMU.
+    fn advise_virtualization(&self, out: &mut Vec<Advice>) {
         if self.kvm_usable() {
-            add(
+            push(
+                out,
                 Level::Ok,
                 "vm",
                 format!(
@@ -257,7 +291,8 @@ impl Host {
                 ),
             );
         } else if self.virt.kvm_device {
-            add(
+            push(
+                out,
                 Level::Warn,
                 "vm",
                 format!(
@@ -266,23 +301,28 @@ impl Host {
                 ),
             );
         } else {
-            add(
+            push(
+                out,
                 Level::Warn,
                 "vm",
                 "no /dev/kvm: VMs use TCG fallback (software emulation, much slower)".into(),
             );
         }
         if self.virt.qemu.is_none() {
-            add(
+            push(
+                out,
                 Level::Block,
                 "vm",
                 "qemu-system-x86_64 not found on PATH: vm partitions cannot start (Debian: apt-get install qemu-system-x86)"
                     .into(),
             );
         }
+    }
 
-        // Memory.
-        add(
+    /// Advice on memory and NUMA nodes.
+    fn advise_memory(&self, out: &mut Vec<Advice>) {
+        push(
+            out,
             Level::Info,
             "host",
             format!(
@@ -292,7 +332,13 @@ impl Host {
                 self.nodes.len()
             ),
         );
-        out.sort_by_key(|a| std::cmp::Reverse(a.level));
-        out
     }
+}
+
+fn push(out: &mut Vec<Advice>, level: Level, topic: &str, text: String) {
+    out.push(Advice {
+        level,
+        topic: topic.to_string(),
+        text,
+    });
 }
