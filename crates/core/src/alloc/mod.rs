@@ -285,12 +285,35 @@ impl Allocator<'_> {
     }
 
     fn run(&mut self) -> Allocation {
-        let plan = self.plan;
-        let host = self.host;
         self.check_names();
         self.check_fields();
+        let housekeeping = self.housekeeping();
+        let mut cpus = self.explicit_cpus();
+        // Dedicated exclusivity and the SMT rule, on explicit CPUs.
+        self.check_exclusive(&cpus, &housekeeping);
+        let auto = self.auto_place(&mut cpus, &housekeeping);
+        self.check_vcpus(&cpus);
+        let (memory, hugepages, page_plan) = self.check_memory();
+        self.check_irqs();
+        let (networks, attachments) = self.check_networks();
+        self.warn_non_blocking(&cpus, &housekeeping);
+        let rows = self.cpu_table(&cpus, &housekeeping);
+        let partitions = self.placed(&cpus, &auto, &page_plan, &attachments);
+        Allocation {
+            housekeeping,
+            partitions,
+            cpus: rows,
+            memory,
+            hugepages,
+            networks,
+            warnings: Vec::new(),
+        }
+    }
 
-        // Housekeeping.
+    /// The housekeeping CPUs: the plan's list (each checked) or the host's default.
+    fn housekeeping(&mut self) -> CpuSet {
+        let plan = self.plan;
+        let host = self.host;
         let online = host.online_cpus();
         let present = host.present_cpus();
         let housekeeping = match &plan.host.housekeeping {
@@ -319,7 +342,15 @@ impl Allocator<'_> {
             );
         }
 
-        // Explicit CPUs.
+        housekeeping
+    }
+
+    /// Each partition's explicitly listed CPUs (the usable ones; the rest are reported).
+    fn explicit_cpus(&mut self) -> Vec<Option<CpuSet>> {
+        let plan = self.plan;
+        let host = self.host;
+        let online = host.online_cpus();
+        let present = host.present_cpus();
         let n = plan.partitions.len();
         let mut cpus: Vec<Option<CpuSet>> = vec![None; n];
         for (i, p) in plan.partitions.iter().enumerate() {
@@ -345,10 +376,14 @@ impl Allocator<'_> {
             cpus[i] = Some(ok);
         }
 
-        // Dedicated exclusivity and the SMT rule, on explicit CPUs.
-        self.check_exclusive(&cpus, &housekeeping);
+        cpus
+    }
 
-        // Automatic placement: dedicated counts first, then shared ones.
+    /// Automatic placement of partitions given as counts: dedicated ones first, then shared ones.
+    /// Returns which partitions were placed automatically.
+    fn auto_place(&mut self, cpus: &mut [Option<CpuSet>], housekeeping: &CpuSet) -> Vec<bool> {
+        let plan = self.plan;
+        let n = plan.partitions.len();
         let mut auto = vec![false; n];
         for pass in [true, false] {
             for (i, p) in plan.partitions.iter().enumerate() {
@@ -362,14 +397,19 @@ impl Allocator<'_> {
                     _ => continue, // missing cpus: reported by check_fields
                 };
                 auto[i] = true;
-                match self.place(i, count, &cpus, &housekeeping) {
+                match self.place(i, count, cpus, housekeeping) {
                     Some(set) => cpus[i] = Some(set),
                     None => cpus[i] = Some(CpuSet::new()),
                 }
             }
         }
 
-        // vCPUs.
+        auto
+    }
+
+    /// A VM's vCPU count against its CPUs.
+    fn check_vcpus(&mut self, cpus: &[Option<CpuSet>]) {
+        let plan = self.plan;
         for (i, p) in plan.partitions.iter().enumerate() {
             if p.kind != Kind::Vm {
                 continue;
@@ -389,12 +429,12 @@ impl Allocator<'_> {
                 }
             }
         }
+    }
 
-        let (memory, hugepages, page_plan) = self.check_memory();
-        self.check_irqs();
-        let (networks, attachments) = self.check_networks();
-
-        // Warnings that do not block.
+    /// Warnings that do not block: TCG fallback, fixed IRQs on dedicated CPUs, RT on housekeeping.
+    fn warn_non_blocking(&mut self, cpus: &[Option<CpuSet>], housekeeping: &CpuSet) {
+        let plan = self.plan;
+        let host = self.host;
         for (i, p) in plan.partitions.iter().enumerate() {
             let set = cpus[i].clone().unwrap_or_default();
             if p.kind == Kind::Vm && !host.kvm_usable() {
@@ -425,22 +465,26 @@ impl Allocator<'_> {
             }
             if p.sched.is_some_and(|s| s.is_realtime())
                 && p.kind != Kind::Dedicated
-                && !set.intersection(&housekeeping).is_empty()
+                && !set.intersection(housekeeping).is_empty()
             {
                 self.warn_at(
                     i,
                     "sched",
                     format!(
                         "a real-time policy on housekeeping CPUs ({}) can starve the kernel threads there",
-                        set.intersection(&housekeeping)
+                        set.intersection(housekeeping)
                     ),
                 );
             }
         }
+    }
 
-        // The CPU table.
+    /// Who uses each online CPU.
+    fn cpu_table(&self, cpus: &[Option<CpuSet>], housekeeping: &CpuSet) -> Vec<CpuUse> {
+        let plan = self.plan;
+        let host = self.host;
         let mut rows = Vec::new();
-        for c in online.iter() {
+        for c in host.online_cpus().iter() {
             let cpu = host.cpu(c);
             let users: Vec<String> = plan
                 .partitions
@@ -474,8 +518,20 @@ impl Allocator<'_> {
             });
         }
 
-        let partitions = plan
-            .partitions
+        rows
+    }
+
+    /// The placed partitions, as the allocation reports them.
+    fn placed(
+        &self,
+        cpus: &[Option<CpuSet>],
+        auto: &[bool],
+        page_plan: &BTreeMap<usize, (u64, u64)>,
+        attachments: &BTreeMap<usize, PlacedAttachment>,
+    ) -> Vec<Placed> {
+        let plan = self.plan;
+        let host = self.host;
+        plan.partitions
             .iter()
             .enumerate()
             .map(|(i, p)| {
@@ -499,17 +555,7 @@ impl Allocator<'_> {
                     cpus: set,
                 }
             })
-            .collect();
-
-        Allocation {
-            housekeeping,
-            partitions,
-            cpus: rows,
-            memory,
-            hugepages,
-            networks,
-            warnings: Vec::new(),
-        }
+            .collect()
     }
 
     fn check_names(&mut self) {
