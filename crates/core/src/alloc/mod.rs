@@ -1140,9 +1140,20 @@ impl Allocator<'_> {
     }
 
     fn check_networks(&mut self) -> (Vec<PlacedNetwork>, BTreeMap<usize, PlacedAttachment>) {
+        let (nets, gateways) = self.check_subnets();
+        // Explicit addresses first, then automatic ones.
+        let mut used = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        let pending = self.explicit_addresses(&gateways, &mut used, &mut out);
+        self.auto_addresses(pending, &gateways, &mut used, &mut out);
+        (nets, out)
+    }
+
+    /// Each network's subnet (host bits, size, overlaps) and gateway.
+    fn check_subnets(&mut self) -> (Vec<PlacedNetwork>, BTreeMap<String, Ipv4Addr>) {
         let plan = self.plan;
         let mut nets = Vec::new();
-        let mut gateways: BTreeMap<&str, Ipv4Addr> = BTreeMap::new();
+        let mut gateways = BTreeMap::new();
         let mut subnets: Vec<(&str, Cidr)> = Vec::new();
         for (name, net) in &plan.network {
             let path = format!("network.{name}.subnet");
@@ -1183,7 +1194,7 @@ impl Allocator<'_> {
                     format!("{gateway} is not a host address of {s}"),
                 );
             }
-            gateways.insert(name, gateway);
+            gateways.insert(name.clone(), gateway);
             nets.push(PlacedNetwork {
                 name: name.clone(),
                 subnet: s.network(),
@@ -1192,9 +1203,17 @@ impl Allocator<'_> {
                 namespace: net.namespace.clone(),
             });
         }
-        // Explicit addresses first, then automatic ones.
-        let mut used: BTreeMap<(String, Ipv4Addr), usize> = BTreeMap::new();
-        let mut out = BTreeMap::new();
+        (nets, gateways)
+    }
+
+    /// Places the partitions with an explicit address; returns those that want one chosen.
+    fn explicit_addresses(
+        &mut self,
+        gateways: &BTreeMap<String, Ipv4Addr>,
+        used: &mut BTreeMap<(String, Ipv4Addr), usize>,
+        out: &mut BTreeMap<usize, PlacedAttachment>,
+    ) -> Vec<usize> {
+        let plan = self.plan;
         let mut pending = Vec::new();
         for (i, p) in plan.partitions.iter().enumerate() {
             let Some(att) = &p.network else { continue };
@@ -1217,32 +1236,10 @@ impl Allocator<'_> {
                 continue;
             };
             let s = net.subnet;
-            let gateway = gateways[att.bridge.as_str()];
+            let gateway = gateways[&att.bridge];
             match att.address {
                 Some(addr) => {
-                    let problem = if !s.contains(addr.addr) {
-                        Some(format!(
-                            "{} is outside network {:?} ({s})",
-                            addr.addr, att.bridge
-                        ))
-                    } else if addr.prefix != s.prefix {
-                        Some(format!(
-                            "the prefix /{} differs from the network's /{}",
-                            addr.prefix, s.prefix
-                        ))
-                    } else if addr.addr == s.network() || addr.addr == s.broadcast() {
-                        Some(format!(
-                            "{} is the network's own network or broadcast address",
-                            addr.addr
-                        ))
-                    } else if addr.addr == gateway {
-                        Some(format!(
-                            "{} is the bridge's address (gateway) of {:?}",
-                            addr.addr, att.bridge
-                        ))
-                    } else {
-                        None
-                    };
+                    let problem = address_problem(addr, s, gateway, &att.bridge);
                     if let Some(msg) = problem {
                         self.at(i, "network.address", msg);
                         continue;
@@ -1275,13 +1272,25 @@ impl Allocator<'_> {
                 None => pending.push(i),
             }
         }
+        pending
+    }
+
+    /// Gives each of `pending` the first free host address of its network.
+    fn auto_addresses(
+        &mut self,
+        pending: Vec<usize>,
+        gateways: &BTreeMap<String, Ipv4Addr>,
+        used: &mut BTreeMap<(String, Ipv4Addr), usize>,
+        out: &mut BTreeMap<usize, PlacedAttachment>,
+    ) {
+        let plan = self.plan;
         for i in pending {
             let Some(att) = &plan.partitions[i].network else {
                 continue;
             };
             let net = &plan.network[&att.bridge];
             let s = net.subnet;
-            let gateway = gateways[att.bridge.as_str()];
+            let gateway = gateways[&att.bridge];
             let first = u32::from(s.network()) + 1;
             let last = u32::from(s.broadcast()).saturating_sub(1);
             let free = (first..=last)
@@ -1308,7 +1317,33 @@ impl Allocator<'_> {
                 ),
             }
         }
-        (nets, out)
+    }
+}
+
+/// Why `addr` cannot be a partition's address on `bridge` (subnet `s`, bridge address `gateway`).
+fn address_problem(addr: Cidr, s: Cidr, gateway: Ipv4Addr, bridge: &str) -> Option<String> {
+    if !s.contains(addr.addr) {
+        Some(format!(
+            "{} is outside network {:?} ({s})",
+            addr.addr, bridge
+        ))
+    } else if addr.prefix != s.prefix {
+        Some(format!(
+            "the prefix /{} differs from the network's /{}",
+            addr.prefix, s.prefix
+        ))
+    } else if addr.addr == s.network() || addr.addr == s.broadcast() {
+        Some(format!(
+            "{} is the network's own network or broadcast address",
+            addr.addr
+        ))
+    } else if addr.addr == gateway {
+        Some(format!(
+            "{} is the bridge's address (gateway) of {:?}",
+            addr.addr, bridge
+        ))
+    } else {
+        None
     }
 }
 
