@@ -57,22 +57,11 @@ pub struct CpuSet {
     pub sched_relax_domain_level: i64,
 }
 
-/// Parses a kernel list ("0-3,8,10-11") into its members; `None` if malformed.
+/// Parses a kernel list ("0-3,8,10-11", core's list grammar) into its members; `None` if
+/// malformed or a member does not fit the stats' u16.
 pub fn parse_list(s: &str) -> Option<Vec<u16>> {
-    let mut v = Vec::new();
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
-                if a > b {
-                    return None;
-                }
-                v.extend(a..=b);
-            }
-            None => v.push(part.parse().ok()?),
-        }
-    }
-    Some(v)
+    let set = carve_core::CpuSet::parse_list(s).ok()?;
+    set.iter().map(|c| u16::try_from(c).ok()).collect()
 }
 
 /// CPU usage (nanoseconds) and CFS throttling.

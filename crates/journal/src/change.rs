@@ -222,24 +222,18 @@ fn restore_affinity(id: ProcessId, old: &str) -> Result<(), String> {
     }
 }
 
+/// The CPUs of an affinity list (core's list grammar), each below `CPU_SETSIZE` so `CPU_SET` stays
+/// inside its set.
 fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
-    let mut out = Vec::new();
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let a: usize = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad cpu list {s:?}"))?;
-        let b: usize = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad cpu list {s:?}"))?;
-        if b >= libc::CPU_SETSIZE as usize || a > b {
-            return Err(format!("bad cpu list {s:?}"));
-        }
-        out.extend(a..=b);
+    let set = carve_core::CpuSet::parse_list(s).map_err(|e| e.to_string())?;
+    let cpus: Vec<usize> = set.iter().collect();
+    match cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
+        Some(c) => Err(format!(
+            "affinity {s:?}: CPU {c} is beyond CPU_SETSIZE ({})",
+            libc::CPU_SETSIZE
+        )),
+        None => Ok(cpus),
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -136,6 +136,8 @@ fn process_change_stops_the_process() {
 fn cpu_list_parses() {
     assert_eq!(change_parse("0-2,5"), vec![0, 1, 2, 5]);
     assert!(crate::change::tests_parse("3-1").is_err());
+    assert!(crate::change::tests_parse("1023").is_ok());
+    assert!(crate::change::tests_parse("0,1024").is_err());
 }
 
 fn change_parse(s: &str) -> Vec<usize> {
