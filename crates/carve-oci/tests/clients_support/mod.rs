@@ -57,10 +57,7 @@ pub fn need(name: &str, package: &str) -> PathBuf {
 /// Whether this process is root; the privileged suites say so and return when it is not, like the
 /// rest of this crate's tests.
 pub fn require_root() -> bool {
-    if !carve_testkit::require_root() {
-        return false;
-    }
-    true
+    carve_testkit::require_root()
 }
 
 /// Holds the host lock shared, so as not to overlap tests that retune the host. While a dedicated-core test holds a CPU in an

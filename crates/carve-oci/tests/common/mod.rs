@@ -27,10 +27,7 @@ pub struct Env {
 static HOST_LOCK: std::sync::OnceLock<carve_testkit::HostLock> = std::sync::OnceLock::new();
 
 pub fn require_root() -> bool {
-    if !carve_testkit::require_root() {
-        return false;
-    }
-    true
+    carve_testkit::require_root()
 }
 
 fn busybox_rootfs(rootfs: &Path) {

@@ -105,10 +105,7 @@ pub fn read(dir: &Path, file: &str) -> String {
 
 /// Skips (returns true) when not root: these tests need the real kernel.
 pub fn not_root() -> bool {
-    if !carve_testkit::require_root() {
-        return true;
-    }
-    false
+    !carve_testkit::require_root()
 }
 
 /// utime+stime of a process in clock ticks once it is off the CPU: a task counts as frozen
