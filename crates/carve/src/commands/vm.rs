@@ -254,6 +254,8 @@ pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
                 match how {
                     StopOutcome::PoweredOff => "powered off",
                     StopOutcome::Killed => "killed",
+                    StopOutcome::Halted =>
+                        "the guest had halted without powering off; QEMU was ended",
                     StopOutcome::AlreadyStopped => "was not running; cleaned up",
                 }
             );
