@@ -59,7 +59,13 @@ fn microvm_boots_to_the_marker_every_time() {
             vm.wait_for_console("carve-guest-exit=0", at, BOOT).unwrap();
             let console = carve_vm::console::read_from_str(&log, 0);
             // Bounded: a guest that halts instead of powering off is detected and reported.
-            let r = vm.wait_timeout(BOOT).unwrap();
+            let r = vm.wait_timeout(BOOT).unwrap_or_else(|e| {
+                panic!(
+                    "boot {i}: {e}\n{}\n{}",
+                    qemu_state(vm.paths()),
+                    carve_vm::console::read_from_str(&log, 0)
+                )
+            });
             assert!(r.clean && !r.halted, "boot {i}: {r:?}\n{console}");
             console
         };
@@ -81,4 +87,18 @@ fn microvm_boots_to_the_marker_every_time() {
             .next()
             .is_none());
     }
+}
+
+/// What QEMU says of a guest that did not end: run state and every vCPU's registers.
+fn qemu_state(paths: &carve_vm::state::StatePaths) -> String {
+    use carve_vm::qmp::Qmp;
+    let Ok(mut q) = carve_vm::qmp::QmpClient::connect(&paths.qmp(), Duration::from_secs(5)) else {
+        return "QMP does not answer".into();
+    };
+    format!(
+        "{:?}\n{}",
+        q.query_status(),
+        q.human_monitor_command("info registers -a")
+            .unwrap_or_default()
+    )
 }
