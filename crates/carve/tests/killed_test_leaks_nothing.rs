@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 const ENV: &str = "CARVE_KILLTEST";
 /// Boot under TCG with other tests sharing 2 cores.
-const BOOT: Duration = Duration::from_secs(180);
+const BOOT: Duration = Duration::from_secs(150);
 
 fn guest_dir() -> PathBuf {
     std::env::var_os("CARVE_GUEST_DIR")
@@ -216,19 +216,24 @@ fn a_killed_test_leaves_nothing_behind() {
     // Should this test fail half-way, its own reaper kills the holder (whose reaper then cleans).
     reaper().process(holder.id() as i32);
     let ready = dir.path().join("ready.json");
-    wait_until("the holder has a VM and a container", BOOT + BOOT, || {
-        if let Ok(Some(st)) = holder.try_wait() {
-            panic!(
-                "the holder ended ({st}): {}{}",
-                std::fs::read_to_string(&log).unwrap_or_default(),
-                std::fs::read_to_string(dir.path().join("holder.err")).unwrap_or_default()
-            );
-        }
-        ready
-            .exists()
-            .then_some(())
-            .ok_or_else(|| "no ready.json".into())
-    });
+    // Within nextest's 300 s (then it kills this test, and the reapers clean up).
+    wait_until(
+        "the holder has a VM and a container",
+        Duration::from_secs(200),
+        || {
+            if let Ok(Some(st)) = holder.try_wait() {
+                panic!(
+                    "the holder ended ({st}): {}{}",
+                    std::fs::read_to_string(&log).unwrap_or_default(),
+                    std::fs::read_to_string(dir.path().join("holder.err")).unwrap_or_default()
+                );
+            }
+            ready
+                .exists()
+                .then_some(())
+                .ok_or_else(|| "no ready.json".into())
+        },
+    );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
     let qemu = r["qemu"].as_i64().unwrap();
     let ct = r["container"].as_i64().unwrap();
@@ -247,7 +252,7 @@ fn a_killed_test_leaves_nothing_behind() {
     holder.wait().unwrap();
     wait_until(
         "everything the killed holder made is gone",
-        Duration::from_secs(120),
+        Duration::from_secs(60),
         || {
             let left: Vec<String> = before
                 .diff_touching(&Snapshot::take(), &names)

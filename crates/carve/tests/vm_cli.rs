@@ -412,7 +412,7 @@ fn vm_cli_a_halting_guest_ends_wait_for_and_stop_within_their_deadlines() {
     let o = run_vm(
         &a.name,
         "quiet carve.cmd=\"halt -f\"",
-        &["--wait-for", "never-printed", "--timeout", "600"],
+        &["--wait-for", "never-printed", "--timeout", "150"],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
@@ -420,17 +420,14 @@ fn vm_cli_a_halting_guest_ends_wait_for_and_stop_within_their_deadlines() {
         "{}",
         text(&o)
     );
-    assert!(
-        t0.elapsed() < Duration::from_secs(300),
-        "{:?}",
-        t0.elapsed()
-    );
+    // Exit status 1 with that message, not 124 (the timeout): the halt was seen, not waited out.
+    eprintln!("--wait-for returned after {:?}", t0.elapsed());
     assert_eq!(status(&a.name)["state"], "halted");
     let o = carve(&["vm", "stop", &a.name]);
     assert!(o.status.success(), "{}", text(&o));
 
     // `stop` itself, with no supervisor left (kill -9): the guest ignores the power button (no
-    // acpid) and then halts; stop sees it instead of waiting out its 600 s.
+    // acpid) and then halts; stop sees it ("halted", not "killed" after its 150 s).
     let o = run_vm(
         &b.name,
         "quiet carve.cmd=\"killall acpid; echo acpid-gone; sleep 3; halt -f\"",
@@ -442,18 +439,14 @@ fn vm_cli_a_halting_guest_ends_wait_for_and_stop_within_their_deadlines() {
     unsafe { libc::kill(sup as i32, libc::SIGKILL) };
     assert!(wait_dead(sup));
     let t0 = Instant::now();
-    let o = carve(&["vm", "stop", &b.name, "--timeout", "600"]);
+    let o = carve(&["vm", "stop", &b.name, "--timeout", "150"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("halted without powering off"),
         "{}",
         text(&o)
     );
-    assert!(
-        t0.elapsed() < Duration::from_secs(300),
-        "{:?}",
-        t0.elapsed()
-    );
+    eprintln!("stop returned after {:?}", t0.elapsed());
 
     let d = before.diff_touching(&carve_testkit::Snapshot::take(), &[&a.name, &b.name]);
     let d: Vec<&String> = d.iter().filter(|l| !l.starts_with('/')).collect();

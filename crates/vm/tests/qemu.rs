@@ -384,11 +384,8 @@ fn a_guest_that_halts_without_powering_off_counts_as_stopped() {
     .unwrap();
     vm.wait_for_console("acpid-gone", 0, BOOT).unwrap();
     let t0 = std::time::Instant::now();
-    let (how, report) = vm.stop(false, Duration::from_secs(600));
+    // Halted, not Killed after the timeout: the halt was seen, not waited out.
+    let (how, report) = vm.stop(false, Duration::from_secs(150));
     assert_eq!(how, StopOutcome::Halted, "{report:?}");
-    assert!(
-        t0.elapsed() < Duration::from_secs(300),
-        "{:?}",
-        t0.elapsed()
-    );
+    eprintln!("stop returned after {:?}", t0.elapsed());
 }
