@@ -18,6 +18,7 @@ snap=$(mktemp /tmp/carve-leak.XXXXXX)
 export CARVE_SKIP_LOG
 CARVE_SKIP_LOG=$(mktemp /tmp/carve-skips.XXXXXX)
 trap 'rm -f "$snap" "$CARVE_SKIP_LOG"' EXIT
+"${CARGO_TARGET_DIR:-target}"/debug/carve-leakcheck reap-stale  # what a killed earlier run left
 "${CARGO_TARGET_DIR:-target}"/debug/carve-leakcheck snapshot "$snap"
 status=0
 # Tests that retune the host (exclusive cpusets, IRQ affinity, sysctls) would disturb tests that

@@ -45,8 +45,11 @@ impl VmGuard {
         assert!(carve_testkit::is_root(), "the VM CLI tests run as root");
         let out = carve(&["image", "guest", guest_dir().to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out));
+        let name = unique_name(prefix);
+        // A test killed by nextest's timeout skips its Drop: its reaper stops the VM then.
+        carve_testkit::reaper().command(&[CARVE, "vm", "stop", &name, "--force"]);
         VmGuard {
-            name: unique_name(prefix),
+            name,
             _lock: host_shared_lock(),
         }
     }
@@ -393,4 +396,61 @@ fn vm_cli_foreground_run_shows_the_console_and_ends_with_the_guest() {
     // The foreground supervisor cleaned up after the guest powered off.
     assert!(!Path::new("/run/carve/vm").join(&g.name).exists());
     assert!(!journal(&g.name).exists());
+}
+
+/// A guest that halts instead of powering off (`halt -f`: QEMU keeps running, every vCPU halted
+/// with interrupts off): `carve vm run --wait-for` and `carve vm stop` end within their deadlines
+/// with a message that says so, and nothing of either VM is left.
+#[test]
+fn vm_cli_a_halting_guest_ends_wait_for_and_stop_within_their_deadlines() {
+    let a = VmGuard::new("cli-halt");
+    let b = VmGuard::new("cli-halt-stop");
+    let before = carve_testkit::Snapshot::take();
+
+    // --wait-for text that never comes: the supervisor sees the halted guest and ends QEMU.
+    let t0 = Instant::now();
+    let o = run_vm(
+        &a.name,
+        "quiet carve.cmd=\"halt -f\"",
+        &["--wait-for", "never-printed", "--timeout", "150"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("halted without powering off"),
+        "{}",
+        text(&o)
+    );
+    // Exit status 1 with that message, not 124 (the timeout): the halt was seen, not waited out.
+    eprintln!("--wait-for returned after {:?}", t0.elapsed());
+    assert_eq!(status(&a.name)["state"], "halted");
+    let o = carve(&["vm", "stop", &a.name]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // `stop` itself, with no supervisor left (kill -9): the guest ignores the power button (no
+    // acpid) and then halts; stop sees it ("halted", not "killed" after its 150 s).
+    let o = run_vm(
+        &b.name,
+        "quiet carve.cmd=\"killall acpid; echo acpid-gone; sleep 3; halt -f\"",
+        &["--wait-for", "acpid-gone", "--timeout", "300"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let sup = runtime(&b.name)["supervisor_pid"].as_i64().unwrap();
+    // SAFETY: kill with the supervisor pid carve recorded for this test's VM.
+    unsafe { libc::kill(sup as i32, libc::SIGKILL) };
+    assert!(wait_dead(sup));
+    let t0 = Instant::now();
+    let o = carve(&["vm", "stop", &b.name, "--timeout", "150"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("halted without powering off"),
+        "{}",
+        text(&o)
+    );
+    eprintln!("stop returned after {:?}", t0.elapsed());
+
+    let d = before.diff_touching(&carve_testkit::Snapshot::take(), &[&a.name, &b.name]);
+    let d: Vec<&String> = d.iter().filter(|l| !l.starts_with('/')).collect();
+    assert!(d.is_empty(), "left behind: {d:?}");
+    assert!(!Path::new("/run/carve/vm").join(&a.name).exists());
+    assert!(!Path::new("/run/carve/vm").join(&b.name).exists());
 }

@@ -10,10 +10,15 @@
 //!   takes one before and after the whole suite and fails on any difference.
 //! - [`skip`] / [`require_root`] / [`require_tool`]: a test that cannot run says why in a form
 //!   the suite counts (scripts/test.sh prints the summary; CI fails on a skip it must not have).
+//! - [`reaper()`]: a watcher process that undoes what a test registered ([`reaper::Item`]) once
+//!   the test process is gone, SIGKILL included; `carve-leakcheck reap-stale` cleans what an
+//!   earlier killed run left.
 
+pub mod reaper;
 mod skip;
 mod snapshot;
 
+pub use reaper::reaper;
 pub use skip::{require_root, require_tool, skip, SkipKind};
 pub use snapshot::Snapshot;
 

@@ -121,6 +121,12 @@ pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArg
     ]);
     push(&["-nodefaults", "-no-user-config", "-display", "none"]);
     push(&["-machine", &machine]);
+    if spec.machine == Machine::Microvm {
+        // A guest reset does not restart a microvm guest here (QEMU 7.2, `-kernel`: after
+        // `sysrq b` the vCPU never runs the kernel again and QEMU idles on): end QEMU instead,
+        // so a guest that reboots — carve's init does when its kernel has no timer — ends.
+        push(&["-no-reboot"]);
+    }
     match accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         // TCG's translation buffer defaults to 1 GiB and fills as guest code is translated: it
@@ -369,6 +375,10 @@ mod tests {
             &a,
             ["-machine", "microvm,memory-backend=carve-mem,rtc=on"]
         ));
+        // A microvm guest's reset ends QEMU (a reset does not restart it); q35's reboots.
+        assert!(a.contains(&"-no-reboot".to_string()));
+        let a = qemu_argv(&spec(), &p, Accel::Tcg, &LaunchArgs::default());
+        assert!(!a.contains(&"-no-reboot".to_string()));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`vm::Vm::launch`] starts QEMU paused in its own cgroup, with a tap on a bridge, pins each
 //!   vCPU thread ([`pin`]) and lets the guest run; every host change goes through the journal,
 //!   so [`vm::stop`] or `carve restore` clean up even after carve was killed. [`vm::Vm::wait`]
-//!   supervises (QEMU's exit is detected and reported in `exit.json`).
+//!   supervises and [`vm::Vm::wait_timeout`] waits with a deadline (QEMU's exit is detected and
+//!   reported in `exit.json`; so is a guest that stopped for good while QEMU runs, [`halt`]).
 //! - [`vm`] also has the operations by name: [`vm::status`], [`vm::pause`], [`vm::resume`],
 //!   [`vm::snapshot`], [`vm::restore`], [`vm::migrate`], [`vm::stop`].
 //! - [`qmp::Qmp`] is the typed QMP command set over one `execute`; [`qmp::QmpClient`] speaks it
@@ -39,6 +40,7 @@ pub mod assets;
 pub mod cgroup;
 pub mod cmdline;
 pub mod console;
+pub mod halt;
 pub mod host;
 pub mod pin;
 pub mod qmp;

@@ -124,6 +124,10 @@ pub struct ExitReport {
     pub message: String,
     /// The last lines QEMU wrote on stderr.
     pub stderr_tail: String,
+    /// The guest stopped without ending QEMU (every vCPU halted with interrupts off, or QEMU
+    /// reported a panic or an internal error), and carve ended QEMU.
+    #[serde(default)]
+    pub halted: bool,
 }
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), StateError> {

@@ -97,6 +97,16 @@ pub enum VmError {
         /// What happened.
         source: WaitError,
     },
+    /// A wait with a deadline ran out.
+    #[error("VM {name}: {what} did not happen within {} s", .waited.as_secs_f64())]
+    Timeout {
+        /// The VM.
+        name: String,
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        waited: Duration,
+    },
     /// A file operation.
     #[error("could not {action} {path}: {source}")]
     Io {
@@ -129,6 +139,11 @@ pub struct Context {
     /// The cgroup root QEMU's cgroup `/carve-vm-NAME` is made under (`/sys/fs/cgroup`);
     /// `None` leaves QEMU in carve's own cgroup.
     pub cgroup_root: Option<PathBuf>,
+    /// QEMU gets SIGKILL when the thread that launched it ends (`PR_SET_PDEATHSIG`): for tests,
+    /// whose QEMU must not outlive a killed test process. Off for carve itself, whose VMs
+    /// outlive a killed carve on purpose (`carve vm stop` / `carve restore` clean up after it),
+    /// and whose launching thread is not always the one that keeps the VM.
+    pub die_with_launcher: bool,
 }
 
 impl Default for Context {
@@ -138,6 +153,7 @@ impl Default for Context {
             journal_root: carve_journal::DEFAULT_ROOT.into(),
             roots: Roots::default(),
             cgroup_root: Some(carve_cgroups::DEFAULT_ROOT.into()),
+            die_with_launcher: false,
         }
     }
 }
@@ -172,7 +188,15 @@ pub struct Vm {
     warning: Option<String>,
     console_start: u64,
     report: Option<ExitReport>,
+    /// When to look next for a guest that stopped without ending QEMU; `None` until the
+    /// guest runs (a paused or incoming QEMU is not checked).
+    next_halt_check: Option<Instant>,
+    /// Why carve is ending QEMU for a stopped guest (goes into the exit report).
+    halted: Option<String>,
 }
+
+/// How often a supervised VM is checked for a guest that stopped without ending QEMU.
+pub const HALT_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 fn tap_name(vm: &str) -> String {
     // "cvt" + 8 hex digits of the name's FNV hash + "-0": unique per VM and ≤ 15 bytes.
@@ -285,6 +309,8 @@ impl Vm {
             warning,
             console_start,
             report: None,
+            next_halt_check: None,
+            halted: None,
         };
         // From here on a failure drops `vm`, which kills QEMU and undoes the journal.
         let tap = vm.make_tap()?;
@@ -300,7 +326,11 @@ impl Vm {
         vm.runtime.argv = argv.clone();
         // The cgroup is journaled before QEMU, so undo kills QEMU first and then removes it.
         let cgroup = vm.make_cgroup(ctx, &housekeeping)?;
-        vm.spawn(&argv, tap.as_ref().map(|t| t.as_raw_fd()))?;
+        vm.spawn(
+            &argv,
+            tap.as_ref().map(|t| t.as_raw_fd()),
+            ctx.die_with_launcher,
+        )?;
         drop(tap); // QEMU holds its own copy; the tap goes away when QEMU exits.
         if let Some(m) = &cgroup {
             // QEMU starts paused (-S): moving it now, before the guest runs, is soon enough.
@@ -337,6 +367,7 @@ impl Vm {
         vm.pins = plan;
         if boot == Boot::Fresh && la.paused {
             qmp.cont().map_err(qe)?;
+            vm.watch_halt();
         }
         Ok(vm)
     }
@@ -379,7 +410,12 @@ impl Vm {
         Ok(Some(tap.into_file().into()))
     }
 
-    fn spawn(&mut self, argv: &[String], tap_fd: Option<i32>) -> Result<(), VmError> {
+    fn spawn(
+        &mut self,
+        argv: &[String],
+        tap_fd: Option<i32>,
+        die_with_launcher: bool,
+    ) -> Result<(), VmError> {
         for s in [
             self.paths.qmp(),
             self.paths.console_sock(),
@@ -407,6 +443,25 @@ impl Vm {
                     // Keep the tap fd open across exec: QEMU's -netdev tap,fd=N uses it.
                     if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                         return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
+        if die_with_launcher {
+            // SAFETY: getpid has no preconditions; it runs here, before the fork.
+            let launcher = unsafe { libc::getpid() };
+            // SAFETY: the closure only calls prctl and getppid, both async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // The signal fires when the launching *thread* ends: tests launch from the
+                    // test's own thread, which lives as long as the VM should.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The launcher died before prctl took effect: nobody would kill us later.
+                    if libc::getppid() != launcher {
+                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                     }
                     Ok(())
                 })
@@ -532,37 +587,81 @@ impl Vm {
         .map_err(|source| VmError::Console { name, source })
     }
 
-    /// QEMU's exit report if it has ended (reaps it, writes exit.json, undoes the journal).
+    /// From now on, [`Vm::try_exit`] also looks (every [`HALT_CHECK_EVERY`]) for a guest that
+    /// stopped for good while QEMU runs, and ends QEMU then. Called once the guest runs.
+    pub fn watch_halt(&mut self) {
+        self.next_halt_check = Some(Instant::now() + HALT_CHECK_EVERY);
+    }
+
+    /// QEMU's exit report if it has ended (reaps it, writes exit.json, undoes the journal). A
+    /// guest that stopped without ending QEMU ([`crate::halt`]) counts as ended: QEMU is quit
+    /// (killed if it does not quit) and the report says why (`halted`).
     pub fn try_exit(&mut self) -> Option<ExitReport> {
         if self.report.is_some() {
             return self.report.clone();
         }
-        let status = self.child.as_mut()?.try_wait().ok()??;
-        Some(self.finish(status))
+        if let Some(status) = self.child.as_mut()?.try_wait().ok()? {
+            return Some(self.finish(status));
+        }
+        if self.next_halt_check.is_none_or(|t| Instant::now() < t) {
+            return None;
+        }
+        self.next_halt_check = Some(Instant::now() + HALT_CHECK_EVERY);
+        let why = crate::halt::guest_stopped(&self.paths.qmp(), Duration::from_secs(1))?;
+        Some(self.end_stopped_guest(why))
     }
 
-    /// Supervises: blocks until QEMU exits, then records how it ended and undoes the journal.
-    pub fn wait(&mut self) -> ExitReport {
-        if let Some(r) = &self.report {
-            return r.clone();
-        }
-        let Some(child) = self.child.as_mut() else {
-            return self.report.clone().unwrap_or_else(|| ExitReport {
-                code: None,
-                signal: None,
-                clean: false,
-                message: "QEMU never started".into(),
-                stderr_tail: String::new(),
-            });
-        };
-        match child.wait() {
-            Ok(st) => self.finish(st),
-            Err(e) => {
-                let st = std::process::ExitStatus::from_raw(0);
-                let mut r = self.finish(st);
-                r.message = format!("lost track of QEMU: {e}");
-                r
+    /// Ends QEMU for a guest that stopped while QEMU runs: `quit`, then SIGKILL if it lingers.
+    fn end_stopped_guest(&mut self, why: String) -> ExitReport {
+        self.halted = Some(why);
+        if let Ok(stream) = std::os::unix::net::UnixStream::connect(self.paths.qmp()) {
+            if let Ok(mut q) = QmpClient::handshake(stream, Duration::from_secs(2)) {
+                let _ = q.quit();
             }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return self.finish(st);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill()
+    }
+
+    /// Supervises: returns once QEMU has ended (or the guest stopped for good and carve ended
+    /// QEMU), records how and undoes the journal. It waits as long as the VM runs — that is a
+    /// supervisor's job; anything else waits with [`Vm::wait_timeout`].
+    pub fn wait(&mut self) -> ExitReport {
+        loop {
+            if let Some(r) = self.try_exit() {
+                return r;
+            }
+            if self.child.is_none() {
+                return never_started();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// As [`Vm::wait`], for at most `timeout`; QEMU keeps running when the time is up.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<ExitReport, VmError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.try_exit() {
+                return Ok(r);
+            }
+            if self.child.is_none() {
+                return Ok(never_started());
+            }
+            if Instant::now() >= deadline {
+                return Err(VmError::Timeout {
+                    name: self.spec.name.clone(),
+                    what: "QEMU's exit",
+                    waited: timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -575,6 +674,7 @@ impl Vm {
                 clean: true,
                 message: "QEMU exited cleanly".into(),
                 stderr_tail: tail,
+                halted: false,
             },
             (Some(c), _) => ExitReport {
                 code: Some(c),
@@ -582,6 +682,7 @@ impl Vm {
                 clean: false,
                 message: format!("QEMU exited with status {c}"),
                 stderr_tail: tail,
+                halted: false,
             },
             (None, s) => ExitReport {
                 code: None,
@@ -589,7 +690,18 @@ impl Vm {
                 clean: false,
                 message: format!("QEMU was killed by signal {}", s.unwrap_or(0)),
                 stderr_tail: tail,
+                halted: false,
             },
+        };
+        let report = match self.halted.take() {
+            // The guest's end, not QEMU's: carve quit (or killed) it, as asked.
+            Some(why) => ExitReport {
+                clean: true,
+                halted: true,
+                message: format!("{why}; carve ended QEMU"),
+                ..report
+            },
+            None => report,
         };
         let _ = write_json(&self.paths.exit(), &report);
         let _ = std::fs::remove_file(self.paths.runtime());
@@ -604,10 +716,40 @@ impl Vm {
 
     /// Kills QEMU at once and cleans up; returns the exit report.
     pub fn kill(&mut self) -> ExitReport {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
+        if let Some(r) = &self.report {
+            return r.clone();
         }
-        self.wait()
+        let Some(c) = self.child.as_mut() else {
+            return never_started();
+        };
+        let _ = c.kill();
+        // SIGKILL ends a process unless it sits in uninterruptible I/O; even then this is
+        // bounded, and the journal stays for `carve vm stop` / `carve restore`.
+        let deadline = Instant::now() + KILL_WAIT;
+        while Instant::now() < deadline {
+            match c.try_wait() {
+                Ok(Some(st)) => return self.finish(st),
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => {
+                    let mut r = self.finish(std::process::ExitStatus::from_raw(0));
+                    r.message = format!("lost track of QEMU: {e}");
+                    r.clean = false;
+                    return r;
+                }
+            }
+        }
+        ExitReport {
+            code: None,
+            signal: None,
+            clean: false,
+            message: format!(
+                "QEMU (pid {}) did not end within {} s of SIGKILL; its journal is kept",
+                self.runtime.qemu_pid,
+                KILL_WAIT.as_secs()
+            ),
+            stderr_tail: stderr_tail(&self.paths.qemu_log()),
+            halted: false,
+        }
     }
 
     /// Stops this VM: ACPI powerdown and up to `timeout` for the guest to power off, then a
@@ -623,7 +765,12 @@ impl Vm {
                     let deadline = Instant::now() + timeout;
                     while Instant::now() < deadline {
                         if let Some(r) = self.try_exit() {
-                            return (StopOutcome::PoweredOff, r);
+                            let how = if r.halted {
+                                StopOutcome::Halted
+                            } else {
+                                StopOutcome::PoweredOff
+                            };
+                            return (how, r);
                         }
                         std::thread::sleep(Duration::from_millis(10));
                     }
@@ -652,6 +799,20 @@ impl Drop for Vm {
     }
 }
 
+/// How long a SIGKILLed QEMU may take to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(60);
+
+fn never_started() -> ExitReport {
+    ExitReport {
+        code: None,
+        signal: None,
+        clean: false,
+        message: "QEMU never started".into(),
+        stderr_tail: String::new(),
+        halted: false,
+    }
+}
+
 fn stderr_tail(p: &Path) -> String {
     let s = std::fs::read_to_string(p).unwrap_or_default();
     let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -663,8 +824,8 @@ fn stderr_tail(p: &Path) -> String {
 pub struct Status {
     /// The VM's name.
     pub name: String,
-    /// QEMU's run state ("running", "paused", "inmigrate", ...), or "exited" / "crashed" once
-    /// QEMU is gone, or "orphaned" when QEMU runs but its supervisor is gone.
+    /// QEMU's run state ("running", "paused", "inmigrate", ...), or "exited" / "crashed" /
+    /// "halted" (the guest stopped without powering off, and carve ended QEMU) once QEMU is gone, or "orphaned" when QEMU runs but its supervisor is gone.
     pub state: String,
     /// QEMU's pid while it runs.
     pub qemu_pid: Option<i32>,
@@ -762,6 +923,7 @@ pub fn status(ctx: &Context, name: &str) -> Result<Status, VmError> {
         }
         _ => {
             st.state = match &exit {
+                Some(e) if e.halted => "halted".into(),
                 Some(e) if e.clean => "exited".into(),
                 Some(_) => "crashed".into(),
                 None => "stopped".into(),
@@ -825,7 +987,9 @@ fn finish_incoming(vm: &mut Vm, q: &mut QmpClient, timeout: Duration) -> Result<
             _ => break,
         }
     }
-    q.cont().map_err(qerr(&name))
+    q.cont().map_err(qerr(&name))?;
+    vm.watch_halt();
+    Ok(())
 }
 
 /// Starts `spec` from a snapshot `file` made by [`snapshot`]; the guest continues where it was.
@@ -885,6 +1049,9 @@ pub enum StopOutcome {
     PoweredOff,
     /// QEMU was killed (forced, or the guest ignored the button until the timeout).
     Killed,
+    /// The guest stopped without ending QEMU (halted with interrupts off, panicked); carve
+    /// ended QEMU.
+    Halted,
     /// QEMU was not running; leftovers were cleaned.
     AlreadyStopped,
 }
@@ -911,24 +1078,34 @@ pub fn stop(
             pid: rt.qemu_pid,
             start_time: rt.qemu_start_time,
         };
-        let mut graceful = false;
+        let mut ended = Ended::TimedOut;
         if !force {
             if let Ok(mut q) = QmpClient::connect(&paths.qmp(), Duration::from_secs(2)) {
                 if q.system_powerdown().is_ok() {
                     drop(q);
-                    graceful = wait_gone(&qemu, timeout);
+                    ended = wait_gone_or_halted(&qemu, &paths.qmp(), timeout);
                 }
             }
         }
-        if graceful {
-            outcome = StopOutcome::PoweredOff;
+        if ended == Ended::Gone {
+            // The supervisor may have ended QEMU for a guest that halted instead of powering off.
+            let halted = paths.read_exit().ok().flatten().is_some_and(|e| e.halted);
+            outcome = if halted {
+                StopOutcome::Halted
+            } else {
+                StopOutcome::PoweredOff
+            };
         } else {
             if qemu.is_alive() {
                 // SAFETY: kill takes a pid, checked to be this QEMU (pid + start time) just before.
                 unsafe { libc::kill(qemu.pid, libc::SIGKILL) };
             }
             wait_gone(&qemu, Duration::from_secs(10));
-            outcome = StopOutcome::Killed;
+            outcome = if ended == Ended::Halted {
+                StopOutcome::Halted
+            } else {
+                StopOutcome::Killed
+            };
         }
         // Give a live supervisor the moment it needs to reap QEMU and undo the journal.
         if live_supervisor(rt) {
@@ -951,6 +1128,36 @@ pub fn stop(
         std::fs::remove_dir_all(&paths.dir).map_err(io("remove", &paths.dir))?;
     }
     Ok(outcome)
+}
+
+/// How a wait for QEMU to end after `system_powerdown` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// QEMU is gone.
+    Gone,
+    /// QEMU runs but its guest stopped for good ([`crate::halt`]): waiting longer is useless.
+    Halted,
+    /// The timeout passed.
+    TimedOut,
+}
+
+fn wait_gone_or_halted(p: &ProcessId, qmp: &Path, timeout: Duration) -> Ended {
+    let deadline = Instant::now() + timeout;
+    let mut next_check = Instant::now() + HALT_CHECK_EVERY;
+    while p.is_alive() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ended::TimedOut;
+        }
+        if now >= next_check {
+            if crate::halt::guest_stopped(qmp, Duration::from_secs(1)).is_some() {
+                return Ended::Halted;
+            }
+            next_check = Instant::now() + HALT_CHECK_EVERY;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ended::Gone
 }
 
 fn wait_gone(p: &ProcessId, timeout: Duration) -> bool {

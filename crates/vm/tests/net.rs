@@ -44,7 +44,7 @@ fn guest_pings_through_tap_and_bridge_in_a_test_netns() {
     let log = carve_vm::console::read_from_str(&vm.paths().console_log(), 0);
     assert!(log.contains("PING-OK"), "guest console:\n{log}");
     // The command's end powers the guest off; the tap goes with QEMU.
-    let r = vm.wait();
+    let r = vm.wait_timeout(BOOT).unwrap();
     assert!(r.clean, "{r:?}");
     assert!(!nl.link_exists(&tap).unwrap());
     drop(vm);

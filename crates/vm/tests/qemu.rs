@@ -180,7 +180,7 @@ fn live_migration_keeps_the_counter() {
     d.name = dest_name.clone();
     let mut dest = vm::migrate(&t.ctx, &name, d).unwrap();
     // The source QEMU quits once the destination runs.
-    let r = src.wait();
+    let r = src.wait_timeout(BOOT).unwrap();
     assert!(r.clean, "{r:?}");
     let src_counts = counts(&src.paths().console_log(), 0);
     let last = *src_counts.last().unwrap();
@@ -204,7 +204,7 @@ fn a_qemu_crash_is_detected_and_reported() {
     let mut vm = Vm::launch(&t.ctx, spec(&name, "quiet"), Boot::Fresh).unwrap();
     // SAFETY: kill with the pid of the QEMU this test started and has not reaped.
     unsafe { libc::kill(vm.pid(), libc::SIGKILL) };
-    let r = vm.wait();
+    let r = vm.wait_timeout(BOOT).unwrap();
     assert!(!r.clean);
     assert_eq!(r.signal, Some(libc::SIGKILL));
     assert_eq!(r.message, "QEMU was killed by signal 9");
@@ -344,4 +344,48 @@ fn mem_lock_keeps_guest_memory_resident() {
         .unwrap();
     assert!(locked_kb >= 256 * 1024, "only {locked_kb} kB locked");
     vm.kill();
+}
+
+/// A guest that halts instead of powering off (`halt -f`: every vCPU in `hlt` with interrupts
+/// disabled, QEMU still "running") is detected, QEMU is ended and the VM reported as stopped —
+/// by the supervisor's bounded wait and by `stop` — instead of waiting forever.
+#[test]
+fn a_guest_that_halts_without_powering_off_counts_as_stopped() {
+    let t = context();
+    let name = unique_name("vm-halt");
+    let mut vm = Vm::launch(
+        &t.ctx,
+        spec(&name, "quiet carve.cmd=\"halt -f\""),
+        Boot::Fresh,
+    )
+    .unwrap();
+    let r = vm.wait_timeout(BOOT).unwrap();
+    assert!(r.halted && r.clean, "{r:?}");
+    assert!(r.message.contains("halted without powering off"), "{r:?}");
+    let log = console::read_from_str(&vm.paths().console_log(), 0);
+    assert!(log.contains("System halted"), "{log}");
+    assert_eq!(vm::status(&t.ctx, &name).unwrap().state, "halted");
+    assert!(std::fs::read_dir(&t.ctx.journal_root)
+        .unwrap()
+        .next()
+        .is_none());
+
+    // `stop` on a guest that ignores the power button (no acpid) and then halts: no waiting out
+    // the timeout.
+    let name = unique_name("vm-halt-stop");
+    let mut vm = Vm::launch(
+        &t.ctx,
+        spec(
+            &name,
+            "quiet carve.cmd=\"killall acpid; echo acpid-gone; sleep 2; halt -f\"",
+        ),
+        Boot::Fresh,
+    )
+    .unwrap();
+    vm.wait_for_console("acpid-gone", 0, BOOT).unwrap();
+    let t0 = std::time::Instant::now();
+    // Halted, not Killed after the timeout: the halt was seen, not waited out.
+    let (how, report) = vm.stop(false, Duration::from_secs(150));
+    assert_eq!(how, StopOutcome::Halted, "{report:?}");
+    eprintln!("stop returned after {:?}", t0.elapsed());
 }

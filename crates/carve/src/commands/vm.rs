@@ -254,6 +254,8 @@ pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
                 match how {
                     StopOutcome::PoweredOff => "powered off",
                     StopOutcome::Killed => "killed",
+                    StopOutcome::Halted =>
+                        "the guest had halted without powering off; QEMU was ended",
                     StopOutcome::AlreadyStopped => "was not running; cleaned up",
                 }
             );
@@ -510,16 +512,18 @@ fn detach(
                 if qemu.is_some_and(|q| q.is_alive()) {
                     return None;
                 }
-                // Give the supervisor a moment to write its report.
-                std::thread::sleep(Duration::from_millis(200));
-                Some(
-                    paths
-                        .read_exit()
-                        .ok()
-                        .flatten()
-                        .map(|e| format!("{} {}", e.message, e.stderr_tail))
-                        .unwrap_or_else(|| "QEMU is gone".into()),
-                )
+                // Give the supervisor the moment it needs to reap QEMU and write its report
+                // (bounded: a supervisor that is gone too writes none).
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    if let Some(e) = paths.read_exit().ok().flatten() {
+                        return Some(format!("{} {}", e.message, e.stderr_tail));
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Some("QEMU is gone (the supervisor wrote no report)".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             },
         );
         if let Err(e) = r {

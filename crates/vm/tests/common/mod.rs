@@ -54,8 +54,14 @@ pub fn context_locked(lock: carve_testkit::HostLock) -> TestContext {
     let ctx = Context {
         state_root: dir.path().join("vm"),
         journal_root: dir.path().join("journal"),
+        // A test killed by nextest's timeout takes its QEMU along...
+        die_with_launcher: true,
         ..Context::default()
     };
+    // ...and the reaper undoes its journals (cgroups, sockets) and removes the temp dir.
+    let reaper = carve_testkit::reaper();
+    reaper.remove(dir.path());
+    reaper.journals(&ctx.journal_root);
     TestContext {
         ctx,
         _dir: dir,
