@@ -161,8 +161,9 @@ fn preserve_fds_beyond_the_open_ones_is_refused_at_once_as_runc_does() {
     );
     let err = std::fs::read_to_string(out.with_extension("err")).unwrap();
     assert_ne!(code, 0, "{err}");
+    // (runc's own Go runtime holds a few fds from 3 on, so its first missing one is later)
     assert!(
-        err.contains("unable to stat preserved-fd 0 (of 100)"),
+        err.contains("unable to stat preserved-fd") && err.contains("(of 100)"),
         "runc: {err}"
     );
     let _ = Command::new("runc")
