@@ -156,6 +156,16 @@ pub fn force_bound() -> std::time::Duration {
     wait_bound().min(std::time::Duration::from_secs(2))
 }
 
+fn lock_timeout(bound: std::time::Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "timed out after {:.1} s waiting for the lock (another carve-oci process holds it: a stuck create?)",
+            bound.as_secs_f64()
+        ),
+    )
+}
+
 /// `flock` with a deadline. flock(2) has no timeout, so a held lock is retried with LOCK_NB
 /// at growing intervals (1 ms doubling to 32 ms): an uncontended lock costs one syscall.
 fn flock(f: &File, how: i32, bound: std::time::Duration) -> io::Result<()> {
@@ -174,13 +184,7 @@ fn flock(f: &File, how: i32, bound: std::time::Duration) -> io::Result<()> {
         }
         let now = std::time::Instant::now();
         if now >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "timed out after {:.1} s waiting for the lock (another carve-oci process holds it: a stuck create?)",
-                    bound.as_secs_f64()
-                ),
-            ));
+            return Err(lock_timeout(bound));
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(std::time::Duration::from_millis(32));
@@ -248,7 +252,14 @@ impl ContainerDir {
 
     /// Opens a directory whose `state.json` may be missing (a crashed create), for `delete`.
     pub fn open_any(root: &Path, id: &str) -> Result<ContainerDir, StateError> {
-        Self::open_any_within(root, id, wait_bound()).map(|(d, _)| d)
+        let bound = wait_bound();
+        match Self::open_any_within(root, id, bound)? {
+            (d, true) => Ok(d),
+            (d, false) => Err(StateError::Io {
+                source: lock_timeout(bound),
+                path: d.path,
+            }),
+        }
     }
 
     /// As [`ContainerDir::open_any`], but when the lock is not had within `bound` the
