@@ -394,6 +394,40 @@ fn listen_unix(dir: &Path, name: &str) -> Result<OwnedFd, Error> {
     Ok(s)
 }
 
+/// What the namespaces of a config allow: without a mount namespace nothing that needs a
+/// mount (see [`needs_mount_ns`]); a hostname or domainname needs a uts namespace, new or joined
+/// (runc's words). Returns whether there is a mount namespace.
+fn check_namespaces(
+    spec: &Spec,
+    nss: &[(LinuxNamespaceType, Option<PathBuf>)],
+    bundle: &Path,
+) -> Result<bool, Error> {
+    let mount_ns = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
+    if !mount_ns {
+        if let Some(field) = needs_mount_ns(spec) {
+            return Err(Error::Config(ConfigError::Invalid {
+                file: bundle.join("config.json"),
+                path: field.into(),
+                msg: "without a mount namespace the container shares the runtime's mounts, \
+                      which carve-oci does not change: add a \"mount\" namespace to \
+                      linux.namespaces or leave this out"
+                    .into(),
+            }));
+        }
+    }
+    // As runc: a joined uts namespace is set too; only none at all is refused.
+    if (spec.hostname().is_some() || spec.domainname().is_some())
+        && !nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Uts)
+    {
+        return Err(Error::Config(ConfigError::Invalid {
+            file: bundle.join("config.json"),
+            path: "hostname".into(),
+            msg: "unable to set hostname without a private UTS namespace".into(),
+        }));
+    }
+    Ok(mount_ns)
+}
+
 /// The first field of `spec` that needs a mount namespace of the container's own, if any.
 /// Without one (runtime-spec: an omitted namespace type is inherited) the container runs in the
 /// runtime's mount namespace, chrooted into its root: runc mounts into that namespace (and
@@ -646,29 +680,7 @@ impl Runtime {
             None => None,
         };
         let nss = ns_types(&spec);
-        let mount_ns = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
-        if !mount_ns {
-            if let Some(field) = needs_mount_ns(&spec) {
-                return Err(Error::Config(ConfigError::Invalid {
-                    file: bundle.join("config.json"),
-                    path: field.into(),
-                    msg: "without a mount namespace the container shares the runtime's mounts, \
-                          which carve-oci does not change: add a \"mount\" namespace to \
-                          linux.namespaces or leave this out"
-                        .into(),
-                }));
-            }
-        }
-        // As runc: a joined uts namespace is set too; only none at all is refused.
-        if (spec.hostname().is_some() || spec.domainname().is_some())
-            && !nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Uts)
-        {
-            return Err(Error::Config(ConfigError::Invalid {
-                file: bundle.join("config.json"),
-                path: "hostname".into(),
-                msg: "unable to set hostname without a private UTS namespace".into(),
-            }));
-        }
+        let mount_ns = check_namespaces(&spec, &nss, &bundle)?;
 
         let dir = ContainerDir::create(&self.root, &o.id)?;
         crate::fault::point("create:dir");
