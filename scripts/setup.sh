@@ -34,6 +34,8 @@ TOOLS=(
   "jq                 jq               scripts read --json output"
   "/usr/share/containers/seccomp.json golang-github-containers-common  podman's default seccomp profile (a test fixture)"
   "/usr/include/x86_64-linux-gnu/asm/unistd_64.h linux-libc-dev  syscall tables checked against the kernel headers"
+  "gcc                gcc              carve-oci's world tests build a static glibc program that creates a thread"
+  "/usr/lib/x86_64-linux-gnu/libc.a libc6-dev  static glibc for that program (gcc -static)"
   "tmux               tmux             terminal UIs driven as a person would"
   "chromium           chromium         headless screenshots of HTML reports and pages"
 )

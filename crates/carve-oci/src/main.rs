@@ -474,6 +474,13 @@ fn main() {
             std::process::exit(e.code);
         }
     };
+    // Before anything is opened: the log file would take fd 3 (runc checks the same).
+    let preserve = match &cli.cmd {
+        Cmd::Create(c) | Cmd::Run { c, .. } => c.preserve_fds,
+        Cmd::Exec { preserve_fds, .. } => *preserve_fds,
+        _ => 0,
+    };
+    let preserve_err = carve_container::check_preserved_fds(preserve, &[]).err();
     let json = cli.log_format == "json";
     let logger = log::Logger::new(cli.log.as_deref(), json, cli.debug);
     let to_file = cli.log.is_some();
@@ -491,6 +498,13 @@ fn main() {
     } else {
         1
     };
+    if let Some(e) = preserve_err {
+        tracing::error!("{e}");
+        if to_file {
+            eprintln!("carve-oci: {e}");
+        }
+        std::process::exit(fail_code);
+    }
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

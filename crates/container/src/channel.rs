@@ -84,10 +84,17 @@ impl Channel {
         send_with_fds(self.raw(), &body, fds)
     }
 
+    /// Bounds every later send and receive on this end (`SO_RCVTIMEO`/`SO_SNDTIMEO`; also a
+    /// `connect` made after it): a peer that is stopped or hung turns into an error of kind
+    /// `TimedOut` instead of a wait for ever.
+    pub fn set_timeout(&self, d: std::time::Duration) -> io::Result<()> {
+        set_timeouts(self.raw(), d)
+    }
+
     /// Receives a message and up to `max_fds` fds; `Ok(None)` on EOF (the peer exited or exec'd).
     pub fn recv(&self, max_fds: usize) -> io::Result<Option<(Msg, Vec<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
-        let (n, fds) = recv_with_fds(self.raw(), &mut buf, max_fds)?;
+        let (n, fds) = recv_with_fds(self.raw(), &mut buf, max_fds).map_err(timed_out)?;
         if n == 0 {
             return Ok(None);
         }
@@ -152,6 +159,42 @@ pub fn send_with_fds(sock: RawFd, body: &[u8], fds: &[RawFd]) -> io::Result<()> 
             return Err(e);
         }
         return Ok(());
+    }
+}
+
+/// Sets `SO_RCVTIMEO` and `SO_SNDTIMEO` of a socket (a unix `connect` honours the latter).
+pub fn set_timeouts(sock: RawFd, d: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: a valid timeval of the size given, on a socket we hold.
+        let r = unsafe {
+            libc::setsockopt(
+                sock,
+                libc::SOL_SOCKET,
+                opt,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A socket timeout (EAGAIN on a blocking socket) as an error that says so.
+pub fn timed_out(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no answer within the wait bound (CARVE_OCI_TIMEOUT, default 60 s)",
+        )
+    } else {
+        e
     }
 }
 

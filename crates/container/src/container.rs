@@ -332,6 +332,9 @@ fn connect_unix(path: &Path, ty: i32) -> Result<OwnedFd, Error> {
     }
     // SAFETY: a fresh fd that nobody else owns.
     let s = unsafe { OwnedFd::from_raw_fd(s) };
+    // A peer that never accepts or answers (a full backlog, a stopped init or agent) fails
+    // the connect or the later send/receive instead of blocking for ever.
+    crate::channel::set_timeouts(s.as_raw_fd(), state::wait_bound()).map_err(io("SO_RCVTIMEO"))?;
     let addr = sockaddr(&via)?;
     // SAFETY: valid sockaddr_un of the given length.
     let r = unsafe {
@@ -343,7 +346,7 @@ fn connect_unix(path: &Path, ty: i32) -> Result<OwnedFd, Error> {
     };
     if r < 0 {
         return Err(io(format!("connecting to {}", path.display()))(
-            std::io::Error::last_os_error(),
+            crate::channel::timed_out(std::io::Error::last_os_error()),
         ));
     }
     Ok(s)
@@ -389,6 +392,102 @@ fn listen_unix(dir: &Path, name: &str) -> Result<OwnedFd, Error> {
         }
     }
     Ok(s)
+}
+
+/// What the namespaces of a config allow: without a mount namespace nothing that needs a
+/// mount (see [`needs_mount_ns`]); a hostname or domainname needs a uts namespace, new or joined
+/// (runc's words). Returns whether there is a mount namespace.
+fn check_namespaces(
+    spec: &Spec,
+    nss: &[(LinuxNamespaceType, Option<PathBuf>)],
+    bundle: &Path,
+) -> Result<bool, Error> {
+    let mount_ns = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
+    if !mount_ns {
+        if let Some(field) = needs_mount_ns(spec) {
+            return Err(Error::Config(ConfigError::Invalid {
+                file: bundle.join("config.json"),
+                path: field.into(),
+                msg: "without a mount namespace the container shares the runtime's mounts, \
+                      which carve-oci does not change: add a \"mount\" namespace to \
+                      linux.namespaces or leave this out"
+                    .into(),
+            }));
+        }
+    }
+    // As runc: a joined uts namespace is set too; only none at all is refused.
+    if (spec.hostname().is_some() || spec.domainname().is_some())
+        && !nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Uts)
+    {
+        return Err(Error::Config(ConfigError::Invalid {
+            file: bundle.join("config.json"),
+            path: "hostname".into(),
+            msg: "unable to set hostname without a private UTS namespace".into(),
+        }));
+    }
+    Ok(mount_ns)
+}
+
+/// The first field of `spec` that needs a mount namespace of the container's own, if any.
+/// Without one (runtime-spec: an omitted namespace type is inherited) the container runs in the
+/// runtime's mount namespace, chrooted into its root: runc mounts into that namespace (and
+/// makes the host's `/` rslave), which would change the host's mount table; carve-oci refuses
+/// whatever would need a mount there instead.
+fn needs_mount_ns(spec: &Spec) -> Option<&'static str> {
+    let linux = spec.linux().as_ref();
+    let some = |v: Option<&Vec<String>>| v.is_some_and(|v| !v.is_empty());
+    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        Some("mounts")
+    } else if some(linux.and_then(|l| l.masked_paths().as_ref())) {
+        Some("linux.maskedPaths")
+    } else if some(linux.and_then(|l| l.readonly_paths().as_ref())) {
+        Some("linux.readonlyPaths")
+    } else if linux.is_some_and(|l| l.devices().as_ref().is_some_and(|d| !d.is_empty())) {
+        Some("linux.devices")
+    } else if linux.is_some_and(|l| l.rootfs_propagation().is_some()) {
+        Some("linux.rootfsPropagation")
+    } else if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        Some("root.readonly")
+    } else {
+        None
+    }
+}
+
+/// `--preserve-fds N`: fds 3..3+N must all be open, as runc checks (`unable to stat
+/// preserved-fd 4 (of 100)`). Checked by the CLI before it opens anything (its log file would
+/// otherwise take fd 3) and again by `create`/`exec`, which also make sure that none of the
+/// runtime's own fds (channel, listener, console socket, namespaces) falls in that range: those
+/// would be passed to the program and the runtime would never see the exec.
+pub fn check_preserved_fds(n: u32, own: &[RawFd]) -> Result<(), Error> {
+    for i in 0..n {
+        let fd = 3 + i as RawFd;
+        // SAFETY: F_GETFD only reads the fd's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(Error::Setup(format!(
+                "--preserve-fds {n}: unable to stat preserved-fd {i} (of {n}): fd {fd}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    if let Some(fd) = own.iter().find(|f| **f >= 3 && **f < 3 + n as RawFd) {
+        return Err(Error::Setup(format!(
+            "--preserve-fds {n}: fd {fd} is the runtime's own (fds 3..{} must be open before carve-oci starts)",
+            2 + n
+        )));
+    }
+    Ok(())
+}
+
+/// The runtime's wait bound plus the timeouts of the hooks the awaited process runs meanwhile
+/// (a hook without a timeout adds nothing: the bound covers it).
+fn bound_with_hooks(hooks: Option<&Vec<oci_spec::runtime::Hook>>) -> std::time::Duration {
+    let secs: i64 = hooks
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.timeout())
+        .map(|t| t.max(0))
+        .sum();
+    state::wait_bound() + std::time::Duration::from_secs(secs as u64)
 }
 
 /// Undoes a half-made create when dropped without `commit`.
@@ -581,24 +680,7 @@ impl Runtime {
             None => None,
         };
         let nss = ns_types(&spec);
-        if !nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {
-            return Err(Error::Config(ConfigError::Invalid {
-                file: bundle.join("config.json"),
-                path: "linux.namespaces".into(),
-                msg: "a mount namespace is required".into(),
-            }));
-        }
-        if (spec.hostname().is_some() || spec.domainname().is_some())
-            && !nss
-                .iter()
-                .any(|(t, p)| *t == LinuxNamespaceType::Uts && p.is_none())
-        {
-            return Err(Error::Config(ConfigError::Invalid {
-                file: bundle.join("config.json"),
-                path: "hostname".into(),
-                msg: "setting a hostname needs a new uts namespace".into(),
-            }));
-        }
+        let mount_ns = check_namespaces(&spec, &nss, &bundle)?;
 
         let dir = ContainerDir::create(&self.root, &o.id)?;
         crate::fault::point("create:dir");
@@ -632,6 +714,12 @@ impl Runtime {
                 .as_ref()
                 .and_then(|h| h.poststop().clone())
                 .unwrap_or_default(),
+            start_hook_secs: (bound_with_hooks(
+                spec.hooks()
+                    .as_ref()
+                    .and_then(|h| h.start_container().as_ref()),
+            ) - state::wait_bound())
+            .as_secs(),
             ..Default::default()
         };
         dir.save(&st)?;
@@ -661,6 +749,14 @@ impl Runtime {
         };
         let listener = listen_unix(&dir.path, "init.sock")?;
         let (parent, child) = Channel::pair().map_err(io("socketpair"))?;
+        // Init's setup (and the createContainer hooks it runs) gets the wait bound per answer.
+        parent
+            .set_timeout(bound_with_hooks(
+                spec.hooks()
+                    .as_ref()
+                    .and_then(|h| h.create_container().as_ref()),
+            ))
+            .map_err(io("SO_RCVTIMEO"))?;
 
         let new_user = nss
             .iter()
@@ -710,12 +806,14 @@ impl Runtime {
                 .iter()
                 .any(|(t, p)| *t == LinuxNamespaceType::Cgroup && p.is_none()),
             cgroup_dirs: cgroup_dirs(guard.cgroup.as_ref()),
+            mount_ns,
             await_joined: true,
             no_pivot: o.no_pivot,
             no_new_keyring: o.no_new_keyring,
             preserve_fds: o.preserve_fds,
             keep_fds: keep,
         };
+        check_preserved_fds(o.preserve_fds, &plan.keep_fds)?;
         CURRENT_ID.with(|c| *c.borrow_mut() = o.id.clone());
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
@@ -791,6 +889,11 @@ impl Runtime {
                         let _ = sys::pidfd_wait_child(&pidfd);
                         return Err(Error::Setup(e));
                     }
+                    Err(e) => {
+                        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+                        let _ = sys::pidfd_wait_child(&pidfd);
+                        return Err(io("waiting for the container's first stage")(e));
+                    }
                     other => {
                         let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
                         let _ = sys::pidfd_wait_child(&pidfd);
@@ -861,7 +964,11 @@ impl Runtime {
                         "the container's init exited during setup".into(),
                     ))
                 }
-                Err(e) => return Err(io("reading from init")(e)),
+                Err(e) => {
+                    return Err(io("waiting for the container's init to finish its setup")(
+                        e,
+                    ))
+                }
             }
         }
         crate::fault::point("create:ready");
@@ -911,18 +1018,34 @@ impl Runtime {
         crate::fault::point("start:marked");
         let sock = connect_unix(&dir.path.join("init.sock"), libc::SOCK_SEQPACKET)?;
         let ch = Channel::from_owned(sock);
+        // Init runs the startContainer hooks before its exec.
+        ch.set_timeout(state::wait_bound() + std::time::Duration::from_secs(st.start_hook_secs))
+            .map_err(io("SO_RCVTIMEO"))?;
         ch.send(&Msg::Start, &[])
             .map_err(io("telling init to start"))?;
         match ch.recv(0) {
             Ok(None) => {}
             Ok(Some((Msg::Error(e), _))) => return Err(Error::Setup(e)),
             Ok(Some((m, _))) => return Err(Error::Setup(format!("unexpected message {m:?}"))),
-            Err(e) => return Err(io("waiting for init to exec")(e)),
+            Err(e) => {
+                return Err(io("waiting for the container's init to exec the process")(
+                    e,
+                ))
+            }
         }
         if !st.poststart.is_empty() {
             let hs = hook_state_of(&st, "running", st.pid);
             if let Err(e) = hooks::run("poststart", &st.poststart, &hs) {
-                tracing::warn!("{e}");
+                // runtime-spec (1.1+) and runc: a failed poststart hook fails `start`, the
+                // container is stopped and no further poststart hook runs.
+                if let Some(fd) = open_init(&st) {
+                    let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
+                    let _ = sys::pidfd_wait_exit(&fd, 10_000);
+                }
+                if let Some(m) = load_cg(&dir).filter(|_| !st.own_pidns) {
+                    let _ = m.kill_all(libc::SIGKILL);
+                }
+                return Err(e.into());
             }
         }
         Ok(())
@@ -958,7 +1081,16 @@ impl Runtime {
         let cg = load_cg(&dir);
         let status = status_of(&st, cg.as_ref());
         if status == Status::Stopped {
-            return Err(Error::Status(format!("container {id} is not running")));
+            // runc's ErrNotRunning wording: containerd's shim (checkKillError) reads an error
+            // containing "container not running" as "process already finished". And as runc,
+            // `kill --all` of a stopped container succeeds: the shim's stop path sends it after
+            // the container exited.
+            if all {
+                return Ok(());
+            }
+            return Err(Error::Status(format!(
+                "container not running: {id} is stopped"
+            )));
         }
         if all {
             if let Some(m) = &cg {
@@ -966,19 +1098,34 @@ impl Runtime {
                 return Ok(());
             }
         }
-        let fd = open_init(&st)
-            .ok_or_else(|| Error::Status(format!("container {id} is not running")))?;
+        let fd = open_init(&st).ok_or_else(|| {
+            Error::Status(format!("container not running: {id} has just stopped"))
+        })?;
         sys::pidfd_send_signal(&fd, sig).map_err(io(format!("sending signal {sig} to {id}")))
     }
 
     /// `delete`: remove a stopped (or created) container; with `force`, kill it first.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
-        let dir = match ContainerDir::open_any(&self.root, id) {
+        let opened = if force {
+            ContainerDir::open_any_forced(&self.root, id, state::force_bound())
+        } else {
+            ContainerDir::open_any(&self.root, id).map(|d| (d, true))
+        };
+        let (dir, locked) = match opened {
             Ok(d) => d,
             // runc: `delete --force` of a container that does not exist succeeds.
             Err(StateError::NotFound(_)) if force => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        if !locked {
+            // Another runtime process holds the lock past the bound (a stopped or hung
+            // `create`/`start`): kill the container's processes anyway, as runc would, and clean
+            // up. That process finds its container gone if it ever resumes.
+            tracing::warn!(
+                "container {id}: the state lock was not released within {:.1} s; deleting without it",
+                state::force_bound().as_secs_f64()
+            );
+        }
         let st = match dir.load() {
             Ok(s) => s,
             // A create killed before it wrote anything: only the directory is left.
@@ -1018,7 +1165,7 @@ impl Runtime {
         }
         crate::fault::point("delete:killed");
         if let Some(m) = &cg {
-            if !st.own_pidns || status == Status::Paused {
+            if !st.own_pidns || status == Status::Paused || !locked {
                 let _ = m.kill_all(libc::SIGKILL);
             }
             m.remove()?;
@@ -1056,7 +1203,7 @@ impl Runtime {
         if !matches!(status, Status::Running | Status::Created) {
             // runc: "container not running" (also for a paused one).
             return Err(Error::Status(format!(
-                "container {id} not running: it is {status}"
+                "container not running: {id} is {status}"
             )));
         }
         Ok(m.freeze()?)
@@ -1080,7 +1227,7 @@ impl Runtime {
         if status == Status::Stopped {
             // runc: "container not running".
             return Err(Error::Status(format!(
-                "container {id} not running: it is stopped"
+                "container not running: {id} is stopped"
             )));
         }
         Ok(m.apply(res)?)
@@ -1160,8 +1307,9 @@ impl Runtime {
             Some(c) => Some(crate::process::cap_masks(c).map_err(Error::Setup)?),
             None => None,
         };
-        let init_fd = open_init(&st)
-            .ok_or_else(|| Error::Status(format!("container {} is not running", o.id)))?;
+        let init_fd = open_init(&st).ok_or_else(|| {
+            Error::Status("exec failed: cannot exec in a stopped container".into())
+        })?;
         let nss = ns_types(&spec);
         let userns = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
         let join_flags = nss
@@ -1187,6 +1335,9 @@ impl Runtime {
             None
         };
         let (parent, child) = Channel::pair().map_err(io("socketpair"))?;
+        parent
+            .set_timeout(state::wait_bound())
+            .map_err(io("SO_RCVTIMEO"))?;
         // Kept by the exec child: the channel (CLOEXEC, EOF at exec tells the runtime it
         // worked), init's pidfd (to setns into all its namespaces at once), the console socket;
         // everything else from 3+N on is closed right after the fork.
@@ -1205,12 +1356,14 @@ impl Runtime {
             new_userns: false,
             new_cgroupns: false,
             cgroup_dirs: Vec::new(),
+            mount_ns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount),
             await_joined: false,
             no_pivot: false,
             no_new_keyring: true,
             preserve_fds: o.preserve_fds,
             keep_fds: keep,
         };
+        check_preserved_fds(o.preserve_fds, &plan.keep_fds)?;
         // pid and time namespaces apply to children: enter them here around the clone and come
         // back right after, so the child starts inside them.
         let own_ns: Vec<(i32, OwnedFd)> = [(libc::CLONE_NEWPID, "pid"), (0x80, "time")]
@@ -1312,7 +1465,7 @@ impl Runtime {
                 Ok(Some((m, _))) => {
                     return Err(fail(Error::Setup(format!("unexpected message {m:?}"))))
                 }
-                Err(e) => return Err(fail(io("waiting for exec")(e))),
+                Err(e) => return Err(fail(io("waiting for the exec'd process to exec")(e))),
             }
         }
         // The child sent the pty master before its exec.
@@ -1625,6 +1778,10 @@ fn exec_child(
         chan.expect(&Msg::Go, "waiting for the runtime")?;
         sys::setns(init_fd.as_raw_fd(), join_flags)
             .map_err(|e| format!("joining the container's namespaces: {e}"))?;
+        if !plan.mount_ns {
+            // The container shares the runtime's mount namespace: its root is a chroot.
+            crate::rootfs::chroot_into(plan.rootfs)?;
+        }
         if plan.userns {
             init::become_ns_root()?;
         }
@@ -1644,10 +1801,10 @@ fn exec_child(
         {
             crate::process::set_affinity(&a)?;
         }
-        let (notify, late) = init::finalize_creds(plan)?;
         // The process outlives a detached `exec`: stop dying with the runtime.
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        let (notify, late) = init::finalize_creds(plan)?;
         if let Some(fd) = notify {
             // The runtime hands the listener to listenerPath before the program runs, so a
             // failure to do so kills this process instead of leaving it waiting on nobody.
@@ -1656,12 +1813,7 @@ fn exec_child(
             drop(fd);
             chan.expect(&Msg::Go, "waiting for the seccomp listener to be forwarded")?;
         }
-        if late {
-            if let Some(sc) = plan.seccomp {
-                init::load_seccomp(sc)?;
-            }
-        }
-        Err(crate::process::exec(&target))
+        Err(init::load_late_seccomp_and_exec(plan, late, &target))
     })();
     match r {
         Ok(never) => match never {},

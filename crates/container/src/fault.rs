@@ -1,6 +1,7 @@
 //! Fault points for crash tests: when `CARVE_OCI_FAULT` names a point, the runtime SIGKILLs
-//! itself there — exactly what a `kill -9` at that moment would do. Unset (always, outside tests),
-//! a point costs one environment lookup.
+//! itself there — exactly what a `kill -9` at that moment would do; `POINT:stop` SIGSTOPs it
+//! there instead (a runtime process stuck while holding its locks, for the bounded-wait tests).
+//! Unset (always, outside tests), a point costs one environment lookup.
 
 /// Every fault point, in the order a create/start/delete passes them.
 pub const POINTS: &[&str] = &[
@@ -14,10 +15,18 @@ pub const POINTS: &[&str] = &[
     "delete:cgroup",
 ];
 
-/// Dies with SIGKILL if `CARVE_OCI_FAULT` is `name`.
+/// Dies with SIGKILL if `CARVE_OCI_FAULT` is `name`; stops with SIGSTOP if it is `name:stop`.
 pub fn point(name: &str) {
-    if std::env::var_os("CARVE_OCI_FAULT").is_some_and(|v| v == name) {
-        // SAFETY: raise has no memory effects; SIGKILL cannot be caught.
-        unsafe { libc::raise(libc::SIGKILL) };
-    }
+    let Some(v) = std::env::var_os("CARVE_OCI_FAULT") else {
+        return;
+    };
+    let sig = if v == name {
+        libc::SIGKILL
+    } else if v.as_encoded_bytes().strip_suffix(b":stop") == Some(name.as_bytes()) {
+        libc::SIGSTOP
+    } else {
+        return;
+    };
+    // SAFETY: raise has no memory effects; SIGKILL and SIGSTOP cannot be caught.
+    unsafe { libc::raise(sig) };
 }

@@ -44,15 +44,27 @@ pub enum HookError {
     },
 }
 
-/// Runs `hooks` in order with `state` (JSON) on stdin; stops at the first failure.
+/// Runs `hooks` in order with `state` (JSON) on stdin; stops at the first failure. A hook gets
+/// exactly its `env`.
 pub fn run(kind: &str, hooks: &[Hook], state: &[u8]) -> Result<(), HookError> {
+    run_with_env(kind, hooks, state, &[])
+}
+
+/// As [`run`], but a hook without `env` gets `default_env`: startContainer hooks run in the
+/// container and see the container process's environment (as runc's, which inherit it).
+pub fn run_with_env(
+    kind: &str,
+    hooks: &[Hook],
+    state: &[u8],
+    default_env: &[String],
+) -> Result<(), HookError> {
     for h in hooks {
-        run_one(kind, h, state)?;
+        run_one(kind, h, state, default_env)?;
     }
     Ok(())
 }
 
-fn run_one(kind: &str, h: &Hook, state: &[u8]) -> Result<(), HookError> {
+fn run_one(kind: &str, h: &Hook, state: &[u8], default_env: &[String]) -> Result<(), HookError> {
     let path = h.path().display().to_string();
     let spawn_err = |source| HookError::Spawn {
         kind: kind.into(),
@@ -67,7 +79,7 @@ fn run_one(kind: &str, h: &Hook, state: &[u8]) -> Result<(), HookError> {
         cmd.args(args.iter().skip(1));
     }
     cmd.env_clear();
-    for e in h.env().iter().flatten() {
+    for e in h.env().as_deref().unwrap_or(default_env) {
         if let Some((k, v)) = e.split_once('=') {
             cmd.env(k, v);
         }

@@ -37,6 +37,9 @@ pub struct Plan<'a> {
     pub new_cgroupns: bool,
     /// The container's cgroup directory per hierarchy mount point, for `cgroup` mounts.
     pub cgroup_dirs: Vec<(PathBuf, PathBuf)>,
+    /// Whether the container has a mount namespace (new or joined). Without one it shares the
+    /// runtime's: no mount is made, the root is entered with chroot.
+    pub mount_ns: bool,
     /// Whether the runtime sends `Joined` after `Go` (create does; exec joins before `Go`).
     pub await_joined: bool,
     /// --no-pivot.
@@ -249,12 +252,24 @@ pub fn enter_cwd(p: &Process) -> R<()> {
     Ok(())
 }
 
-/// The last steps common to init and exec: user, capabilities, no_new_privs, seccomp (before the
-/// user switch when it needs CAP_SYS_ADMIN or a notify fd), fds. Returns the notify listener and
-/// whether seccomp is still to be loaded right before exec.
+/// CAP_SYS_ADMIN, which installing a filter without no_new_privs needs.
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+/// The last steps common to init and exec: fds, bounding set, no_new_privs, user, capabilities.
+/// Returns the notify listener (a profile with NOTIFY rules is installed here, since its
+/// listener must reach `listenerPath` before the program runs) and whether seccomp is still to
+/// be loaded — with [`load_late_seccomp`], right before the exec, so that no syscall of the
+/// runtime but the `execve` itself runs under the container's profile (a profile written
+/// before `close_range`, `clone3`… existed must not break the runtime).
 pub fn finalize_creds(plan: &Plan) -> R<(Option<OwnedFd>, bool)> {
     let nnp = plan.process.no_new_privileges().unwrap_or(false);
     let has_notify = plan.seccomp.is_some_and(|c| c.programs.iter().any(|p| p.1));
+    // Preserved fds (3..3+N) pass to the program; everything else closes at exec.
+    for fd in 3..3 + plan.preserve_fds as RawFd {
+        // SAFETY: fcntl on an fd number; a closed one just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
     let mut listener = None;
     let mut late_seccomp = false;
     if let Some(c) = &plan.caps {
@@ -264,7 +279,9 @@ pub fn finalize_creds(plan: &Plan) -> R<(Option<OwnedFd>, bool)> {
         process::set_no_new_privs()?;
     }
     if let Some(sc) = plan.seccomp {
-        if !nnp || has_notify {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN: with no capability sets to
+        // keep it through the user switch, load it before the switch (as runc always does).
+        if has_notify || (!nnp && plan.caps.is_none()) {
             listener = load_seccomp(sc)?;
         } else {
             late_seccomp = true;
@@ -272,15 +289,32 @@ pub fn finalize_creds(plan: &Plan) -> R<(Option<OwnedFd>, bool)> {
     }
     process::set_user(plan.process)?;
     if let Some(c) = &plan.caps {
-        process::set_caps(c)?;
+        let mut c = *c;
+        if late_seccomp && !nnp {
+            // Kept in the effective and permitted sets only until the filter is loaded: execve
+            // computes the program's sets from the bounding, inheritable and ambient sets (and
+            // the file's), never from these two, so the program does not get it.
+            c.effective |= CAP_SYS_ADMIN;
+            c.permitted |= CAP_SYS_ADMIN;
+        }
+        process::set_caps(&c)?;
     }
-    // Preserved fds (3..3+N) pass to the program; everything else closes at exec.
-    for fd in 3..3 + plan.preserve_fds as RawFd {
-        // SAFETY: fcntl on an fd number; a closed one just fails.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    }
-    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
     Ok((listener, late_seccomp))
+}
+
+/// Loads the seccomp profile deferred by [`finalize_creds`] and execs `target`: after the
+/// filter only `execve` runs (the argument arrays are built before it, so not even an
+/// allocation's `brk`/`mmap` comes after). Returns the error only when loading or exec failed.
+pub fn load_late_seccomp_and_exec(plan: &Plan, late: bool, target: &process::ExecTarget) -> String {
+    let args = target.prepare();
+    if late {
+        if let Some(sc) = plan.seccomp {
+            if let Err(e) = load_seccomp(sc) {
+                return e;
+            }
+        }
+    }
+    process::exec_prepared(target, &args)
 }
 
 /// The init process after the fork (fast path) or after the first stage (general path). Never
@@ -320,8 +354,9 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
         userns: plan.userns,
         cgroups: plan.cgroup_dirs.clone(),
     };
-    let root_fd = rootfs::prepare(&ctx)?;
-    drop(root_fd);
+    if plan.mount_ns {
+        drop(rootfs::prepare(&ctx)?);
+    }
     let hooks = spec.hooks().as_ref();
     let need_runtime_hooks = hooks.is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -341,7 +376,11 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
         );
         crate::hooks::run("createContainer", list, &st).map_err(|e| e.to_string())?;
     }
-    rootfs::pivot(plan.rootfs, plan.no_pivot)?;
+    if plan.mount_ns {
+        rootfs::pivot(plan.rootfs, plan.no_pivot)?;
+    } else {
+        rootfs::chroot_into(plan.rootfs)?;
+    }
     wait_joined()?;
     if plan.new_cgroupns {
         // Now that we sit in our cgroups, the namespace is rooted at them.
@@ -349,7 +388,9 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
             .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
     }
     write_sysctls(spec)?;
-    rootfs::finalize(spec)?;
+    if plan.mount_ns {
+        rootfs::finalize(spec)?;
+    }
     if plan.process.terminal().unwrap_or(false) {
         let Some(cs) = console else {
             return Err("process.terminal is true but no --console-socket was given".into());
@@ -368,10 +409,10 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
     privileged_attrs(plan.process, spec)?;
     let target = process::exec_target(plan.process)?;
     enter_cwd(plan.process)?;
-    let (notify, late_seccomp) = finalize_creds(plan)?;
     // From here on, the runtime may exit: do not die with it.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    let (notify, late_seccomp) = finalize_creds(plan)?;
     let fds: Vec<RawFd> = notify.iter().map(|f| f.as_raw_fd()).collect();
     chan.send(&Msg::Ready, &fds).map_err(|e| e.to_string())?;
     drop(notify);
@@ -407,20 +448,13 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
             "running",
             std::process::id() as i32,
         );
-        if let Err(e) = crate::hooks::run("startContainer", list, &st) {
+        let env = plan.process.env().clone().unwrap_or_default();
+        if let Err(e) = crate::hooks::run_with_env("startContainer", list, &st, &env) {
             let _ = conn.send(&Msg::Error(e.to_string()), &[]);
             exit(1);
         }
     }
-    if late_seccomp {
-        if let Some(sc) = plan.seccomp {
-            if let Err(e) = load_seccomp(sc) {
-                let _ = conn.send(&Msg::Error(e), &[]);
-                exit(1);
-            }
-        }
-    }
-    let err = process::exec(&target);
+    let err = load_late_seccomp_and_exec(plan, late_seccomp, &target);
     let _ = conn.send(&Msg::Error(err), &[]);
     exit(127)
 }

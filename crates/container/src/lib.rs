@@ -44,6 +44,8 @@ pub mod seccomp;
 pub mod state;
 pub mod sys;
 
-pub use container::{CreateOptions, Created, Error, ExecOptions, Runtime, Spawned};
+pub use container::{
+    check_preserved_fds, CreateOptions, Created, Error, ExecOptions, Runtime, Spawned,
+};
 pub use oci_spec;
 pub use state::Status;

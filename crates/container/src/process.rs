@@ -391,7 +391,13 @@ pub fn exec_target(p: &Process) -> R<ExecTarget> {
             .ok_or_else(|| format!("exec: {prog:?}: executable file not found in $PATH"))?
     };
     if !is_executable(&path) {
-        return Err(format!("exec: {}: no such executable file", path.display()));
+        // runc's words: podman maps an exec error containing "no such file" or "not found" to
+        // 127 and any other to 126 (define.ExitCode).
+        let why = match std::fs::metadata(&path) {
+            Err(e) => format!("stat {}: {e}", path.display()),
+            Ok(_) => "permission denied".into(),
+        };
+        return Err(format!("exec: {:?}: {why}", path.display().to_string()));
     }
     Ok(ExecTarget {
         path: c(&path.to_string_lossy())?,
@@ -405,19 +411,38 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// execve; returns only on failure.
-pub fn exec(t: &ExecTarget) -> String {
-    let mut argv: Vec<*const libc::c_char> = t.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = t.envp.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(t.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+/// argv and envp as the NULL-terminated pointer arrays execve takes, built ahead so that the
+/// exec itself allocates nothing.
+pub struct ExecArgs {
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl ExecTarget {
+    /// The pointer arrays (valid while `self` lives: a CString's bytes do not move).
+    pub fn prepare(&self) -> ExecArgs {
+        let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = self.envp.iter().map(|a| a.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        ExecArgs { argv, envp }
+    }
+}
+
+/// execve with arrays from [`ExecTarget::prepare`]; returns only on failure.
+pub fn exec_prepared(t: &ExecTarget, a: &ExecArgs) -> String {
+    // SAFETY: NULL-terminated arrays of pointers into `t`'s C strings, which outlive the call.
+    unsafe { libc::execve(t.path.as_ptr(), a.argv.as_ptr(), a.envp.as_ptr()) };
     format!(
         "exec {}: {}",
         t.path.to_string_lossy(),
         std::io::Error::last_os_error()
     )
+}
+
+/// execve; returns only on failure.
+pub fn exec(t: &ExecTarget) -> String {
+    exec_prepared(t, &t.prepare())
 }
 
 #[cfg(test)]

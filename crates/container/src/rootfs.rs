@@ -680,6 +680,25 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
     Ok(())
 }
 
+/// Enters the root without a mount namespace of our own (runc's `chroot()` path): nothing is
+/// mounted or moved in the runtime's namespace.
+pub fn chroot_into(rootfs: &Path) -> R<()> {
+    let c = cstr(rootfs).map_err(|er| er.to_string())?;
+    // SAFETY: valid C strings.
+    unsafe {
+        if libc::chdir(c.as_ptr()) < 0 {
+            return Err(e("chdir", rootfs, std::io::Error::last_os_error()));
+        }
+        if libc::chroot(c".".as_ptr()) < 0 {
+            return Err(e("chroot", rootfs, std::io::Error::last_os_error()));
+        }
+        if libc::chdir(c"/".as_ptr()) < 0 {
+            return Err(e("chdir", Path::new("/"), std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 /// pivot_root into `rootfs` and detach the old root; with `no_pivot`, MS_MOVE + chroot (for
 /// rootfs on ramfs, where pivot_root is impossible).
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> R<()> {

@@ -97,9 +97,16 @@ pub struct Persisted {
     /// poststart hooks, kept here so `start` need not parse the whole config again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub poststart: Vec<oci_spec::runtime::Hook>,
+    /// The sum of the startContainer hooks' timeouts, added to `start`'s wait for the exec.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_hook_secs: u64,
     /// poststop hooks, for `delete`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub poststop: Vec<oci_spec::runtime::Hook>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A locked container directory.
@@ -127,16 +134,60 @@ pub fn check_id(id: &str) -> Result<(), StateError> {
     }
 }
 
-fn flock(f: &File, how: i32) -> io::Result<()> {
+/// How long the runtime waits for another runtime process or for the container's own
+/// processes before giving up with an error naming what it waited for: the `flock` of a
+/// container's state directory, init's answers during `create`, the exec during `start` and
+/// `exec`. `CARVE_OCI_TIMEOUT` (seconds) overrides the default of 60 s.
+pub fn wait_bound() -> std::time::Duration {
+    std::env::var("CARVE_OCI_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs_f64,
+        )
+}
+
+/// How long `delete --force` waits for the lock before it kills and cleans up without it: a
+/// `create` stopped while holding the lock must not keep the container alive (runc takes no
+/// lock across processes at all).
+pub fn force_bound() -> std::time::Duration {
+    wait_bound().min(std::time::Duration::from_secs(2))
+}
+
+fn lock_timeout(bound: std::time::Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "timed out after {:.1} s waiting for the lock (another carve-oci process holds it: a stuck create?)",
+            bound.as_secs_f64()
+        ),
+    )
+}
+
+/// `flock` with a deadline. flock(2) has no timeout, so a held lock is retried with LOCK_NB
+/// at growing intervals (1 ms doubling to 32 ms): an uncontended lock costs one syscall.
+fn flock(f: &File, how: i32, bound: std::time::Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + bound;
+    let mut pause = std::time::Duration::from_millis(1);
     loop {
         // SAFETY: flock on a valid fd.
-        if unsafe { libc::flock(f.as_raw_fd(), how) } == 0 {
+        if unsafe { libc::flock(f.as_raw_fd(), how | libc::LOCK_NB) } == 0 {
             return Ok(());
         }
         let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => {}
+            _ => return Err(e),
         }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Err(lock_timeout(bound));
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(std::time::Duration::from_millis(32));
     }
 }
 
@@ -158,7 +209,7 @@ impl ContainerDir {
             Err(e) => return Err(io_err(&path)(e)),
         }
         let lock = File::open(&path).map_err(io_err(&path))?;
-        flock(&lock, libc::LOCK_EX).map_err(io_err(&path))?;
+        flock(&lock, libc::LOCK_EX, wait_bound()).map_err(io_err(&path))?;
         Ok(ContainerDir {
             path,
             lock,
@@ -184,6 +235,7 @@ impl ContainerDir {
             } else {
                 libc::LOCK_SH
             },
+            wait_bound(),
         )
         .map_err(io_err(&path))?;
         // Deleted while we waited for the lock?
@@ -200,6 +252,31 @@ impl ContainerDir {
 
     /// Opens a directory whose `state.json` may be missing (a crashed create), for `delete`.
     pub fn open_any(root: &Path, id: &str) -> Result<ContainerDir, StateError> {
+        let bound = wait_bound();
+        match Self::open_any_within(root, id, bound)? {
+            (d, true) => Ok(d),
+            (d, false) => Err(StateError::Io {
+                source: lock_timeout(bound),
+                path: d.path,
+            }),
+        }
+    }
+
+    /// As [`ContainerDir::open_any`], but when the lock is not had within `bound` the
+    /// directory is returned unlocked (`false`): for `delete --force` behind a stuck command.
+    pub fn open_any_forced(
+        root: &Path,
+        id: &str,
+        bound: std::time::Duration,
+    ) -> Result<(ContainerDir, bool), StateError> {
+        Self::open_any_within(root, id, bound)
+    }
+
+    fn open_any_within(
+        root: &Path,
+        id: &str,
+        bound: std::time::Duration,
+    ) -> Result<(ContainerDir, bool), StateError> {
         check_id(id).map_err(|_| StateError::NotFound(id.to_string()))?;
         let path = root.join(id);
         let lock = File::open(&path).map_err(|e| {
@@ -209,15 +286,20 @@ impl ContainerDir {
                 io_err(&path)(e)
             }
         })?;
-        flock(&lock, libc::LOCK_EX).map_err(io_err(&path))?;
+        let locked = match flock(&lock, libc::LOCK_EX, bound) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => false,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
         if lock.metadata().map_err(io_err(&path))?.nlink() == 0 {
             return Err(StateError::NotFound(id.to_string()));
         }
-        Ok(ContainerDir {
+        let dir = ContainerDir {
             path,
             lock,
             id: id.to_string(),
-        })
+        };
+        Ok((dir, locked))
     }
 
     /// Reads `state.json`.

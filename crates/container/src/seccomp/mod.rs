@@ -10,8 +10,9 @@
 //!    to skip a syscall) goes to the x32 section when `SCMP_ARCH_X32` is listed, else gets the
 //!    bad-architecture action;
 //! 3. each section: when the default action denies (not ALLOW, LOG or TRACE, as runc's patchbpf),
-//!    numbers beyond every syscall of that architecture's table return `ENOSYS`, so a libc probing
-//!    a syscall newer than the table falls back instead of seeing EPERM; then the rules, ordered
+//!    numbers above the largest syscall the profile names for that architecture return `ENOSYS`
+//!    (runc's patchbpf), so a libc probing a syscall newer than the profile falls back instead of
+//!    seeing EPERM; then the rules, ordered
 //!    by the kernel's action precedence (KILL_PROCESS > KILL_THREAD > TRAP > ERRNO > USER_NOTIF >
 //!    TRACE > LOG > ALLOW), the first match returning — so when several rules match, the most
 //!    restrictive wins, as the kernel does between filters; then the default action.
@@ -117,10 +118,15 @@ impl Abi {
         index.get(name).map(|nr| base | nr)
     }
 
-    /// Inclusive ranges of numbers (as seccomp sees them) above every syscall of the table: they
-    /// get ENOSYS when the default action denies. x32 has two blocks (the common numbers, and
-    /// its own compat numbers from 512), so the gap above the common block counts too.
-    fn unknown_ranges(self) -> Vec<(u32, u32)> {
+    /// Inclusive ranges of numbers (as seccomp sees them) that get ENOSYS when the default
+    /// action denies. As runc's patchbpf: every number above the largest syscall the profile
+    /// names for this ABI (`newest`), so a libc probing a syscall newer than the profile
+    /// (`clone3`, `close_range`, `openat2`, `faccessat2` under a pre-5.9 profile) falls back
+    /// instead of failing with the default errno. A profile naming nothing of this ABI falls
+    /// back to the kernel's table: numbers above all of it. x32 has two blocks (the common
+    /// numbers, and its own compat numbers from 512), so the gap above the common block of the
+    /// table counts too (the kernel has nothing there either).
+    fn enosys_ranges(self, newest: Option<u32>) -> Vec<(u32, u32)> {
         let max = |f: &dyn Fn(u32) -> bool| {
             self.table()
                 .iter()
@@ -129,20 +135,19 @@ impl Abi {
                 .max()
                 .unwrap_or(0)
         };
-        match self {
-            // Numbers with the x32 bit never reach the native section (but -1 does).
-            Abi::X86_64 => vec![(max(&|_| true) + 1, u32::MAX)],
-            Abi::I386 => vec![(max(&|_| true) + 1, u32::MAX)],
-            Abi::X32 => {
-                let common = max(&|n| n < 512);
-                let mut v = Vec::new();
-                if common < 511 {
-                    v.push((X32_SYSCALL_BIT | (common + 1), X32_SYSCALL_BIT | 511));
-                }
-                v.push((X32_SYSCALL_BIT | (max(&|_| true) + 1), u32::MAX));
-                v
+        let base = if self == Abi::X32 { X32_SYSCALL_BIT } else { 0 };
+        let from = newest.map_or(base | (max(&|_| true) + 1), |n| n + 1);
+        let mut v = Vec::new();
+        if self == Abi::X32 {
+            let common = max(&|n| n < 512);
+            let gap = (X32_SYSCALL_BIT | (common + 1), X32_SYSCALL_BIT | 511);
+            if common < 511 && gap.1 < from {
+                v.push(gap);
             }
         }
+        // Numbers with the x32 bit never reach the native section (but -1 does).
+        v.push((from, u32::MAX));
+        v
     }
 }
 
@@ -231,6 +236,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
         };
     }
     let mut rules: Vec<(Abi, Vec<Rule>)> = abis.iter().map(|a| (*a, Vec::new())).collect();
+    // The largest number the profile names per ABI, whatever the rule's action (runc's
+    // findLastSyscalls).
+    let mut newest: Vec<Option<u32>> = vec![None; abis.len()];
     let mut has_notify = false;
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let errno = match (sc.action(), sc.errno_ret()) {
@@ -274,8 +282,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
             vec![conds]
         };
         for name in sc.names() {
-            for (abi, list) in rules.iter_mut() {
+            for (k, (abi, list)) in rules.iter_mut().enumerate() {
                 let Some(nr) = abi.number(name) else { continue };
+                newest[k] = newest[k].max(Some(nr));
                 for cs in &cond_sets {
                     list.push(Rule {
                         nr,
@@ -297,7 +306,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
         s.default_action(),
         Act::ScmpActAllow | Act::ScmpActLog | Act::ScmpActTrace
     );
-    let prog = generate(&rules, default, enosys);
+    let prog = generate(&rules, &newest, default, enosys);
     if prog.len() > MAX_INSNS {
         return Err((
             String::new(),
@@ -337,7 +346,12 @@ fn order(mut rules: Vec<Rule>, default: u32) -> Vec<Rule> {
 }
 
 /// The whole program: arch dispatch, then one section per ABI.
-fn generate(rules: &[(Abi, Vec<Rule>)], default: u32, enosys: bool) -> BpfProgram {
+fn generate(
+    rules: &[(Abi, Vec<Rule>)],
+    newest: &[Option<u32>],
+    default: u32,
+    enosys: bool,
+) -> BpfProgram {
     let mut a = Asm::default();
     let has = |abi| rules.iter().any(|r| r.0 == abi);
     let l64 = a.label();
@@ -351,7 +365,7 @@ fn generate(rules: &[(Abi, Vec<Rule>)], default: u32, enosys: bool) -> BpfProgra
         a.jump(JEQ, AUDIT_ARCH_I386, Target::L(l32), Target::Next);
     }
     a.ret(RET_BAD_ARCH);
-    for (abi, list) in rules {
+    for ((abi, list), newest) in rules.iter().zip(newest) {
         let list = order(list.clone(), default);
         match abi {
             Abi::X86_64 => {
@@ -370,7 +384,8 @@ fn generate(rules: &[(Abi, Vec<Rule>)], default: u32, enosys: bool) -> BpfProgra
                 a.load(0);
             }
         }
-        section(&mut a, *abi, &list, default, enosys.then_some(l_enosys));
+        let enosys = enosys.then(|| (l_enosys, abi.enosys_ranges(*newest)));
+        section(&mut a, *abi, &list, default, enosys);
     }
     a.bind(bad);
     a.ret(RET_BAD_ARCH);
@@ -382,9 +397,15 @@ fn generate(rules: &[(Abi, Vec<Rule>)], default: u32, enosys: bool) -> BpfProgra
 /// One ABI's rules; the syscall number is in A on entry. Rules jump to a return instruction
 /// shared by a run of rules with the same action, placed every ~200 instructions so that most
 /// jumps stay within the 8-bit offsets (the assembler adds trampolines for the others).
-fn section(a: &mut Asm, abi: Abi, rules: &[Rule], default: u32, enosys: Option<Label>) {
-    if let Some(l) = enosys {
-        for (lo, hi) in abi.unknown_ranges() {
+fn section(
+    a: &mut Asm,
+    abi: Abi,
+    rules: &[Rule],
+    default: u32,
+    enosys: Option<(Label, Vec<(u32, u32)>)>,
+) {
+    if let Some((l, ranges)) = enosys {
+        for (lo, hi) in ranges {
             if hi == u32::MAX {
                 a.jump(JGE, lo, Target::L(l), Target::Next);
             } else {

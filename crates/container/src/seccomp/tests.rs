@@ -157,7 +157,8 @@ fn every_action_and_its_data() {
         {"names": ["lstat"], "action": "SCMP_ACT_TRAP"},
         {"names": ["poll"], "action": "SCMP_ACT_TRACE", "errnoRet": 7},
         {"names": ["lseek"], "action": "SCMP_ACT_LOG"},
-        {"names": ["mmap"], "action": "SCMP_ACT_NOTIFY"}],
+        {"names": ["mmap"], "action": "SCMP_ACT_NOTIFY"},
+        {"names": ["brk"], "action": "SCMP_ACT_ALLOW"}],
         "listenerPath": "/run/x.sock"}),
     );
     let want = [
@@ -172,6 +173,9 @@ fn every_action_and_its_data() {
         (8, RET_LOG),
         (9, RET_USER_NOTIF),
         (10, RET_ERRNO | 5),
+        (12, RET_ALLOW),
+        // above the newest syscall named (brk)
+        (13, ENOSYS),
     ];
     for (n, r) in want {
         assert_eq!(run(&p, X64, n, NONE), r, "syscall {n}");
@@ -300,13 +304,13 @@ fn conditions_on_one_index_are_alternatives_otherwise_all_needed() {
 
 #[test]
 fn unknown_new_syscalls_get_enosys_when_the_default_denies() {
+    // A profile naming nothing of an ABI: ENOSYS above the kernel's table only.
     let j = |default: &str| {
         json!({"defaultAction": default, "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-               "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]})
+               "syscalls": [{"names": ["no_such_call"], "action": "SCMP_ACT_ALLOW"}]})
     };
     let p = prog(j("SCMP_ACT_ERRNO"));
     let max = |abi: Abi| abi.table().iter().map(|e| e.1).max().unwrap();
-    assert_eq!(run(&p, X64, 39, NONE), RET_ALLOW);
     assert_eq!(run(&p, X64, 40, NONE), EPERM);
     // a hole inside the table is not "beyond every syscall"
     assert_eq!(run(&p, X64, 400, NONE), EPERM);
@@ -316,7 +320,6 @@ fn unknown_new_syscalls_get_enosys_when_the_default_denies() {
     assert_eq!(run(&p, X64, u32::MAX, NONE), ENOSYS);
     assert_eq!(run(&p, I386, max(Abi::I386), NONE), EPERM);
     assert_eq!(run(&p, I386, max(Abi::I386) + 1, NONE), ENOSYS);
-    assert_eq!(run(&p, I386, 20, NONE), RET_ALLOW);
     // x32: above the common block and below its own 512.., and above everything
     let common = Abi::X32
         .table()
@@ -330,7 +333,6 @@ fn unknown_new_syscalls_get_enosys_when_the_default_denies() {
     assert_eq!(run(&p, X64, X32_SYSCALL_BIT | 511, NONE), ENOSYS);
     assert_eq!(run(&p, X64, X32_SYSCALL_BIT | 512, NONE), EPERM);
     assert_eq!(run(&p, X64, X32_SYSCALL_BIT | 1000, NONE), ENOSYS);
-    assert_eq!(run(&p, X64, X32_SYSCALL_BIT | 39, NONE), RET_ALLOW);
     // Kill default: same stub.
     let p = prog(j("SCMP_ACT_KILL_PROCESS"));
     assert_eq!(run(&p, X64, 1000, NONE), ENOSYS);
@@ -344,6 +346,61 @@ fn unknown_new_syscalls_get_enosys_when_the_default_denies() {
         let p = prog(j(d));
         assert_eq!(run(&p, X64, 1000, NONE), r, "{d}");
     }
+}
+
+/// runc's patchbpf: every number above the newest syscall the profile names (per ABI, whatever
+/// the rule's action) returns ENOSYS, so glibc falls back from clone3/close_range/openat2 under
+/// a profile written before them (moby#42680).
+#[test]
+fn syscalls_newer_than_the_profile_get_enosys_per_abi() {
+    let j = json!({"defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"},
+            // The newest name may be denied: it still counts (runc's findLastSyscalls).
+            {"names": ["statx"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]});
+    let p = prog(j);
+    let statx64 = nr(Abi::X86_64, "statx");
+    let clone3 = nr(Abi::X86_64, "clone3");
+    let close_range = nr(Abi::X86_64, "close_range");
+    assert!(statx64 < clone3 && statx64 < close_range);
+    assert_eq!(run(&p, X64, 39, NONE), RET_ALLOW);
+    assert_eq!(run(&p, X64, statx64, NONE), RET_ERRNO | 1);
+    // Older and unnamed: the default errno.
+    assert_eq!(run(&p, X64, 40, NONE), EPERM);
+    assert_eq!(run(&p, X64, statx64 - 1, NONE), EPERM);
+    // Newer than the newest named: ENOSYS.
+    assert_eq!(run(&p, X64, statx64 + 1, NONE), ENOSYS);
+    assert_eq!(run(&p, X64, clone3, NONE), ENOSYS);
+    assert_eq!(run(&p, X64, close_range, NONE), ENOSYS);
+    assert_eq!(run(&p, X64, u32::MAX, NONE), ENOSYS);
+    // i386 has its own numbers.
+    let statx32 = nr(Abi::I386, "statx");
+    assert_eq!(run(&p, I386, 20, NONE), RET_ALLOW);
+    assert_eq!(run(&p, I386, statx32 - 1, NONE), EPERM);
+    assert_eq!(run(&p, I386, statx32 + 1, NONE), ENOSYS);
+    assert_eq!(run(&p, I386, nr(Abi::I386, "clone3"), NONE), ENOSYS);
+    // x32: the numbers with the x32 bit, its compat block (512..) being above statx too.
+    let statx_x32 = nr(Abi::X32, "statx");
+    assert_eq!(run(&p, X64, statx_x32, NONE), RET_ERRNO | 1);
+    assert_eq!(run(&p, X64, statx_x32 - 1, NONE), EPERM);
+    assert_eq!(run(&p, X64, statx_x32 + 1, NONE), ENOSYS);
+    assert_eq!(run(&p, X64, X32_SYSCALL_BIT | 512, NONE), ENOSYS);
+    // A profile whose newest x86_64 name is above the i386 one keeps them apart.
+    let j = json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [{"names": ["tuxcall", "getpid"], "action": "SCMP_ACT_ALLOW"}]});
+    let p = prog(j);
+    // tuxcall (184) exists on x86_64 only; getpid is 20 on i386.
+    assert!(Abi::I386.number("tuxcall").is_none());
+    assert_eq!(run(&p, X64, 183, NONE), EPERM);
+    assert_eq!(run(&p, X64, 185, NONE), ENOSYS);
+    assert_eq!(run(&p, I386, 21, NONE), ENOSYS);
+    // defaultErrnoRet ENOSYS: everything unnamed is ENOSYS anyway.
+    let j = json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+        "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]});
+    let p = prog(j);
+    assert_eq!(run(&p, X64, 1, NONE), ENOSYS);
+    assert_eq!(run(&p, X64, 40, NONE), ENOSYS);
 }
 
 #[test]
