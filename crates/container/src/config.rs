@@ -161,10 +161,12 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
                     "missing: a bind mount needs a source",
                 ));
             }
-            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            let idmap = opts.iter().any(|o| o == "idmap" || o == "ridmap");
+            if idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+                let at = if idmap { "options" } else { "uidMappings" };
                 return Err(invalid(
                     file,
-                    format!("mounts[{i}].uidMappings"),
+                    format!("mounts[{i}].{at}"),
                     "not supported: idmapped mounts",
                 ));
             }
@@ -321,8 +323,8 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(invalid(file, "linux.netDevices", "not supported"));
     }
-    if linux.memory_policy().is_some() {
-        return Err(invalid(file, "linux.memoryPolicy", "not supported"));
+    if let Some(p) = linux.memory_policy() {
+        crate::mempolicy::check(p).map_err(|(at, m)| invalid(file, at, m))?;
     }
     if let Some(devs) = linux.devices() {
         for (i, d) in devs.iter().enumerate() {

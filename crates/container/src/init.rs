@@ -212,6 +212,7 @@ pub fn privileged_attrs(p: &Process, spec: &Spec) -> R<()> {
     process::set_oom_score_adj(p)?;
     process::set_scheduler(p)?;
     process::set_io_priority(p)?;
+    crate::mempolicy::apply(spec)?;
     if let Some(pers) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         let d = if format!("{:?}", pers.domain()) == "PerLinux32" {
             0x0008

@@ -179,6 +179,11 @@ pub fn parse_cpus(s: &str) -> R<Vec<usize>> {
 
 /// Sets this process's CPU affinity.
 pub fn set_affinity(cpus: &str) -> R<()> {
+    set_affinity_of(0, cpus)
+}
+
+/// Sets the CPU affinity of process `pid` (0: this one).
+pub fn set_affinity_of(pid: libc::pid_t, cpus: &str) -> R<()> {
     let list = parse_cpus(cpus)?;
     // SAFETY: zeroed cpu_set_t is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -187,9 +192,32 @@ pub fn set_affinity(cpus: &str) -> R<()> {
         unsafe { libc::CPU_SET(c, &mut set) };
     }
     // SAFETY: valid set of the declared size.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } < 0 {
+    if unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) } < 0 {
         return Err(format!(
             "sched_setaffinity {cpus}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Allows this process every CPU its cpuset allows: the kernel intersects a full mask with the
+/// cpuset (sched_setaffinity(2)). The mask is larger than `cpu_set_t` so hosts above 1024 CPUs
+/// are not cut off (runc#5023).
+pub fn reset_affinity() -> R<()> {
+    let full = [u64::MAX; 128];
+    // SAFETY: a readable mask of the declared size (8192 CPUs).
+    if unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            0,
+            std::mem::size_of_val(&full),
+            full.as_ptr(),
+        )
+    } < 0
+    {
+        return Err(format!(
+            "sched_setaffinity to the container's cpus: {}",
             std::io::Error::last_os_error()
         ));
     }

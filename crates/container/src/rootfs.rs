@@ -146,8 +146,32 @@ pub fn parse_opts(opts: &[String]) -> Opts {
                 o.rec_set |= sys::MOUNT_ATTR_NODIRATIME;
                 (0, 0)
             }
-            "nosymfollow" => {
+            "nosymfollow" => (MS_NOSYMFOLLOW, 0),
+            "symfollow" => (0, MS_NOSYMFOLLOW),
+            "iversion" => (libc::MS_I_VERSION, 0),
+            "noiversion" => (0, libc::MS_I_VERSION),
+            "rnosymfollow" => {
                 o.rec_set |= sys::MOUNT_ATTR_NOSYMFOLLOW;
+                (0, 0)
+            }
+            "rsymfollow" => {
+                o.rec_clr |= sys::MOUNT_ATTR_NOSYMFOLLOW;
+                (0, 0)
+            }
+            "rdiratime" => {
+                o.rec_clr |= sys::MOUNT_ATTR_NODIRATIME;
+                (0, 0)
+            }
+            // atime is one enum in mount_setattr: `ratime` and `rnostrictatime` fall back to the
+            // kernel's default (relatime), `rnorelatime` to strictatime, as mount(8) reads them.
+            "ratime" | "rnostrictatime" => {
+                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
+                o.rec_set |= sys::MOUNT_ATTR_RELATIME;
+                (0, 0)
+            }
+            "rnorelatime" => {
+                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
+                o.rec_set |= sys::MOUNT_ATTR_STRICTATIME;
                 (0, 0)
             }
             "tmpcopyup" | "idmap" | "ridmap" | "defaults" => (0, 0),
@@ -161,6 +185,11 @@ pub fn parse_opts(opts: &[String]) -> Opts {
     }
     o
 }
+
+/// MS_NOSYMFOLLOW (Linux 5.10; not in the libc crate for every target).
+const MS_NOSYMFOLLOW: libc::c_ulong = 256;
+/// ST_NOSYMFOLLOW, statvfs's bit for it.
+const ST_NOSYMFOLLOW: libc::c_ulong = 0x2000;
 
 /// A path inside the container made relative (no leading `/`, no `..` escapes are possible since
 /// resolution happens under RESOLVE_IN_ROOT anyway).
@@ -299,6 +328,7 @@ fn locked_flags(p: &Path) -> libc::c_ulong {
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
         (libc::ST_RELATIME, libc::MS_RELATIME),
+        (ST_NOSYMFOLLOW, MS_NOSYMFOLLOW),
     ] {
         if f & st_bit != 0 {
             out |= ms;
@@ -437,7 +467,8 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
                 | libc::MS_NOATIME
                 | libc::MS_NODIRATIME
                 | libc::MS_RELATIME
-                | libc::MS_STRICTATIME)
+                | libc::MS_STRICTATIME
+                | MS_NOSYMFOLLOW)
             != 0
         {
             bind_remount(&tp, want).map_err(|er| e("remount", dest, er))?;
