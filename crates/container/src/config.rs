@@ -57,6 +57,7 @@ pub fn load(bundle: &Path) -> Result<(Spec, Vec<u8>), ConfigError> {
         file: file.clone(),
         source,
     })?;
+    let bytes = crate::checks::drop_unknown_caps(&bytes);
     let spec: Spec = parse_json(&file, &bytes)?;
     validate(&file, bundle, &spec)?;
     Ok((spec, bytes))
@@ -99,6 +100,7 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
             ),
         ));
     }
+    crate::checks::check(spec).map_err(|(at, m)| invalid(file, at, m))?;
     let Some(root) = spec.root() else {
         return Err(invalid(
             file,

@@ -5,7 +5,7 @@
 //!   [`Runtime::start`], [`Runtime::state`], [`Runtime::kill`], [`Runtime::delete`],
 //!   [`Runtime::exec`], pause/resume/update/ps/stats (through `carve_cgroups::Manager`).
 //! - [`config`] parses `config.json` naming the JSON path of any error, and validates it before
-//!   anything touches the host.
+//!   anything touches the host ([`checks`] holds the spec's rules on the document's shape).
 //! - [`state`] keeps one flock-protected directory per container under `--root`.
 //! - [`channel`] is the typed handshake ([`channel::Msg`]) between the runtime and the processes it
 //!   forks; [`init`] is what runs in the container before the user program's exec; [`rootfs`]
@@ -31,8 +31,10 @@
 //! ```
 
 pub mod channel;
+pub mod checks;
 pub mod config;
 pub mod container;
+pub mod copyup;
 pub mod fault;
 pub mod hooks;
 pub mod init;

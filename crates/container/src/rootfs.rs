@@ -35,6 +35,8 @@ pub struct Opts {
     pub rec_set: u64,
     /// mount_setattr bits to clear recursively (rrw, ...).
     pub rec_clr: u64,
+    /// `tmpcopyup`: copy what the image has at the destination into the new tmpfs.
+    pub copyup: bool,
     /// Filesystem data (mode=755, size=..., ...).
     pub data: Vec<String>,
     /// bind or rbind.
@@ -174,7 +176,11 @@ pub fn parse_opts(opts: &[String]) -> Opts {
                 o.rec_set |= sys::MOUNT_ATTR_STRICTATIME;
                 (0, 0)
             }
-            "tmpcopyup" | "idmap" | "ridmap" | "defaults" => (0, 0),
+            "tmpcopyup" => {
+                o.copyup = true;
+                (0, 0)
+            }
+            "idmap" | "ridmap" | "defaults" => (0, 0),
             other => {
                 o.data.push(other.to_string());
                 (0, 0)
@@ -477,6 +483,9 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
     } else {
         let data = o.data.join(",");
         let src_s = m.source().clone().unwrap_or_else(|| PathBuf::from(&ty));
+        let lower = (o.copyup && ty == "tmpfs")
+            .then(|| crate::copyup::open_lower(&target))
+            .flatten();
         let r = sys::mount(Some(&src_s), &tpath, Some(&ty), o.flags, Some(&data));
         match r {
             Ok(()) => {}
@@ -507,6 +516,11 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
             Err(er) => return Err(e(&format!("mount {ty}"), dest, er)),
         }
         let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+        if let Some(l) = &lower {
+            let own = ["mode=", "uid=", "gid="];
+            let root_attrs = !o.data.iter().any(|d| own.iter().any(|p| d.starts_with(p)));
+            crate::copyup::copy(l, &top, root_attrs)?;
+        }
         finish(&top, dest, &o)
     }
 }
@@ -695,6 +709,12 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
         if er.raw_os_error() != Some(libc::EEXIST) {
             return Err(e("mknod", path, er));
         }
+        same_node(&pfd, &cname, kind, dev).map_err(|have| {
+            format!(
+                "linux.devices: {} exists in the rootfs as {have}, not the device asked for",
+                path.display()
+            )
+        })?;
     }
     let uid = d.uid().unwrap_or(0);
     let gid = d.gid().unwrap_or(0);
@@ -709,6 +729,45 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
         );
     }
     Ok(())
+}
+
+/// Whether `name` in `dir` is already the node asked for (runtime-spec: a file at a device's path
+/// that does not match it is an error). Err describes what is there instead.
+fn same_node(
+    dir: &OwnedFd,
+    name: &std::ffi::CStr,
+    kind: libc::mode_t,
+    dev: libc::dev_t,
+) -> Result<(), String> {
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid dirfd, C string and stat pointer.
+    if unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } < 0
+    {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let fmt = st.st_mode & libc::S_IFMT;
+    if fmt == kind && (kind == libc::S_IFIFO || st.st_rdev == dev) {
+        return Ok(());
+    }
+    Err(match fmt {
+        libc::S_IFCHR | libc::S_IFBLK => format!(
+            "device {}:{}",
+            libc::major(st.st_rdev),
+            libc::minor(st.st_rdev)
+        ),
+        libc::S_IFREG => "a regular file".into(),
+        libc::S_IFDIR => "a directory".into(),
+        libc::S_IFLNK => "a symlink".into(),
+        _ => format!("file type {fmt:o}"),
+    })
 }
 
 /// pivot_root into `rootfs` and detach the old root; with `no_pivot`, MS_MOVE + chroot (for
