@@ -266,21 +266,7 @@ fn delete_removes_what_create_made_and_nothing_else() {
     let src = e.dir.path().join("keep");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("f"), "kept\n").unwrap();
-    let netns = carve_testkit::unique_name("carve-net");
-    let st = std::process::Command::new("ip")
-        .args(["netns", "add", &netns])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    let _ns = Ns(netns.clone());
+    let ns = NetNs::new();
     e.config["linux"]["cgroupsPath"] = json!(format!("/{parent}/{}", e.id));
     e.config["mounts"]
         .as_array_mut()
@@ -288,7 +274,7 @@ fn delete_removes_what_create_made_and_nothing_else() {
         .push(json!({"destination": "/keep", "type": "none", "source": src, "options": ["bind"]}));
     for n in e.config["linux"]["namespaces"].as_array_mut().unwrap() {
         if n["type"] == "network" {
-            n["path"] = json!(format!("/run/netns/{netns}"));
+            n["path"] = json!(ns.path());
         }
     }
     e.write_config();
@@ -305,7 +291,7 @@ fn delete_removes_what_create_made_and_nothing_else() {
         assert!(d.exists(), "deleted the parent cgroup {}", d.display());
     }
     assert_eq!(read(src.join("f")), "kept");
-    assert!(std::path::Path::new(&format!("/run/netns/{netns}")).exists());
+    assert!(std::path::Path::new(&ns.path()).exists());
     assert!(!e.root.join(&e.id).exists());
 }
 

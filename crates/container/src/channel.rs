@@ -87,7 +87,15 @@ impl Channel {
     /// Receives a message and up to `max_fds` fds; `Ok(None)` on EOF (the peer exited or exec'd).
     pub fn recv(&self, max_fds: usize) -> io::Result<Option<(Msg, Vec<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
-        let (n, fds) = recv_with_fds(self.raw(), &mut buf, max_fds)?;
+        let (n, fds) = match recv_with_fds(self.raw(), &mut buf, max_fds) {
+            // A peer that exits with a message of ours unread makes the kernel report
+            // ECONNRESET once, ahead of what the peer sent before exiting (often its Error):
+            // read on, so that message is not lost.
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+                recv_with_fds(self.raw(), &mut buf, max_fds)?
+            }
+            r => r?,
+        };
         if n == 0 {
             return Ok(None);
         }

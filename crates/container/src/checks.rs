@@ -43,7 +43,47 @@ pub fn check(spec: &Spec) -> Result<(), Broken> {
             }
         }
     }
+    ns_paths(spec)?;
     seccomp(spec)
+}
+
+/// A namespace `path` MUST be absolute, and MUST name a namespace of the entry's type (checked
+/// with NS_GET_NSTYPE, so the error names the entry instead of a later setns EINVAL).
+fn ns_paths(spec: &Spec) -> Result<(), Broken> {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    use std::os::fd::AsRawFd;
+    let list = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+    for (i, n) in list.iter().flatten().enumerate() {
+        let Some(p) = n.path() else { continue };
+        let at = format!("linux.namespaces[{i}].path");
+        if !p.is_absolute() {
+            return Err((at, format!("{} is not an absolute path", p.display())));
+        }
+        let want = match n.typ() {
+            T::Mount => libc::CLONE_NEWNS,
+            T::Cgroup => libc::CLONE_NEWCGROUP,
+            T::Uts => libc::CLONE_NEWUTS,
+            T::Ipc => libc::CLONE_NEWIPC,
+            T::User => libc::CLONE_NEWUSER,
+            T::Pid => libc::CLONE_NEWPID,
+            T::Network => libc::CLONE_NEWNET,
+            T::Time => 0x80,
+        };
+        // Unopenable paths are reported by the existence check that follows.
+        let Ok(f) = std::fs::File::open(p) else {
+            continue;
+        };
+        const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+        // SAFETY: an ioctl without arguments on an fd we own.
+        let got = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_NSTYPE) };
+        if got != want {
+            return Err((
+                at,
+                format!("{} is not a {} namespace", p.display(), n.typ()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `ociVersion` MUST be SemVer 2.0.0: MAJOR.MINOR.PATCH, numbers without leading zeros, then an

@@ -356,6 +356,7 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
             return Err("process.terminal is true but no --console-socket was given".into());
         };
         setup_console(cs, plan.process)?;
+        rootfs::bind_console()?;
     }
     if let Some(cs) = console {
         // SAFETY: closing our copy of the console socket; the pty master went through it.

@@ -731,6 +731,28 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
     Ok(())
 }
 
+/// `/dev/console` for a container with a terminal: the pty slave (now our stdin) bind-mounted
+/// over it, as the runtime-spec's default devices ask and runc does.
+pub fn bind_console() -> R<()> {
+    let console = Path::new("/dev/console");
+    // Whatever an image has there already (a device node) is bound over, never opened.
+    if std::fs::symlink_metadata(console).is_err() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(console)
+            .map_err(|er| e("create", console, er))?;
+    }
+    sys::mount(
+        Some(Path::new("/proc/self/fd/0")),
+        console,
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(|er| e("bind the pty", console, er))
+}
+
 /// Whether `name` in `dir` is already the node asked for (runtime-spec: a file at a device's path
 /// that does not match it is an error). Err describes what is there instead.
 fn same_node(
