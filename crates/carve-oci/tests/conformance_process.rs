@@ -335,3 +335,52 @@ fn rlimits_unknown_or_duplicated_types_are_errors_and_values_match_getrlimit() {
         e.assert_gone();
     }
 }
+
+#[test]
+fn scheduler_io_priority_hostname_and_domainname_are_applied() {
+    if !require_root() {
+        return;
+    }
+    let mut e = Env::new("sched", &["sleep", "1000"]);
+    e.config["hostname"] = json!("carve-host");
+    e.config["domainname"] = json!("carve.example");
+    e.config["process"]["scheduler"] =
+        json!({"policy": "SCHED_BATCH", "nice": 7, "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
+    e.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    e.write_config();
+    let _g = e.create();
+    let pid = e.init_pid();
+    let chrt = Command::new("chrt")
+        .args(["-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    let chrt = String::from_utf8_lossy(&chrt.stdout);
+    assert!(chrt.contains("SCHED_BATCH|SCHED_RESET_ON_FORK"), "{chrt}");
+    let stat = read(format!("/proc/{pid}/stat"));
+    let nice = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(16)
+        .unwrap()
+        .to_string();
+    assert_eq!(nice, "7", "{stat}");
+    let io = Command::new("ionice")
+        .args(["-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&io.stdout).trim(),
+        "best-effort: prio 6"
+    );
+    e.ok(&["start", &e.id]);
+    let out = e.ok(&[
+        "exec",
+        &e.id,
+        "sh",
+        "-c",
+        "hostname; cat /proc/sys/kernel/domainname",
+    ]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["carve-host", "carve.example"]
+    );
+}

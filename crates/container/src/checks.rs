@@ -162,19 +162,29 @@ fn seccomp(spec: &Spec) -> Result<(), Broken> {
     Ok(())
 }
 
-/// config.json with the capability names this runtime does not know removed, each logged as a
-/// warning: the runtime-spec says a capability that cannot be mapped MUST be logged as a warning
-/// and SHOULD NOT fail the container (runc 1.2 does the same). Bytes that are not a JSON object
-/// come back unchanged, for the parser to report.
-pub fn drop_unknown_caps(bytes: &[u8]) -> Vec<u8> {
+/// config.json as the parser needs it: capability names this runtime does not know removed, each
+/// logged as a warning (the runtime-spec says a capability that cannot be mapped MUST be logged as
+/// a warning and SHOULD NOT fail the container; runc 1.2 does the same), and the spec's
+/// scheduler flag names `SCHED_FLAG_RESET_ON_FORK` / `SCHED_FLAG_DL_OVERRUN` mapped to the
+/// spellings oci-spec-rs 0.10 parses. Bytes that are not a JSON object come back unchanged, for
+/// the parser to report.
+pub fn normalize(bytes: &[u8]) -> Vec<u8> {
     let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return bytes.to_vec();
     };
+    let changed = drop_unknown_caps(&mut doc) | sched_flag_names(&mut doc);
+    if !changed {
+        return bytes.to_vec();
+    }
+    serde_json::to_vec(&doc).unwrap_or_else(|_| bytes.to_vec())
+}
+
+fn drop_unknown_caps(doc: &mut serde_json::Value) -> bool {
     let Some(caps) = doc
         .pointer_mut("/process/capabilities")
         .and_then(|c| c.as_object_mut())
     else {
-        return bytes.to_vec();
+        return false;
     };
     let mut dropped = false;
     for (set, list) in caps.iter_mut() {
@@ -191,10 +201,27 @@ pub fn drop_unknown_caps(bytes: &[u8]) -> Vec<u8> {
             true
         });
     }
-    if !dropped {
-        return bytes.to_vec();
+    dropped
+}
+
+fn sched_flag_names(doc: &mut serde_json::Value) -> bool {
+    let Some(flags) = doc
+        .pointer_mut("/process/scheduler/flags")
+        .and_then(|f| f.as_array_mut())
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for f in flags {
+        let alias = match f.as_str() {
+            Some("SCHED_FLAG_RESET_ON_FORK") => "SCHED_RESET_ON_FORK",
+            Some("SCHED_FLAG_DL_OVERRUN") => "SCHED_FLAG_D_L_OVERRUN",
+            _ => continue,
+        };
+        *f = serde_json::Value::from(alias);
+        changed = true;
     }
-    serde_json::to_vec(&doc).unwrap_or_else(|_| bytes.to_vec())
+    changed
 }
 
 #[cfg(test)]
@@ -223,11 +250,30 @@ mod tests {
     fn unknown_capabilities_are_dropped_and_known_ones_kept() {
         let doc =
             br#"{"process":{"capabilities":{"bounding":["CAP_CHOWN","CAP_BOGUS"],"ambient":[]}}}"#;
-        let out: serde_json::Value = serde_json::from_slice(&drop_unknown_caps(doc)).unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&normalize(doc)).unwrap();
         assert_eq!(
             out["process"]["capabilities"]["bounding"],
             serde_json::json!(["CAP_CHOWN"])
         );
-        assert_eq!(drop_unknown_caps(b"not json"), b"not json");
+        assert_eq!(normalize(b"not json"), b"not json");
+    }
+
+    #[test]
+    fn the_specs_scheduler_flag_names_parse() {
+        let doc = br#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":0,"gid":0},
+            "scheduler":{"policy":"SCHED_OTHER",
+            "flags":["SCHED_FLAG_RESET_ON_FORK","SCHED_FLAG_DL_OVERRUN","SCHED_FLAG_RECLAIM"]}}}"#;
+        let s: Spec = serde_json::from_slice(&normalize(doc)).unwrap();
+        let p = s.process().clone().unwrap();
+        assert_eq!(
+            p.scheduler()
+                .as_ref()
+                .unwrap()
+                .flags()
+                .as_ref()
+                .unwrap()
+                .len(),
+            3
+        );
     }
 }

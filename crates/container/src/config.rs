@@ -57,7 +57,7 @@ pub fn load(bundle: &Path) -> Result<(Spec, Vec<u8>), ConfigError> {
         file: file.clone(),
         source,
     })?;
-    let bytes = crate::checks::drop_unknown_caps(&bytes);
+    let bytes = crate::checks::normalize(&bytes);
     let spec: Spec = parse_json(&file, &bytes)?;
     validate(&file, bundle, &spec)?;
     Ok((spec, bytes))

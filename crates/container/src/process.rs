@@ -112,15 +112,16 @@ pub fn set_scheduler(p: &Process) -> R<()> {
     };
     let mut flags = 0u64;
     for f in s.flags().iter().flatten() {
-        flags |= match format!("{f:?}").as_str() {
-            "SchedFlagResetOnFork" => 0x01,
-            "SchedFlagReclaim" => 0x02,
-            "SchedFlagDlOverrun" => 0x04,
-            "SchedFlagKeepPolicy" => 0x08,
-            "SchedFlagKeepParams" => 0x10,
-            "SchedFlagUtilClampMin" => 0x20,
-            "SchedFlagUtilClampMax" => 0x40,
-            _ => 0,
+        use oci_spec::runtime::LinuxSchedulerFlag as F;
+        // An exhaustive match: a flag this code does not know must not become 0 silently.
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
         };
     }
     let a = SchedAttr {
