@@ -506,3 +506,92 @@ fn a_terminal_gets_dev_console_bound_to_its_pty() {
         "{text}"
     );
 }
+
+#[test]
+fn every_v1_resource_field_reaches_its_file() {
+    if !require_root() || pure_v2() {
+        return;
+    }
+    // One container with every linux.resources field this hybrid host's v1 controllers hold,
+    // each read back from the host side. (io weight per device and leafWeight have no file
+    // here: their errors are checked below.)
+    let parts = read("/proc/partitions");
+    let dev: Vec<u32> = parts
+        .lines()
+        .nth(2)
+        .expect("a block device in /proc/partitions")
+        .split_whitespace()
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (maj, min) = (dev[0], dev[1]);
+    let mut e = Env::new("res", &["sleep", "1000"]);
+    e.config["linux"]["resources"] = json!({
+        "memory": {"limit": 134217728, "reservation": 67108864, "swap": 268435456,
+            "swappiness": 20, "disableOOMKiller": true, "kernelTCP": 33554432,
+            "useHierarchy": true, "kernel": 16777216},
+        "cpu": {"shares": 300, "quota": 50000, "period": 100000, "burst": 10000, "idle": 0,
+            "realtimeRuntime": 0, "realtimePeriod": 1000000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 77},
+        "blockIO": {"weight": 300,
+            "throttleWriteBpsDevice": [{"major": maj, "minor": min, "rate": 2097152}],
+            "throttleReadIOPSDevice": [{"major": maj, "minor": min, "rate": 100}],
+            "throttleWriteIOPSDevice": [{"major": maj, "minor": min, "rate": 200}]}
+    });
+    e.write_config();
+    let _g = e.create();
+    let f = |ctl: &str, file: &str| read(format!("/sys/fs/cgroup/{ctl}/{}/{file}", e.id));
+    for (ctl, file, want) in [
+        ("memory", "memory.limit_in_bytes", "134217728"),
+        ("memory", "memory.soft_limit_in_bytes", "67108864"),
+        ("memory", "memory.memsw.limit_in_bytes", "268435456"),
+        ("memory", "memory.swappiness", "20"),
+        ("memory", "memory.kmem.tcp.limit_in_bytes", "33554432"),
+        ("memory", "memory.use_hierarchy", "1"),
+        ("cpu", "cpu.shares", "300"),
+        ("cpu", "cpu.cfs_quota_us", "50000"),
+        ("cpu", "cpu.cfs_period_us", "100000"),
+        ("cpu", "cpu.cfs_burst_us", "10000"),
+        ("cpu", "cpu.idle", "0"),
+        ("cpu", "cpu.rt_period_us", "1000000"),
+        ("cpu", "cpu.rt_runtime_us", "0"),
+        ("cpuset", "cpuset.cpus", "0"),
+        ("cpuset", "cpuset.mems", "0"),
+        ("pids", "pids.max", "77"),
+        ("blkio", "blkio.bfq.weight", "300"),
+        ("blkio", "blkio.throttle.write_bps_device", "2097152"),
+        ("blkio", "blkio.throttle.read_iops_device", "100"),
+        ("blkio", "blkio.throttle.write_iops_device", "200"),
+    ] {
+        let got = f(ctl, file);
+        let want = if file.contains("throttle") {
+            format!("{maj}:{min} {want}")
+        } else {
+            want.to_string()
+        };
+        let want = want.as_str();
+        assert!(
+            got == want || got.ends_with(&format!(" {want}")),
+            "{ctl}/{file}: {got} != {want}"
+        );
+    }
+    assert!(f("memory", "memory.oom_control").starts_with("oom_kill_disable 1"));
+    // kernel (NOT RECOMMENDED; kmem limits are gone from cgroup v2 and deprecated in v1) is
+    // ignored, as runc >= 1.1 does
+    assert_eq!(
+        f("memory", "memory.kmem.limit_in_bytes"),
+        "9223372036854771712"
+    );
+    drop(_g);
+    // what the kernel here cannot take is an error naming the file, and nothing is left
+    for (bio, file) in [
+        (json!({"leafWeight": 300}), "blkio.leaf_weight"),
+        (
+            json!({"weightDevice": [{"major": maj, "minor": min, "weight": 300}]}),
+            "weight_device",
+        ),
+    ] {
+        e.config["linux"]["resources"] = json!({"blockIO": bio});
+        refused(&e, file, "");
+    }
+}
