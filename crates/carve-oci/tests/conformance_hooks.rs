@@ -66,8 +66,16 @@ fn each_hook_runs_in_its_namespace_with_the_pid_seen_from_there() {
     let state = |name: &str| -> Value { serde_json::from_str(&get(name, "state")).unwrap() };
     let (host_mnt, host_pid) = (host_ns("mnt"), host_ns("pid"));
     for name in ["prestart", "createRuntime", "poststart", "poststop"] {
-        assert_eq!(get(name, "mnt"), host_mnt, "{name} runs in the runtime mount ns");
-        assert_eq!(get(name, "pid"), host_pid, "{name} runs in the runtime pid ns");
+        assert_eq!(
+            get(name, "mnt"),
+            host_mnt,
+            "{name} runs in the runtime mount ns"
+        );
+        assert_eq!(
+            get(name, "pid"),
+            host_pid,
+            "{name} runs in the runtime pid ns"
+        );
         assert_eq!(
             get(name, "env").lines().collect::<Vec<_>>(),
             [format!("{name}-env arg0 arg1").as_str(), "bundle-visible"],
@@ -75,7 +83,11 @@ fn each_hook_runs_in_its_namespace_with_the_pid_seen_from_there() {
         );
     }
     for name in ["prestart", "createRuntime", "poststart"] {
-        assert_eq!(state(name)["pid"], json!(init), "{name}: pid seen by the runtime");
+        assert_eq!(
+            state(name)["pid"],
+            json!(init),
+            "{name}: pid seen by the runtime"
+        );
     }
     // createContainer: the container's mount namespace, before pivot_root (the runtime's
     // paths, like the bundle, still resolve), pid as the container sees it
@@ -94,4 +106,55 @@ fn each_hook_runs_in_its_namespace_with_the_pid_seen_from_there() {
     assert_eq!(get(name, "mnt"), init_mnt.to_str().unwrap());
     assert_eq!(state(name)["pid"], json!(1));
     assert_eq!(get(name, "env"), "startContainer-env /start-hook s1");
+}
+
+#[test]
+fn failing_create_container_start_container_and_poststop_hooks() {
+    if !require_root() {
+        return;
+    }
+    let fail = json!([{"path": "/bin/sh", "args": ["sh", "-c", "echo hook-broke >&2; exit 4"]}]);
+    // createContainer fails: create fails naming it, nothing is left
+    let mut e = Env::new("hookcc", &["true"]);
+    e.config["hooks"] = json!({"createContainer": fail});
+    e.write_config();
+    let b = e.bundle.to_str().unwrap().to_string();
+    let err = e.fails(&["create", "--bundle", &b, &e.id]);
+    assert!(
+        err.contains("createContainer") && err.contains("hook-broke"),
+        "{err}"
+    );
+    e.assert_gone();
+    // startContainer fails: start fails naming it, the container is stopped, the program
+    // never ran, delete cleans up
+    let mut e = Env::new("hooksc", &["touch", "/ran"]);
+    e.config["hooks"] = json!({"startContainer": fail});
+    e.write_config();
+    let g = e.create();
+    let err = e.fails(&["start", &e.id]);
+    assert!(
+        err.contains("startContainer") && err.contains("hook-broke"),
+        "{err}"
+    );
+    e.wait_status("stopped");
+    assert!(!e.rootfs().join("ran").exists());
+    e.ok(&["delete", &e.id]);
+    drop(g);
+    e.assert_gone();
+    // a failing poststop hook is a warning: delete succeeds and the next poststop hook runs
+    let mut e = Env::new("hookps", &["true"]);
+    let mark = e.dir.path().join("second-ran");
+    e.config["hooks"] = json!({"poststop": [fail[0].clone(),
+        {"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", mark.display())]}]});
+    e.write_config();
+    let g = e.create();
+    e.ok(&["start", &e.id]);
+    e.wait_status("stopped");
+    let o = e.oci(&["delete", &e.id]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("warn") && err.contains("poststop"), "{err}");
+    assert!(mark.exists(), "the second poststop hook did not run");
+    drop(g);
+    e.assert_gone();
 }

@@ -412,6 +412,33 @@ fn field_rules_of_config_json_are_enforced() {
             "linux.sysctl",
             "namespace",
         ),
+        ("/root", Value::Null, "root", "missing"),
+        (
+            "/annotations",
+            json!({"k": 1}),
+            "annotations.k",
+            "expected a string",
+        ),
+        (
+            "/linux/devices",
+            json!([{"path": "/mydev", "type": "c", "major": 1, "minor": 3}]),
+            "linux.devices[0].path",
+            "under /dev",
+        ),
+        (
+            "/linux/resources/cpu",
+            json!({"quota": 1000, "burst": 5000, "period": 100000}),
+            "cpu.cfs_burst_us",
+            "Invalid argument",
+        ),
+        (
+            "/linux/seccomp",
+            json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/nonexistent-carve.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "/nonexistent-carve.sock",
+            "No such file",
+        ),
     ];
     refused_each(&mut e, cases);
 }
@@ -467,7 +494,7 @@ fn unknown_properties_are_ignored() {
 }
 
 #[test]
-fn a_terminal_gets_dev_console_bound_to_its_pty() {
+fn a_terminal_gets_dev_console_bound_to_its_pty_and_the_console_size() {
     if !require_root() {
         return;
     }
@@ -477,10 +504,11 @@ fn a_terminal_gets_dev_console_bound_to_its_pty() {
         &[
             "sh",
             "-c",
-            "stat -c '%t:%T' /dev/console; stat -c '%t:%T' $(tty); echo cons-ok",
+            "stat -c '%t:%T' /dev/console; stat -c '%t:%T' $(tty); stty size; echo cons-ok",
         ],
     );
     e.config["process"]["terminal"] = json!(true);
+    e.config["process"]["consoleSize"] = json!({"height": 33, "width": 99});
     e.write_config();
     let sock = e.dir.path().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
@@ -502,9 +530,10 @@ fn a_terminal_gets_dev_console_bound_to_its_pty() {
     let text = String::from_utf8_lossy(&out);
     let l: Vec<&str> = text.lines().map(str::trim).collect();
     assert!(
-        l.len() >= 2 && l[0] == l[1] && l[0].starts_with("88:"),
+        l.len() >= 3 && l[0] == l[1] && l[0].starts_with("88:"),
         "{text}"
     );
+    assert_eq!(l[2], "33 99", "consoleSize applies with a terminal: {text}");
 }
 
 #[test]
@@ -593,5 +622,34 @@ fn every_v1_resource_field_reaches_its_file() {
     ] {
         e.config["linux"]["resources"] = json!({"blockIO": bio});
         refused(&e, file, "");
+    }
+}
+
+#[test]
+fn cgroup_ownership_is_never_changed() {
+    if !require_root() || pure_v2() {
+        return;
+    }
+    // On cgroup v1 (this host) the spec says a runtime SHOULD NOT chown the container's cgroup,
+    // even for a user namespace with its own cgroup namespace and a read-write cgroup mount.
+    use std::os::unix::fs::MetadataExt;
+    let mut e = Env::new("cgown", &["sleep", "1000"]);
+    e.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    for m in e.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "cgroup" {
+            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    e.write_config();
+    let _g = e.create();
+    let dir = std::path::PathBuf::from("/sys/fs/cgroup/pids").join(&e.id);
+    for p in [dir.clone(), dir.join("cgroup.procs"), dir.join("tasks")] {
+        let md = std::fs::metadata(&p).unwrap();
+        assert_eq!((md.uid(), md.gid()), (0, 0), "{}", p.display());
     }
 }

@@ -39,9 +39,11 @@ impl Drop for HostMount {
     }
 }
 
-/// mountinfo line of `dest` inside the container: (per-mount options, optional fields, super
-/// options).
-fn parse_line(l: &str) -> (String, String, String) {
+/// A mountinfo line: (per-mount options, optional fields, super options).
+type Line = (String, String, String);
+
+/// Splits a mountinfo line into its [`Line`] fields.
+fn parse_line(l: &str) -> Line {
     let f: Vec<&str> = l.split(' ').collect();
     let sep = f.iter().position(|x| *x == "-").unwrap();
     (
@@ -58,7 +60,7 @@ fn mountinfo_of(
     mounts: Value,
     dests: &[&str],
     extra: &str,
-) -> (Vec<Option<(String, String, String)>>, String) {
+) -> (Vec<Option<Line>>, String) {
     let mut script = String::new();
     for d in dests {
         script.push_str(&format!(

@@ -384,3 +384,42 @@ fn scheduler_io_priority_hostname_and_domainname_are_applied() {
         ["carve-host", "carve.example"]
     );
 }
+
+#[test]
+fn idle_and_deadline_policies_and_lsm_labels_without_an_lsm() {
+    if !require_root() {
+        return;
+    }
+    for (sched, want) in [
+        (json!({"policy": "SCHED_IDLE"}), "SCHED_IDLE"),
+        (
+            json!({"policy": "SCHED_DEADLINE", "runtime": 10000000, "deadline": 30000000,
+                "period": 30000000}),
+            "SCHED_DEADLINE",
+        ),
+    ] {
+        let mut e = Env::new("sched2", &["sleep", "1000"]);
+        e.config["process"]["scheduler"] = sched;
+        e.write_config();
+        let _g = e.create();
+        let pid = e.init_pid().to_string();
+        let chrt = Command::new("chrt").args(["-p", &pid]).output().unwrap();
+        let chrt = String::from_utf8_lossy(&chrt.stdout);
+        assert!(chrt.contains(want), "{chrt}");
+        if want == "SCHED_DEADLINE" {
+            assert!(chrt.contains("10000000/30000000/30000000"), "{chrt}");
+        }
+    }
+    // AppArmor and SELinux labels cannot be applied on this host: a warning each, and the
+    // container runs (runc on a host without them does the same)
+    let mut e = Env::new("lsm", &["true"]);
+    e.config["process"]["apparmorProfile"] = json!("carve-profile");
+    e.config["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+    e.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0");
+    e.write_config();
+    let (code, out, err) = e.run();
+    assert_eq!(code, 0, "{out}{err}");
+    for w in ["apparmor", "selinux", "mountLabel"] {
+        assert!(err.contains(w), "no warning for {w}: {err}");
+    }
+}

@@ -566,6 +566,14 @@ impl Runtime {
         {
             tracing::warn!("selinux label ignored: this host has no SELinux");
         }
+        if spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_ref())
+            .is_some_and(|l| !l.is_empty())
+        {
+            tracing::warn!("linux.mountLabel ignored: this host has no SELinux");
+        }
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             Some(s) => Some(crate::seccomp::compile(s).map_err(|(p, m)| {
                 Error::Config(ConfigError::Invalid {
@@ -1026,8 +1034,11 @@ impl Runtime {
         crate::fault::point("delete:cgroup");
         if !st.poststop.is_empty() {
             let hs = hook_state_of(&st, "stopped", 0);
-            if let Err(e) = hooks::run("poststop", &st.poststop, &hs) {
-                tracing::warn!("{e}");
+            // runtime-spec: a failing poststop hook is a warning and the remaining hooks still run.
+            for h in &st.poststop {
+                if let Err(e) = hooks::run("poststop", std::slice::from_ref(h), &hs) {
+                    tracing::warn!("{e}");
+                }
             }
         }
         dir.remove()?;
