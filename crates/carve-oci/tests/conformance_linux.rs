@@ -413,6 +413,13 @@ fn field_rules_of_config_json_are_enforced() {
             "namespace",
         ),
         ("/root", Value::Null, "root", "missing"),
+        // a hostname without a uts namespace of the container's own would rename the host
+        (
+            "/linux/namespaces",
+            json!([{"type": "mount"}, {"type": "pid"}]),
+            "hostname",
+            "uts",
+        ),
         (
             "/annotations",
             json!({"k": 1}),

@@ -61,6 +61,36 @@ fn operations_without_an_id_or_bundle_are_errors() {
     let err = e.fails(&["create", "--bundle", "/nonexistent-carve-bundle", &e.id]);
     assert!(err.contains("config.json"), "{err}");
     e.assert_gone();
+    // without --bundle the current directory is the bundle (runc): here one without config.json
+    let o = std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(&e.root)
+        .args(["create", &e.id])
+        .current_dir(e.dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{}", e.dir.path().join("config.json").display())),
+        "{err}"
+    );
+    e.assert_gone();
+    // and in the bundle directory it works
+    let o = std::process::Command::new(BIN)
+        .arg("--root")
+        .arg(&e.root)
+        .args(["create", &e.id])
+        .current_dir(&e.bundle)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let _g = Guard { env: &e };
+    assert!(o.success());
+    assert_eq!(e.status(), "created");
 }
 
 #[test]
@@ -210,6 +240,23 @@ fn kill_signals_the_container_process_and_fails_on_a_stopped_one() {
     let err = e.fails(&["kill", &e.id, "TERM"]);
     assert!(err.contains("not running"), "{err}");
     assert_eq!(e.status(), "stopped");
+    // no signal given: SIGTERM, as runc (an image's stopSignal annotation is not used)
+    let mut e = Env::new(
+        "killdef",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo term > /got; exit 0' TERM; while :; do sleep 0.05; done",
+        ],
+    );
+    e.config["annotations"] = json!({"org.opencontainers.image.stopSignal": "SIGUSR1"});
+    e.write_config();
+    let _g = e.create();
+    e.ok(&["start", &e.id]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    e.ok(&["kill", &e.id]);
+    e.wait_status("stopped");
+    assert_eq!(read(e.rootfs().join("got")), "term");
 }
 
 #[test]
