@@ -57,8 +57,18 @@ pub fn load(bundle: &Path) -> Result<(Spec, Vec<u8>), ConfigError> {
         file: file.clone(),
         source,
     })?;
-    let bytes = crate::checks::normalize(&bytes);
-    let spec: Spec = parse_json(&file, &bytes)?;
+    // Only a document that does not parse is normalized (and parsed again): the common case
+    // pays for one parse.
+    let (spec, bytes): (Spec, Vec<u8>) = match parse_json(&file, &bytes) {
+        Ok(s) => (s, bytes),
+        Err(first) => {
+            let fixed = crate::checks::normalize(&bytes);
+            if fixed == bytes {
+                return Err(first);
+            }
+            (parse_json(&file, &fixed)?, fixed)
+        }
+    };
     validate(&file, bundle, &spec)?;
     Ok((spec, bytes))
 }
