@@ -731,67 +731,6 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
     Ok(())
 }
 
-/// `/dev/console` for a container with a terminal: the pty slave (now our stdin) bind-mounted
-/// over it, as the runtime-spec's default devices ask and runc does.
-pub fn bind_console() -> R<()> {
-    let console = Path::new("/dev/console");
-    // Whatever an image has there already (a device node) is bound over, never opened.
-    if std::fs::symlink_metadata(console).is_err() {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(console)
-            .map_err(|er| e("create", console, er))?;
-    }
-    sys::mount(
-        Some(Path::new("/proc/self/fd/0")),
-        console,
-        None,
-        libc::MS_BIND,
-        None,
-    )
-    .map_err(|er| e("bind the pty", console, er))
-}
-
-/// Whether `name` in `dir` is already the node asked for (runtime-spec: a file at a device's path
-/// that does not match it is an error). Err describes what is there instead.
-fn same_node(
-    dir: &OwnedFd,
-    name: &std::ffi::CStr,
-    kind: libc::mode_t,
-    dev: libc::dev_t,
-) -> Result<(), String> {
-    // SAFETY: zeroed stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid dirfd, C string and stat pointer.
-    if unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } < 0
-    {
-        return Err(std::io::Error::last_os_error().to_string());
-    }
-    let fmt = st.st_mode & libc::S_IFMT;
-    if fmt == kind && (kind == libc::S_IFIFO || st.st_rdev == dev) {
-        return Ok(());
-    }
-    Err(match fmt {
-        libc::S_IFCHR | libc::S_IFBLK => format!(
-            "device {}:{}",
-            libc::major(st.st_rdev),
-            libc::minor(st.st_rdev)
-        ),
-        libc::S_IFREG => "a regular file".into(),
-        libc::S_IFDIR => "a directory".into(),
-        libc::S_IFLNK => "a symlink".into(),
-        _ => format!("file type {fmt:o}"),
-    })
-}
-
 /// pivot_root into `rootfs` and detach the old root; with `no_pivot`, MS_MOVE + chroot (for
 /// rootfs on ramfs, where pivot_root is impossible).
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> R<()> {
@@ -920,6 +859,67 @@ fn mask(path: &Path) -> R<()> {
         )
         .map_err(|er| e("mask file", path, er))
     }
+}
+
+/// `/dev/console` for a container with a terminal: the pty slave (now our stdin) bind-mounted
+/// over it, as the runtime-spec's default devices ask and runc does.
+pub fn bind_console() -> R<()> {
+    let console = Path::new("/dev/console");
+    // Whatever an image has there already (a device node) is bound over, never opened.
+    if std::fs::symlink_metadata(console).is_err() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(console)
+            .map_err(|er| e("create", console, er))?;
+    }
+    sys::mount(
+        Some(Path::new("/proc/self/fd/0")),
+        console,
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(|er| e("bind the pty", console, er))
+}
+
+/// Whether `name` in `dir` is already the node asked for (runtime-spec: a file at a device's path
+/// that does not match it is an error). Err describes what is there instead.
+fn same_node(
+    dir: &OwnedFd,
+    name: &std::ffi::CStr,
+    kind: libc::mode_t,
+    dev: libc::dev_t,
+) -> Result<(), String> {
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid dirfd, C string and stat pointer.
+    if unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } < 0
+    {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let fmt = st.st_mode & libc::S_IFMT;
+    if fmt == kind && (kind == libc::S_IFIFO || st.st_rdev == dev) {
+        return Ok(());
+    }
+    Err(match fmt {
+        libc::S_IFCHR | libc::S_IFBLK => format!(
+            "device {}:{}",
+            libc::major(st.st_rdev),
+            libc::minor(st.st_rdev)
+        ),
+        libc::S_IFREG => "a regular file".into(),
+        libc::S_IFDIR => "a directory".into(),
+        libc::S_IFLNK => "a symlink".into(),
+        _ => format!("file type {fmt:o}"),
+    })
 }
 
 #[cfg(test)]
