@@ -418,7 +418,7 @@ fn field_rules_of_config_json_are_enforced() {
             "/linux/namespaces",
             json!([{"type": "mount"}, {"type": "pid"}]),
             "hostname",
-            "uts",
+            "namespace",
         ),
         (
             "/annotations",
