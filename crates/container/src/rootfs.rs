@@ -49,6 +49,11 @@ pub struct Opts {
 pub fn parse_opts(opts: &[String]) -> Opts {
     let mut o = Opts::default();
     for s in opts {
+        if let Some((set, clr)) = recursive_attr(s) {
+            o.rec_set |= set;
+            o.rec_clr |= clr;
+            continue;
+        }
         let (set, clr): (libc::c_ulong, libc::c_ulong) = match s.as_str() {
             "ro" => (libc::MS_RDONLY, 0),
             "rw" => (0, libc::MS_RDONLY),
@@ -97,85 +102,10 @@ pub fn parse_opts(opts: &[String]) -> Opts {
                 o.propagation.push(base | rec);
                 (0, 0)
             }
-            "rro" => {
-                o.rec_set |= sys::MOUNT_ATTR_RDONLY;
-                (0, 0)
-            }
-            "rrw" => {
-                o.rec_clr |= sys::MOUNT_ATTR_RDONLY;
-                (0, 0)
-            }
-            "rnosuid" => {
-                o.rec_set |= sys::MOUNT_ATTR_NOSUID;
-                (0, 0)
-            }
-            "rsuid" => {
-                o.rec_clr |= sys::MOUNT_ATTR_NOSUID;
-                (0, 0)
-            }
-            "rnodev" => {
-                o.rec_set |= sys::MOUNT_ATTR_NODEV;
-                (0, 0)
-            }
-            "rdev" => {
-                o.rec_clr |= sys::MOUNT_ATTR_NODEV;
-                (0, 0)
-            }
-            "rnoexec" => {
-                o.rec_set |= sys::MOUNT_ATTR_NOEXEC;
-                (0, 0)
-            }
-            "rexec" => {
-                o.rec_clr |= sys::MOUNT_ATTR_NOEXEC;
-                (0, 0)
-            }
-            "rnoatime" => {
-                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
-                o.rec_set |= sys::MOUNT_ATTR_NOATIME;
-                (0, 0)
-            }
-            "rrelatime" => {
-                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
-                o.rec_set |= sys::MOUNT_ATTR_RELATIME;
-                (0, 0)
-            }
-            "rstrictatime" => {
-                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
-                o.rec_set |= sys::MOUNT_ATTR_STRICTATIME;
-                (0, 0)
-            }
-            "rnodiratime" => {
-                o.rec_set |= sys::MOUNT_ATTR_NODIRATIME;
-                (0, 0)
-            }
             "nosymfollow" => (MS_NOSYMFOLLOW, 0),
             "symfollow" => (0, MS_NOSYMFOLLOW),
             "iversion" => (libc::MS_I_VERSION, 0),
             "noiversion" => (0, libc::MS_I_VERSION),
-            "rnosymfollow" => {
-                o.rec_set |= sys::MOUNT_ATTR_NOSYMFOLLOW;
-                (0, 0)
-            }
-            "rsymfollow" => {
-                o.rec_clr |= sys::MOUNT_ATTR_NOSYMFOLLOW;
-                (0, 0)
-            }
-            "rdiratime" => {
-                o.rec_clr |= sys::MOUNT_ATTR_NODIRATIME;
-                (0, 0)
-            }
-            // atime is one enum in mount_setattr: `ratime` and `rnostrictatime` fall back to the
-            // kernel's default (relatime), `rnorelatime` to strictatime, as mount(8) reads them.
-            "ratime" | "rnostrictatime" => {
-                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
-                o.rec_set |= sys::MOUNT_ATTR_RELATIME;
-                (0, 0)
-            }
-            "rnorelatime" => {
-                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
-                o.rec_set |= sys::MOUNT_ATTR_STRICTATIME;
-                (0, 0)
-            }
             "tmpcopyup" => {
                 o.copyup = true;
                 (0, 0)
@@ -190,6 +120,37 @@ pub fn parse_opts(opts: &[String]) -> Opts {
         o.clear = (o.clear | clr) & !set;
     }
     o
+}
+
+/// The mount_setattr(AT_RECURSIVE) bits (set, clear) of a recursive option (`rro`, `rnosuid`,
+/// ...), None for any other option. atime is one enum in mount_setattr: every `r*atime` option
+/// clears the whole field and sets one mode; `ratime` and `rnostrictatime` fall back to the
+/// kernel's default (relatime), `rnorelatime` to strictatime, as mount(8) reads them.
+fn recursive_attr(o: &str) -> Option<(u64, u64)> {
+    use sys::{
+        MOUNT_ATTR_NODEV as NODEV, MOUNT_ATTR_NODIRATIME as NODIRATIME,
+        MOUNT_ATTR_NOEXEC as NOEXEC, MOUNT_ATTR_NOSUID as NOSUID,
+        MOUNT_ATTR_NOSYMFOLLOW as NOSYMFOLLOW, MOUNT_ATTR_RDONLY as RDONLY,
+        MOUNT_ATTR__ATIME as ATIME,
+    };
+    Some(match o {
+        "rro" => (RDONLY, 0),
+        "rrw" => (0, RDONLY),
+        "rnosuid" => (NOSUID, 0),
+        "rsuid" => (0, NOSUID),
+        "rnodev" => (NODEV, 0),
+        "rdev" => (0, NODEV),
+        "rnoexec" => (NOEXEC, 0),
+        "rexec" => (0, NOEXEC),
+        "rnosymfollow" => (NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, NOSYMFOLLOW),
+        "rnodiratime" => (NODIRATIME, 0),
+        "rdiratime" => (0, NODIRATIME),
+        "rnoatime" => (sys::MOUNT_ATTR_NOATIME, ATIME),
+        "rstrictatime" | "rnorelatime" => (sys::MOUNT_ATTR_STRICTATIME, ATIME),
+        "rrelatime" | "ratime" | "rnostrictatime" => (sys::MOUNT_ATTR_RELATIME, ATIME),
+        _ => return None,
+    })
 }
 
 /// MS_NOSYMFOLLOW (Linux 5.10; not in the libc crate for every target).
