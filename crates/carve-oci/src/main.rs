@@ -426,18 +426,23 @@ fn raw_stdin() -> Option<carve_container::pty::RawMode> {
     }
 }
 
+/// `carve-oci features`: what this runtime implements (runtime-spec features.md). Each list
+/// names only what config.json may use and carve-oci then honours; what it refuses
+/// (intelRdt, netDevices, idmapped mounts) is reported disabled.
 fn features() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.2.0",
+        "ociVersionMax": "1.3.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
-            "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "nolazytime",
-            "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow", "private", "rbind",
-            "rdev", "relatime", "remount", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec",
-            "rnosuid", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave",
-            "rstrictatime", "rsuid", "runbindable", "rw", "shared", "silent", "slave",
-            "strictatime", "suid", "sync", "unbindable"],
+            "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec",
+            "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid",
+            "nosymfollow", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime",
+            "remount", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime",
+            "rnostrictatime", "rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro",
+            "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable",
+            "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync",
+            "unbindable"],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
@@ -449,13 +454,21 @@ fn features() -> serde_json::Value {
                 "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
                     "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
                 "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
-                "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
-                "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+                "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+                "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
-            "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "intelRdt": {"enabled": false, "schemata": false, "monitoring": false},
+            "memoryPolicy": {
+                "modes": ["MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE",
+                    "MPOL_PREFERRED", "MPOL_PREFERRED_MANY", "MPOL_LOCAL"],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+            },
+            "mountExtensions": {"idmap": {"enabled": false}},
+            "netDevices": {"enabled": false}
         },
         "annotations": {"org.opencontainers.runc.version": "carve-oci", "io.github.carve.version": env!("CARGO_PKG_VERSION")}
     })

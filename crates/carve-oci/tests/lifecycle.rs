@@ -277,7 +277,7 @@ fn features_spec_version_and_json_log() {
     }
     let e = Env::new("feat", &["true"]);
     let f: Value = serde_json::from_str(&e.ok(&["features"])).unwrap();
-    assert_eq!(f["ociVersionMax"], "1.2.0");
+    assert_eq!(f["ociVersionMax"], "1.3.0");
     assert!(f["linux"]["namespaces"]
         .as_array()
         .unwrap()

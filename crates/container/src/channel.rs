@@ -217,12 +217,20 @@ pub fn recv_with_fds(
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
     msg.msg_controllen = space;
+    let mut reset_seen = false;
     let n = loop {
         // SAFETY: msg points at live buffers.
         let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // A peer that exits with a message of ours unread makes the kernel report
+            // ECONNRESET once, ahead of what the peer sent before exiting (often its Error):
+            // read on, so that message is not lost (then EOF).
+            if e.raw_os_error() == Some(libc::ECONNRESET) && !reset_seen {
+                reset_seen = true;
                 continue;
             }
             return Err(e);

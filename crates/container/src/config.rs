@@ -57,7 +57,18 @@ pub fn load(bundle: &Path) -> Result<(Spec, Vec<u8>), ConfigError> {
         file: file.clone(),
         source,
     })?;
-    let spec: Spec = parse_json(&file, &bytes)?;
+    // Only a document that does not parse is normalized (and parsed again): the common case
+    // pays for one parse.
+    let (spec, bytes): (Spec, Vec<u8>) = match parse_json(&file, &bytes) {
+        Ok(s) => (s, bytes),
+        Err(first) => {
+            let fixed = crate::checks::normalize(&bytes);
+            if fixed == bytes {
+                return Err(first);
+            }
+            (parse_json(&file, &fixed)?, fixed)
+        }
+    };
     validate(&file, bundle, &spec)?;
     Ok((spec, bytes))
 }
@@ -99,6 +110,7 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
             ),
         ));
     }
+    crate::checks::check(spec).map_err(|(at, m)| invalid(file, at, m))?;
     let Some(root) = spec.root() else {
         return Err(invalid(
             file,
@@ -161,10 +173,12 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
                     "missing: a bind mount needs a source",
                 ));
             }
-            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            let idmap = opts.iter().any(|o| o == "idmap" || o == "ridmap");
+            if idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+                let at = if idmap { "options" } else { "uidMappings" };
                 return Err(invalid(
                     file,
-                    format!("mounts[{i}].uidMappings"),
+                    format!("mounts[{i}].{at}"),
                     "not supported: idmapped mounts",
                 ));
             }
@@ -321,8 +335,8 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(invalid(file, "linux.netDevices", "not supported"));
     }
-    if linux.memory_policy().is_some() {
-        return Err(invalid(file, "linux.memoryPolicy", "not supported"));
+    if let Some(p) = linux.memory_policy() {
+        crate::mempolicy::check(p).map_err(|(at, m)| invalid(file, at, m))?;
     }
     if let Some(devs) = linux.devices() {
         for (i, d) in devs.iter().enumerate() {

@@ -665,6 +665,14 @@ impl Runtime {
         {
             tracing::warn!("selinux label ignored: this host has no SELinux");
         }
+        if spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_ref())
+            .is_some_and(|l| !l.is_empty())
+        {
+            tracing::warn!("linux.mountLabel ignored: this host has no SELinux");
+        }
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             Some(s) => Some(crate::seccomp::compile(s).map_err(|(p, m)| {
                 Error::Config(ConfigError::Invalid {
@@ -1173,8 +1181,11 @@ impl Runtime {
         crate::fault::point("delete:cgroup");
         if !st.poststop.is_empty() {
             let hs = hook_state_of(&st, "stopped", 0);
-            if let Err(e) = hooks::run("poststop", &st.poststop, &hs) {
-                tracing::warn!("{e}");
+            // runtime-spec: a failing poststop hook is a warning and the remaining hooks still run.
+            for h in &st.poststop {
+                if let Err(e) = hooks::run("poststop", std::slice::from_ref(h), &hs) {
+                    tracing::warn!("{e}");
+                }
             }
         }
         dir.remove()?;
@@ -1387,14 +1398,24 @@ impl Runtime {
         // The child starts inside the container's cgroups, as init does (clone_in_cgroups). The
         // way back for this thread is its own cgroups: a manager detected here, used only when it
         // names the same directories as the stored one.
-        let here = cg.as_ref().and_then(|m| {
-            Manager::new(&self.cgroup_root, &st.cgroups_path)
-                .ok()
-                .filter(|h| h.dirs() == m.dirs())
-        });
+        // With execCPUAffinity.initial the child does its setup on those CPUs outside the
+        // container's cpuset and is migrated into the cgroups after (runc#3922: where real-time
+        // threads own the container's CPUs, a runtime process inside the cpuset would starve).
+        let here = cg
+            .as_ref()
+            .filter(|_| initial_cpus(&process).is_none())
+            .and_then(|m| {
+                Manager::new(&self.cgroup_root, &st.cgroups_path)
+                    .ok()
+                    .filter(|h| h.dirs() == m.dirs())
+            });
         let forked = clone_in_cgroups(here.as_ref(), 0);
-        for (f, fd) in &own_ns {
-            let _ = sys::setns(fd.as_raw_fd(), *f);
+        // Only this process goes back: the child must stay in the container's time namespace
+        // (its offsets apply to the program it execs) and pid namespace.
+        if !matches!(forked, Ok((Forked::Child, _, _))) {
+            for (f, fd) in &own_ns {
+                let _ = sys::setns(fd.as_raw_fd(), *f);
+            }
         }
         let (forked, v1_joined, v2_joined) = forked?;
         let (pid, pidfd) = match forked {
@@ -1425,6 +1446,15 @@ impl Runtime {
         };
         // The child joins the namespaces while a migration (if one is needed) waits for its
         // grace period; it waits for `Joined` before it execs. A failed send means it already reported an error.
+        // execCPUAffinity.initial is set here, before the child can be migrated: once in the
+        // cpuset, CPUs outside it could no longer be asked for.
+        if let Some(a) = initial_cpus(&process) {
+            crate::process::set_affinity_of(pid, &a).map_err(|e| {
+                fail(Error::Setup(format!(
+                    "process.execCPUAffinity.initial: {e}"
+                )))
+            })?;
+        }
         let _ = parent.send(&Msg::Go, &[]);
         if let Some(m) = &cg {
             m.add_task_to(pid, !v1_joined, !v2_joined)
@@ -1759,6 +1789,14 @@ fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
     Ok(p)
 }
 
+/// `process.execCPUAffinity.initial` when set and not empty.
+fn initial_cpus(p: &Process) -> Option<String> {
+    p.exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.initial().clone())
+        .filter(|s| !s.trim().is_empty())
+}
+
 fn exec_child(
     plan: &Plan,
     chan: &Channel,
@@ -1767,14 +1805,6 @@ fn exec_child(
     console: Option<RawFd>,
 ) -> String {
     let r = (|| -> Result<std::convert::Infallible, String> {
-        if let Some(a) = plan
-            .process
-            .exec_cpu_affinity()
-            .as_ref()
-            .and_then(|a| a.initial().clone())
-        {
-            crate::process::set_affinity(&a)?;
-        }
         chan.expect(&Msg::Go, "waiting for the runtime")?;
         sys::setns(init_fd.as_raw_fd(), join_flags)
             .map_err(|e| format!("joining the container's namespaces: {e}"))?;
@@ -1793,13 +1823,18 @@ fn exec_child(
         let target = crate::process::exec_target(plan.process)?;
         init::enter_cwd(plan.process)?;
         chan.expect(&Msg::Joined, "waiting for the cgroups")?;
-        if let Some(a) = plan
+        // execCPUAffinity.final, else the container's own CPUs (runtime-spec): since Linux 6.2 a
+        // cpuset move keeps an affinity set before it (`initial`, or the runtime's own when its
+        // caller pinned it), so it is reset explicitly, as runc 1.3 does.
+        match plan
             .process
             .exec_cpu_affinity()
             .as_ref()
             .and_then(|a| a.cpu_affinity_final().clone())
+            .filter(|s| !s.trim().is_empty())
         {
-            crate::process::set_affinity(&a)?;
+            Some(a) => crate::process::set_affinity(&a)?,
+            None => crate::process::reset_affinity()?,
         }
         // The process outlives a detached `exec`: stop dying with the runtime.
         // SAFETY: prctl with integer arguments.

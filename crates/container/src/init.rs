@@ -215,6 +215,7 @@ pub fn privileged_attrs(p: &Process, spec: &Spec) -> R<()> {
     process::set_oom_score_adj(p)?;
     process::set_scheduler(p)?;
     process::set_io_priority(p)?;
+    crate::mempolicy::apply(spec)?;
     if let Some(pers) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         let d = if format!("{:?}", pers.domain()) == "PerLinux32" {
             0x0008
@@ -396,6 +397,7 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
             return Err("process.terminal is true but no --console-socket was given".into());
         };
         setup_console(cs, plan.process)?;
+        rootfs::bind_console()?;
     }
     if let Some(cs) = console {
         // SAFETY: closing our copy of the console socket; the pty master went through it.

@@ -5,13 +5,13 @@
 //!   [`Runtime::start`], [`Runtime::state`], [`Runtime::kill`], [`Runtime::delete`],
 //!   [`Runtime::exec`], pause/resume/update/ps/stats (through `carve_cgroups::Manager`).
 //! - [`config`] parses `config.json` naming the JSON path of any error, and validates it before
-//!   anything touches the host.
+//!   anything touches the host ([`checks`] holds the spec's rules on the document's shape).
 //! - [`state`] keeps one flock-protected directory per container under `--root`.
 //! - [`channel`] is the typed handshake ([`channel::Msg`]) between the runtime and the processes it
 //!   forks; [`init`] is what runs in the container before the user program's exec; [`rootfs`]
 //!   builds the mount tree (openat2 RESOLVE_IN_ROOT for every path in the rootfs); [`process`]
 //!   applies the process attributes; [`seccomp`] compiles OCI profiles to BPF (x86_64, i386 and x32);
-//!   [`hooks`] runs OCI hooks with timeouts; [`seal`] re-executes the runtime from a sealed memfd
+//!   [`hooks`] runs OCI hooks with timeouts; [`mempolicy`] sets `linux.memoryPolicy`; [`seal`] re-executes the runtime from a sealed memfd
 //!   (CVE-2019-5736 class).
 //!
 //! Process model (docs/oci.md has the whole story): `create` forks init with `clone3`
@@ -31,11 +31,14 @@
 //! ```
 
 pub mod channel;
+pub mod checks;
 pub mod config;
 pub mod container;
+pub mod copyup;
 pub mod fault;
 pub mod hooks;
 pub mod init;
+pub mod mempolicy;
 pub mod process;
 pub mod pty;
 pub mod rootfs;

@@ -112,15 +112,16 @@ pub fn set_scheduler(p: &Process) -> R<()> {
     };
     let mut flags = 0u64;
     for f in s.flags().iter().flatten() {
-        flags |= match format!("{f:?}").as_str() {
-            "SchedFlagResetOnFork" => 0x01,
-            "SchedFlagReclaim" => 0x02,
-            "SchedFlagDlOverrun" => 0x04,
-            "SchedFlagKeepPolicy" => 0x08,
-            "SchedFlagKeepParams" => 0x10,
-            "SchedFlagUtilClampMin" => 0x20,
-            "SchedFlagUtilClampMax" => 0x40,
-            _ => 0,
+        use oci_spec::runtime::LinuxSchedulerFlag as F;
+        // An exhaustive match: a flag this code does not know must not become 0 silently.
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
         };
     }
     let a = SchedAttr {
@@ -179,6 +180,11 @@ pub fn parse_cpus(s: &str) -> R<Vec<usize>> {
 
 /// Sets this process's CPU affinity.
 pub fn set_affinity(cpus: &str) -> R<()> {
+    set_affinity_of(0, cpus)
+}
+
+/// Sets the CPU affinity of process `pid` (0: this one).
+pub fn set_affinity_of(pid: libc::pid_t, cpus: &str) -> R<()> {
     let list = parse_cpus(cpus)?;
     // SAFETY: zeroed cpu_set_t is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -187,9 +193,32 @@ pub fn set_affinity(cpus: &str) -> R<()> {
         unsafe { libc::CPU_SET(c, &mut set) };
     }
     // SAFETY: valid set of the declared size.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } < 0 {
+    if unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) } < 0 {
         return Err(format!(
             "sched_setaffinity {cpus}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Allows this process every CPU its cpuset allows: the kernel intersects a full mask with the
+/// cpuset (sched_setaffinity(2)). The mask is larger than `cpu_set_t` so hosts above 1024 CPUs
+/// are not cut off (runc#5023).
+pub fn reset_affinity() -> R<()> {
+    let full = [u64::MAX; 128];
+    // SAFETY: a readable mask of the declared size (8192 CPUs).
+    if unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            0,
+            std::mem::size_of_val(&full),
+            full.as_ptr(),
+        )
+    } < 0
+    {
+        return Err(format!(
+            "sched_setaffinity to the container's cpus: {}",
             std::io::Error::last_os_error()
         ));
     }

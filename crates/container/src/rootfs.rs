@@ -35,6 +35,8 @@ pub struct Opts {
     pub rec_set: u64,
     /// mount_setattr bits to clear recursively (rrw, ...).
     pub rec_clr: u64,
+    /// `tmpcopyup`: copy what the image has at the destination into the new tmpfs.
+    pub copyup: bool,
     /// Filesystem data (mode=755, size=..., ...).
     pub data: Vec<String>,
     /// bind or rbind.
@@ -47,6 +49,11 @@ pub struct Opts {
 pub fn parse_opts(opts: &[String]) -> Opts {
     let mut o = Opts::default();
     for s in opts {
+        if let Some((set, clr)) = recursive_attr(s) {
+            o.rec_set |= set;
+            o.rec_clr |= clr;
+            continue;
+        }
         let (set, clr): (libc::c_ulong, libc::c_ulong) = match s.as_str() {
             "ro" => (libc::MS_RDONLY, 0),
             "rw" => (0, libc::MS_RDONLY),
@@ -95,62 +102,15 @@ pub fn parse_opts(opts: &[String]) -> Opts {
                 o.propagation.push(base | rec);
                 (0, 0)
             }
-            "rro" => {
-                o.rec_set |= sys::MOUNT_ATTR_RDONLY;
+            "nosymfollow" => (MS_NOSYMFOLLOW, 0),
+            "symfollow" => (0, MS_NOSYMFOLLOW),
+            "iversion" => (libc::MS_I_VERSION, 0),
+            "noiversion" => (0, libc::MS_I_VERSION),
+            "tmpcopyup" => {
+                o.copyup = true;
                 (0, 0)
             }
-            "rrw" => {
-                o.rec_clr |= sys::MOUNT_ATTR_RDONLY;
-                (0, 0)
-            }
-            "rnosuid" => {
-                o.rec_set |= sys::MOUNT_ATTR_NOSUID;
-                (0, 0)
-            }
-            "rsuid" => {
-                o.rec_clr |= sys::MOUNT_ATTR_NOSUID;
-                (0, 0)
-            }
-            "rnodev" => {
-                o.rec_set |= sys::MOUNT_ATTR_NODEV;
-                (0, 0)
-            }
-            "rdev" => {
-                o.rec_clr |= sys::MOUNT_ATTR_NODEV;
-                (0, 0)
-            }
-            "rnoexec" => {
-                o.rec_set |= sys::MOUNT_ATTR_NOEXEC;
-                (0, 0)
-            }
-            "rexec" => {
-                o.rec_clr |= sys::MOUNT_ATTR_NOEXEC;
-                (0, 0)
-            }
-            "rnoatime" => {
-                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
-                o.rec_set |= sys::MOUNT_ATTR_NOATIME;
-                (0, 0)
-            }
-            "rrelatime" => {
-                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
-                o.rec_set |= sys::MOUNT_ATTR_RELATIME;
-                (0, 0)
-            }
-            "rstrictatime" => {
-                o.rec_clr |= sys::MOUNT_ATTR__ATIME;
-                o.rec_set |= sys::MOUNT_ATTR_STRICTATIME;
-                (0, 0)
-            }
-            "rnodiratime" => {
-                o.rec_set |= sys::MOUNT_ATTR_NODIRATIME;
-                (0, 0)
-            }
-            "nosymfollow" => {
-                o.rec_set |= sys::MOUNT_ATTR_NOSYMFOLLOW;
-                (0, 0)
-            }
-            "tmpcopyup" | "idmap" | "ridmap" | "defaults" => (0, 0),
+            "idmap" | "ridmap" | "defaults" => (0, 0),
             other => {
                 o.data.push(other.to_string());
                 (0, 0)
@@ -161,6 +121,42 @@ pub fn parse_opts(opts: &[String]) -> Opts {
     }
     o
 }
+
+/// The mount_setattr(AT_RECURSIVE) bits (set, clear) of a recursive option (`rro`, `rnosuid`,
+/// ...), None for any other option. atime is one enum in mount_setattr: every `r*atime` option
+/// clears the whole field and sets one mode; `ratime` and `rnostrictatime` fall back to the
+/// kernel's default (relatime), `rnorelatime` to strictatime, as mount(8) reads them.
+fn recursive_attr(o: &str) -> Option<(u64, u64)> {
+    use sys::{
+        MOUNT_ATTR_NODEV as NODEV, MOUNT_ATTR_NODIRATIME as NODIRATIME,
+        MOUNT_ATTR_NOEXEC as NOEXEC, MOUNT_ATTR_NOSUID as NOSUID,
+        MOUNT_ATTR_NOSYMFOLLOW as NOSYMFOLLOW, MOUNT_ATTR_RDONLY as RDONLY,
+        MOUNT_ATTR__ATIME as ATIME,
+    };
+    Some(match o {
+        "rro" => (RDONLY, 0),
+        "rrw" => (0, RDONLY),
+        "rnosuid" => (NOSUID, 0),
+        "rsuid" => (0, NOSUID),
+        "rnodev" => (NODEV, 0),
+        "rdev" => (0, NODEV),
+        "rnoexec" => (NOEXEC, 0),
+        "rexec" => (0, NOEXEC),
+        "rnosymfollow" => (NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, NOSYMFOLLOW),
+        "rnodiratime" => (NODIRATIME, 0),
+        "rdiratime" => (0, NODIRATIME),
+        "rnoatime" => (sys::MOUNT_ATTR_NOATIME, ATIME),
+        "rstrictatime" | "rnorelatime" => (sys::MOUNT_ATTR_STRICTATIME, ATIME),
+        "rrelatime" | "ratime" | "rnostrictatime" => (sys::MOUNT_ATTR_RELATIME, ATIME),
+        _ => return None,
+    })
+}
+
+/// MS_NOSYMFOLLOW (Linux 5.10; not in the libc crate for every target).
+const MS_NOSYMFOLLOW: libc::c_ulong = 256;
+/// ST_NOSYMFOLLOW, statvfs's bit for it.
+const ST_NOSYMFOLLOW: libc::c_ulong = 0x2000;
 
 /// A path inside the container made relative (no leading `/`, no `..` escapes are possible since
 /// resolution happens under RESOLVE_IN_ROOT anyway).
@@ -299,6 +295,7 @@ fn locked_flags(p: &Path) -> libc::c_ulong {
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
         (libc::ST_RELATIME, libc::MS_RELATIME),
+        (ST_NOSYMFOLLOW, MS_NOSYMFOLLOW),
     ] {
         if f & st_bit != 0 {
             out |= ms;
@@ -437,7 +434,8 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
                 | libc::MS_NOATIME
                 | libc::MS_NODIRATIME
                 | libc::MS_RELATIME
-                | libc::MS_STRICTATIME)
+                | libc::MS_STRICTATIME
+                | MS_NOSYMFOLLOW)
             != 0
         {
             bind_remount(&tp, want).map_err(|er| e("remount", dest, er))?;
@@ -446,6 +444,9 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
     } else {
         let data = o.data.join(",");
         let src_s = m.source().clone().unwrap_or_else(|| PathBuf::from(&ty));
+        let lower = (o.copyup && ty == "tmpfs")
+            .then(|| crate::copyup::open_lower(&target))
+            .flatten();
         let r = sys::mount(Some(&src_s), &tpath, Some(&ty), o.flags, Some(&data));
         match r {
             Ok(()) => {}
@@ -476,6 +477,11 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
             Err(er) => return Err(e(&format!("mount {ty}"), dest, er)),
         }
         let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+        if let Some(l) = &lower {
+            let own = ["mode=", "uid=", "gid="];
+            let root_attrs = !o.data.iter().any(|d| own.iter().any(|p| d.starts_with(p)));
+            crate::copyup::copy(l, &top, root_attrs)?;
+        }
         finish(&top, dest, &o)
     }
 }
@@ -664,6 +670,12 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
         if er.raw_os_error() != Some(libc::EEXIST) {
             return Err(e("mknod", path, er));
         }
+        same_node(&pfd, &cname, kind, dev).map_err(|have| {
+            format!(
+                "linux.devices: {} exists in the rootfs as {have}, not the device asked for",
+                path.display()
+            )
+        })?;
     }
     let uid = d.uid().unwrap_or(0);
     let gid = d.gid().unwrap_or(0);
@@ -827,6 +839,67 @@ fn mask(path: &Path) -> R<()> {
         )
         .map_err(|er| e("mask file", path, er))
     }
+}
+
+/// `/dev/console` for a container with a terminal: the pty slave (now our stdin) bind-mounted
+/// over it, as the runtime-spec's default devices ask and runc does.
+pub fn bind_console() -> R<()> {
+    let console = Path::new("/dev/console");
+    // Whatever an image has there already (a device node) is bound over, never opened.
+    if std::fs::symlink_metadata(console).is_err() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(console)
+            .map_err(|er| e("create", console, er))?;
+    }
+    sys::mount(
+        Some(Path::new("/proc/self/fd/0")),
+        console,
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(|er| e("bind the pty", console, er))
+}
+
+/// Whether `name` in `dir` is already the node asked for (runtime-spec: a file at a device's path
+/// that does not match it is an error). Err describes what is there instead.
+fn same_node(
+    dir: &OwnedFd,
+    name: &std::ffi::CStr,
+    kind: libc::mode_t,
+    dev: libc::dev_t,
+) -> Result<(), String> {
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid dirfd, C string and stat pointer.
+    if unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } < 0
+    {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let fmt = st.st_mode & libc::S_IFMT;
+    if fmt == kind && (kind == libc::S_IFIFO || st.st_rdev == dev) {
+        return Ok(());
+    }
+    Err(match fmt {
+        libc::S_IFCHR | libc::S_IFBLK => format!(
+            "device {}:{}",
+            libc::major(st.st_rdev),
+            libc::minor(st.st_rdev)
+        ),
+        libc::S_IFREG => "a regular file".into(),
+        libc::S_IFDIR => "a directory".into(),
+        libc::S_IFLNK => "a symlink".into(),
+        _ => format!("file type {fmt:o}"),
+    })
 }
 
 #[cfg(test)]

@@ -334,3 +334,31 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A named network namespace for the test, deleted on drop.
+pub struct NetNs(pub String);
+
+impl NetNs {
+    /// `ip netns add` of a unique name.
+    pub fn new() -> NetNs {
+        let n = carve_testkit::unique_name("carve-ns");
+        let st = std::process::Command::new("ip")
+            .args(["netns", "add", &n])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        NetNs(n)
+    }
+    /// Its bind mount, /run/netns/NAME.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}

@@ -1,0 +1,64 @@
+//! The `tmpcopyup` mount option (runtime-spec: "copy up the contents to a tmpfs", a MAY that runc
+//! and crun implement and podman sends for its tmpfs mounts): what the image has at a tmpfs
+//! mount's destination is copied into the fresh tmpfs, so mounting a tmpfs over, say, `/etc/ssl`
+//! keeps its files.
+//!
+//! The image directory is opened before the tmpfs hides it; the copy reads through that fd. Modes,
+//! owners and symlinks are kept; symlinks are never followed (both ends are reached through
+//! `/proc/self/fd`, and the destination is a new, empty tmpfs).
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Opens the directory that a tmpfs is about to hide (None when it is not a directory with
+/// entries: nothing to copy).
+pub fn open_lower(target: &OwnedFd) -> Option<OwnedFd> {
+    let p = crate::sys::fd_path(target);
+    let f = std::fs::File::open(&p).ok()?;
+    if !f.metadata().ok()?.is_dir() {
+        return None;
+    }
+    std::fs::read_dir(&p).ok()?.next()?.ok()?;
+    Some(OwnedFd::from(f))
+}
+
+/// Copies everything under `lower` into `upper` (the new tmpfs's root). With `root_attrs` the
+/// tmpfs root also takes the hidden directory's mode and owner (when the mount's options set
+/// none of `mode=`, `uid=`, `gid=` themselves).
+pub fn copy(lower: &OwnedFd, upper: &OwnedFd, root_attrs: bool) -> Result<(), String> {
+    let (from, to) = (crate::sys::fd_path(lower), crate::sys::fd_path(upper));
+    if root_attrs {
+        let md = std::fs::metadata(&from).map_err(|e| format!("tmpcopyup: {e}"))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+            .map_err(|e| format!("tmpcopyup: chmod: {e}"))?;
+        std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
+            .map_err(|e| format!("tmpcopyup: chown: {e}"))?;
+    }
+    copy_tree(&from, &to).map_err(|e| format!("tmpcopyup: {e}"))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let md = std::fs::symlink_metadata(&src)?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else {
+            // Device nodes, fifos and sockets are not copied (runc copies regular content only).
+            continue;
+        }
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+        std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+    }
+    Ok(())
+}
