@@ -36,6 +36,8 @@ TOOLS=(
   "/usr/include/x86_64-linux-gnu/asm/unistd_64.h linux-libc-dev  syscall tables checked against the kernel headers"
   "tmux               tmux             terminal UIs driven as a person would"
   "chromium           chromium         headless screenshots of HTML reports and pages"
+  "protoc             protobuf-compiler  builds the CRI v1 gRPC client (k8s-cri's build script)"
+  "/usr/lib/cni/bridge containernetworking-plugins  pod network of the CRI tests (bridge, host-local, loopback)"
 )
 
 have_tool() {

@@ -958,6 +958,15 @@ impl Runtime {
         let cg = load_cg(&dir);
         let status = status_of(&st, cg.as_ref());
         if status == Status::Stopped {
+            // runc: `kill --all` of a stopped container signals what is left in its cgroup and
+            // succeeds. The runc v2 shim sends it after every init exit; a failure there makes
+            // containerd's CRI retry the exit forever and StopContainer miss its deadline.
+            if all {
+                if let Some(m) = &cg {
+                    m.kill_all(sig)?;
+                }
+                return Ok(());
+            }
             return Err(Error::Status(format!("container {id} is not running")));
         }
         if all {
