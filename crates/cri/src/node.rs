@@ -319,6 +319,14 @@ impl Node {
         }
     }
 
+    /// SIGKILLs containerd (a node crash, for tests); its shims and containers stay.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+
     fn stop_daemon(&mut self) {
         let Some(mut d) = self.daemon.take() else {
             return;

@@ -21,7 +21,7 @@ pub struct World {
     pub dir: tempfile::TempDir,
     _lock: Option<carve_testkit::HostLock>,
     /// The network namespaces (bind mounts) of the pods this world ran.
-    pod_netns: Vec<PathBuf>,
+    pod_netns: PodNetns,
 }
 
 impl World {
@@ -65,7 +65,7 @@ impl World {
             node,
             dir,
             _lock: lock,
-            pod_netns: Vec::new(),
+            pod_netns: PodNetns::default(),
         }
     }
 
@@ -124,7 +124,7 @@ impl World {
             .find(|n| n["type"] == "network")
             .and_then(|n| n["path"].as_str())
         {
-            self.pod_netns.push(p.into());
+            self.pod_netns.0.push(p.into());
         }
         id
     }
@@ -139,6 +139,26 @@ impl World {
         self.client
             .create_container(c.request(pod_id, pod))
             .map(|r| r.container_id)
+    }
+
+    /// CreateContainer + StartContainer, where the runtime's `create` runs (containerd creates the
+    /// task at start). A container that fails to start is removed; its error is returned.
+    pub fn try_create_start(
+        &mut self,
+        pod_id: &str,
+        pod: &PodSpec,
+        c: &ContainerSpec,
+    ) -> Result<String, carve_cri::client::Error> {
+        let id = self.create(pod_id, pod, c)?;
+        if let Err(e) = self.client.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        }) {
+            let _ = self
+                .client
+                .remove_container(cri::RemoveContainerRequest { container_id: id });
+            return Err(e);
+        }
+        Ok(id)
     }
 
     /// CreateContainer + StartContainer; returns the container's id.
@@ -305,8 +325,22 @@ impl World {
                 .unwrap_or_default();
             assert!(left.is_empty(), "{h} state left: {left:?}");
         }
-        let left: Vec<&PathBuf> = self.pod_netns.iter().filter(|p| p.exists()).collect();
+        let left: Vec<&PathBuf> = self.pod_netns.0.iter().filter(|p| p.exists()).collect();
         assert!(left.is_empty(), "pod network namespaces left: {left:?}");
+    }
+}
+
+/// Pod network namespaces; dropped after the node (fields drop in order), removing those a dead
+/// containerd left behind.
+#[derive(Default)]
+pub struct PodNetns(Vec<PathBuf>);
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        for p in self.0.iter().filter(|p| p.exists()) {
+            carve_cri::host::unmount_under(p);
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
