@@ -19,6 +19,7 @@
 //! println!("{}", serde_json::to_string(&v).unwrap());
 //! ```
 
+pub mod bench;
 pub mod client;
 pub mod host;
 pub mod image;
