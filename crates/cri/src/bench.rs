@@ -14,8 +14,14 @@ use std::time::{Duration, Instant};
 pub struct Samples {
     /// The handler.
     pub handler: String,
-    /// Pod start per round.
+    /// Pod start per round (the three calls below).
     pub start_ms: Vec<f64>,
+    /// RunPodSandbox alone (containerd: snapshot, CNI, the pause container's create + start).
+    pub sandbox_ms: Vec<f64>,
+    /// CreateContainer alone (containerd: snapshot and spec; no runtime call).
+    pub create_ms: Vec<f64>,
+    /// StartContainer alone (the shim runs the runtime's create and start).
+    pub run_ms: Vec<f64>,
     /// Pod teardown per round.
     pub teardown_ms: Vec<f64>,
 }
@@ -45,13 +51,13 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// One pod of `handler` started and torn down; returns (start, teardown) in ms.
+/// One pod of `handler` started and torn down; returns (sandbox, create, start, teardown) in ms.
 fn round(
     c: &mut Client,
     node: &Node,
     handler: &str,
     n: usize,
-) -> Result<(f64, f64), crate::client::Error> {
+) -> Result<[f64; 4], crate::client::Error> {
     let pod = PodSpec {
         name: format!("bench-{handler}-{n}"),
         namespace: "bench".into(),
@@ -67,11 +73,15 @@ fn round(
     };
     let t = Instant::now();
     let pod_id = c.run_pod_sandbox(pod.request())?.pod_sandbox_id;
+    let sandbox = ms(t);
+    let t = Instant::now();
     let id = c.create_container(ctr.request(&pod_id, &pod))?.container_id;
+    let create = ms(t);
+    let t = Instant::now();
     c.start_container(cri::StartContainerRequest {
         container_id: id.clone(),
     })?;
-    let start = ms(t);
+    let run = ms(t);
     let t = Instant::now();
     c.stop_container(cri::StopContainerRequest {
         container_id: id.clone(),
@@ -89,7 +99,7 @@ fn round(
     for d in crate::host::cgroup_tree(&pod.cgroup_parent) {
         let _ = std::fs::remove_dir(d);
     }
-    Ok((start, teardown))
+    Ok([sandbox, create, run, teardown])
 }
 
 /// `runs` rounds per handler (after one unrecorded warm-up round each), interleaved.
@@ -108,9 +118,12 @@ pub fn run(
         .collect();
     for n in 0..=runs {
         for s in out.iter_mut() {
-            let (st, td) = round(&mut c, node, &s.handler, n)?;
+            let [sb, cr, st, td] = round(&mut c, node, &s.handler, n)?;
             if n > 0 {
-                s.start_ms.push(st);
+                s.start_ms.push(sb + cr + st);
+                s.sandbox_ms.push(sb);
+                s.create_ms.push(cr);
+                s.run_ms.push(st);
                 s.teardown_ms.push(td);
             }
         }

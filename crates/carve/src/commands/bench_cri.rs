@@ -75,6 +75,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "", "carve", "runc", "carve/runc"
     );
     line("pod start", &s, |x| &x.start_ms);
+    line(" sandbox", &s, |x| &x.sandbox_ms);
+    line(" create", &s, |x| &x.create_ms);
+    line(" start", &s, |x| &x.run_ms);
     line("teardown", &s, |x| &x.teardown_ms);
     Ok(())
 }
