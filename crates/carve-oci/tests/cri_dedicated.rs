@@ -23,8 +23,11 @@ fn world() -> Option<World> {
         return None;
     }
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    if online.trim() != "0-1" && !online.trim().starts_with("0-") {
-        eprintln!("skipping: needs CPUs 0 and 1 online (have {online:?})");
+    if !online.trim().starts_with("0-") {
+        carve_testkit::skip(
+            carve_testkit::SkipKind::Host,
+            format!("needs CPUs 0 and 1 online (have {online:?})"),
+        );
         return None;
     }
     Some(World::with_lock(Some(HostLock::exclusive())))
