@@ -338,6 +338,8 @@ pub struct PodNetns(Vec<PathBuf>);
 impl Drop for PodNetns {
     fn drop(&mut self) {
         for p in self.0.iter().filter(|p| p.exists()) {
+            // containerd names /var/run/netns/…; mountinfo has the canonical /run/netns/….
+            let p = &std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
             carve_cri::host::unmount_under(p);
             let _ = std::fs::remove_file(p);
         }
