@@ -38,6 +38,8 @@ TOOLS=(
   "/usr/lib/x86_64-linux-gnu/libc.a libc6-dev  static glibc for that program (gcc -static)"
   "tmux               tmux             terminal UIs driven as a person would"
   "chromium           chromium         headless screenshots of HTML reports and pages"
+  "protoc             protobuf-compiler  builds the CRI v1 gRPC client (k8s-cri's build script)"
+  "/usr/lib/cni/bridge containernetworking-plugins  pod network of the CRI tests (bridge, host-local, loopback)"
 )
 
 have_tool() {

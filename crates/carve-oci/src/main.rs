@@ -1,6 +1,7 @@
 //! `carve-oci`: a runc-compatible OCI runtime over the carve-container library.
 
 mod args;
+mod dedicated;
 mod log;
 
 use args::{Cli, Cmd, Parsed, UpdateArgs};
@@ -163,7 +164,21 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Create(c) => {
             carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
+            // Checked before anything exists: a bad annotation leaves nothing behind.
+            let dedicated = dedicated::request(&c.bundle)?;
             rt.create(&c)?;
+            if let Some(req) = dedicated {
+                let r = rt.state(&c.id).map_err(anyhow::Error::from).and_then(|st| {
+                    let pid = st["pid"]
+                        .as_i64()
+                        .context("the created container has no pid")?;
+                    dedicated::setup(&c.id, &req, pid as i32)
+                });
+                if let Err(e) = r {
+                    let _ = rt.delete(&c.id, true);
+                    return Err(e);
+                }
+            }
         }
         Cmd::Start { id } => rt.start(&id)?,
         Cmd::Run { c, detach, keep } => {
@@ -215,7 +230,10 @@ fn run(cli: Cli) -> Result<i32> {
             let sig = parse_signal(signal.as_deref().unwrap_or("TERM"))?;
             rt.kill(&id, sig, all)?;
         }
-        Cmd::Delete { force, id } => rt.delete(&id, force)?,
+        Cmd::Delete { force, id } => {
+            rt.delete(&id, force)?;
+            dedicated::teardown(&id)?;
+        }
         Cmd::Exec {
             process,
             detach,

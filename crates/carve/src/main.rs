@@ -38,6 +38,8 @@ enum Command {
     Noise(commands::noise::Args),
     /// Undo the host changes of carve runs that died without restoring.
     Restore(commands::restore::Args),
+    /// Talk to a node's CRI runtime (containerd) like the kubelet: one call, JSON out.
+    Cri(commands::cri::Args),
     /// Build root filesystems and guest assets.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::Noise(a) => commands::noise::run(a),
         Command::Restore(a) => commands::restore::run(a),
+        Command::Cri(a) => commands::cri::run(a),
         Command::Image(ImageCommand::Busybox(a)) => commands::image_busybox::run(a),
         Command::Image(ImageCommand::Debian(a)) => commands::image_debian::run(a),
         Command::Up(a) => commands::up::run(a),

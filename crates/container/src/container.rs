@@ -1089,13 +1089,17 @@ impl Runtime {
         let cg = load_cg(&dir);
         let status = status_of(&st, cg.as_ref());
         if status == Status::Stopped {
-            // runc's ErrNotRunning wording: containerd's shim (checkKillError) reads an error
-            // containing "container not running" as "process already finished". And as runc,
-            // `kill --all` of a stopped container succeeds: the shim's stop path sends it after
-            // the container exited.
+            // runc: `kill --all` of a stopped container signals what is left in its cgroup and
+            // succeeds. The runc v2 shim sends it after every init exit; a failure there makes
+            // containerd's CRI retry the exit forever and StopContainer miss its deadline.
             if all {
+                if let Some(m) = &cg {
+                    m.kill_all(sig)?;
+                }
                 return Ok(());
             }
+            // runc's ErrNotRunning wording: containerd's shim (checkKillError) reads an error
+            // containing "container not running" as "process already finished".
             return Err(Error::Status(format!(
                 "container not running: {id} is stopped"
             )));

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use crate::clients_support::*;
-use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,77 +26,12 @@ pub struct Containerd {
     pub image: String,
 }
 
-fn sha256_file(p: &Path) -> String {
-    let out = ok(Command::new("sha256sum").arg(p), LIMIT);
-    out.split_whitespace().next().unwrap().to_string()
-}
-
-/// Adds `bytes` (or the file `from`) to an OCI layout's blobs; returns (digest, size).
-fn blob(layout: &Path, from: &Path) -> (String, u64) {
-    let hex = sha256_file(from);
-    let dst = layout.join("blobs/sha256").join(&hex);
-    std::fs::copy(from, &dst).unwrap();
-    (
-        format!("sha256:{hex}"),
-        std::fs::metadata(&dst).unwrap().len(),
-    )
-}
-
-fn json_blob(layout: &Path, scratch: &Path, v: &Value) -> (String, u64) {
-    std::fs::write(scratch, serde_json::to_vec(v).unwrap()).unwrap();
-    blob(layout, scratch)
-}
-
 /// An OCI image-layout tarball of a busybox rootfs, named `name` for containerd.
 fn busybox_image_tar(dir: &Path, name: &str) -> PathBuf {
     let rootfs = dir.join("rootfs");
     busybox_rootfs(&rootfs);
-    let layer = dir.join("layer.tar");
-    tar_dir(&rootfs, &layer);
-    let layout = dir.join("layout");
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    let (ldig, lsize) = blob(&layout, &layer);
-    let scratch = dir.join("scratch.json");
-    let (cdig, csize) = json_blob(
-        &layout,
-        &scratch,
-        &json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Env": ["PATH=/bin:/sbin"], "Cmd": ["sh"]},
-            "rootfs": {"type": "layers", "diff_ids": [ldig]},
-        }),
-    );
-    let (mdig, msize) = json_blob(
-        &layout,
-        &scratch,
-        &json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": cdig, "size": csize},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": ldig, "size": lsize}],
-        }),
-    );
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": mdig, "size": msize,
-            "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {"io.containerd.image.name": name},
-        }],
-    });
-    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    std::fs::remove_file(&scratch).unwrap();
-    let tar = dir.join("image.tar");
-    tar_dir(&layout, &tar);
-    tar
+    carve_cri::image::image_tar(&rootfs, name, &["sh"], dir)
+        .unwrap_or_else(|e| panic!("busybox image: {e}"))
 }
 
 impl Containerd {

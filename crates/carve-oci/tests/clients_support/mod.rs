@@ -247,47 +247,17 @@ fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
 
 /// Mount points at or below `dir`, from /proc/self/mountinfo.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let prefix = dir.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|t| *t == prefix || t.starts_with(&format!("{prefix}/")))
-        .map(PathBuf::from)
-        .collect()
+    carve_cri::host::mounts_under(dir)
 }
 
 /// Detaches every mount at or below `dir`, deepest first.
 pub fn unmount_under(dir: &Path) {
-    let mut m = mounts_under(dir);
-    m.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in m {
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: c is a valid NUL-terminated path for the call's duration.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    }
+    carve_cri::host::unmount_under(dir)
 }
 
 /// Pids of processes whose command line contains `needle`.
 pub fn pids_matching(needle: &str) -> Vec<i32> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-                let c: Vec<u8> = c
-                    .into_iter()
-                    .map(|b| if b == 0 { b' ' } else { b })
-                    .collect();
-                if String::from_utf8_lossy(&c).contains(needle) {
-                    v.push(pid);
-                }
-            }
-        }
-    }
-    v
+    carve_cri::host::pids_matching(needle)
 }
 
 /// The hierarchy-relative path of `pid`'s cgroup on the v1 `controller` hierarchy.

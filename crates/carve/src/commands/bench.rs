@@ -12,6 +12,9 @@ pub enum BenchCommand {
     /// carve-oci side by side with runc and youki on one busybox bundle: lifecycle phases,
     /// run /bin/true, peak RSS, ratios and targets; --churn N checks for leaks.
     Runtime(super::bench_runtime::Args),
+    /// Pod start and teardown through containerd's CRI plugin, handler `carve` (carve-oci)
+    /// against `runc`, side by side on a private node.
+    Cri(super::bench_cri::Args),
 }
 
 /// Runs a `carve bench` subcommand.
@@ -20,5 +23,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fastpath(a) => super::bench_fastpath::run(a),
         BenchCommand::Vm(a) => super::vm::bench(a),
         BenchCommand::Runtime(a) => super::bench_runtime::run(a),
+        BenchCommand::Cri(a) => super::bench_cri::run(a),
     }
 }

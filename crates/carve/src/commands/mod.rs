@@ -1,9 +1,11 @@
 //! One module per subcommand: argument structs and a `run` that calls the libraries.
 
 pub mod bench;
+pub mod bench_cri;
 pub mod bench_fastpath;
 pub mod bench_runtime;
 pub mod console;
+pub mod cri;
 pub mod down;
 pub mod exec;
 pub mod host;
