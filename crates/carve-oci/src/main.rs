@@ -431,10 +431,10 @@ fn features() -> serde_json::Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
+        "mountOptions": ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap",
             "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "nolazytime",
             "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow", "private", "rbind",
-            "rdev", "relatime", "remount", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec",
+            "rdev", "relatime", "ridmap", "remount", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec",
             "rnosuid", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave",
             "rstrictatime", "rsuid", "runbindable", "rw", "shared", "silent", "slave",
             "strictatime", "suid", "sync", "unbindable"],
@@ -455,7 +455,7 @@ fn features() -> serde_json::Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {"org.opencontainers.runc.version": "carve-oci", "io.github.carve.version": env!("CARGO_PKG_VERSION")}
     })

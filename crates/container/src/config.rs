@@ -161,13 +161,8 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
                     "missing: a bind mount needs a source",
                 ));
             }
-            if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-                return Err(invalid(
-                    file,
-                    format!("mounts[{i}].uidMappings"),
-                    "not supported: idmapped mounts",
-                ));
-            }
+            crate::idmap::validate(spec, m, bind)
+                .map_err(|(f, msg)| invalid(file, format!("mounts[{i}].{f}"), msg))?;
         }
     }
     if let Some(hooks) = spec.hooks() {

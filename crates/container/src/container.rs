@@ -687,6 +687,10 @@ impl Runtime {
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
         }
+        // - the detached idmapped trees init attaches (made here: it takes CAP_SYS_ADMIN over
+        //   the source filesystem, which init in its user namespace lacks),
+        let idmapped = crate::idmap::prepare(&spec, &bundle).map_err(Error::Setup)?;
+        keep.extend(idmapped.iter().map(|(_, f)| f.as_raw_fd()));
         // Joined namespaces are opened here, in the runtime's mount namespace.
         let mut joined_fds: Vec<(i32, OwnedFd)> = Vec::new();
         for (t, p) in &joined {
@@ -715,6 +719,7 @@ impl Runtime {
             no_new_keyring: o.no_new_keyring,
             preserve_fds: o.preserve_fds,
             keep_fds: keep,
+            idmap_fds: idmapped.iter().map(|(i, f)| (*i, f.as_raw_fd())).collect(),
         };
         CURRENT_ID.with(|c| *c.borrow_mut() = o.id.clone());
         // SAFETY: getpid has no preconditions.
@@ -769,6 +774,7 @@ impl Runtime {
         drop(listener);
         drop(console);
         drop(joined_fds);
+        drop(idmapped);
         let (pid, pidfd) = if fast {
             guard.pidfd = Some(pidfd);
             if new_user {
@@ -1210,6 +1216,7 @@ impl Runtime {
             no_new_keyring: true,
             preserve_fds: o.preserve_fds,
             keep_fds: keep,
+            idmap_fds: Vec::new(),
         };
         // pid and time namespaces apply to children: enter them here around the clone and come
         // back right after, so the child starts inside them.

@@ -11,7 +11,7 @@
 //!   forks; [`init`] is what runs in the container before the user program's exec; [`rootfs`]
 //!   builds the mount tree (openat2 RESOLVE_IN_ROOT for every path in the rootfs); [`process`]
 //!   applies the process attributes; [`seccomp`] compiles OCI profiles to BPF (x86_64, i386 and x32);
-//!   [`hooks`] runs OCI hooks with timeouts; [`seal`] re-executes the runtime from a sealed memfd
+//!   [`idmap`] makes idmapped bind mounts; [`hooks`] runs OCI hooks with timeouts; [`seal`] re-executes the runtime from a sealed memfd
 //!   (CVE-2019-5736 class).
 //!
 //! Process model (docs/oci.md has the whole story): `create` forks init with `clone3`
@@ -35,6 +35,7 @@ pub mod config;
 pub mod container;
 pub mod fault;
 pub mod hooks;
+pub mod idmap;
 pub mod init;
 pub mod process;
 pub mod pty;
