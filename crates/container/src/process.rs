@@ -113,9 +113,10 @@ pub fn set_scheduler(p: &Process) -> R<()> {
     let mut flags = 0u64;
     for f in s.flags().iter().flatten() {
         flags |= match format!("{f:?}").as_str() {
-            "SchedFlagResetOnFork" => 0x01,
+            // oci-spec 0.10's names for SCHED_FLAG_RESET_ON_FORK and SCHED_FLAG_DL_OVERRUN.
+            "SchedResetOnFork" => 0x01,
             "SchedFlagReclaim" => 0x02,
-            "SchedFlagDlOverrun" => 0x04,
+            "SchedFlagDLOverrun" => 0x04,
             "SchedFlagKeepPolicy" => 0x08,
             "SchedFlagKeepParams" => 0x10,
             "SchedFlagUtilClampMin" => 0x20,
@@ -135,9 +136,10 @@ pub fn set_scheduler(p: &Process) -> R<()> {
     };
     // SAFETY: valid sched_attr of the declared size, pid 0 = self.
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) } < 0 {
+        let err = std::io::Error::last_os_error();
         return Err(format!(
-            "sched_setattr: {}",
-            std::io::Error::last_os_error()
+            "process.scheduler: sched_setattr: {err}{}",
+            crate::realtime::explain(policy, &err)
         ));
     }
     Ok(())
