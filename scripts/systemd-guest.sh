@@ -23,8 +23,9 @@ CARGO=${CARGO:-cargo}
 sd=$cache/systemd-guest
 image=$sd/rootfs.img
 # What the image holds; any change here rebuilds it (the stamp is this text's hash). podman
-# needs a container-network-stack (netavark) though the tests run with --network none.
-packages="systemd,systemd-sysv,dbus,podman,netavark,procps,kmod"
+# needs a container-network-stack (netavark, which runs iptables) though the test runs with
+# --network host.
+packages="systemd,systemd-sysv,dbus,podman,netavark,iptables,procps,kmod"
 recipe="1 bookworm minbase $packages 2G vfs-storage carve-test.service rootfs-bb"
 
 # The disk image: debootstrap into a directory, configure, mke2fs -d (no loop mount needed).
@@ -112,3 +113,61 @@ build_image
 guest_kernel_and_brd
 guest_static_build CARVE-SYSTEMD "the static carve-oci" carve-oci build -q -p carve-oci --bin carve-oci
 [ "${1:-}" = "--build-only" ] && { echo "systemd-guest: image $image, carve-oci $bin"; exit 0; }
+
+# --- initramfs: loads virtio_blk, mounts the image, brings in this build, switches to systemd ---
+work=$(mktemp -d /tmp/carve-sdguest.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,dev,proc,sys,newroot,m}
+cp /bin/busybox "$root/bin/busybox"
+mods="virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio virtio_pci virtio_blk"
+for m in $mods; do
+  guest_put_module "$m" "$root/m" || { [ "$m" = virtio_pci_legacy_dev ] || [ "$m" = virtio_pci_modern_dev ]; } ||
+    { echo "CARVE-SYSTEMD: FAIL (no $m module for $kver)"; exit 2; }
+done
+cp "$bin" "$root/carve-oci"
+cp "$top/scripts/systemd-guest-checks.sh" "$root/checks.sh"
+mkdir -p "$root/bundle"
+"$bin" spec --bundle "$work"
+jq '.process.terminal = false | .process.args = ["sleep", "1000"]
+  | .root = {"path": "/srv/bb", "readonly": true}
+  | .linux.cgroupsPath = "carve-test.slice:carve:direct1"
+  | .linux.resources.memory = {"limit": 67108864}
+  | .linux.resources.cpu = {"quota": 50000, "period": 100000, "cpus": "0"}
+  | .linux.resources.pids = {"limit": 16}' "$work/config.json" >"$root/bundle/config.json"
+cat >"$root/init" <<EOF
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $mods; do [ -f /m/\$m.ko ] && insmod /m/\$m.ko; done
+for i in \$(seq 100); do [ -b /dev/vda ] && break; sleep 0.1; done
+mount -t ext4 /dev/vda /newroot || { echo "CARVE-SYSTEMD: FAIL (cannot mount /dev/vda)"; poweroff -f; }
+cp /carve-oci /newroot/usr/local/bin/carve-oci
+cp /checks.sh /newroot/usr/local/bin/carve-systemd-test
+mkdir -p /newroot/usr/local/share/carve-bundle
+cp /bundle/config.json /newroot/usr/local/share/carve-bundle/
+chmod 755 /newroot/usr/local/bin/carve-oci /newroot/usr/local/bin/carve-systemd-test
+umount /proc /sys
+exec switch_root /newroot /lib/systemd/systemd
+EOF
+chmod +x "$root/init"
+guest_pack "$root" "$work/initrd.img"
+
+# --- boot: the disk in snapshot mode (the cached image is never written) ----------------------
+log=$work/console.log
+timeout "${CARVE_SYSTEMD_GUEST_TIMEOUT:-300}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1536 \
+  -kernel "$kernel" -initrd "$work/initrd.img" \
+  -drive "file=$image,format=raw,if=virtio,snapshot=on" \
+  -append "console=ttyS0 panic=-1 quiet loglevel=1 systemd.show_status=0 rw" \
+  -nographic -no-reboot </dev/null >"$log" 2>&1 || true
+tr -d '\r' <"$log" | grep -a '^CARVE-SYSTEMD' || true
+if grep -aq "^CARVE-SYSTEMD: PASS" <(tr -d '\r' <"$log"); then
+  exit 0
+fi
+grep -aq "^CARVE-SYSTEMD: FAIL" <(tr -d '\r' <"$log") || {
+  tail -n 40 <(tr -d '\r' <"$log")
+  echo "CARVE-SYSTEMD: FAIL (no result from the guest)"
+}
+exit 1

@@ -44,7 +44,7 @@ pub enum SdError {
     Path(String),
     /// --systemd-cgroup: connecting to the system bus: {0}
     #[error("--systemd-cgroup: connecting to the system bus: {0}")]
-    Connect(zbus::Error),
+    Connect(Box<zbus::Error>),
     /// systemd {call} {unit}: {source}
     #[error("systemd {call} {unit}: {source}")]
     Call {
@@ -53,7 +53,7 @@ pub enum SdError {
         /// The unit.
         unit: String,
         /// systemd's answer.
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// systemd unit {unit}: {msg}
     #[error("systemd unit {unit}: {msg}")]
@@ -131,14 +131,14 @@ impl Systemd {
         if !booted() {
             return Err(SdError::NotBooted);
         }
-        let conn = Connection::system().map_err(SdError::Connect)?;
+        let conn = Connection::system().map_err(|e| SdError::Connect(Box::new(e)))?;
         let mut sd = Systemd { conn, version: 0 };
         let v: String = sd
             .get(PATH, MANAGER, "Version")
             .map_err(|source| SdError::Call {
                 call: "Get Version",
                 unit: "(manager)".into(),
-                source,
+                source: Box::new(source),
             })?
             .try_into()
             .unwrap_or_default();
@@ -176,7 +176,7 @@ impl Systemd {
             .map_err(|source| SdError::Call {
                 call: method,
                 unit: unit.to_string(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -190,14 +190,14 @@ impl Systemd {
                 Ok(m) => m.body().deserialize().map_err(|source| SdError::Call {
                     call: "GetUnit",
                     unit: unit.into(),
-                    source,
+                    source: Box::new(source),
                 })?,
                 Err(e) if is_error(&e, "NoSuchUnit") => return Ok(None),
                 Err(source) => {
                     return Err(SdError::Call {
                         call: "GetUnit",
                         unit: unit.into(),
-                        source,
+                        source: Box::new(source),
                     })
                 }
             };
@@ -212,7 +212,7 @@ impl Systemd {
             Err(source) => Err(SdError::Call {
                 call: "Get ActiveState",
                 unit: unit.into(),
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -228,13 +228,13 @@ impl Systemd {
         let path: OwnedObjectPath = reply.body().deserialize().map_err(|source| SdError::Call {
             call: "GetUnit",
             unit: unit.into(),
-            source,
+            source: Box::new(source),
         })?;
         self.get(path.as_str(), iface, prop)
             .map_err(|source| SdError::Call {
                 call: "Get",
                 unit: unit.into(),
-                source,
+                source: Box::new(source),
             })
     }
 
