@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::Command;
 
 /// How many checks the guest runs without the podman part: a check that silently stops running
-/// fails the test. The podman part (15 more) is reported as `SKIP podman` where podman's own
+/// fails the test. The podman part (17 more) is reported as `SKIP podman` where podman's own
 /// network setup fails before it calls the runtime (seen with this image's podman 4.3).
-const CHECKS: usize = 22;
+const CHECKS: usize = 20;
 
 #[test]
 fn systemd_cgroup_driver_in_a_systemd_guest() {
