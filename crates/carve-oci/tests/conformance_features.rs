@@ -39,9 +39,16 @@ fn every_listed_mount_option_is_accepted() {
         if o != "bind" {
             list.push(o.clone());
         }
-        e.config["mounts"].as_array_mut().unwrap().push(json!({
+        let mut m = json!({
             "destination": format!("/f/{i}"), "type": "none", "source": src, "options": list
-        }));
+        });
+        if o == "idmap" || o == "ridmap" {
+            // An idmapped mount needs its mappings (config.md: MUST error without them).
+            let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            m["uidMappings"] = map.clone();
+            m["gidMappings"] = map;
+        }
+        e.config["mounts"].as_array_mut().unwrap().push(m);
     }
     e.write_config();
     let (code, out, err) = e.run();
@@ -93,6 +100,6 @@ fn listed_namespaces_and_memory_policies_work_and_disabled_features_are_refused(
     }
     assert_eq!(f["linux"]["netDevices"]["enabled"], false);
     assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
-    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
     assert_eq!(f["linux"]["cgroup"]["rdma"], false);
 }

@@ -456,15 +456,15 @@ fn tmpcopyup_copies_the_image_directory_into_the_tmpfs() {
 }
 
 #[test]
-fn idmapped_mounts_are_refused_naming_the_field() {
+fn idmapped_mounts_that_are_not_binds_are_refused_naming_the_field() {
     if !require_root() {
         return;
     }
     let mut e = Env::new("idmap", &["true"]);
     let b = e.bundle.to_str().unwrap().to_string();
     for (m, field) in [
-        (tmpfs("/i", &["idmap"]), "mounts[N].options"),
-        (tmpfs("/i", &["ridmap"]), "mounts[N].options"),
+        (tmpfs("/i", &["idmap"]), "mounts[N].uidMappings"),
+        (tmpfs("/i", &["ridmap"]), "mounts[N].uidMappings"),
         (
             json!({"destination": "/i", "type": "tmpfs", "source": "tmpfs",
                 "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
@@ -478,7 +478,7 @@ fn idmapped_mounts_are_refused_naming_the_field() {
         let err = e.fails(&["create", "--bundle", &b, &e.id]);
         let field = field.replace('N', &n.to_string());
         assert!(
-            err.contains(&field) && err.contains("not supported"),
+            err.contains(&field) && err.contains("idmapped mounts are bind mounts"),
             "{err}"
         );
         e.assert_gone();

@@ -7,7 +7,8 @@
 //! EPERM from the device program), empty, relative and systemd cgroupsPaths, bad input leaving
 //! nothing, and a few checks each of namespaces, mounts and process attributes; then it runs the
 //! integration tests lifecycle.rs, isolation.rs, process.rs, security.rs, seccomp.rs and
-//! reliability_fault_points.rs there, built static.
+//! reliability_fault_points.rs and realtime.rs (a SCHED_FIFO task in a cgroup v2 container) there,
+//! built static.
 //! The verdict is read from the guest's console: one "CARVE-OCI-V2: ok NAME" line per passed
 //! check and per passed test ("ok SUITE::TEST").
 
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// How many checks the guest runs: a check that silently stops running fails the test.
-const CHECKS: usize = 144 + 34;
+const CHECKS: usize = 145 + 39;
 
 #[test]
 fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
@@ -61,6 +62,7 @@ fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
         "security",
         "seccomp",
         "reliability_fault_points",
+        "realtime",
     ] {
         assert!(
             console.contains(&format!("CARVE-OCI-V2: suite {suite} exited 0 "))

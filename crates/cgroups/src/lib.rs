@@ -9,6 +9,9 @@
 //!   hierarchy that holds its controller (here hugetlb and `unified` keys go to cgroup2, the rest
 //!   to v1). A `Manager` is serde-serializable: keep it in the container's state and a later
 //!   `remove()` also takes away the parent directories that `create()` made.
+//! - [`systemd`] is the systemd driver: a transient scope per container over D-Bus.
+//! - [`rt`] says which real-time group scheduling case the kernel is in and sets realtime
+//!   budgets along the path.
 //! - [`Stats`] has the shape of runc's `events --stats` data.
 //! - The cgroup root is a parameter: unit tests run against a temp dir laid out like cgroupfs.
 //!
@@ -25,7 +28,9 @@
 
 pub mod fs;
 pub mod layout;
+pub mod rt;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -86,6 +91,9 @@ pub enum Error {
         /// The kernel's answer.
         source: std::io::Error,
     },
+    /// {0}
+    #[error("{0}")]
+    Realtime(String),
     /// the cgroupsPath is empty
     #[error("the cgroupsPath is empty")]
     EmptyPath,

@@ -175,7 +175,7 @@ fn pure_v2_fake_enables_controllers_down_the_path() {
     assert_eq!(read(dir.join("memory.swap.max")), "2000");
     let res: LinuxResources =
         serde_json::from_str(r#"{"cpu": {"realtimeRuntime": 1000}}"#).unwrap();
-    assert!(matches!(m.apply(&res), Err(Error::Unsupported(_))));
+    assert!(matches!(m.apply(&res), Err(Error::Realtime(_))));
 }
 
 #[test]

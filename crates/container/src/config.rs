@@ -42,6 +42,18 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     file: &Path,
     bytes: &[u8],
 ) -> Result<T, ConfigError> {
+    // oci-spec 0.10 spells two scheduler flags unlike the runtime-spec (SCHED_RESET_ON_FORK,
+    // SCHED_FLAG_D_L_OVERRUN); the spec's names, which runc and podman write, are mapped.
+    let fixed;
+    let bytes = if bytes.windows(11).any(|w| w == b"SCHED_FLAG_") {
+        let mut t = String::from_utf8_lossy(bytes).into_owned();
+        t = t.replace("\"SCHED_FLAG_RESET_ON_FORK\"", "\"SCHED_RESET_ON_FORK\"");
+        t = t.replace("\"SCHED_FLAG_DL_OVERRUN\"", "\"SCHED_FLAG_D_L_OVERRUN\"");
+        fixed = t;
+        fixed.as_bytes()
+    } else {
+        bytes
+    };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -173,15 +185,8 @@ pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigErr
                     "missing: a bind mount needs a source",
                 ));
             }
-            let idmap = opts.iter().any(|o| o == "idmap" || o == "ridmap");
-            if idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-                let at = if idmap { "options" } else { "uidMappings" };
-                return Err(invalid(
-                    file,
-                    format!("mounts[{i}].{at}"),
-                    "not supported: idmapped mounts",
-                ));
-            }
+            crate::idmap::validate(spec, m, bind)
+                .map_err(|(f, msg)| invalid(file, format!("mounts[{i}].{f}"), msg))?;
         }
     }
     if let Some(hooks) = spec.hooks() {

@@ -495,6 +495,8 @@ struct CreateGuard {
     dir: Option<ContainerDir>,
     cgroup: Option<Manager>,
     pidfd: Option<OwnedFd>,
+    /// The systemd scope (`--systemd-cgroup`), stopped before the cgroup is removed.
+    unit: Option<carve_cgroups::systemd::Unit>,
 }
 
 impl CreateGuard {
@@ -502,6 +504,7 @@ impl CreateGuard {
         self.dir = None;
         self.cgroup = None;
         self.pidfd = None;
+        self.unit = None;
     }
 }
 
@@ -511,8 +514,13 @@ impl Drop for CreateGuard {
             let _ = sys::pidfd_send_signal(&p, libc::SIGKILL);
             let _ = sys::pidfd_wait_exit(&p, 5000);
         }
-        if let Some(m) = self.cgroup.take() {
+        if let Some(m) = &self.cgroup {
             let _ = m.kill_all(libc::SIGKILL);
+        }
+        if let Some(u) = self.unit.take() {
+            let _ = crate::sdcgroup::stop(&u);
+        }
+        if let Some(m) = self.cgroup.take() {
             let _ = m.remove();
         }
         if let Some(d) = self.dir.take() {
@@ -554,6 +562,9 @@ fn status_of(st: &Persisted, cg: Option<&Manager>) -> Status {
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Cg {
     manager: Option<Manager>,
+    /// The systemd scope of a `--systemd-cgroup` container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unit: Option<carve_cgroups::systemd::Unit>,
 }
 
 fn load_cg(dir: &ContainerDir) -> Option<Manager> {
@@ -561,10 +572,25 @@ fn load_cg(dir: &ContainerDir) -> Option<Manager> {
     serde_json::from_slice::<Cg>(&b).ok()?.manager
 }
 
+/// The systemd scope kept in cgroup.json, if any.
+fn load_unit(dir: &ContainerDir) -> Option<carve_cgroups::systemd::Unit> {
+    let b = std::fs::read(dir.path.join("cgroup.json")).ok()?;
+    serde_json::from_slice::<Cg>(&b).ok()?.unit
+}
+
 fn save_cg(dir: &ContainerDir, m: &Manager) -> Result<(), Error> {
+    save_cg_unit(dir, m, None)
+}
+
+fn save_cg_unit(
+    dir: &ContainerDir,
+    m: &Manager,
+    unit: Option<&carve_cgroups::systemd::Unit>,
+) -> Result<(), Error> {
     let p = dir.path.join("cgroup.json");
     let b = serde_json::to_vec(&Cg {
         manager: Some(m.clone()),
+        unit: unit.cloned(),
     })
     .map_err(|e| io("cgroup.json")(std::io::Error::other(e)))?;
     std::fs::write(&p, b).map_err(io(format!("writing {}", p.display())))
@@ -629,6 +655,15 @@ impl Runtime {
         }
     }
 
+    /// cgroupsPath as config.json gives it.
+    fn raw_cgroups_path(&self, spec: &Spec) -> String {
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     fn cgroups_path(&self, spec: &Spec, id: &str) -> String {
         let p = spec
             .linux()
@@ -690,12 +725,19 @@ impl Runtime {
         let nss = ns_types(&spec);
         let mount_ns = check_namespaces(&spec, &nss, &bundle)?;
 
+        // --systemd-cgroup: refused here, before any host change, where systemd is not PID 1.
+        let unit = if self.systemd_cgroup {
+            Some(crate::sdcgroup::unit(&self.raw_cgroups_path(&spec), &o.id)?)
+        } else {
+            None
+        };
         let dir = ContainerDir::create(&self.root, &o.id)?;
         crate::fault::point("create:dir");
         let mut guard = CreateGuard {
             dir: Some(dir),
             cgroup: None,
             pidfd: None,
+            unit: None,
         };
         let dir = guard.dir.as_ref().expect("dir");
         std::fs::write(dir.path.join("config.json"), &bytes).map_err(io("copying config.json"))?;
@@ -732,14 +774,33 @@ impl Runtime {
         };
         dir.save(&st)?;
         let mut mgr = Manager::new(&self.cgroup_root, &st.cgroups_path)?;
-        save_cg(dir, &mgr)?;
-        mgr.create()?;
-        // Again, now with the parent directories create() made, so that delete removes them too.
-        save_cg(dir, &mgr)?;
-        crate::fault::point("create:cgroup");
-        guard.cgroup = Some(mgr.clone());
-        if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            mgr.apply(&with_default_devices(&spec, res))?;
+        save_cg_unit(dir, &mgr, unit.as_ref())?;
+        let resources = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .map(|r| with_default_devices(&spec, r));
+        let rt_check = |m: &Manager| {
+            crate::realtime::check(&process, Some(m)).map_err(|msg| {
+                Error::Config(ConfigError::Invalid {
+                    file: bundle.join("config.json"),
+                    path: "process.scheduler".into(),
+                    msg,
+                })
+            })
+        };
+        // With systemd the scope (and so the cgroup) exists only once init's pid is given to
+        // systemd, after the clone below.
+        if unit.is_none() {
+            mgr.create()?;
+            // Again, with the parent directories create() made, so that delete removes them.
+            save_cg(dir, &mgr)?;
+            crate::fault::point("create:cgroup");
+            guard.cgroup = Some(mgr.clone());
+            if let Some(res) = &resources {
+                mgr.apply(res)?;
+            }
+            rt_check(&mgr)?;
         }
         let dir = guard.dir.as_ref().expect("dir");
 
@@ -791,6 +852,10 @@ impl Runtime {
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
         }
+        // - the detached idmapped trees init attaches (made here: it takes CAP_SYS_ADMIN over
+        //   the source filesystem, which init in its user namespace lacks),
+        let idmapped = crate::idmap::prepare(&spec, &bundle).map_err(Error::Setup)?;
+        keep.extend(idmapped.iter().map(|(_, f)| f.as_raw_fd()));
         // Joined namespaces are opened here, in the runtime's mount namespace.
         let mut joined_fds: Vec<(i32, OwnedFd)> = Vec::new();
         for (t, p) in &joined {
@@ -820,6 +885,7 @@ impl Runtime {
             no_new_keyring: o.no_new_keyring,
             preserve_fds: o.preserve_fds,
             keep_fds: keep,
+            idmap_fds: idmapped.iter().map(|(i, f)| (*i, f.as_raw_fd())).collect(),
         };
         check_preserved_fds(o.preserve_fds, &plan.keep_fds)?;
         CURRENT_ID.with(|c| *c.borrow_mut() = o.id.clone());
@@ -835,7 +901,10 @@ impl Runtime {
             .and_then(|l| l.resources().as_ref())
             .and_then(|r| r.pids().as_ref())
             .map(|p| p.limit());
-        let cg_for_clone = guard.cgroup.as_ref().filter(|_| pids_limit != Some(1));
+        let cg_for_clone = guard
+            .cgroup
+            .as_ref()
+            .filter(|_| pids_limit != Some(1) && unit.is_none());
         let (forked, v1_joined, v2_joined) = clone_in_cgroups(cg_for_clone, clone_flags)?;
         let (pid, pidfd) = match forked {
             Forked::Child => {
@@ -875,6 +944,7 @@ impl Runtime {
         drop(listener);
         drop(console);
         drop(joined_fds);
+        drop(idmapped);
         let (pid, pidfd) = if fast {
             guard.pidfd = Some(pidfd);
             if new_user {
@@ -929,8 +999,19 @@ impl Runtime {
         // A failed send means init already gave up: its Error message is read below.
         let _ = parent.send(&Msg::Go, &[]);
         crate::fault::point("create:go");
-        // Init builds its rootfs meanwhile. What it did not start in (see above) it is moved to
-        // now; that migration waits for an RCU grace period.
+        // Init builds its rootfs meanwhile. With systemd, the scope is started with init in it.
+        if let Some(u) = &unit {
+            guard.cgroup = Some(mgr.clone());
+            guard.unit = Some(u.clone());
+            crate::sdcgroup::start(u, pid, &mut mgr, resources.as_ref())?;
+            let dir = guard.dir.as_ref().expect("dir");
+            save_cg_unit(dir, &mgr, Some(u))?;
+            guard.cgroup = Some(mgr.clone());
+            crate::fault::point("create:cgroup");
+            rt_check(&mgr)?;
+        }
+        // What it did not start in (see above) it is moved to now; that migration waits for an
+        // RCU grace period.
         if let Some(m) = &guard.cgroup {
             m.add_task_to(pid, !v1_joined, !v2_joined)?;
         }
@@ -1180,6 +1261,9 @@ impl Runtime {
             if !st.own_pidns || status == Status::Paused || !locked {
                 let _ = m.kill_all(libc::SIGKILL);
             }
+            if let Some(u) = load_unit(&dir) {
+                crate::sdcgroup::stop(&u)?;
+            }
             m.remove()?;
         }
         crate::fault::point("delete:cgroup");
@@ -1238,14 +1322,17 @@ impl Runtime {
 
     /// `update`: apply new resources.
     pub fn update(&self, id: &str, res: &LinuxResources) -> Result<(), Error> {
-        let (_d, m, status) = self.cgroup_of(id, &[])?;
+        let (d, m, status) = self.cgroup_of(id, &[])?;
         if status == Status::Stopped {
             // runc: "container not running".
             return Err(Error::Status(format!(
                 "container not running: {id} is stopped"
             )));
         }
-        Ok(m.apply(res)?)
+        match load_unit(&d) {
+            Some(u) => crate::sdcgroup::update(&u, &m, res),
+            None => Ok(m.apply(res)?),
+        }
     }
 
     /// `ps`: pids in the container's cgroup.
@@ -1377,6 +1464,7 @@ impl Runtime {
             no_new_keyring: true,
             preserve_fds: o.preserve_fds,
             keep_fds: keep,
+            idmap_fds: Vec::new(),
         };
         check_preserved_fds(o.preserve_fds, &plan.keep_fds)?;
         // pid and time namespaces apply to children: enter them here around the clone and come

@@ -52,6 +52,8 @@ pub struct Plan<'a> {
     /// from 3 + preserve_fds on is closed right after the fork, so no host fd (log file, state
     /// dir, bundle, the caller's leaked fds) is ever visible inside the container.
     pub keep_fds: Vec<RawFd>,
+    /// Detached idmapped trees by mount index (`idmap::prepare`), attached by the rootfs setup.
+    pub idmap_fds: Vec<(usize, RawFd)>,
 }
 
 /// Exits the child without running the parent's atexit handlers or flushing its buffers.
@@ -354,6 +356,7 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
         rootfs: plan.rootfs,
         userns: plan.userns,
         cgroups: plan.cgroup_dirs.clone(),
+        idmap: &plan.idmap_fds,
     };
     if plan.mount_ns {
         drop(rootfs::prepare(&ctx)?);

@@ -10,8 +10,10 @@
 //! - [`channel`] is the typed handshake ([`channel::Msg`]) between the runtime and the processes it
 //!   forks; [`init`] is what runs in the container before the user program's exec; [`rootfs`]
 //!   builds the mount tree (openat2 RESOLVE_IN_ROOT for every path in the rootfs); [`process`]
-//!   applies the process attributes; [`seccomp`] compiles OCI profiles to BPF (x86_64, i386 and x32);
-//!   [`hooks`] runs OCI hooks with timeouts; [`mempolicy`] sets `linux.memoryPolicy`; [`seal`] re-executes the runtime from a sealed memfd
+//!   applies the process attributes ([`realtime`] checks a real-time policy against the cgroup);
+//!   [`seccomp`] compiles OCI profiles to BPF (x86_64, i386 and x32); [`idmap`] makes idmapped
+//!   bind mounts; [`hooks`] runs OCI hooks with timeouts; [`mempolicy`] sets `linux.memoryPolicy`;
+//!   [`seal`] re-executes the runtime from a sealed memfd
 //!   (CVE-2019-5736 class).
 //!
 //! Process model (docs/oci.md has the whole story): `create` forks init with `clone3`
@@ -37,11 +39,14 @@ pub mod container;
 pub mod copyup;
 pub mod fault;
 pub mod hooks;
+pub mod idmap;
 pub mod init;
 pub mod mempolicy;
 pub mod process;
 pub mod pty;
+pub mod realtime;
 pub mod rootfs;
+pub mod sdcgroup;
 pub mod seal;
 pub mod seccomp;
 pub mod state;

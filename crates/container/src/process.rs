@@ -136,9 +136,10 @@ pub fn set_scheduler(p: &Process) -> R<()> {
     };
     // SAFETY: valid sched_attr of the declared size, pid 0 = self.
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &a as *const SchedAttr, 0) } < 0 {
+        let err = std::io::Error::last_os_error();
         return Err(format!(
-            "sched_setattr: {}",
-            std::io::Error::last_os_error()
+            "process.scheduler: sched_setattr: {err}{}",
+            crate::realtime::explain(policy, &err)
         ));
     }
     Ok(())

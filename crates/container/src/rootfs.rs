@@ -8,7 +8,7 @@
 
 use crate::sys::{self, cstr, fd_path, openat2};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -339,6 +339,8 @@ pub struct Ctx<'a> {
     pub userns: bool,
     /// The container's cgroup directory per hierarchy mount point, for `cgroup` mounts.
     pub cgroups: Vec<(PathBuf, PathBuf)>,
+    /// Detached idmapped trees by mount index (see `crate::idmap`).
+    pub idmap: &'a [(usize, RawFd)],
 }
 
 /// Steps before pivot_root: propagation, rootfs bind, mounts, devices. Returns an fd of the
@@ -371,7 +373,8 @@ pub fn prepare(ctx: &Ctx) -> R<OwnedFd> {
     .map_err(|er| e("open rootfs", ctx.rootfs, er))?;
     let mut dev_tmpfs = false;
     for (i, m) in ctx.spec.mounts().iter().flatten().enumerate() {
-        mount_one(ctx, &root, m)
+        let idmapped = ctx.idmap.iter().find(|(j, _)| *j == i).map(|(_, fd)| *fd);
+        mount_one(ctx, &root, m, idmapped)
             .map_err(|msg| format!("mounts[{i}] ({}): {msg}", m.destination().display()))?;
         if rel(m.destination()) == Path::new("dev") && m.typ().as_deref() != Some("bind") {
             dev_tmpfs = true;
@@ -387,7 +390,7 @@ pub fn prepare(ctx: &Ctx) -> R<OwnedFd> {
     Ok(root)
 }
 
-fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
+fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount, idmapped: Option<RawFd>) -> R<()> {
     let o = parse_opts(m.options().as_deref().unwrap_or(&[]));
     let ty = m.typ().clone().unwrap_or_default();
     let dest = m.destination();
@@ -421,8 +424,12 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount) -> R<()> {
         if o.rbind {
             f |= libc::MS_REC;
         }
-        sys::mount(src.as_deref(), &tpath, None, f, None)
-            .map_err(|er| e("bind", src.as_deref().unwrap_or(Path::new("")), er))?;
+        match idmapped {
+            Some(tree) => crate::idmap::attach(tree, &target)
+                .map_err(|er| e("move_mount (idmapped)", dest, er))?,
+            None => sys::mount(src.as_deref(), &tpath, None, f, None)
+                .map_err(|er| e("bind", src.as_deref().unwrap_or(Path::new("")), er))?,
+        }
         let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
         let tp = fd_path(&top);
         let want = o.flags & !(libc::MS_REMOUNT);

@@ -36,46 +36,7 @@ pub(super) fn apply(dir: &Path, mount: &Path, res: &LinuxResources) -> Result<()
     if let Some(i) = cpu.idle() {
         fs::write(dir, "cpu.idle", &i.to_string())?;
     }
-    if let Some(p) = cpu.realtime_period() {
-        if p != 0 {
-            fs::write(dir, "cpu.rt_period_us", &p.to_string())?;
-        }
-    }
-    if let Some(r) = cpu.realtime_runtime() {
-        if r != 0 {
-            set_rt_runtime(dir, mount, r)?;
-        }
-    }
-    Ok(())
-}
-
-/// A child's realtime runtime must fit in its parent's, and new v1 cpu cgroups start with 0: on
-/// EINVAL, give each ancestor below the mount at least `runtime` (top down) and try again.
-fn set_rt_runtime(dir: &Path, mount: &Path, runtime: i64) -> Result<(), Error> {
-    let v = runtime.to_string();
-    match fs::write(dir, "cpu.rt_runtime_us", &v) {
-        // The kernel says EINVAL or EBUSY when the parent's budget is too small.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EBUSY)) && runtime > 0 => {
-            let mut ancestors: Vec<&Path> = dir
-                .ancestors()
-                .skip(1)
-                .take_while(|a| a.starts_with(mount) && *a != mount)
-                .collect();
-            ancestors.reverse();
-            for a in ancestors {
-                let cur: i64 = fs::read(a, "cpu.rt_runtime_us")?
-                    .trim()
-                    .parse()
-                    .unwrap_or(0);
-                if cur >= 0 && cur < runtime {
-                    fs::write(a, "cpu.rt_runtime_us", &v)?;
-                }
-            }
-            fs::write(dir, "cpu.rt_runtime_us", &v)?;
-            Ok(())
-        }
-        r => Ok(r?),
-    }
+    crate::rt::set_budget(dir, mount, cpu.realtime_period(), cpu.realtime_runtime())
 }
 
 pub(super) fn stats(dir: &Path, st: &mut Stats) -> Result<(), Error> {

@@ -41,7 +41,7 @@ pub fn cpu_max(quota: Option<i64>, period: Option<u64>) -> Option<String> {
     Some(s)
 }
 
-pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), Error> {
+pub(super) fn apply(dir: &Path, mount: &Path, res: &LinuxResources) -> Result<(), Error> {
     let Some(cpu) = res.cpu() else {
         return Ok(());
     };
@@ -60,9 +60,12 @@ pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), Error> {
         fs::write(dir, "cpu.idle", &i.to_string())?;
     }
     if cpu.realtime_runtime().unwrap_or(0) != 0 || cpu.realtime_period().unwrap_or(0) != 0 {
-        return Err(Error::Unsupported(
-            "linux.resources.cpu.realtimeRuntime/realtimePeriod on cgroup v2",
-        ));
+        // No kernel release here has cgroup2 realtime files; should one add them, they work
+        // as on v1. Otherwise the error says which RT_GROUP_SCHED case this kernel is in.
+        if !dir.join("cpu.rt_runtime_us").exists() {
+            return Err(crate::rt::v2_budget_error());
+        }
+        crate::rt::set_budget(dir, mount, cpu.realtime_period(), cpu.realtime_runtime())?;
     }
     Ok(())
 }

@@ -1,12 +1,12 @@
 //! The cgroup v2 driver: one directory on the unified hierarchy, one small module per controller.
 //! In hybrid mode the same driver serves the controllers that sit on `/sys/fs/cgroup/unified`.
 
-mod cpu;
+pub(crate) mod cpu;
 mod cpuset;
 pub mod devices;
 mod hugetlb;
-mod io;
-mod memory;
+pub(crate) mod io;
+pub(crate) mod memory;
 mod pids;
 
 pub use cpu::{cpu_max, shares_to_weight};
@@ -105,7 +105,7 @@ impl V2 {
     pub(crate) fn apply(&self, ctl: Ctl, res: &LinuxResources) -> Result<(), Error> {
         let d = &self.dir;
         match ctl {
-            Ctl::Cpu => cpu::apply(d, res),
+            Ctl::Cpu => cpu::apply(d, &self.hierarchy.mount, res),
             Ctl::Cpuset => cpuset::apply(d, res),
             Ctl::Memory => memory::apply(d, res),
             Ctl::Pids => pids::apply(d, res),
