@@ -2,7 +2,12 @@
 
 pub mod bench;
 pub mod bench_fastpath;
+pub mod bench_interference;
+pub mod bench_overhead;
+pub mod bench_packet;
+pub mod bench_report;
 pub mod bench_runtime;
+pub mod bench_seeds;
 pub mod console;
 pub mod down;
 pub mod exec;
