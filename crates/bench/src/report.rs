@@ -274,16 +274,10 @@ fn overhead_section(out: &mut String, t: &crate::overhead::Table) {
 fn interference_section(out: &mut String, r: &crate::interference::Interference) {
     out.push_str("<h2>Real-time interference under load (seed 004's experiment)</h2>");
     let mut periods: Vec<u64> = r.series.iter().map(|s| s.period_us).collect();
+    periods.sort_unstable();
     periods.dedup();
     for p in periods {
-        let best = r
-            .series
-            .iter()
-            .filter(|s| s.scenario == "quiet" && s.period_us == p)
-            .flat_map(|s| s.counts.iter().copied())
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
+        let best = (crate::interference::reference_rate(&r.series) * p as f64).max(1.0);
         let series: Vec<(String, Vec<f64>)> = r
             .series
             .iter()
@@ -335,18 +329,17 @@ fn interference_section(out: &mut String, r: &crate::interference::Interference)
         ],
         &rows,
     );
-    let h = &r.floor.noise.histogram;
-    let groups: Vec<String> = h
-        .iter()
-        .map(|b| format!("{}-{} µs", b.lo_us, b.hi_us))
-        .collect();
-    out.push_str(&bars(
-        "noise gaps on the quiet core (noise meter): count per gap length (log scale)",
-        "gaps (log10)",
-        &groups,
-        &[("gaps".into(), h.iter().map(|b| b.count as f64).collect())],
-        true,
-    ));
+    if let Some(f) = &r.floor {
+        let h = &f.histogram;
+        let groups: Vec<String> = h.iter().map(|b| format!("{}-{} µs", b.0, b.1)).collect();
+        out.push_str(&bars(
+            "noise gaps on the dedicated core without load (noise meter): gaps per length (log scale)",
+            "gaps (log10)",
+            &groups,
+            &[("gaps".into(), h.iter().map(|b| b.2 as f64).collect())],
+            true,
+        ));
+    }
     let _ = write!(out, "<pre>{}</pre>", esc(&crate::interference::render(r)));
 }
 
