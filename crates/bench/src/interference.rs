@@ -272,6 +272,7 @@ pub fn reference_rate(series: &[Series]) -> f64 {
 /// Summaries of every series: deviation from [`reference_rate`], throughput against the quiet
 /// run of the same period.
 pub fn summarize(series: &[Series], steal: &[(String, f64)]) -> Vec<Summary> {
+    let rate = reference_rate(series);
     series
         .iter()
         .map(|s| {
@@ -280,7 +281,7 @@ pub fn summarize(series: &[Series], steal: &[(String, f64)]) -> Vec<Summary> {
                 .find(|q| q.scenario == "quiet" && q.period_us == s.period_us);
             let qc: Vec<f64> =
                 quiet.map_or(vec![], |q| q.counts.iter().map(|&c| f64::from(c)).collect());
-            let best = qc.iter().copied().fold(0.0, f64::max);
+            let best = rate * s.period_us as f64;
             let c: Vec<f64> = s.counts.iter().map(|&c| f64::from(c)).collect();
             let dev: Vec<f64> = c
                 .iter()

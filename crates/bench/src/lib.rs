@@ -165,6 +165,7 @@ pub struct Output {
 /// non-zero exit is an error carrying its stderr.
 pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Result<Output, BenchError> {
     let what = format!("{cmd:?}");
+    unblock_signals(cmd);
     let dir = std::env::temp_dir();
     let tag = format!("carve-bench-{}-{}", std::process::id(), unique());
     let (out_p, err_p) = (
@@ -223,6 +224,26 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Result<Output, B
         }),
         Some(_) => Ok(output),
     }
+}
+
+/// Lets the child start with no signal blocked. A caller such as `carve noise` blocks
+/// SIGINT/SIGTERM/SIGHUP to restore the host before it exits, and a mask survives fork and
+/// exec: a `carve up -d` started from it would leave a plan holder that never sees the SIGTERM
+/// of `carve down` (seen: the load plan hung until killed).
+fn unblock_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls: sigemptyset and sigprocmask
+    // on a stack-allocated set.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
 }
 
 /// A process-wide counter for unique file and object names.

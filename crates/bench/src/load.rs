@@ -65,23 +65,25 @@ pub fn plan_text(
     };
     let ns = format!("carve-bench-{}-{}", std::process::id(), crate::unique());
     let third = (std::process::id() % 200) + 20;
+    // Partition and bridge names are host-wide (cgroups, interfaces): unique per process.
+    let [st, fl, vm, br] = names();
     let mut s = format!(
         "# carve bench load ({placement:?}): written by carve-bench, brought up with `carve up -d`.\n\
          [host]\nhousekeeping = [{hk}]\n\n\
-         [network.cbload]\nnamespace = \"{ns}\"\nsubnet = \"10.79.{third}.0/24\"\n\n\
-         [[partition]]\nname = \"stress\"\nkind = \"container\"\ncpus = [{cpus}]\nmemory = \"512MiB\"\n\
+         [network.{br}]\nnamespace = \"{ns}\"\nsubnet = \"10.79.{third}.0/24\"\n\n\
+         [[partition]]\nname = \"{st}\"\nkind = \"container\"\ncpus = [{cpus}]\nmemory = \"512MiB\"\n\
          rootfs = \"{rootfs}\"\ncommand = [\"/bin/carve-probe\", \"load\", \"9999\"]\n\
-         network = {{ bridge = \"cbload\", address = \"10.79.{third}.2/24\" }}\n\n\
-         [[partition]]\nname = \"flood\"\nkind = \"container\"\ncpus = [{cpus}]\nmemory = \"64MiB\"\n\
+         network = {{ bridge = \"{br}\", address = \"10.79.{third}.2/24\" }}\n\n\
+         [[partition]]\nname = \"{fl}\"\nkind = \"container\"\ncpus = [{cpus}]\nmemory = \"64MiB\"\n\
          rootfs = \"{rootfs}\"\ncommand = [\"/bin/carve-probe\", \"flood\", \"10.79.{third}.2\", \"9999\"]\n\
-         network = {{ bridge = \"cbload\", address = \"10.79.{third}.3/24\" }}\n",
+         network = {{ bridge = \"{br}\", address = \"10.79.{third}.3/24\" }}\n",
         hk = list(&hk),
         cpus = list(&cpus),
         rootfs = rootfs.display(),
     );
     if let Some(g) = guest {
         s.push_str(&format!(
-            "\n[[partition]]\nname = \"vmload\"\nkind = \"vm\"\ncpus = [{}]\nvcpus = 1\nmemory = \"256MiB\"\n\
+            "\n[[partition]]\nname = \"{vm}\"\nkind = \"vm\"\ncpus = [{}]\nvcpus = 1\nmemory = \"256MiB\"\n\
              kernel = \"{}\"\ninitrd = \"{}\"\nappend = 'quiet carve.cmd=\"while :; do :; done\"'\n",
             list(&cpus[..1]),
             g.kernel.display(),
@@ -89,6 +91,12 @@ pub fn plan_text(
         ));
     }
     s
+}
+
+/// The partition names (stress, flood, vm) and the bridge's, unique to this process.
+pub fn names() -> [String; 4] {
+    let id = std::process::id() % 100_000;
+    ["cbs", "cbf", "cbv", "cbl"].map(|p| format!("{p}{id}"))
 }
 
 impl Load {
@@ -121,11 +129,13 @@ impl Load {
             carve: tools.carve.clone(),
             name,
             plan,
-            partitions: ["stress", "flood"]
-                .into_iter()
-                .chain(tools.guest.as_ref().map(|_| "vmload"))
-                .map(String::from)
-                .collect(),
+            partitions: {
+                let [st, fl, vm, _] = names();
+                [st, fl]
+                    .into_iter()
+                    .chain(tools.guest.as_ref().map(|_| vm))
+                    .collect()
+            },
         };
         // On failure `load` drops here and takes down whatever came up.
         run_with_deadline(&mut cmd, Duration::from_secs(180))?;
@@ -170,7 +180,8 @@ mod tests {
             !h.contains("cpus = [0, 1]") && h.contains("cpus = [0]"),
             "{h}"
         );
-        assert!(!h.contains("vmload"));
+        assert!(!h.contains("kind = \"vm\""));
+        assert!(h.contains(&format!("bridge = \"{}\"", names()[3])), "{h}");
         assert!(h.contains("namespace = \"carve-bench-"), "{h}");
     }
 }

@@ -203,7 +203,9 @@ fn native(probe: &Path, cpu: usize, quick: bool) -> Result<Measured, BenchError>
     rows_of(&crate::probe::parse(&out.stdout)?)
 }
 
-/// The dedicated core: `carve run --dedicated CPU --sched fifo:99 -- PROBE overhead`.
+/// The dedicated core: `carve run --dedicated CPU --sched fifo:99 --no-mlock -- PROBE overhead`.
+/// Without --no-mlock (the tier's default) every mmap is populated and locked at once, which
+/// measures mlockall, not the core: mmap+munmap of 1 MiB took 36× native that way.
 fn dedicated(tools: &Tools, probe: &Path, cpu: usize, quick: bool) -> Result<Measured, BenchError> {
     let mut cmd = Command::new(&tools.carve);
     cmd.args([
