@@ -446,7 +446,8 @@ pub fn render(p: &Packet) -> String {
     for (label, computed, printed) in &p.seed {
         let _ = writeln!(
             s,
-            "seed 000: {label}: {computed:.0} packets/s (the seed prints {printed:.0})"
+            "seed 000: {label}: {:.0} packets/s, truncated as the seed does (the seed prints {printed:.0})",
+            computed.floor()
         );
     }
     s
