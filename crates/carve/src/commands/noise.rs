@@ -123,6 +123,41 @@ fn measure(
     Ok(out)
 }
 
+/// Writes the SVG plot when --svg asks for it.
+fn write_svg(a: &Args, report: &Report) -> anyhow::Result<()> {
+    let Some(svg) = &a.svg else {
+        return Ok(());
+    };
+    let mut runs: Vec<(String, &RunStats)> = Vec::new();
+    for c in &report.cores {
+        if let Some(u) = &c.untuned {
+            runs.push((format!("core {} untuned ({})", c.cpu, u.sched), u));
+        }
+        if let Some(d) = &c.dedicated {
+            runs.push((format!("core {} dedicated ({})", c.cpu, d.sched), d));
+        }
+    }
+    let labelled: Vec<(&str, &RunStats)> = runs.iter().map(|(l, s)| (l.as_str(), *s)).collect();
+    let title = format!(
+        "carve noise: TSC-gap probe, {} s per run, gaps > {} µs",
+        a.seconds, a.threshold_us
+    );
+    std::fs::write(svg, noise::svg::render(&title, &labelled))
+        .with_context(|| format!("write {}", svg.display()))?;
+    Ok(())
+}
+
+/// The probe's policy in the untuned run (--untuned-sched).
+fn untuned_sched(a: &Args) -> anyhow::Result<SchedPolicy> {
+    match a.untuned_sched.parse() {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            eprintln!("carve noise: --untuned-sched: {e}");
+            Err(super::Exit(super::EXIT_INVALID).into())
+        }
+    }
+}
+
 /// Runs `carve noise`.
 pub fn run(a: Args) -> anyhow::Result<()> {
     // Before any thread: SIGINT/SIGTERM then wait for the current run to end and the host to be
@@ -149,13 +184,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
         return Err(super::Exit(super::EXIT_INVALID).into());
     }
-    let untuned_sched: SchedPolicy = match a.untuned_sched.parse() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("carve noise: --untuned-sched: {e}");
-            return Err(super::Exit(super::EXIT_INVALID).into());
-        }
-    };
+    let untuned_sched = untuned_sched(&a)?;
     let base = ProbeOptions {
         duration: Duration::from_secs_f64(a.seconds),
         threshold: Duration::from_secs_f64(a.threshold_us / 1e6),
@@ -266,24 +295,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         j.undo().context("removing the tracefs instance")?;
     }
     let report = result?;
-    if let Some(svg) = &a.svg {
-        let mut runs: Vec<(String, &RunStats)> = Vec::new();
-        for c in &report.cores {
-            if let Some(u) = &c.untuned {
-                runs.push((format!("core {} untuned ({})", c.cpu, u.sched), u));
-            }
-            if let Some(d) = &c.dedicated {
-                runs.push((format!("core {} dedicated ({})", c.cpu, d.sched), d));
-            }
-        }
-        let labelled: Vec<(&str, &RunStats)> = runs.iter().map(|(l, s)| (l.as_str(), *s)).collect();
-        let title = format!(
-            "carve noise: TSC-gap probe, {} s per run, gaps > {} µs",
-            a.seconds, a.threshold_us
-        );
-        std::fs::write(svg, noise::svg::render(&title, &labelled))
-            .with_context(|| format!("write {}", svg.display()))?;
-    }
+    write_svg(&a, &report)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
