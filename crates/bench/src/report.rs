@@ -294,7 +294,7 @@ fn interference_section(out: &mut String, r: &crate::interference::Interference)
             .collect();
         out.push_str(&lines(
             &format!(
-                "deviation from the quiet best period, {} periods",
+                "deviation from the best uninterrupted rate, {} periods",
                 crate::interference::fmt_period(p)
             ),
             "deviation %",
