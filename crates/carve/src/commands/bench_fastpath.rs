@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Context};
 use carve_fastpath::memory;
-use carve_fastpath::pktcrypt::{self, LoopStats, ThreadPlacement};
+use carve_fastpath::pktcrypt::{self, LoopStats, ProducerMode, ThreadPlacement};
 
 /// Arguments of `carve bench fastpath`.
 #[derive(clap::Args)]
@@ -84,11 +84,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map_or(String::new(), |p| format!(", both at SCHED_FIFO {p}"))
         );
         println!(
-            "{:>4} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
-            "run", "bare", "ring", "bare mean", "ring mean", "bare wall", "ring wall"
+            "{:>4} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
+            "run",
+            "bare",
+            "ring",
+            "bare mean",
+            "ring mean",
+            "bare wall",
+            "ring wall",
+            "1 thread",
+            "spinning"
         );
     }
-    let (mut bare, mut ring) = (Vec::new(), Vec::new());
+    let (mut bare, mut ring, mut local, mut spin) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Warm up once (page faults, CPU frequency), unrecorded.
     let sealing = ThreadPlacement {
         cpu: Some(cpu),
@@ -102,9 +111,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..args.runs {
         let b = bare_on(sealing, &key, args.packets, args.slots as usize)?;
         let r = pktcrypt::bench_ring(&key, args.packets, args.slots, generator, sealing)?;
+        // The breakdown: the ring's own cost on one thread (no line crosses cores), and the
+        // generator retrying at once when the ring is full (the loop it had before).
+        let l = local_on(sealing, &key, args.packets, args.slots)?;
+        let sp = pktcrypt::bench_ring_with(
+            &key,
+            args.packets,
+            args.slots,
+            generator,
+            sealing,
+            ProducerMode::Spin,
+        )?;
         if !args.json {
             println!(
-                "{:>4} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1}",
+                "{:>4} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>11.1}",
                 i + 1,
                 b.median_ns_per_packet,
                 r.median_ns_per_packet,
@@ -112,10 +132,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 r.busy_ns_per_packet,
                 b.wall_ns_per_packet,
                 r.wall_ns_per_packet,
+                l.median_ns_per_packet,
+                sp.median_ns_per_packet,
             );
         }
         bare.push(b);
         ring.push(r);
+        local.push(l);
+        spin.push(sp);
     }
     let col = |v: &[LoopStats], f: fn(&LoopStats) -> f64| v.iter().map(f).collect::<Vec<_>>();
     let med = |s: &LoopStats| s.median_ns_per_packet;
@@ -125,6 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (bb, br) = (median(&col(&bare, busy)), median(&col(&ring, busy)));
     let (wb, wr) = (median(&col(&bare, wall)), median(&col(&ring, wall)));
     let ratio = mb / mr;
+    let (ml, ms) = (median(&col(&local, med)), median(&col(&spin, med)));
     if args.json {
         let doc = serde_json::json!({
             "packets": args.packets,
@@ -140,6 +165,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "bare_wall_ns_per_packet": col(&bare, wall),
             "ring_wall_ns_per_packet": col(&ring, wall),
             "ring_mean_batch": col(&ring, |s| s.mean_batch),
+            "local_ns_per_packet": col(&local, med),
+            "spin_ns_per_packet": col(&spin, med),
+            "breakdown": {
+                "crypto_ns": mb,
+                "ring_one_thread_extra_ns": ml - mb,
+                "cross_core_extra_ns": mr - ml,
+                "spinning_producer_extra_ns": ms - mr,
+                "spinning_producer_ratio": mb / ms,
+            },
             "bare_median_ns": mb,
             "ring_median_ns": mr,
             "ratio": ratio,
@@ -167,8 +201,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bb / br,
             wb / wr
         );
+        print_breakdown(mb, ml, mr, ms);
     }
     Ok(())
+}
+
+/// Where the ring's time goes, from the medians of the four loops (ns/packet).
+fn print_breakdown(mb: f64, ml: f64, mr: f64, ms: f64) {
+    println!(
+        "breakdown (medians, ns/packet): crypto {mb:.1} + the ring on one thread (bookkeeping, \
+         copy into the slot, prefetches) {:+.1} + lines crossing cores {:+.1} = {mr:.1}; a \
+         generator retrying at once when the ring is full (before) would add {:+.1} -> {:.2}x",
+        ml - mb,
+        mr - ml,
+        ms - mr,
+        mb / ms
+    );
+}
+
+/// The one-thread ring loop on a thread placed as asked.
+fn local_on(
+    place: ThreadPlacement,
+    key: &[u8; 16],
+    packets: u64,
+    slots: u32,
+) -> anyhow::Result<LoopStats> {
+    let key = *key;
+    std::thread::spawn(move || -> anyhow::Result<LoopStats> {
+        place.apply()?;
+        Ok(pktcrypt::bench_ring_local(&key, packets, slots)?)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("one-thread ring loop panicked"))?
 }
 
 /// The bare loop on a thread placed as asked (the caller's own affinity is left alone).

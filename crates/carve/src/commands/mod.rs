@@ -3,7 +3,12 @@
 pub mod bench;
 pub mod bench_cri;
 pub mod bench_fastpath;
+pub mod bench_interference;
+pub mod bench_overhead;
+pub mod bench_packet;
+pub mod bench_report;
 pub mod bench_runtime;
+pub mod bench_seeds;
 pub mod console;
 pub mod cri;
 pub mod down;

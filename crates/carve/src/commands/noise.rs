@@ -47,6 +47,32 @@ pub struct Args {
     /// Skip tracepoint attribution.
     #[arg(long)]
     pub no_trace: bool,
+    /// Measure under load: the plan of `carve bench interference` (a stress container, a UDP
+    /// flood over a bridge in the plan's own netns, a looping VM when guest assets exist),
+    /// brought up by carve on every core for the untuned run and off the probed cores for the
+    /// dedicated one, and taken down after each.
+    #[arg(long)]
+    pub load: bool,
+    /// Working folder of --load (the probe, the plan and its rootfs).
+    #[arg(long, default_value = super::bench_seeds::DEFAULT_WORK)]
+    pub load_work: PathBuf,
+}
+
+/// Brings the load plan up for one run when --load asks for it.
+fn start_load(
+    a: &Args,
+    cpus: &CpuSet,
+    placement: carve_bench::load::Placement,
+) -> anyhow::Result<Option<carve_bench::load::Load>> {
+    if !a.load {
+        return Ok(None);
+    }
+    let (tools, probe) = super::bench_seeds::setup(&a.load_work)?;
+    let cores: Vec<usize> = cpus.iter().collect();
+    let l = carve_bench::load::Load::start(&tools, &probe, &a.load_work, &cores, placement)?;
+    // Let the VM start booting and the flood reach its rate before measuring.
+    std::thread::sleep(Duration::from_secs(2));
+    Ok(Some(l))
 }
 
 #[derive(Serialize, Default)]
@@ -97,6 +123,41 @@ fn measure(
     Ok(out)
 }
 
+/// Writes the SVG plot when --svg asks for it.
+fn write_svg(a: &Args, report: &Report) -> anyhow::Result<()> {
+    let Some(svg) = &a.svg else {
+        return Ok(());
+    };
+    let mut runs: Vec<(String, &RunStats)> = Vec::new();
+    for c in &report.cores {
+        if let Some(u) = &c.untuned {
+            runs.push((format!("core {} untuned ({})", c.cpu, u.sched), u));
+        }
+        if let Some(d) = &c.dedicated {
+            runs.push((format!("core {} dedicated ({})", c.cpu, d.sched), d));
+        }
+    }
+    let labelled: Vec<(&str, &RunStats)> = runs.iter().map(|(l, s)| (l.as_str(), *s)).collect();
+    let title = format!(
+        "carve noise: TSC-gap probe, {} s per run, gaps > {} µs",
+        a.seconds, a.threshold_us
+    );
+    std::fs::write(svg, noise::svg::render(&title, &labelled))
+        .with_context(|| format!("write {}", svg.display()))?;
+    Ok(())
+}
+
+/// The probe's policy in the untuned run (--untuned-sched).
+fn untuned_sched(a: &Args) -> anyhow::Result<SchedPolicy> {
+    match a.untuned_sched.parse() {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            eprintln!("carve noise: --untuned-sched: {e}");
+            Err(super::Exit(super::EXIT_INVALID).into())
+        }
+    }
+}
+
 /// Runs `carve noise`.
 pub fn run(a: Args) -> anyhow::Result<()> {
     // Before any thread: SIGINT/SIGTERM then wait for the current run to end and the host to be
@@ -113,19 +174,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         eprintln!("carve noise: --seconds must be in (0, 3600] and --fifo in 1..=99");
         return Err(super::Exit(super::EXIT_INVALID).into());
     }
+    if a.load && !(a.dedicated || a.compare) {
+        eprintln!("carve noise: --load needs --compare or --dedicated");
+        return Err(super::Exit(super::EXIT_INVALID).into());
+    }
     if (a.dedicated || a.compare) && online.difference(&cpus).is_empty() {
         eprintln!(
             "carve noise: dedicating CPUs {cpus} would leave no housekeeping core (online: {online})"
         );
         return Err(super::Exit(super::EXIT_INVALID).into());
     }
-    let untuned_sched: SchedPolicy = match a.untuned_sched.parse() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("carve noise: --untuned-sched: {e}");
-            return Err(super::Exit(super::EXIT_INVALID).into());
-        }
-    };
+    let untuned_sched = untuned_sched(&a)?;
     let base = ProbeOptions {
         duration: Duration::from_secs_f64(a.seconds),
         threshold: Duration::from_secs_f64(a.threshold_us / 1e6),
@@ -165,7 +224,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 carve_dedicated::sys::set_affinity(tid, &[cpu].into_iter().collect())
                     .map_err(|e| e.to_string())
             };
-            for s in measure(&cpus, &base, tracer.as_ref(), &pin)? {
+            let load = start_load(&a, &cpus, carve_bench::load::Placement::Untuned)?;
+            let measured = measure(&cpus, &base, tracer.as_ref(), &pin);
+            if let Some(l) = load {
+                l.stop()?;
+            }
+            for s in measured? {
                 let cpu = s.cpu;
                 cores.get_mut(&cpu).expect("probed core").untuned = Some(s);
             }
@@ -179,6 +243,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             spec.sched = SchedPolicy::Fifo(a.fifo);
             spec.mlock = false;
             spec.thp_disable = false;
+            let load = start_load(&a, &cpus, carve_bench::load::Placement::Housekeeping)?;
             let active = match Partition::new(spec).setup() {
                 Ok(p) => p,
                 Err(e @ carve_dedicated::Error::Refused(_)) => {
@@ -196,6 +261,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let measured = measure(&cpus, &opts, tracer.as_ref(), &join);
             setup = Some(active.report().clone());
             let torn = active.teardown();
+            if let Some(l) = load {
+                l.stop()?;
+            }
             let measured = measured?;
             for w in torn
                 .context("restoring the host after the dedicated run")?
@@ -227,24 +295,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         j.undo().context("removing the tracefs instance")?;
     }
     let report = result?;
-    if let Some(svg) = &a.svg {
-        let mut runs: Vec<(String, &RunStats)> = Vec::new();
-        for c in &report.cores {
-            if let Some(u) = &c.untuned {
-                runs.push((format!("core {} untuned ({})", c.cpu, u.sched), u));
-            }
-            if let Some(d) = &c.dedicated {
-                runs.push((format!("core {} dedicated ({})", c.cpu, d.sched), d));
-            }
-        }
-        let labelled: Vec<(&str, &RunStats)> = runs.iter().map(|(l, s)| (l.as_str(), *s)).collect();
-        let title = format!(
-            "carve noise: TSC-gap probe, {} s per run, gaps > {} µs",
-            a.seconds, a.threshold_us
-        );
-        std::fs::write(svg, noise::svg::render(&title, &labelled))
-            .with_context(|| format!("write {}", svg.display()))?;
-    }
+    write_svg(&a, &report)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -178,7 +178,9 @@ fn generate(mut p: Producer, limit: Option<u64>, rate: Option<u64>) -> u64 {
         });
         seq += n as u64;
         if n == 0 {
-            std::hint::spin_loop();
+            // Full: refill in bursts instead of retrying at once (see pktcrypt::refill_burst).
+            let burst = pktcrypt::refill_burst(p.ring().capacity() as u32);
+            p.wait_free(burst, 1000);
         }
     }
     seq

@@ -1,0 +1,629 @@
+//! `carve bench overhead`: the same static probe natively, in a carve-oci container, on a
+//! dedicated core (`carve run --dedicated`) and in a carve VM; each row's median over repeated
+//! batches, as a ratio to native, with seed 004's lmbench rows beside it.
+//!
+//! Tiers alternate within each round (native, container, dedicated, native, ...) and the
+//! figure of a row is the median over rounds, so a burst of host load hits every tier alike.
+//! The VM runs once: under TCG (this host's KVM cannot run a Linux guest) every guest
+//! instruction is translated, so its column measures QEMU's emulator, not virtualization
+//! overhead; under KVM it would be the hardware-assisted cost the seed's "Virt." rows show.
+
+use crate::stats::median;
+use crate::{pinned, run_with_deadline, BenchError, Tools};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Short batches (seconds in all), for tests and a first look.
+    pub quick: bool,
+    /// The core every tier runs on (default: the last online CPU).
+    pub cpu: Option<usize>,
+    /// Rounds of native/container/dedicated (the VM runs once).
+    pub rounds: usize,
+    /// Include the container tier.
+    pub container: bool,
+    /// Include the dedicated tier (retunes the host through `carve run`).
+    pub dedicated: bool,
+    /// Include the VM tier (needs guest assets).
+    pub vm: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            quick: false,
+            cpu: None,
+            rounds: 3,
+            container: true,
+            dedicated: true,
+            vm: true,
+        }
+    }
+}
+
+/// One column of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TierInfo {
+    /// "native", "container", "dedicated" or "vm".
+    pub tier: String,
+    /// What it is, as printed (e.g. "VM (TCG)").
+    pub label: String,
+    /// Whether it was measured.
+    pub measured: bool,
+    /// How it ran, or why it did not.
+    pub note: String,
+}
+
+/// Seed 004's figures for the column a row corresponds to (native, virtualized).
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedRef {
+    /// The seed's column (syscall, ctx, fork, pipe, tcc).
+    pub column: &'static str,
+    /// Virtualized ÷ native on the Intel Xeon.
+    pub xeon_ratio: f64,
+    /// Virtualized ÷ native under the Bochs simulator.
+    pub bochs_ratio: f64,
+}
+
+/// Seed 004's table: (column, Bochs native, Bochs virt, Xeon native, Xeon virt).
+pub const SEED_004: [(&str, f64, f64, f64, f64); 6] = [
+    ("syscall", 71.0, 308.0, 490.0, 2640.0),
+    ("rand", 138.0, 141.0, 167.0, 188.0),
+    ("ctx", 740.0, 1590.0, 13830.0, 17100.0),
+    ("fork", 91e3, 1969e3, 774e3, 2589e3),
+    ("pipe", 4510.0, 6250.0, 33e3, 38.9e3),
+    ("tcc", 231e6, 284e6, 458e6, 563e6),
+];
+
+fn seed_ref(column: &str) -> Option<SeedRef> {
+    SEED_004
+        .iter()
+        .find(|s| s.0 == column)
+        .map(|&(column, bn, bv, xn, xv)| SeedRef {
+            column,
+            xeon_ratio: xv / xn,
+            bochs_ratio: bv / bn,
+        })
+}
+
+/// One tier's figure for a row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// Median over rounds of the per-batch medians.
+    pub median: f64,
+    /// ÷ native.
+    pub ratio: f64,
+    /// Every round's median.
+    pub rounds: Vec<f64>,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The microbenchmark.
+    pub name: String,
+    /// Unit of the figures (time per operation: lower is better in every row).
+    pub unit: String,
+    /// The tiers' figures, by tier name (native included, ratio 1).
+    pub cells: BTreeMap<String, Cell>,
+    /// Seed 004's corresponding row, if any.
+    pub seed: Option<SeedRef>,
+}
+
+/// A target of the issue, checked against this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// The row.
+    pub row: String,
+    /// The tier.
+    pub tier: String,
+    /// The highest acceptable ratio to native.
+    pub limit: f64,
+    /// The measured ratio.
+    pub ratio: f64,
+    /// Whether it holds.
+    pub met: bool,
+}
+
+/// The whole result (`--json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    /// The core every tier ran on.
+    pub cpu: usize,
+    /// Short batches.
+    pub quick: bool,
+    /// Rounds of the alternating tiers.
+    pub rounds: usize,
+    /// The columns.
+    pub tiers: Vec<TierInfo>,
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// The container targets (≤ 1.01× syscall, ctx, pipe; ≤ 1.03× fork).
+    pub targets: Vec<Target>,
+    /// Load average when the run started and ended (1 min).
+    pub loadavg: (f64, f64),
+}
+
+/// The container targets of issue 14 (seed 000's "≤ 1 %").
+pub const CONTAINER_TARGETS: [(&str, f64); 4] = [
+    ("getppid", 1.01),
+    ("ctx switch (pipe ping-pong)", 1.01),
+    ("pipe bandwidth", 1.01),
+    ("fork+exit", 1.03),
+];
+
+/// The 1-minute load average.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+type Measured = Vec<(String, String, String, f64)>;
+
+fn rows_of(v: &serde_json::Value) -> Result<Measured, BenchError> {
+    let rows = v["rows"]
+        .as_array()
+        .ok_or_else(|| BenchError::Parse("probe report without rows".into()))?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["unit"].as_str().unwrap_or_default().to_string(),
+                r["seed"].as_str().unwrap_or_default().to_string(),
+                r["median"]
+                    .as_f64()
+                    .ok_or_else(|| BenchError::Parse(format!("row without median: {r}")))?,
+            ))
+        })
+        .collect()
+}
+
+fn probe_args(quick: bool) -> Vec<&'static str> {
+    if quick {
+        vec!["overhead", "--quick"]
+    } else {
+        vec!["overhead"]
+    }
+}
+
+fn deadline(quick: bool) -> Duration {
+    Duration::from_secs(if quick { 300 } else { 1800 })
+}
+
+/// Native: the probe pinned to `cpu`.
+fn native(probe: &Path, cpu: usize, quick: bool) -> Result<Measured, BenchError> {
+    let out = run_with_deadline(pinned(probe, cpu).args(probe_args(quick)), deadline(quick))?;
+    rows_of(&crate::probe::parse(&out.stdout)?)
+}
+
+/// The dedicated core: `carve run --dedicated CPU --sched fifo:99 --no-mlock -- PROBE overhead`.
+/// Without --no-mlock (the tier's default) every mmap is populated and locked at once, which
+/// measures mlockall, not the core: mmap+munmap of 1 MiB took 36× native that way.
+fn dedicated(tools: &Tools, probe: &Path, cpu: usize, quick: bool) -> Result<Measured, BenchError> {
+    let mut cmd = Command::new(&tools.carve);
+    cmd.args([
+        "run",
+        "--dedicated",
+        &cpu.to_string(),
+        "--sched",
+        "fifo:99",
+        "--",
+    ])
+    .arg(probe)
+    .args(probe_args(quick));
+    let out = run_with_deadline(&mut cmd, deadline(quick))?;
+    rows_of(&crate::probe::parse(&out.stdout)?)
+}
+
+/// A busybox bundle holding the probe at /bin/carve-probe, its root writable (the probe
+/// creates a file in /tmp), pinned to `cpu`.
+pub fn bundle(work: &Path, probe: &Path, cpu: usize, args: &[&str]) -> Result<PathBuf, BenchError> {
+    let b = work.join("bundle");
+    let rootfs = b.join("rootfs");
+    if !rootfs.join("bin/busybox").is_file() {
+        let _ = std::fs::remove_dir_all(&b);
+        carve_engine::image::busybox_rootfs(
+            &rootfs,
+            Path::new(carve_engine::image::DEFAULT_BUSYBOX),
+        )
+        .map_err(|e| BenchError::Tool {
+            what: "busybox rootfs".into(),
+            detail: e.to_string(),
+        })?;
+    }
+    let dst = rootfs.join("bin/carve-probe");
+    std::fs::copy(probe, &dst).map_err(BenchError::io("copy the probe to", &dst))?;
+    let mut c = carve_container::config::default_spec_json();
+    c["process"]["terminal"] = serde_json::json!(false);
+    let mut argv = vec!["/bin/carve-probe"];
+    argv.extend_from_slice(args);
+    c["process"]["args"] = serde_json::json!(argv);
+    c["root"]["readonly"] = serde_json::json!(false);
+    c["linux"]["resources"] = serde_json::json!({"cpu": {"cpus": cpu.to_string()}});
+    c["linux"]["cgroupsPath"] = serde_json::json!(format!(
+        "/carve-bench-{}-{}",
+        std::process::id(),
+        crate::unique()
+    ));
+    let cfg = b.join("config.json");
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&c).expect("json"))
+        .map_err(BenchError::io("write", &cfg))?;
+    Ok(b)
+}
+
+/// The container: `carve-oci run` of a busybox bundle with the probe, pinned to `cpu`.
+fn container(
+    tools: &Tools,
+    probe: &Path,
+    work: &Path,
+    cpu: usize,
+    quick: bool,
+) -> Result<Measured, BenchError> {
+    let oci = tools.carve_oci.as_ref().ok_or_else(|| BenchError::Tool {
+        what: "carve-oci".into(),
+        detail: "not found beside carve nor on PATH (cargo build --release -p carve-oci)".into(),
+    })?;
+    let b = bundle(work, probe, cpu, &probe_args(quick))?;
+    let root = work.join("oci-state");
+    let id = format!("carve-bench-{}-{}", std::process::id(), crate::unique());
+    let mut cmd = Command::new(oci);
+    cmd.arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle"])
+        .arg(&b)
+        .arg(&id);
+    let out = run_with_deadline(&mut cmd, deadline(quick));
+    // `run` deletes the container when it exits; this only matters after a failure.
+    let _ = Command::new(oci)
+        .arg("--root")
+        .arg(&root)
+        .args(["delete", "--force", &id])
+        .output();
+    rows_of(&crate::probe::parse(&out?.stdout)?)
+}
+
+/// The guest's initramfs plus a second (gzip'd) archive holding the probe: the kernel unpacks
+/// both, so /bin/carve-probe exists in the guest.
+pub fn initrd_with_probe(
+    guest: &carve_vm::assets::GuestAssets,
+    probe: &Path,
+    work: &Path,
+) -> Result<PathBuf, BenchError> {
+    let mut cpio = carve_vm::assets::Cpio::default();
+    cpio.dir("bin");
+    let bin = std::fs::read(probe).map_err(BenchError::io("read", probe))?;
+    cpio.file("bin/carve-probe", 0o755, &bin);
+    let raw = work.join("probe.cpio");
+    std::fs::write(&raw, cpio.finish()).map_err(BenchError::io("write", &raw))?;
+    let gz = Command::new("gzip")
+        .args(["-c", "-1"])
+        .arg(&raw)
+        .output()
+        .map_err(|e| BenchError::Tool {
+            what: "gzip".into(),
+            detail: e.to_string(),
+        })?;
+    let mut data = std::fs::read(&guest.initrd).map_err(BenchError::io("read", &guest.initrd))?;
+    data.extend_from_slice(&gz.stdout);
+    let out = work.join("initrd-probe.img");
+    std::fs::write(&out, data).map_err(BenchError::io("write", &out))?;
+    Ok(out)
+}
+
+/// The VM: `carve vm run` of the guest kernel with the probe as its command, vCPU on `cpu`.
+/// Returns the rows and the accelerator's label.
+fn vm(
+    tools: &Tools,
+    probe: &Path,
+    work: &Path,
+    cpu: usize,
+    quick: bool,
+) -> Result<(Measured, String), BenchError> {
+    let guest = tools.guest.as_ref().ok_or_else(|| BenchError::Tool {
+        what: "guest assets".into(),
+        detail: "none prepared: run `carve image guest cache/guest` (or set CARVE_BENCH_GUEST)"
+            .into(),
+    })?;
+    let initrd = initrd_with_probe(guest, probe, work)?;
+    let cmdline = format!(
+        "quiet carve.cmd=\"/bin/carve-probe {}\"",
+        probe_args(quick).join(" ")
+    );
+    let name = format!("cbov{}{}", std::process::id() % 100_000, crate::unique());
+    let mut cmd = Command::new(&tools.carve);
+    cmd.args(["vm", "run", "--name", &name, "--kernel"])
+        .arg(&guest.kernel)
+        .arg("--initrd")
+        .arg(&initrd)
+        .args([
+            "--append",
+            &cmdline,
+            "--cpus",
+            &cpu.to_string(),
+            "--memory",
+            "256MiB",
+        ]);
+    let out = run_with_deadline(
+        &mut cmd,
+        Duration::from_secs(if quick { 600 } else { 3600 }),
+    )?;
+    let accel = if out.stderr.contains("TCG") || out.stdout.contains("TCG") {
+        "TCG"
+    } else {
+        "KVM"
+    };
+    Ok((
+        rows_of(&crate::probe::parse(&out.stdout)?)?,
+        accel.to_string(),
+    ))
+}
+
+/// Runs the tiers and builds the table.
+pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<Table, BenchError> {
+    let cpu = match opts.cpu {
+        Some(c) => c,
+        None => crate::default_cpu()?,
+    };
+    if opts.rounds == 0 {
+        return Err(BenchError::Invalid {
+            field: "rounds",
+            why: "must be at least 1".into(),
+        });
+    }
+    let load0 = loadavg();
+    let mut results: BTreeMap<&str, Vec<Measured>> = BTreeMap::new();
+    let mut notes: BTreeMap<&str, String> = BTreeMap::new();
+    for _ in 0..opts.rounds {
+        results
+            .entry("native")
+            .or_default()
+            .push(native(probe, cpu, opts.quick)?);
+        if opts.container && !notes.contains_key("container") {
+            match container(tools, probe, work, cpu, opts.quick) {
+                Ok(m) => results.entry("container").or_default().push(m),
+                Err(e) => {
+                    notes.insert("container", e.to_string());
+                }
+            }
+        }
+        if opts.dedicated && !notes.contains_key("dedicated") {
+            match dedicated(tools, probe, cpu, opts.quick) {
+                Ok(m) => results.entry("dedicated").or_default().push(m),
+                Err(e) => {
+                    notes.insert("dedicated", e.to_string());
+                }
+            }
+        }
+    }
+    let mut vm_label = "VM".to_string();
+    if opts.vm {
+        match vm(tools, probe, work, cpu, opts.quick) {
+            Ok((m, accel)) => {
+                vm_label = format!("VM ({accel})");
+                notes.insert(
+                    "vm",
+                    if accel == "TCG" {
+                        "TCG: every guest instruction is translated by QEMU, so this column is the \
+                         emulator's cost, not virtualization's (KVM is not usable on this host)"
+                            .into()
+                    } else {
+                        "KVM: hardware-assisted virtualization".into()
+                    },
+                );
+                results.insert("vm", vec![m]);
+            }
+            Err(e) => {
+                notes.insert("vm", e.to_string());
+            }
+        }
+    }
+    let tier_list = [
+        ("native", "native".to_string(), true),
+        (
+            "container",
+            "container (carve-oci)".to_string(),
+            opts.container,
+        ),
+        (
+            "dedicated",
+            "dedicated core (FIFO 99)".to_string(),
+            opts.dedicated,
+        ),
+        ("vm", vm_label, opts.vm),
+    ];
+    let tiers = tier_list
+        .iter()
+        .filter(|t| t.2)
+        .map(|(t, label, _)| TierInfo {
+            tier: t.to_string(),
+            label: label.clone(),
+            measured: results.contains_key(t),
+            note: notes.get(t).cloned().unwrap_or_else(|| {
+                format!(
+                    "{} round(s) on CPU {cpu}",
+                    results.get(t).map_or(0, |r| r.len())
+                )
+            }),
+        })
+        .collect();
+    let rows = assemble(&results);
+    let targets = CONTAINER_TARGETS
+        .iter()
+        .filter_map(|&(row, limit)| {
+            let r = rows.iter().find(|r| r.name == row)?;
+            let c = r.cells.get("container")?;
+            Some(Target {
+                row: row.to_string(),
+                tier: "container".into(),
+                limit,
+                ratio: c.ratio,
+                met: c.ratio <= limit,
+            })
+        })
+        .collect();
+    Ok(Table {
+        cpu,
+        quick: opts.quick,
+        rounds: opts.rounds,
+        tiers,
+        rows,
+        targets,
+        loadavg: (load0, loadavg()),
+    })
+}
+
+/// Rows from each tier's rounds: median over rounds, ratio to native.
+fn assemble(results: &BTreeMap<&str, Vec<Measured>>) -> Vec<Row> {
+    let Some(native) = results.get("native").and_then(|r| r.first()) else {
+        return Vec::new();
+    };
+    native
+        .iter()
+        .enumerate()
+        .map(|(i, (name, unit, seed, _))| {
+            let of = |tier: &str| -> Option<Vec<f64>> {
+                let v: Vec<f64> = results
+                    .get(tier)?
+                    .iter()
+                    .filter_map(|m| m.get(i).filter(|r| &r.0 == name).map(|r| r.3))
+                    .collect();
+                (!v.is_empty()).then_some(v)
+            };
+            let base = median(&of("native").unwrap_or_default());
+            let cells = results
+                .keys()
+                .filter_map(|t| {
+                    let v = of(t)?;
+                    let m = median(&v);
+                    Some((
+                        t.to_string(),
+                        Cell {
+                            median: m,
+                            ratio: if base > 0.0 { m / base } else { 0.0 },
+                            rounds: v,
+                        },
+                    ))
+                })
+                .collect();
+            Row {
+                name: name.clone(),
+                unit: unit.clone(),
+                cells,
+                seed: seed_ref(seed),
+            }
+        })
+        .collect()
+}
+
+/// The table as text.
+pub fn render(t: &Table) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "carve bench overhead: CPU {}, median of {} batches per row, {} round(s); load average {:.1} -> {:.1}",
+        t.cpu,
+        if t.quick { 5 } else { 15 },
+        t.rounds,
+        t.loadavg.0,
+        t.loadavg.1
+    );
+    let measured: Vec<&TierInfo> = t.tiers.iter().filter(|x| x.measured).collect();
+    let _ = write!(s, "{:<28} {:>18}", "row", "native");
+    for x in measured.iter().skip(1) {
+        let _ = write!(s, " {:>22}", format!("{} ×", x.label));
+    }
+    let _ = writeln!(s, "   seed 004 virt ÷ native (Xeon, Bochs)");
+    for r in &t.rows {
+        let n = r.cells.get("native").map_or(0.0, |c| c.median);
+        let _ = write!(
+            s,
+            "{:<28} {:>18}",
+            r.name,
+            format!("{}/{}", fmt_num(n), r.unit.trim_start_matches("ns/"))
+        );
+        for x in measured.iter().skip(1) {
+            match r.cells.get(&x.tier) {
+                Some(c) => {
+                    let _ = write!(s, " {:>22}", format!("{:.3}", c.ratio));
+                }
+                None => {
+                    let _ = write!(s, " {:>22}", "-");
+                }
+            }
+        }
+        match &r.seed {
+            Some(sr) => {
+                let _ = writeln!(
+                    s,
+                    "   {}: {:.2}×, {:.2}×",
+                    sr.column, sr.xeon_ratio, sr.bochs_ratio
+                );
+            }
+            None => {
+                let _ = writeln!(s);
+            }
+        }
+    }
+    let _ = writeln!(s, "(native column: ns per unit named; other columns: tier ÷ native, lower is better; seed 004's `rand` row has no counterpart here)");
+    for x in &t.tiers {
+        let _ = writeln!(s, "{}: {}", x.label, x.note);
+    }
+    for g in &t.targets {
+        let _ = writeln!(
+            s,
+            "target {} {} ≤ {:.2}×: {:.3}× {}",
+            g.tier,
+            g.row,
+            g.limit,
+            g.ratio,
+            if g.met { "met" } else { "NOT met" }
+        );
+    }
+    s
+}
+
+/// A number of ns with a unit prefix: 132 ns, 1.45 µs, 22.1 ms.
+pub fn fmt_num(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_ratios_and_assembly() {
+        let s = seed_ref("syscall").unwrap();
+        assert!((s.xeon_ratio - 2640.0 / 490.0).abs() < 1e-9);
+        assert!(seed_ref("").is_none());
+        let m = |v: f64| {
+            vec![(
+                "getppid".to_string(),
+                "ns/call".to_string(),
+                "syscall".to_string(),
+                v,
+            )]
+        };
+        let mut r = BTreeMap::new();
+        r.insert("native", vec![m(100.0), m(110.0), m(90.0)]);
+        r.insert("container", vec![m(101.0)]);
+        let rows = assemble(&r);
+        assert_eq!(rows[0].cells["native"].median, 100.0);
+        assert!((rows[0].cells["container"].ratio - 1.01).abs() < 1e-9);
+        assert_eq!(fmt_num(1450.0), "1.45 µs");
+    }
+}
