@@ -113,6 +113,12 @@ pub struct PartView {
     /// Dedicated: the share of its cores its process was not on them over the interval (for a
     /// spinning fast path, what the OS took; a sleeping process shows its sleep here too).
     pub offcpu_ratio: Option<f64>,
+    /// `cpu_ratio` of the last samples (up to two minutes), oldest first; 0 while not running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_history: Vec<f64>,
+    /// `memory_bytes` of the last samples (up to two minutes), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory_history: Vec<u64>,
 }
 
 /// One running VM.

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Stolen-ratio history kept per dedicated core: one hour at one sample per second.
 pub const HISTORY: usize = 3600;
 
+/// CPU and memory history kept per partition: two minutes at one sample per second.
+pub const PART_HISTORY: usize = 120;
+
 /// A gap this long in a probe window is reported as a noise spike.
 pub const SPIKE: Duration = Duration::from_micros(500);
 
@@ -54,6 +57,7 @@ pub struct Sampler {
     history: BTreeMap<usize, VecDeque<f64>>,
     irq_seen: HashMap<(usize, String), Instant>,
     vcpus: HashMap<String, (i32, VcpuThreads)>,
+    part_history: HashMap<String, (VecDeque<f64>, VecDeque<u64>)>,
 }
 
 impl Sampler {
@@ -76,6 +80,7 @@ impl Sampler {
             history: BTreeMap::new(),
             irq_seen: HashMap::new(),
             vcpus: HashMap::new(),
+            part_history: HashMap::new(),
         }
     }
 
@@ -185,6 +190,15 @@ impl Sampler {
             Some(n) => self.cpu_ns.insert(p.name.clone(), n),
             None => self.cpu_ns.remove(&p.name),
         };
+        let (cpu, mem) = self.part_history.entry(p.name.clone()).or_default();
+        cpu.push_back(v.cpu_ratio.unwrap_or(0.0));
+        mem.push_back(v.memory_bytes.unwrap_or(0));
+        while cpu.len() > PART_HISTORY {
+            cpu.pop_front();
+            mem.pop_front();
+        }
+        v.cpu_history = cpu.iter().copied().collect();
+        v.memory_history = mem.iter().copied().collect();
         v
     }
 

@@ -68,6 +68,8 @@ pub fn run(_args: Args, debug: bool) -> anyhow::Result<()> {
         join: Some(Arc::new(move |name: &str, tid, cpu| {
             join_engine.dedicated.join_thread(name, tid, cpu)
         })),
+        // CARVE_NO_PROBE=1: no noise probe on dedicated cores (to measure what it costs).
+        no_probe: std::env::var("CARVE_NO_PROBE").is_ok_and(|v| v == "1"),
         ..Default::default()
     };
     // Without its API the plan still runs (the state files serve `carve ps/stop/start`).
