@@ -164,11 +164,7 @@ fn raw_exchange<S: Read + Write>(mut s: S, request: &[u8]) -> (u16, String) {
 }
 
 fn skip() -> bool {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
-        return true;
-    }
-    false
+    !carve_testkit::require_root()
 }
 
 #[test]
@@ -561,7 +557,7 @@ fn row<'a>(pane: &'a str, part: &str) -> &'a str {
 
 #[test]
 fn observe_top_in_tmux_stops_and_starts_a_partition() {
-    if skip() {
+    if skip() || !carve_testkit::require_tool("tmux") {
         return;
     }
     let up = Up::new("", 2, false);
@@ -623,7 +619,7 @@ fn chromium(args: &[&str], profile: &Path) -> Output {
 
 #[test]
 fn observe_dashboard_in_chromium_shows_every_partition() {
-    if skip() {
+    if skip() || !carve_testkit::require_tool("/usr/bin/chromium") {
         return;
     }
     let up = Up::new("[observe]\nlisten = \"127.0.0.1:0\"\n", 2, false);
