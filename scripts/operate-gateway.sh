@@ -17,10 +17,14 @@ export PATH=$PWD/cache/gateway/bin:$PATH
 if $carve ps | awk 'NR>1{print $1}' | grep -qx gateway; then
   echo "gateway is already up: not touching it" >&2; exit 1
 fi
-exec 9>/run/carve-test-host.lock
-flock -x 9
+# Core 1 must be free: wait (10 min at most) for the other plans using it and for the host lock.
+deadline=$((SECONDS + 600))
 trap '$carve down gateway >/dev/null 2>&1 || true' EXIT
-$carve up -d examples/gateway.toml
+until { exec 9>/run/carve-test-host.lock; flock -x 9; $carve up -d examples/gateway.toml; }; do
+  exec 9>&-
+  [ $SECONDS -lt $deadline ] || { echo "core 1 stayed taken for 10 minutes" >&2; exit 1; }
+  echo "waiting for core 1 ($(date +%T))"; sleep 10
+done
 sock=/run/carve/gateway/api.sock
 tcp=$(cat /run/carve/gateway/metrics.addr)
 metric() { # TEXT NAME-PREFIX → value of the first matching sample
