@@ -6,7 +6,7 @@
 //!   socket `/run/carve/PLAN/api.sock` (0600, in the plan's 0700 folder; non-root peers are
 //!   also refused by their credentials), optionally a TCP listener (`[observe] listen`), and
 //!   starts the [`sample::Sampler`] thread: once a second it reads the plan's state and the
-//!   kernel's counters ([`procfs`]), probes each dedicated core for 1 ms ([`probe`]), and
+//!   kernel's counters ([`procfs`]), probes each dedicated core for 4 ms ([`probe`]), and
 //!   publishes an [`model::Overview`] and [`model::ApiEvent`]s.
 //! - [`api`] routes requests (hyper 1 over tokio listeners, one runtime thread): plan,
 //!   partitions, start/stop/restart, logs (follow), exec, an NDJSON event stream, `/metrics`

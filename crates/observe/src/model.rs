@@ -62,14 +62,15 @@ pub struct IrqCount {
     pub count: u64,
 }
 
-/// What the low-duty probe saw on a dedicated core in its last window.
+/// What the low-duty probe saw on a dedicated core over its last windows
+/// ([`crate::sample::PROBE_SPAN`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeView {
-    /// Share of the window the probe did not get, 0..1.
+    /// Share of the last windows the probe did not get, 0..1.
     pub stolen_ratio: f64,
-    /// Interruptions (gaps above 1 µs) per second of window.
+    /// Interruptions (gaps above 1 µs) per second of the last windows.
     pub interruptions_per_second: f64,
-    /// The longest gap of the window, seconds.
+    /// The longest gap of the last windows, seconds.
     pub longest_gap_seconds: f64,
     /// The longest gap of every window so far, seconds.
     pub max_gap_seconds: f64,

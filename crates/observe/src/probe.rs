@@ -2,13 +2,13 @@
 //!
 //! Once per sampling interval a thread joins the dedicated partition (its cpuset, pinned to the
 //! core, exempt from the tier's task mover), takes SCHED_FIFO 99 and runs the noise meter's
-//! TSC-gap loop ([`carve_dedicated::noise::probe`]) for a short window (1 ms by default), then
+//! TSC-gap loop ([`carve_dedicated::noise::probe`]) for a short window (4 ms: one tick period), then
 //! leaves. Every gap above 1 µs in that window is an interruption; their sum over the window is
 //! the stolen share.
 //!
 //! How it stays out of the partition's way: it never shares the core with the partition's
-//! work except for the window, which is a fixed, bounded slice (window / interval: 0.1 % at
-//! 1 ms per second); its allocation, TSC calibration and thread creation happen on the
+//! work except for the window, which is a fixed, bounded slice (window / interval: 0.4 % at
+//! 4 ms per second); its allocation, TSC calibration and thread creation happen on the
 //! housekeeping core before it joins; it never waits, locks or faults pages while on the
 //! core. The price is that the partition loses the window (and two context switches) each
 //! interval — measured as the probe's own time on the core, reported as
@@ -20,8 +20,9 @@ use carve_dedicated::noise::{self, ProbeOptions};
 use carve_dedicated::SchedPolicy;
 use std::time::Duration;
 
-/// The window each core is probed for per interval.
-pub const WINDOW: Duration = Duration::from_millis(1);
+/// The window each core is probed for per interval: one tick period at HZ=250, so a window is
+/// not biased by whether it happens to hold a tick.
+pub const WINDOW: Duration = Duration::from_millis(4);
 
 /// Gaps above this are interruptions.
 pub const THRESHOLD: Duration = Duration::from_micros(1);

@@ -37,7 +37,12 @@ struct ProbeTotals {
     interruptions: u64,
     seconds: f64,
     max_gap: f64,
+    recent: VecDeque<probe::Window>,
 }
+
+/// Probe windows the reported figures span: one window holds one or two ticks, so a single
+/// window's share swings between 0 and several %; ten (40 ms of probing over 10 s) settle it.
+pub const PROBE_SPAN: usize = 10;
 
 /// Keeps the previous readings so each sample is a difference.
 pub struct Sampler {
@@ -316,17 +321,34 @@ impl Sampler {
                 t.interruptions += w.interruptions;
                 t.seconds += w.seconds;
                 t.max_gap = t.max_gap.max(w.longest_gap_seconds);
+                t.recent.push_back(*w);
+                while t.recent.len() > PROBE_SPAN {
+                    t.recent.pop_front();
+                }
+                let secs: f64 = t.recent.iter().map(|w| w.seconds).sum::<f64>().max(1e-9);
+                let stolen: f64 = t
+                    .recent
+                    .iter()
+                    .map(|w| w.stolen_ratio * w.seconds)
+                    .sum::<f64>()
+                    / secs;
+                let n: u64 = t.recent.iter().map(|w| w.interruptions).sum();
+                let longest = t
+                    .recent
+                    .iter()
+                    .map(|w| w.longest_gap_seconds)
+                    .fold(0.0, f64::max);
                 c.probe = Some(ProbeView {
-                    stolen_ratio: w.stolen_ratio,
-                    interruptions_per_second: w.interruptions as f64 / w.seconds.max(1e-9),
-                    longest_gap_seconds: w.longest_gap_seconds,
+                    stolen_ratio: stolen,
+                    interruptions_per_second: n as f64 / secs,
+                    longest_gap_seconds: longest,
                     max_gap_seconds: t.max_gap,
                     interruptions_total: t.interruptions,
                     window_seconds_total: t.seconds,
                     cpu_seconds_total: t.seconds,
                 });
                 let h = self.history.entry(cpu).or_default();
-                h.push_back(w.stolen_ratio);
+                h.push_back(stolen);
                 while h.len() > HISTORY {
                     h.pop_front();
                 }
