@@ -47,6 +47,32 @@ pub struct Shared {
     pub tx: broadcast::Sender<ApiEvent>,
     /// CPU time of the sampler thread, seconds.
     pub observer_cpu: Mutex<f64>,
+    /// Samples taken so far; the sampler notifies `sampled` after each.
+    pub samples: Mutex<u64>,
+    /// Signalled after each sample, and to ask for one now.
+    pub sampled: std::sync::Condvar,
+    /// Set to ask the sampler for a sample before its interval ends.
+    pub kick: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Asks the sampler for a sample now and waits (2 s at most) until it is taken: an API
+    /// action's state change becomes its event at once, not a second later, when a short
+    /// state (a stop right before a start) would have been missed.
+    pub fn sample_now(&self) {
+        let mut n = self.samples.lock().expect("samples");
+        let before = *n;
+        self.kick.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.sampled.notify_all();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while *n == before {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            n = self.sampled.wait_timeout(n, left).expect("samples").0;
+        }
+    }
 }
 
 /// A response body: all at once, or chunks from a channel (logs, events).
@@ -254,10 +280,11 @@ async fn act(sh: &Arc<Shared>, name: &str, action: &str) -> Response<ApiBody> {
     };
     tracing::info!(partition = name, action, "api action");
     let root = sh.dir.dir.parent().unwrap_or(&sh.dir.dir).to_path_buf();
-    let (n, steps) = (name.to_string(), steps.to_vec());
+    let (n, steps, shared) = (name.to_string(), steps.to_vec(), sh.clone());
     let r = tokio::task::spawn_blocking(move || {
         for want in steps {
             carve_engine::ops::set_partition(&root, &n, want, Duration::from_secs(30))?;
+            shared.sample_now();
         }
         Ok::<(), carve_engine::ops::OpError>(())
     })

@@ -147,6 +147,9 @@ impl Observer {
             events: Mutex::new(VecDeque::new()),
             tx,
             observer_cpu: Mutex::new(0.0),
+            samples: Mutex::new(0),
+            sampled: std::sync::Condvar::new(),
+            kick: std::sync::atomic::AtomicBool::new(false),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let mut sampler = sample::Sampler::new(dir, plan, cfg.join.clone());
@@ -206,7 +209,17 @@ fn sample_loop(
             }
         }
         *sh.observer_cpu.lock().expect("cpu") = thread_cpu_seconds();
-        std::thread::sleep(interval.saturating_sub(t.elapsed()));
+        let mut n = sh.samples.lock().expect("samples");
+        *n += 1;
+        sh.sampled.notify_all();
+        // Until the interval ends, or an API action asks for a sample now.
+        while !sh.kick.swap(false, Ordering::SeqCst) {
+            let left = interval.saturating_sub(t.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            n = sh.sampled.wait_timeout(n, left).expect("samples").0;
+        }
     }
 }
 
