@@ -155,6 +155,11 @@ impl Observer {
         let mut sampler = sample::Sampler::new(dir, plan, cfg.join.clone());
         sampler.probe = !cfg.no_probe;
         let interval = cfg.interval.unwrap_or(Duration::from_secs(1));
+        // Two samples before the API opens, 250 ms apart (as `carve ps` samples): its first
+        // answers already have CPU figures, which need a difference.
+        sampler.sample();
+        std::thread::sleep(Duration::from_millis(250));
+        publish(&sh, sampler.sample());
         {
             let (sh, stop) = (sh.clone(), stop.clone());
             std::thread::Builder::new()
@@ -188,6 +193,18 @@ fn thread_cpu_seconds() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
+fn publish(sh: &Shared, (ov, events): (model::Overview, Vec<model::ApiEvent>)) {
+    *sh.overview.lock().expect("overview") = ov;
+    let mut recent = sh.events.lock().expect("events");
+    for e in events {
+        recent.push_back(e.clone());
+        while recent.len() > RECENT_EVENTS {
+            recent.pop_front();
+        }
+        let _ = sh.tx.send(e);
+    }
+}
+
 fn sample_loop(
     mut sampler: sample::Sampler,
     sh: Arc<Shared>,
@@ -196,18 +213,7 @@ fn sample_loop(
 ) {
     while !stop.load(Ordering::SeqCst) {
         let t = std::time::Instant::now();
-        let (ov, events) = sampler.sample();
-        *sh.overview.lock().expect("overview") = ov;
-        {
-            let mut recent = sh.events.lock().expect("events");
-            for e in events {
-                recent.push_back(e.clone());
-                while recent.len() > RECENT_EVENTS {
-                    recent.pop_front();
-                }
-                let _ = sh.tx.send(e);
-            }
-        }
+        publish(&sh, sampler.sample());
         *sh.observer_cpu.lock().expect("cpu") = thread_cpu_seconds();
         let mut n = sh.samples.lock().expect("samples");
         *n += 1;
