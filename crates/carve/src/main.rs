@@ -4,6 +4,7 @@
 //! `commands/` over the library crates.
 
 mod commands;
+mod logging;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
     about = "Carve one Linux host into dedicated cores, containers and VMs"
 )]
 struct Cli {
-    /// Print debug logs.
+    /// Print debug logs (CARVE_LOG=FILTER chooses them finer, e.g. CARVE_LOG=carve_observe=debug).
     #[arg(long, global = true)]
     debug: bool,
     #[command(subcommand)]
@@ -59,6 +60,8 @@ enum Command {
     Stop(commands::stop::Args),
     /// Start a partition stopped by `carve stop`.
     Start(commands::start::Args),
+    /// Live view of the running plans: cores, partitions, stolen %, keys to stop/start/logs.
+    Top(commands::top::Args),
     /// The detached holder of a plan (started by `carve up -d`).
     #[command(hide = true)]
     Supervise(commands::supervise::Args),
@@ -80,6 +83,11 @@ enum ImageCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        // The supervisor logs JSON into its plan's state folder once it exists.
+        Command::Supervise(_) => {}
+        _ => logging::init_stderr(cli.debug),
+    }
     let result = match cli.command {
         Command::Host(a) => commands::host::run(a),
         Command::Bench(a) => commands::bench::run(a),
@@ -98,7 +106,8 @@ fn main() -> ExitCode {
         Command::Console(a) => commands::console::run(a),
         Command::Stop(a) => commands::stop::run(a),
         Command::Start(a) => commands::start::run(a),
-        Command::Supervise(a) => commands::supervise::run(a),
+        Command::Supervise(a) => commands::supervise::run(a, cli.debug),
+        Command::Top(a) => commands::top::run(a),
         Command::Image(ImageCommand::Guest(a)) => commands::image_guest::run(a),
         Command::Vm(a) => commands::vm::run(a),
     };

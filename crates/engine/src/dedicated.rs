@@ -30,6 +30,19 @@ fn online_cpus() -> TierResult<carve_core::CpuSet> {
     carve_core::CpuSet::parse_list(t.trim()).map_err(|e| e.to_string())
 }
 
+impl DedicatedTier {
+    /// Puts thread `tid` of this process on `cpu` inside running dedicated partition `name`
+    /// (its cpuset, pinned, and exempt from the tier's task mover) — for the observer's
+    /// low-duty noise probe.
+    pub fn join_thread(&self, name: &str, tid: i32, cpu: usize) -> TierResult<()> {
+        let live = self.live.lock().expect("dedicated tier lock");
+        let (active, _) = live
+            .get(name)
+            .ok_or_else(|| format!("dedicated partition {name} is not running here"))?;
+        active.join_thread(tid, cpu).map_err(|e| e.to_string())
+    }
+}
+
 impl Tier for DedicatedTier {
     fn kind(&self) -> &'static str {
         "dedicated"

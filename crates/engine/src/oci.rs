@@ -76,6 +76,23 @@ impl OciRuntime {
     }
 }
 
+impl OciRuntime {
+    /// Runs `cmd` in container `id` without a terminal, stdin closed, and returns its exit
+    /// status with what it wrote (the supervisor API's exec).
+    pub fn exec_captured(
+        &self,
+        root: &Path,
+        id: &str,
+        cmd: &[String],
+    ) -> TierResult<std::process::Output> {
+        let mut c = self.cmd(root);
+        c.arg("exec").arg(id).args(cmd);
+        c.stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", self.binary.display()))
+    }
+}
+
 /// The id of a container partition's container.
 pub fn container_id(plan: &str, part: &str) -> String {
     format!("carve-{plan}-{part}")

@@ -13,8 +13,25 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-/// Runs `carve exec`; exits with the command's status.
+/// Runs `carve exec`; exits with the command's status. Without a terminal it goes through the
+/// supervisor API when one answers (output captured, then printed); an interactive exec (stdin
+/// a terminal) runs the runtime directly, since the API has no terminal to give.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let tty = std::io::stdin().is_terminal();
+    if !tty {
+        if let Some(c) = carve_observe::client::Client::for_partition(
+            std::path::Path::new(DEFAULT_ROOT),
+            &args.name,
+        ) {
+            let r = c.exec(&args.name, &args.command)?;
+            print!("{}", r.stdout);
+            eprint!("{}", r.stderr);
+            return match r.exit_code {
+                0 => Ok(()),
+                code => Err(super::Exit(code.clamp(1, 255) as u8).into()),
+            };
+        }
+    }
     let (_, st) = find_partition(std::path::Path::new(DEFAULT_ROOT), &args.name)?;
     let part = st
         .partitions
@@ -34,7 +51,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = carve_engine::oci::OciRuntime {
         binary: bin.clone(),
     };
-    let tty = std::io::stdin().is_terminal();
     let code = rt
         .exec(root, &part.id, &args.command, tty)
         .map_err(anyhow::Error::msg)?;

@@ -16,6 +16,20 @@ pub struct Args {
 
 /// Runs `carve logs`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(c) =
+        carve_observe::client::Client::for_partition(std::path::Path::new(DEFAULT_ROOT), &args.name)
+    {
+        let mut out = std::io::stdout().lock();
+        let r = c.logs(&args.name, args.follow, &mut |d| {
+            out.write_all(d).and_then(|_| out.flush()).is_ok()
+        });
+        match r {
+            Ok(()) => return Ok(()),
+            // The plan went down while following: the log ended with it.
+            Err(carve_observe::client::ClientError::Http(_)) if args.follow => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
     let (dir, st) = find_partition(std::path::Path::new(DEFAULT_ROOT), &args.name)?;
     let part = st
         .partitions

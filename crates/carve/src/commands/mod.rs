@@ -26,6 +26,7 @@ pub mod run;
 pub mod start;
 pub mod stop;
 pub mod supervise;
+pub mod top;
 pub mod up;
 pub mod vm;
 

@@ -1,8 +1,6 @@
 //! `carve start NAME`: starts a partition stopped by `carve stop`.
 
-use carve_engine::ops;
-use carve_engine::state::{Desired, DEFAULT_ROOT};
-use std::time::Duration;
+use carve_engine::state::Desired;
 
 /// Arguments of `carve start`.
 #[derive(clap::Args)]
@@ -13,12 +11,7 @@ pub struct Args {
 
 /// Runs `carve start`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    ops::set_partition(
-        std::path::Path::new(DEFAULT_ROOT),
-        &args.name,
-        Desired::Running,
-        Duration::from_secs(30),
-    )?;
+    super::stop::act(&args.name, "start", Desired::Running)?;
     println!("{} started", args.name);
     Ok(())
 }

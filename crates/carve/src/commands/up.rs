@@ -33,7 +33,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     if args.detach {
-        return detach(&spec, args.runtime);
+        // The plan parsed above; its `[observe]` section goes to the supervisor with it.
+        let observe = std::fs::read_to_string(&args.plan)
+            .ok()
+            .and_then(|t| carve_core::plan::Plan::parse(&t).ok())
+            .map(|p| p.observe)
+            .unwrap_or_default();
+        return detach(&spec, observe, args.runtime);
     }
     let mut engine = Engine::from_env();
     if let Some(r) = args.runtime {
@@ -56,9 +62,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Starts `carve supervise`, feeds it the resolved plan, shows its progress until it detaches.
-fn detach(spec: &carve_engine::spec::PlanSpec, runtime: Option<PathBuf>) -> anyhow::Result<()> {
+fn detach(
+    spec: &carve_engine::spec::PlanSpec,
+    observe: carve_core::plan::ObserveSection,
+    runtime: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the carve binary")?;
     let mut cmd = Command::new(exe);
+    if std::env::args().any(|a| a == "--debug") {
+        cmd.arg("--debug");
+    }
     cmd.arg("supervise");
     if let Some(r) = runtime {
         cmd.env("CARVE_OCI_RUNTIME", r);
@@ -71,7 +84,11 @@ fn detach(spec: &carve_engine::spec::PlanSpec, runtime: Option<PathBuf>) -> anyh
         .context("starting the supervisor")?;
     {
         let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(serde_json::to_string(spec)?.as_bytes())?;
+        let input = super::supervise::Input::Full {
+            plan: spec.clone(),
+            observe,
+        };
+        stdin.write_all(serde_json::to_string(&input)?.as_bytes())?;
     }
     let mut display = Display::new();
     let out = child.stdout.take().expect("piped");

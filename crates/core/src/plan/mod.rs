@@ -54,6 +54,9 @@ pub struct Plan {
     /// The partitions, one `[[partition]]` table each.
     #[serde(default, rename = "partition")]
     pub partitions: Vec<Partition>,
+    /// How the plan is watched: the metrics and dashboard listener.
+    #[serde(default, skip_serializing_if = "ObserveSection::is_default")]
+    pub observe: ObserveSection,
     /// Where each key sits in the file (empty for plans not parsed from text).
     #[serde(skip)]
     #[schemars(skip)]
@@ -73,6 +76,40 @@ pub struct HostSection {
     /// least 256MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserve_memory: Option<Size>,
+}
+
+/// `[observe]`: how a running plan is watched (the supervisor's API socket is always there;
+/// this adds a TCP listener for Prometheus and the web dashboard).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObserveSection {
+    /// Serve `/metrics` and the dashboard (read-only) on this TCP address, e.g.
+    /// "127.0.0.1:9464". A non-loopback address is refused unless `allow_remote` is true: the
+    /// listener has no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allow `listen` on a non-loopback address (anyone who reaches it sees the metrics).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_remote: bool,
+}
+
+impl ObserveSection {
+    fn is_default(&self) -> bool {
+        *self == ObserveSection::default()
+    }
+
+    /// Why this section is refused, if it is: a listener that is not loopback without
+    /// `allow_remote`.
+    pub fn check(&self) -> Result<(), String> {
+        match self.listen {
+            Some(a) if !a.ip().is_loopback() && !self.allow_remote => Err(format!(
+                "{a} is not a loopback address; the metrics listener has no authentication: \
+                 use 127.0.0.1, or set `allow_remote = true` to serve it beyond this host"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `[network.NAME]`: a bridge for partitions.

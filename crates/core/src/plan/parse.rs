@@ -1,6 +1,6 @@
 //! Parsing a plan: TOML → spanned tree → typed sections, one problem per failing section.
 
-use super::{HostSection, Network, Partition, Plan};
+use super::{HostSection, Network, ObserveSection, Partition, Plan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -152,7 +152,7 @@ impl SourceMap {
 }
 
 /// The top-level keys of a plan.
-const TOP_KEYS: [&str; 3] = ["host", "network", "partition"];
+const TOP_KEYS: [&str; 4] = ["host", "network", "partition", "observe"];
 
 impl Plan {
     /// Parses a plan strictly. On failure returns every problem found: the first TOML syntax
@@ -197,6 +197,18 @@ impl Plan {
             match key_name.as_str() {
                 "host" => match HostSection::deserialize(ValueDeserializer::from(value)) {
                     Ok(h) => plan.host = h,
+                    Err(e) => problems.push(map.serde_problem(&e, &names)),
+                },
+                "observe" => match ObserveSection::deserialize(ValueDeserializer::from(value)) {
+                    Ok(o) => match o.check() {
+                        Ok(()) => plan.observe = o,
+                        Err(message) => problems.push(Problem {
+                            partition: None,
+                            field: "observe.listen".into(),
+                            location: map.locate("observe.listen"),
+                            message,
+                        }),
+                    },
                     Err(e) => problems.push(map.serde_problem(&e, &names)),
                 },
                 "network" => {
@@ -244,7 +256,7 @@ impl Plan {
                     field: other.to_string(),
                     location: Some(map.location_of(key.span().start)),
                     message: format!(
-                        "unknown top-level key `{other}`{}, expected one of `host`, `network`, `partition`",
+                        "unknown top-level key `{other}`{}, expected one of `host`, `network`, `partition`, `observe`",
                         suggest(other, &TOP_KEYS)
                     ),
                 }),

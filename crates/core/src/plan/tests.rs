@@ -139,3 +139,22 @@ fn every_failing_section_is_reported() {
         "{text:?}"
     );
 }
+
+#[test]
+fn observe_listen_must_be_loopback_unless_allowed() {
+    let base = "[[partition]]\nname = \"a\"\nkind = \"container\"\ncpus = [0]\nmemory = \"64MiB\"\nrootfs = \"r\"\n";
+    let ok = Plan::parse(&format!("[observe]\nlisten = \"127.0.0.1:9464\"\n{base}")).unwrap();
+    assert_eq!(ok.observe.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    let bad = Plan::parse(&format!("[observe]\nlisten = \"0.0.0.0:9464\"\n{base}")).unwrap_err();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].field, "observe.listen");
+    assert_eq!(bad[0].location.map(|l| l.line), Some(2), "{}", bad[0]);
+    assert!(bad[0].message.contains("allow_remote"), "{}", bad[0]);
+    let allowed = Plan::parse(&format!(
+        "[observe]\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n{base}"
+    ))
+    .unwrap();
+    assert!(allowed.observe.allow_remote);
+    let typo = Plan::parse(&format!("[observe]\nlisen = \"127.0.0.1:1\"\n{base}")).unwrap_err();
+    assert!(typo[0].message.contains("listen"), "{}", typo[0]);
+}

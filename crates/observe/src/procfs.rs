@@ -1,0 +1,259 @@
+//! Readers of the kernel's counters the observer samples: /proc/interrupts, /proc/stat,
+//! /proc/PID/task/TID/schedstat, /proc/net/dev, and a memory cgroup's OOM-kill count. Parsing is
+//! pure (text in, numbers out) so it is tested on fixtures; reading sits in small functions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One line of /proc/interrupts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IrqLine {
+    /// The first column without its colon: an IRQ number ("24") or a kind ("LOC", "RES").
+    pub irq: String,
+    /// What it is: the handler names for a device IRQ ("virtio0-input.0"), the kernel's
+    /// description for the others ("Local timer interrupts").
+    pub name: String,
+    /// Count per CPU column.
+    pub per_cpu: Vec<u64>,
+}
+
+impl IrqLine {
+    /// Whether this is a device IRQ (a number), as opposed to an architecture counter.
+    pub fn is_device(&self) -> bool {
+        self.irq.chars().all(|c| c.is_ascii_digit())
+    }
+
+    /// The label carve shows: "24 virtio0-input.0", "LOC Local timer interrupts".
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            self.irq.clone()
+        } else {
+            format!("{} {}", self.irq, self.name)
+        }
+    }
+}
+
+/// Parses /proc/interrupts: a header of CPU names, then one line per IRQ with a count per CPU.
+pub fn parse_interrupts(text: &str) -> Vec<IrqLine> {
+    let mut lines = text.lines();
+    let ncpu = lines
+        .next()
+        .map(|h| h.split_whitespace().count())
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for line in lines {
+        let Some((irq, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace().peekable();
+        let mut per_cpu = Vec::with_capacity(ncpu);
+        while per_cpu.len() < ncpu {
+            match fields.peek().and_then(|f| f.parse::<u64>().ok()) {
+                Some(n) => {
+                    per_cpu.push(n);
+                    fields.next();
+                }
+                None => break,
+            }
+        }
+        let rest: Vec<&str> = fields.collect();
+        let irq = irq.trim().to_string();
+        // Device lines: "IO-APIC 1-edge i8042" or "PCI-MSIX-0000:00:04.0 0-edge virtio0-config":
+        // the handler names are the last field; arch lines are all description.
+        let name = if irq.chars().all(|c| c.is_ascii_digit()) {
+            rest.last().map(|s| s.to_string()).unwrap_or_default()
+        } else {
+            rest.join(" ")
+        };
+        out.push(IrqLine { irq, name, per_cpu });
+    }
+    out
+}
+
+/// One CPU's times from /proc/stat, in USER_HZ ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTimes {
+    /// user + nice.
+    pub user: u64,
+    /// system.
+    pub system: u64,
+    /// idle + iowait.
+    pub idle: u64,
+    /// Hard IRQ time.
+    pub irq: u64,
+    /// Softirq time.
+    pub softirq: u64,
+    /// Time the hypervisor ran something else while this vCPU wanted to run.
+    pub steal: u64,
+}
+
+impl CpuTimes {
+    /// Every tick counted.
+    pub fn total(&self) -> u64 {
+        self.user + self.system + self.idle + self.irq + self.softirq + self.steal
+    }
+}
+
+/// Parses the `cpuN` lines of /proc/stat.
+pub fn parse_stat(text: &str) -> BTreeMap<usize, CpuTimes> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let Some(cpu) = f
+            .next()
+            .and_then(|c| c.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let v: Vec<u64> = f.map(|x| x.parse().unwrap_or(0)).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        out.insert(
+            cpu,
+            CpuTimes {
+                user: at(0) + at(1),
+                system: at(2),
+                idle: at(3) + at(4),
+                irq: at(5),
+                softirq: at(6),
+                steal: at(7),
+            },
+        );
+    }
+    out
+}
+
+/// Byte and packet counters of one network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct LinkCounters {
+    /// Interface name.
+    pub name: String,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+}
+
+/// Parses /proc/net/dev.
+pub fn parse_net_dev(text: &str) -> Vec<LinkCounters> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            Some(LinkCounters {
+                name: name.trim().to_string(),
+                rx_bytes: *v.first()?,
+                rx_packets: *v.get(1)?,
+                tx_bytes: *v.get(8)?,
+                tx_packets: *v.get(9)?,
+            })
+        })
+        .collect()
+}
+
+/// (time on a CPU, time waiting on a run queue) of one thread, in ns, from its schedstat.
+pub fn thread_schedstat(pid: i32, tid: i32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+    let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
+}
+
+/// The sum of [`thread_schedstat`] over every thread of `pid`.
+pub fn process_schedstat(pid: i32) -> Option<(u64, u64)> {
+    let mut sum = (0, 0);
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let tid: i32 = t.file_name().to_string_lossy().parse().ok()?;
+        if let Some((run, wait)) = thread_schedstat(pid, tid) {
+            sum.0 += run;
+            sum.1 += wait;
+        }
+    }
+    Some(sum)
+}
+
+/// The OOM kills a memory cgroup has seen: v1 `memory.oom_control` or v2 `memory.events`, both
+/// with an `oom_kill N` line.
+pub fn oom_kills(memory_dir: &Path) -> Option<u64> {
+    ["memory.oom_control", "memory.events"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(memory_dir.join(f)).ok())
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERRUPTS: &str = "           CPU0       CPU1       
+  0:         35          0   IO-APIC   2-edge      timer
+ 24:          0        120  PCI-MSIX-0000:00:04.0   1-edge      virtio0-input.0
+NMI:          0          0   Non-maskable interrupts
+LOC:    1234567     765432   Local timer interrupts
+ERR:          0
+";
+
+    #[test]
+    fn interrupts_give_counts_per_cpu_and_names() {
+        let l = parse_interrupts(INTERRUPTS);
+        assert_eq!(l.len(), 5);
+        assert_eq!(l[1].irq, "24");
+        assert_eq!(l[1].name, "virtio0-input.0");
+        assert_eq!(l[1].per_cpu, vec![0, 120]);
+        assert!(l[1].is_device());
+        assert_eq!(l[3].label(), "LOC Local timer interrupts");
+        assert_eq!(l[3].per_cpu, vec![1234567, 765432]);
+        assert!(!l[3].is_device());
+        assert_eq!(l[4].per_cpu, vec![0]);
+    }
+
+    #[test]
+    fn stat_and_net_dev_parse() {
+        let s = parse_stat("cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 10 1 20 300 4 5 6 7 0 0\ncpu1 1 0 1 1 0 0 0 0\nintr 5\n");
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[&0],
+            CpuTimes {
+                user: 11,
+                system: 20,
+                idle: 304,
+                irq: 5,
+                softirq: 6,
+                steal: 7
+            }
+        );
+        assert_eq!(s[&0].total(), 353);
+        let n = parse_net_dev("Inter-|   Receive |  Transmit\n face |bytes packets\n  lo: 100 2 0 0 0 0 0 0 300 4 0 0 0 0 0 0\ncarve0: 5 1 0 0 0 0 0 0 6 1 0 0 0 0 0 0\n");
+        assert_eq!(n.len(), 2);
+        assert_eq!(n[0].name, "lo");
+        assert_eq!((n[0].rx_bytes, n[0].rx_packets), (100, 2));
+        assert_eq!((n[0].tx_bytes, n[0].tx_packets), (300, 4));
+        assert_eq!(n[1].name, "carve0");
+    }
+
+    #[test]
+    fn oom_kill_counts_from_v1_or_v2_files() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(oom_kills(t.path()), None);
+        std::fs::write(
+            t.path().join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        )
+        .unwrap();
+        assert_eq!(oom_kills(t.path()), Some(3));
+    }
+}
