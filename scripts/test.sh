@@ -11,6 +11,8 @@ cargo build --workspace --all-targets --quiet
 # timed test run. So do the net_cls/net_prio tests (a v1 guest).
 bash scripts/v2-guest-test.sh --build-only
 bash scripts/oci-v2-guest-test.sh --build-only
+# The systemd guest (debootstrap image, cached) for carve-oci's systemd cgroup driver test.
+bash scripts/systemd-guest.sh --build-only
 bash scripts/v1-guest-test.sh --build-only
 
 snap=$(mktemp /tmp/carve-leak.XXXXXX)

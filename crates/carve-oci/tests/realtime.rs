@@ -7,6 +7,7 @@
 
 mod common;
 use common::*;
+use carve_testkit::{skip, SkipKind};
 use serde_json::json;
 
 /// The priority, rt_priority and policy fields of /proc/PID/stat (18, 40, 41) of the container's
@@ -58,8 +59,11 @@ fn fifo_task_runs_in_a_container() {
 /// naming process.scheduler, the cgroup and realtimeRuntime; nothing is left.
 #[test]
 fn fifo_without_budget_names_the_case() {
-    if !require_root() || !v1_rt_budget() {
-        eprintln!("skipping: no cgroup v1 realtime budget here");
+    if !require_root() {
+        return;
+    }
+    if !v1_rt_budget() {
+        skip(SkipKind::Host, "no cgroup v1 realtime budget (RT_GROUP_SCHED) here");
         return;
     }
     let e = rt_env(
@@ -80,8 +84,11 @@ fn fifo_without_budget_names_the_case() {
 /// kernel is in.
 #[test]
 fn realtime_budget_on_cgroup_v2_names_the_case() {
-    if !require_root() || !pure_v2() {
-        eprintln!("skipping: not a pure cgroup v2 host");
+    if !require_root() {
+        return;
+    }
+    if !pure_v2() {
+        skip(SkipKind::Host, "not a pure cgroup v2 host");
         return;
     }
     let mut e = rt_env(

@@ -18,8 +18,7 @@ const CHECKS: usize = 20;
 
 #[test]
 fn systemd_cgroup_driver_in_a_systemd_guest() {
-    if !carve_testkit::is_root() {
-        eprintln!("skipped: needs root");
+    if !carve_testkit::require_root() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/systemd-guest.sh");
