@@ -59,7 +59,10 @@ fn pod_name(id: &str) -> String {
 /// The dedicated-core request of the bundle's config.json, checked before anything is created.
 /// `None` for an ordinary container and for the pod's sandbox (pause) container.
 pub fn request(bundle: &Path) -> Result<Option<Request>> {
-    let p = bundle.join("config.json");
+    // Absolute, as create's own errors: "reading ./config.json" would not say which directory.
+    let p = std::path::absolute(bundle)
+        .context("bundle path")?
+        .join("config.json");
     let cfg: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
     )

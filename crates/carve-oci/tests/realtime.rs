@@ -6,8 +6,8 @@
 //! file there) FIFO works in any cgroup and a budget is refused naming that case.
 
 mod common;
-use common::*;
 use carve_testkit::{skip, SkipKind};
+use common::*;
 use serde_json::json;
 
 /// The priority, rt_priority and policy fields of /proc/PID/stat (18, 40, 41) of the container's
@@ -63,7 +63,10 @@ fn fifo_without_budget_names_the_case() {
         return;
     }
     if !v1_rt_budget() {
-        skip(SkipKind::Host, "no cgroup v1 realtime budget (RT_GROUP_SCHED) here");
+        skip(
+            SkipKind::Host,
+            "no cgroup v1 realtime budget (RT_GROUP_SCHED) here",
+        );
         return;
     }
     let e = rt_env(

@@ -154,7 +154,10 @@ fn wait_exit(child: &mut Child, pty: &Pty, out: &mut String) -> i32 {
         // Keep draining the pty so the runtime never blocks writing to it.
         pty.read_until(out, "\u{0}never", Duration::from_millis(50));
         if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
+            // A runtime killed by a signal shows as minus that signal, so a failure names it.
+            return s.code().unwrap_or_else(|| {
+                -std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
+            });
         }
         if Instant::now() > end {
             let _ = child.kill();

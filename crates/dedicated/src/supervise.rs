@@ -52,17 +52,23 @@ impl TermSignals {
                     tv_nsec: 100_000_000,
                 };
                 let mut kill_at: Option<Instant> = None;
+                // A signal that came before there was a target (during setup, or between the
+                // launch and forward_to) is kept and sent once the target is known: it is never
+                // lost, so the command never runs to its end after a stop request.
+                let mut pending = 0;
                 while !st.load(Ordering::Relaxed) {
                     // SAFETY: s and timeout are valid; siginfo is not needed (null).
                     let sig = unsafe { libc::sigtimedwait(&s, std::ptr::null_mut(), &timeout) };
                     let pid = t.load(Ordering::Relaxed);
                     if sig > 0 {
                         r.store(sig, Ordering::Relaxed);
-                        if pid > 0 {
-                            // SAFETY: kill has no memory effects; pid is our child.
-                            unsafe { libc::kill(pid, sig) };
-                            kill_at.get_or_insert(Instant::now() + grace);
-                        }
+                        pending = sig;
+                    }
+                    if pending > 0 && pid > 0 {
+                        // SAFETY: kill has no memory effects; pid is our child.
+                        unsafe { libc::kill(pid, pending) };
+                        pending = 0;
+                        kill_at.get_or_insert(Instant::now() + grace);
                     }
                     if kill_at.is_some_and(|k| Instant::now() >= k) && pid > 0 {
                         // SAFETY: as above.

@@ -242,7 +242,14 @@ pub fn grant_hugepages(
         .ok_or_else(|| HugePagesError::NoPool(pool.clone()))?;
     let want = cur + spec.count;
     j.write_file(&pool, &want.to_string())?;
-    let got: u64 = read_trim(&pool).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut got: u64 = read_trim(&pool).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if got < want {
+        // The kernel gives up on a fragmented zone at once; compacting memory (no lasting
+        // state) and asking again is what an admin would do before calling it short.
+        let _ = std::fs::write(paths.proc.join("sys/vm/compact_memory"), "1");
+        let _ = std::fs::write(&pool, want.to_string());
+        got = read_trim(&pool).and_then(|s| s.parse().ok()).unwrap_or(0);
+    }
     if got < want {
         return Err(HugePagesError::Short {
             want,
