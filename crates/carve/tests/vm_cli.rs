@@ -427,12 +427,13 @@ fn vm_cli_a_halting_guest_ends_wait_for_and_stop_within_their_deadlines() {
     assert!(o.status.success(), "{}", text(&o));
 
     // `stop` itself, with no supervisor left (kill -9): the guest ignores the power button (no
-    // acpid) and halts when the button's input event arrives, so only after stop pressed it
-    // (a timed sleep raced the supervisor's own halt check on a loaded host); stop sees the
-    // halt ("halted", not "killed" after its 150 s).
+    // acpid, waited until it is really gone: killall only sends SIGTERM, and on a loaded host a
+    // still-running acpid took the button and powered off) and halts when the button's input
+    // event arrives, so only after stop pressed it; stop sees the halt ("halted", not "killed"
+    // after its 150 s).
     let o = run_vm(
         &b.name,
-        "quiet carve.cmd=\"killall acpid; for e in /dev/input/event*; do (head -c 1 $e >/dev/null; halt -f) & done; echo acpid-gone; wait\"",
+        "quiet carve.cmd=\"killall acpid; while pidof acpid >/dev/null; do sleep 0.1; done; for e in /dev/input/event*; do (head -c 1 $e >/dev/null; halt -f) & done; echo acpid-gone; wait\"",
         &["--wait-for", "acpid-gone", "--timeout", "300"],
     );
     assert!(o.status.success(), "{}", text(&o));
