@@ -11,6 +11,10 @@
 //! - [`packet`]: seed 000's packet arithmetic with this machine's measured cycles, overhead and
 //!   available share, beside measured packets/s.
 //! - [`report`]: one self-contained HTML page with SVG plots of all of the above.
+//! - [`cri`]: pod start and teardown through containerd's CRI, carve-oci against runc.
+//! - [`fastpath`]: the example fast path bare against through the shared-memory ring.
+//! - [`runtime`]: carve-oci beside runc and youki, phase by phase, peak RSS, and a churn check.
+//! - [`vmboot`]: `carve vm run --wait-for` against the same QEMU line started by hand.
 //!
 //! Everything that changes the host goes through the `carve` binary itself (`carve run
 //! --dedicated`, `carve up`/`carve down`), whose journal restores it; [`Tools`] says where the
@@ -25,13 +29,17 @@
 //! println!("{}", carve_bench::overhead::render(&table));
 //! ```
 
+pub mod cri;
+pub mod fastpath;
 pub mod interference;
 pub mod load;
 pub mod overhead;
 pub mod packet;
 pub mod probe;
 pub mod report;
+pub mod runtime;
 pub mod stats;
+pub mod vmboot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -12,6 +12,9 @@
 //!   reported in `exit.json`; so is a guest that stopped for good while QEMU runs, [`halt`]).
 //! - [`vm`] also has the operations by name: [`vm::status`], [`vm::pause`], [`vm::resume`],
 //!   [`vm::snapshot`], [`vm::restore`], [`vm::migrate`], [`vm::stop`].
+//! - [`supervisor`] is the detached-supervisor protocol: a front end that returns early starts
+//!   a supervising process ([`supervisor::start`]), which launches and reports one ready line
+//!   ([`supervisor::serve`]).
 //! - [`qmp::Qmp`] is the typed QMP command set over one `execute`; [`qmp::QmpClient`] speaks it
 //!   on a unix socket (events queued, fds passed with SCM_RIGHTS).
 //! - [`assets::prepare_guest`] builds a guest from Debian packages: the cloud kernel, a busybox
@@ -46,6 +49,7 @@ pub mod pin;
 pub mod qmp;
 pub mod spec;
 pub mod state;
+pub mod supervisor;
 pub mod vfio;
 pub mod vm;
 

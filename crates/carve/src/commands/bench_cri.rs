@@ -1,6 +1,6 @@
 //! `carve bench cri`: pod start and teardown through containerd's CRI plugin, handler `carve`
 //! (carve-oci) against `runc`, side by side in one run on a private node
-//! ([`carve_cri::node::Node`]).
+//! ([`carve_cri::node::Node`]); the measurement is [`carve_bench::cri`].
 
 use carve_cri::bench::{median, quantile, Samples};
 use std::path::PathBuf;
@@ -45,23 +45,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("carve-oci"),
     };
-    let dir = std::env::temp_dir().join(format!("carve-bench-cri-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let rootfs = dir.join("busybox-rootfs");
-    carve_engine::image::busybox_rootfs(&rootfs, carve_engine::image::DEFAULT_BUSYBOX.as_ref())?;
-    let result = (|| -> anyhow::Result<Vec<Samples>> {
-        let node = carve_cri::node::Node::start(carve_cri::node::NodeOptions {
-            name: format!("carve-bench-cri-{}", std::process::id()),
-            dir: dir.clone(),
-            carve_oci,
-            runc: a.runc.clone(),
-            busybox_rootfs: rootfs.clone(),
-            subnet: "10.209.0.0/24".into(),
-        })?;
-        Ok(carve_cri::bench::run(&node, &["carve", "runc"], a.runs)?)
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    let s = result?;
+    let s = carve_bench::cri::run(&carve_bench::cri::Options {
+        runs: a.runs,
+        carve_oci,
+        runc: a.runc.clone(),
+    })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());

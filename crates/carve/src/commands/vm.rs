@@ -8,11 +8,11 @@
 use anyhow::Context as _;
 use carve_core::CpuSet;
 use carve_vm::spec::{Disk, Machine, NetSpec, VmSpec};
+use carve_vm::supervisor::{self, Mode, SupervisorError};
 use carve_vm::vm::{self, Boot, Context, StopOutcome, Vm, VmError};
-use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -320,13 +320,7 @@ pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
             let file = file
                 .canonicalize()
                 .with_context(|| format!("{}", file.display()))?;
-            detach(
-                &ctx,
-                &spec,
-                &format!("restore:{}", file.display()),
-                wait_for,
-                timeout,
-            )
+            detach(&ctx, &spec, Mode::Restore(file), wait_for, timeout)
         }
         VmCommand::Migrate { name, to, cpus } => {
             let mut spec = ctx.paths(&name).read_spec().map_err(|e| fail(e.into()))?;
@@ -334,7 +328,7 @@ pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
             if let Some(c) = cpus {
                 spec.cpus = CpuSet::parse_list(&c)?;
             }
-            detach(&ctx, &spec, &format!("migrate:{name}"), None, 60.0)
+            detach(&ctx, &spec, Mode::Migrate(name), None, 60.0)
         }
         VmCommand::Supervise { mode } => supervise(&ctx, &mode),
     }
@@ -359,7 +353,7 @@ fn run_vm(ctx: &Context, a: RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if a.detach || a.wait_for.is_some() {
-        return detach(ctx, &spec, "fresh", a.wait_for, a.timeout);
+        return detach(ctx, &spec, Mode::Fresh, a.wait_for, a.timeout);
     }
     foreground(ctx, spec)
 }
@@ -424,109 +418,35 @@ fn foreground(ctx: &Context, spec: VmSpec) -> anyhow::Result<()> {
     }
 }
 
-/// The supervisor's one ready line.
-#[derive(Serialize, Deserialize)]
-struct Ready {
-    ok: bool,
-    error: Option<String>,
-    invalid: bool,
-    qemu_pid: Option<i32>,
-    warning: Option<String>,
-    console_start: u64,
-}
-
-/// Starts a detached supervisor for `spec` in `mode`, waits for its ready line, then optionally
-/// for `wait_for` on the console.
+/// Starts a detached supervisor (this binary as `carve vm supervise`) for `spec` in `mode`,
+/// waits for its ready line, then optionally for `wait_for` on the console.
 fn detach(
     ctx: &Context,
     spec: &VmSpec,
-    mode: &str,
+    mode: Mode,
     wait_for: Option<String>,
     timeout: f64,
 ) -> anyhow::Result<()> {
-    let paths = ctx.paths(&spec.name);
-    std::fs::create_dir_all(&paths.dir)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(paths.supervisor_log())?;
-    let exe = std::env::current_exe()?;
-    let mut child = {
-        use std::os::unix::process::CommandExt;
-        let mut c = Command::new(exe);
-        c.args(["vm", "supervise", "--mode", mode])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        // SAFETY: setsid is async-signal-safe; the child leaves carve's session and terminal.
-        unsafe {
-            c.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            })
-        };
-        c.spawn().context("starting the VM supervisor")?
-    };
-    {
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(&serde_json::to_vec(spec)?)?;
-    }
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    let ready: Ready = match serde_json::from_str(&line) {
-        Ok(r) => r,
-        Err(_) => {
-            let _ = child.wait();
-            let log = std::fs::read_to_string(paths.supervisor_log()).unwrap_or_default();
-            anyhow::bail!("the VM supervisor failed: {}", log.trim());
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["vm", "supervise", "--mode", &mode.arg()]);
+    let d = match supervisor::start(ctx, spec, cmd) {
+        Ok(d) => d,
+        Err(SupervisorError::Launch { message, invalid }) => {
+            eprintln!("carve: {message}");
+            let code = if invalid {
+                super::EXIT_INVALID
+            } else {
+                super::EXIT_ERROR
+            };
+            return Err(super::Exit(code).into());
         }
+        Err(e) => return Err(e.into()),
     };
-    if !ready.ok {
-        let _ = child.wait();
-        eprintln!("carve: {}", ready.error.unwrap_or_default());
-        // Nothing runs: leave no state behind for a VM that never started.
-        if paths.read_runtime().ok().flatten().is_none()
-            && paths.read_exit().ok().flatten().is_none()
-        {
-            let _ = std::fs::remove_dir_all(&paths.dir);
-        }
-        let code = if ready.invalid {
-            super::EXIT_INVALID
-        } else {
-            super::EXIT_ERROR
-        };
-        return Err(super::Exit(code).into());
-    }
-    if let Some(w) = &ready.warning {
+    if let Some(w) = &d.warning {
         eprintln!("carve: {w}");
     }
-    let pid = ready.qemu_pid.unwrap_or(0);
-    let qemu = carve_journal::ProcessId::of(pid);
     if let Some(text) = wait_for {
-        let r = carve_vm::console::wait_for(
-            &paths.console_log(),
-            ready.console_start,
-            &text,
-            Duration::from_secs_f64(timeout),
-            || {
-                if qemu.is_some_and(|q| q.is_alive()) {
-                    return None;
-                }
-                // Give the supervisor the moment it needs to reap QEMU and write its report
-                // (bounded: a supervisor that is gone too writes none).
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                loop {
-                    if let Some(e) = paths.read_exit().ok().flatten() {
-                        return Some(format!("{} {}", e.message, e.stderr_tail));
-                    }
-                    if std::time::Instant::now() >= deadline {
-                        return Some("QEMU is gone (the supervisor wrote no report)".into());
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            },
-        );
-        if let Err(e) = r {
+        if let Err(e) = d.wait_for(&text, Duration::from_secs_f64(timeout)) {
             let code = match e {
                 carve_vm::console::WaitError::Timeout { .. } => EXIT_TIMEOUT,
                 _ => super::EXIT_ERROR,
@@ -541,56 +461,21 @@ fn detach(
             return Err(super::Exit(code).into());
         }
     }
-    println!("vm {}: running (qemu pid {pid})", spec.name);
+    println!("vm {}: running (qemu pid {})", spec.name, d.qemu_pid);
     Ok(())
 }
 
 /// The detached supervisor: launches, reports ready on stdout, then supervises until QEMU ends.
 fn supervise(ctx: &Context, mode: &str) -> anyhow::Result<()> {
-    let mut input = Vec::new();
-    std::io::stdin().read_to_end(&mut input)?;
-    let spec: VmSpec = serde_json::from_slice(&input)?;
-    let launched = if mode == "fresh" {
-        Vm::launch(ctx, spec, Boot::Fresh)
-    } else if let Some(file) = mode.strip_prefix("restore:") {
-        vm::restore(ctx, spec, Path::new(file))
-    } else if let Some(src) = mode.strip_prefix("migrate:") {
-        vm::migrate(ctx, src, spec)
-    } else {
-        anyhow::bail!("unknown supervise mode {mode:?}");
-    };
-    let ready = match &launched {
-        Ok(vm) => Ready {
-            ok: true,
-            error: None,
-            invalid: false,
-            qemu_pid: Some(vm.pid()),
-            warning: vm.warning().map(str::to_string),
-            console_start: vm.console_start(),
-        },
-        Err(e) => Ready {
-            ok: false,
-            error: Some(e.to_string()),
-            invalid: matches!(e, VmError::Spec(_) | VmError::Vfio(_)),
-            qemu_pid: None,
-            warning: None,
-            console_start: 0,
-        },
-    };
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", serde_json::to_string(&ready)?)?;
-        out.flush()?;
-    }
-    // Nobody reads stdout any more: point it at /dev/null so a late write cannot SIGPIPE us.
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
-        // SAFETY: dup2 onto fd 1 with a valid fd; stdout's Rust handle is not in use now.
-        unsafe { libc::dup2(null.as_raw_fd(), 1) };
-    }
-    let mut vm = match launched {
-        Ok(vm) => vm,
-        Err(_) => return Err(super::Exit(super::EXIT_ERROR).into()),
+    let mode: Mode = mode.parse()?;
+    let launched = supervisor::serve(
+        ctx,
+        &mode,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+    )?;
+    let Ok(mut vm) = launched else {
+        return Err(super::Exit(super::EXIT_ERROR).into());
     };
     if let Some(w) = vm.warning() {
         eprintln!("carve: {w}");
@@ -714,223 +599,50 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct BenchReport {
-    runs: usize,
-    accel: String,
-    machine: String,
-    carve_ms: Vec<f64>,
-    qemu_ms: Vec<f64>,
-    carve_median_ms: f64,
-    qemu_median_ms: f64,
-    ratio: f64,
-    carve_command: String,
-    qemu_command: String,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
 /// `carve bench vm`: boot-to-marker time of `carve vm run ... --wait-for carve-guest-ready`
 /// against the same QEMU command line started by hand until the same marker, interleaved in one
-/// run; medians and their ratio.
+/// run; medians and their ratio (measured by [`carve_bench::vmboot`]).
 pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
-    let ctx = Context::default();
-    let g = carve_vm::assets::prepare_guest(&a.guest)?;
-    let (accel, warning) = vm::host_accel(&ctx).map_err(fail)?;
+    let (_, warning) = vm::host_accel(&Context::default()).map_err(fail)?;
     if let Some(w) = warning {
         eprintln!("carve: {w}");
     }
-    let marker = carve_vm::assets::READY_MARKER;
-    let exe = std::env::current_exe()?;
-    let pid = std::process::id();
-    let carve_args = |name: &str| -> Vec<String> {
-        vec![
-            "vm".into(),
-            "run".into(),
-            "--name".into(),
-            name.into(),
-            "--kernel".into(),
-            g.kernel.display().to_string(),
-            "--initrd".into(),
-            g.initrd.display().to_string(),
-            "--append".into(),
-            a.append.clone(),
-            "--memory".into(),
-            a.memory.clone(),
-            "--machine".into(),
-            a.machine.clone(),
-            "--wait-for".into(),
-            marker.into(),
-            "--timeout".into(),
-            "180".into(),
-        ]
-    };
-    let online = online(&ctx)?;
-    let mut carve_ms = Vec::new();
-    let mut qemu_ms = Vec::new();
-    let mut qemu_command = String::new();
-    let hand_dir = tempfile_dir()?;
-    for i in 0..a.runs {
-        // Alternate which side goes first so drift on a shared machine hits both alike.
-        for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
-            if side == 0 {
-                let name = format!("carve-bench-{pid}-{i}");
-                let args = carve_args(&name);
-                let t = std::time::Instant::now();
-                let st = Command::new(&exe)
-                    .args(&args)
-                    .stderr(Stdio::null())
-                    .stdout(Stdio::null())
-                    .status()?;
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                let _ = Command::new(&exe)
-                    .args(["vm", "stop", &name, "--force"])
-                    .stdout(Stdio::null())
-                    .status();
-                anyhow::ensure!(st.success(), "carve vm run failed in run {i}");
-                carve_ms.push(ms);
-            } else {
-                let name = format!("carve-bench-hand-{pid}-{i}");
-                let run = RunArgs {
-                    name: name.clone(),
-                    kernel: Some(g.kernel.clone()),
-                    initrd: Some(g.initrd.clone()),
-                    append: Some(a.append.clone()),
-                    disk: vec![],
-                    memory: a.memory.clone(),
-                    vcpus: 1,
-                    cpus: None,
-                    housekeeping: None,
-                    hugepages: false,
-                    mem_lock: false,
-                    no_prealloc: false,
-                    machine: a.machine.clone(),
-                    net: None,
-                    device: vec![],
-                    gdb: false,
-                    rt_priority: None,
-                    qemu: "qemu-system-x86_64".into(),
-                    detach: false,
-                    wait_for: None,
-                    timeout: 0.0,
-                    dry_run: true,
-                };
-                let spec = spec_from(&run, &online).map_err(fail)?;
-                let paths = carve_vm::state::StatePaths::new(hand_dir.as_path(), &name);
-                std::fs::create_dir_all(&paths.dir)?;
-                // Exactly the command line carve runs, minus -S (nobody would `cont` by hand).
-                let la = carve_vm::cmdline::LaunchArgs {
-                    tsc_khz: carve_vm::host::guest_tsc_khz(&spec, accel),
-                    ..Default::default()
-                };
-                let argv = carve_vm::cmdline::qemu_argv(&spec, &paths, accel, &la);
-                let cores: Vec<usize> = spec.vcpu_cores();
-                qemu_command = carve_vm::cmdline::shell_quote(&argv);
-                if !a.hand_unpinned {
-                    let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
-                    qemu_command = format!("taskset -c {} {qemu_command}", list.join(","));
-                }
-                let mut cmd = Command::new(&argv[0]);
-                cmd.args(&argv[1..])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                if !a.hand_unpinned {
-                    use std::os::unix::process::CommandExt;
-                    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
-                    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-                    for &c in &cores {
-                        // SAFETY: planned cores are below CPU_SETSIZE (checked against online).
-                        unsafe { libc::CPU_SET(c, &mut set) };
-                    }
-                    // SAFETY: sched_setaffinity is async-signal-safe; `set` is a copied value.
-                    unsafe {
-                        cmd.pre_exec(move || {
-                            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-                                return Err(std::io::Error::last_os_error());
-                            }
-                            Ok(())
-                        })
-                    };
-                }
-                let t = std::time::Instant::now();
-                let mut child = cmd.spawn()?;
-                let r = carve_vm::console::wait_for(
-                    &paths.console_log(),
-                    0,
-                    marker,
-                    Duration::from_secs(180),
-                    || child.try_wait().ok().flatten().map(|s| s.to_string()),
-                );
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = std::fs::remove_dir_all(&paths.dir);
-                r.map_err(|e| anyhow::anyhow!("hand-started QEMU, run {i}: {e}"))?;
-                qemu_ms.push(ms);
-            }
-        }
-    }
-    let _ = std::fs::remove_dir_all(&hand_dir);
-    let report = BenchReport {
+    let opts = carve_bench::vmboot::Options {
         runs: a.runs,
-        accel: accel.as_str().into(),
-        machine: a.machine.clone(),
-        carve_median_ms: median(&carve_ms),
-        qemu_median_ms: median(&qemu_ms),
-        ratio: median(&carve_ms) / median(&qemu_ms).max(1e-9),
-        carve_ms,
-        qemu_ms,
-        carve_command: format!(
-            "carve {}",
-            carve_vm::cmdline::shell_quote(&carve_args("NAME"))
-        ),
-        qemu_command,
+        guest: a.guest,
+        memory: a.memory,
+        append: a.append,
+        hand_unpinned: a.hand_unpinned,
+        machine: a.machine,
     };
+    let report = carve_bench::vmboot::run(&std::env::current_exe()?, &opts)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "boot to {marker:?} under {}, {}, {} runs each, interleaved:",
-            report.accel, report.machine, report.runs
-        );
-        println!(
-            "  carve vm run --wait-for   median {:8.1} ms   {:?}",
-            report.carve_median_ms,
-            report
-                .carve_ms
-                .iter()
-                .map(|x| x.round())
-                .collect::<Vec<_>>()
-        );
-        println!(
-            "  same QEMU line by hand    median {:8.1} ms   {:?}",
-            report.qemu_median_ms,
-            report.qemu_ms.iter().map(|x| x.round()).collect::<Vec<_>>()
-        );
-        println!(
-            "  ratio carve / by hand     {:.3}x (target <= 1.05x)",
-            report.ratio
-        );
-        println!("  carve: {}", report.carve_command);
-        println!("  qemu:  {}", report.qemu_command);
+        return Ok(());
     }
+    let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
+    println!(
+        "boot to {:?} under {}, {}, {} runs each, interleaved:",
+        carve_vm::assets::READY_MARKER,
+        report.accel,
+        report.machine,
+        report.runs
+    );
+    println!(
+        "  carve vm run --wait-for   median {:8.1} ms   {:?}",
+        report.carve_median_ms,
+        rounded(&report.carve_ms)
+    );
+    println!(
+        "  same QEMU line by hand    median {:8.1} ms   {:?}",
+        report.qemu_median_ms,
+        rounded(&report.qemu_ms)
+    );
+    println!(
+        "  ratio carve / by hand     {:.3}x (target <= 1.05x)",
+        report.ratio
+    );
+    println!("  carve: {}", report.carve_command);
+    println!("  qemu:  {}", report.qemu_command);
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("carve-bench-vm-{}", std::process::id()));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
 }
