@@ -221,16 +221,13 @@ impl Partition {
     }
 
     /// Validates and sets the partition up. On failure everything done so far is undone.
+    ///
+    /// The phases: check the host (`check`), register the run under the state lock and make
+    /// the journaled host changes (`apply`), move tasks off the dedicated cores
+    /// (`first_moves`), hold /dev/cpu_dma_latency, report (`report`), and start the watcher.
     pub fn setup(self) -> Result<ActivePartition, Error> {
-        let mut spec = self.spec;
-        let paths = self.paths;
-        let online = online_cpus(&paths.sys)
-            .ok_or_else(|| Error::Refused("cannot read the online CPUs".into()))?;
-        for irq in &spec.irqs {
-            if !paths.proc.join(format!("irq/{irq}")).exists() {
-                return Err(Error::Refused(format!("IRQ {irq} does not exist")));
-            }
-        }
+        let (mut spec, paths, watch_interval) = (self.spec, self.paths, self.watch_interval);
+        let online = Self::check(&spec, &paths)?;
         let state_root = paths.state_root();
         std::fs::create_dir_all(&state_root).map_err(io_err(&state_root))?;
         // One setup at a time: the check of other runs and our registration are one step.
@@ -246,49 +243,10 @@ impl Partition {
         spec.housekeeping = validate(&spec, &online, &registered_runs(&state_root))?;
         let mut j = Journal::create(paths.journal_root(), &Self::journal_owner(&spec.name))?;
         let state_file = state_root.join(format!("{}.json", spec.name));
-        let mut partial = Partial::default();
-        let r = (|| -> Result<(), Error> {
-            j.record(Change::CreatedFile {
-                path: state_file.clone(),
-            })?;
-            let st = RunState {
-                name: spec.name.clone(),
-                holder: ProcessId::current(),
-                cpus: spec.cpus.clone(),
-            };
-            std::fs::write(&state_file, serde_json::to_string(&st).expect("serializes"))
-                .map_err(io_err(&state_file))?;
-            drop(lock);
-            let cpuset = match paths.cpuset_root() {
-                Some(CpusetRoot::V1(root)) => Some(setup_v1(
-                    &mut j,
-                    &root,
-                    &spec.name,
-                    &spec.cpus,
-                    &spec.housekeeping,
-                )?),
-                Some(CpusetRoot::V2(root)) => {
-                    Some(setup_v2(&mut j, &root, &spec.name, &spec.cpus)?)
-                }
-                None => None,
-            };
-            partial.cpuset = cpuset;
-            set_sysctls(&mut j, &paths, spec.sched.is_rt(), spec.stat_interval)?;
-            partial.workqueues = move_workqueues(&mut j, &paths, &spec.housekeeping)?;
-            partial
-                .workqueues
-                .extend(move_block_completions(&mut j, &paths)?);
-            partial.irqs = route_irqs(&mut j, &paths, &spec.housekeeping, &spec.cpus, &spec.irqs)?;
-            for h in &spec.hugepages {
-                partial
-                    .hugepages
-                    .push(grant_hugepages(&mut j, &paths, &spec.name, h)?);
-            }
-            Ok(())
-        })();
-        if let Err(e) = r {
-            return Err(rollback(e, j));
-        }
+        let mut partial = match apply(&mut j, &paths, &spec, &state_file, lock) {
+            Ok(p) => p,
+            Err(e) => return Err(rollback(e, j)),
+        };
         let journal = Arc::new(Mutex::new(j));
         let mut mover = TaskMover::new(
             &paths.proc,
@@ -296,21 +254,10 @@ impl Partition {
             spec.housekeeping.clone(),
             partial.cpuset.clone(),
         );
-        // Tasks forked while a pass runs (by a parent it had not reached yet) inherit the old
-        // affinity and are missed by it: pass again until a pass finds nobody (at most 4).
-        let mut moved = 0;
-        for i in 0..4 {
-            match mover.pass(&journal) {
-                Ok(n) => {
-                    moved += n;
-                    if n == 0 && i > 0 {
-                        break;
-                    }
-                }
-                Err(e) => return Err(rollback(e.into(), unwrap_journal(journal))),
-            }
-        }
-        mover.moved_later = 0;
+        let moved = match first_moves(&mut mover, &journal) {
+            Ok(n) => n,
+            Err(e) => return Err(rollback(e, unwrap_journal(journal))),
+        };
         refresh_vmstat(&paths);
         let dma = if spec.dma_latency {
             match hold_dma_latency() {
@@ -328,44 +275,9 @@ impl Partition {
         } else {
             None
         };
-        let report = SetupReport {
-            cpus: spec.cpus.to_string(),
-            housekeeping: spec.housekeeping.to_string(),
-            cpuset: match &partial.cpuset {
-                Some(c) => format!(
-                    "{} {}",
-                    match c.root {
-                        CpusetRoot::V1(_) => "v1",
-                        CpusetRoot::V2(_) => "v2",
-                    },
-                    c.dir.display()
-                ),
-                None => "none (no cpuset hierarchy mounted)".into(),
-            },
-            cpusets_adjusted: partial
-                .cpuset
-                .as_ref()
-                .map(|c| c.adjusted.clone())
-                .unwrap_or_default(),
-            tasks_moved: moved,
-            immovable: mover.immovable(),
-            irqs: partial.irqs,
-            workqueues: partial.workqueues,
-            hugepages: partial.hugepages,
-            dma_latency: dma.is_some(),
-            reboot: match carve_core::host::read_host(&carve_core::host::Roots {
-                proc: paths.proc.clone(),
-                sys: paths.sys.clone(),
-                ..Default::default()
-            }) {
-                Ok(h) => reboot_advice(&h.kernel, &spec.cpus),
-                Err(e) => RebootAdvice {
-                    lines: vec![format!("cannot tell which boot-time knobs are set: {e}")],
-                },
-            },
-        };
+        let report = report(&spec, &paths, &mut partial, moved, &mover, dma.is_some());
         let mover = Arc::new(Mutex::new(mover));
-        let watcher = Watcher::start(mover.clone(), journal.clone(), self.watch_interval);
+        let watcher = Watcher::start(mover.clone(), journal.clone(), watch_interval);
         Ok(ActivePartition {
             spec,
             paths,
@@ -376,6 +288,126 @@ impl Partition {
             cpuset: partial.cpuset,
             report,
         })
+    }
+
+    /// What must hold before anything changes: the online CPUs are readable, the IRQs exist.
+    fn check(spec: &DedicatedSpec, paths: &HostPaths) -> Result<CpuSet, Error> {
+        let online = online_cpus(&paths.sys)
+            .ok_or_else(|| Error::Refused("cannot read the online CPUs".into()))?;
+        for irq in &spec.irqs {
+            if !paths.proc.join(format!("irq/{irq}")).exists() {
+                return Err(Error::Refused(format!("IRQ {irq} does not exist")));
+            }
+        }
+        Ok(online)
+    }
+}
+
+/// Registers the run (its state file, then the state lock is released) and makes every
+/// journaled host change: the cpuset, sysctls, workqueue and block-completion masks, IRQ
+/// routing, huge pages. The caller rolls the journal back on error.
+fn apply(
+    j: &mut Journal,
+    paths: &HostPaths,
+    spec: &DedicatedSpec,
+    state_file: &Path,
+    lock: File,
+) -> Result<Partial, Error> {
+    let mut partial = Partial::default();
+    j.record(Change::CreatedFile {
+        path: state_file.to_path_buf(),
+    })?;
+    let st = RunState {
+        name: spec.name.clone(),
+        holder: ProcessId::current(),
+        cpus: spec.cpus.clone(),
+    };
+    std::fs::write(state_file, serde_json::to_string(&st).expect("serializes"))
+        .map_err(io_err(state_file))?;
+    drop(lock);
+    partial.cpuset = match paths.cpuset_root() {
+        Some(CpusetRoot::V1(root)) => Some(setup_v1(
+            j,
+            &root,
+            &spec.name,
+            &spec.cpus,
+            &spec.housekeeping,
+        )?),
+        Some(CpusetRoot::V2(root)) => Some(setup_v2(j, &root, &spec.name, &spec.cpus)?),
+        None => None,
+    };
+    set_sysctls(j, paths, spec.sched.is_rt(), spec.stat_interval)?;
+    partial.workqueues = move_workqueues(j, paths, &spec.housekeeping)?;
+    partial.workqueues.extend(move_block_completions(j, paths)?);
+    partial.irqs = route_irqs(j, paths, &spec.housekeeping, &spec.cpus, &spec.irqs)?;
+    for h in &spec.hugepages {
+        partial
+            .hugepages
+            .push(grant_hugepages(j, paths, &spec.name, h)?);
+    }
+    Ok(partial)
+}
+
+/// Moves tasks off the dedicated cores. Tasks forked while a pass runs (by a parent it had not
+/// reached yet) inherit the old affinity and are missed by it: pass again until a pass finds
+/// nobody (at most 4). Returns how many moved.
+fn first_moves(mover: &mut TaskMover, journal: &Arc<Mutex<Journal>>) -> Result<usize, Error> {
+    let mut moved = 0;
+    for i in 0..4 {
+        let n = mover.pass(journal)?;
+        moved += n;
+        if n == 0 && i > 0 {
+            break;
+        }
+    }
+    mover.moved_later = 0;
+    Ok(moved)
+}
+
+/// What setup did, for the user (the IRQ, workqueue and huge-page lists move into it).
+fn report(
+    spec: &DedicatedSpec,
+    paths: &HostPaths,
+    partial: &mut Partial,
+    moved: usize,
+    mover: &TaskMover,
+    dma_latency: bool,
+) -> SetupReport {
+    SetupReport {
+        cpus: spec.cpus.to_string(),
+        housekeeping: spec.housekeeping.to_string(),
+        cpuset: match &partial.cpuset {
+            Some(c) => format!(
+                "{} {}",
+                match c.root {
+                    CpusetRoot::V1(_) => "v1",
+                    CpusetRoot::V2(_) => "v2",
+                },
+                c.dir.display()
+            ),
+            None => "none (no cpuset hierarchy mounted)".into(),
+        },
+        cpusets_adjusted: partial
+            .cpuset
+            .as_ref()
+            .map(|c| c.adjusted.clone())
+            .unwrap_or_default(),
+        tasks_moved: moved,
+        immovable: mover.immovable(),
+        irqs: std::mem::take(&mut partial.irqs),
+        workqueues: std::mem::take(&mut partial.workqueues),
+        hugepages: std::mem::take(&mut partial.hugepages),
+        dma_latency,
+        reboot: match carve_core::host::read_host(&carve_core::host::Roots {
+            proc: paths.proc.clone(),
+            sys: paths.sys.clone(),
+            ..Default::default()
+        }) {
+            Ok(h) => reboot_advice(&h.kernel, &spec.cpus),
+            Err(e) => RebootAdvice {
+                lines: vec![format!("cannot tell which boot-time knobs are set: {e}")],
+            },
+        },
     }
 }
 

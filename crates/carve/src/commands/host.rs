@@ -48,6 +48,18 @@ fn or_dash(s: Option<String>) -> String {
 /// The readable report.
 pub fn table(h: &Host) -> String {
     let mut o = String::new();
+    cpus(&mut o, h);
+    memory(&mut o, h);
+    irqs(&mut o, h);
+    kernel(&mut o, h);
+    cgroups(&mut o, h);
+    virt(&mut o, h);
+    readiness(&mut o, h);
+    o
+}
+
+/// The CPUs: topology, siblings and caches.
+fn cpus(o: &mut String, h: &Host) {
     let online = h.online_cpus();
     let packages: std::collections::BTreeSet<_> = h.cpus.iter().filter_map(|c| c.package).collect();
     let smt = match h.smt_active {
@@ -83,7 +95,10 @@ pub fn table(h: &Host) -> String {
             cache(3)
         );
     }
+}
 
+/// Memory per node and huge pages.
+fn memory(o: &mut String, h: &Host) {
     let _ = writeln!(
         o,
         "\nMemory: {} total, {} available",
@@ -124,7 +139,10 @@ pub fn table(h: &Host) -> String {
             }
         );
     }
+}
 
+/// Device IRQs and whether they can be moved.
+fn irqs(o: &mut String, h: &Host) {
     let fixed = h.irqs.iter().filter(|i| !i.changeable).count();
     let _ = writeln!(
         o,
@@ -152,7 +170,10 @@ pub fn table(h: &Host) -> String {
             i.count
         );
     }
+}
 
+/// The kernel's isolation and real-time settings.
+fn kernel(o: &mut String, h: &Host) {
     let k = &h.kernel;
     let no_hz = match k.no_hz_full {
         Known::Yes => "yes",
@@ -184,7 +205,10 @@ pub fn table(h: &Host) -> String {
         or_dash(k.sched_rt_runtime_us.map(|v| v.to_string())),
         or_dash(k.sched_rt_period_us.map(|v| v.to_string()))
     );
+}
 
+/// The cgroup layout and hierarchies.
+fn cgroups(o: &mut String, h: &Host) {
     let _ = writeln!(o, "\ncgroups: {}", h.cgroups.layout);
     for hi in &h.cgroups.hierarchies {
         let _ = writeln!(
@@ -202,7 +226,10 @@ pub fn table(h: &Host) -> String {
     if !h.cgroups.unmounted.is_empty() {
         let _ = writeln!(o, "  not mounted: {}", h.cgroups.unmounted.join(" "));
     }
+}
 
+/// KVM and QEMU.
+fn virt(o: &mut String, h: &Host) {
     let v = &h.virt;
     let _ = writeln!(o, "\nVirtualization:");
     let _ = writeln!(
@@ -223,7 +250,10 @@ pub fn table(h: &Host) -> String {
             .as_ref()
             .map_or("not installed".to_string(), |p| p.display().to_string())
     );
+}
 
+/// The readiness advice.
+fn readiness(o: &mut String, h: &Host) {
     let _ = writeln!(o, "\nReadiness:");
     for a in h.advice() {
         let mark = match a.level {
@@ -234,5 +264,4 @@ pub fn table(h: &Host) -> String {
         };
         let _ = writeln!(o, "  {mark} [{}] {}", a.topic, a.text);
     }
-    o
 }

@@ -158,7 +158,8 @@ fn untuned_sched(a: &Args) -> anyhow::Result<SchedPolicy> {
     }
 }
 
-/// Runs `carve noise`.
+/// Runs `carve noise`: checks the arguments, opens the tracer, measures untuned and/or
+/// dedicated, restores the host, prints.
 pub fn run(a: Args) -> anyhow::Result<()> {
     // Before any thread: SIGINT/SIGTERM then wait for the current run to end and the host to be
     // restored instead of killing carve half way.
@@ -166,29 +167,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let cpus = CpuSet::parse_list(&a.cpus)?;
     let online = carve_dedicated::sys::online_cpus("/sys".as_ref())
         .context("cannot read the online CPUs")?;
-    if cpus.is_empty() || !cpus.is_subset(&online) {
-        eprintln!("carve noise: --cpus {cpus} must be online CPUs (online: {online})");
-        return Err(super::Exit(super::EXIT_INVALID).into());
-    }
-    if !(a.seconds > 0.0 && a.seconds <= 3600.0 && (1..=99).contains(&a.fifo)) {
-        eprintln!("carve noise: --seconds must be in (0, 3600] and --fifo in 1..=99");
-        return Err(super::Exit(super::EXIT_INVALID).into());
-    }
-    if a.load && !(a.dedicated || a.compare) {
-        eprintln!("carve noise: --load needs --compare or --dedicated");
-        return Err(super::Exit(super::EXIT_INVALID).into());
-    }
-    if (a.dedicated || a.compare) && online.difference(&cpus).is_empty() {
-        eprintln!(
-            "carve noise: dedicating CPUs {cpus} would leave no housekeeping core (online: {online})"
-        );
-        return Err(super::Exit(super::EXIT_INVALID).into());
-    }
-    let untuned_sched = untuned_sched(&a)?;
+    check_args(&a, &cpus, &online)?;
     let base = ProbeOptions {
         duration: Duration::from_secs_f64(a.seconds),
         threshold: Duration::from_secs_f64(a.threshold_us / 1e6),
-        sched: untuned_sched,
+        sched: untuned_sched(&a)?,
     };
     let paths = carve_dedicated::HostPaths::default();
     // The tracer's own changes (a tracefs mount if none, its instance) have their own journal.
@@ -208,69 +191,24 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<Report> {
         let mut cores: BTreeMap<usize, CoreReport> = cpus
             .iter()
-            .map(|c| {
-                (
-                    c,
-                    CoreReport {
-                        cpu: c,
-                        ..Default::default()
-                    },
-                )
+            .map(|cpu| {
+                let c = CoreReport {
+                    cpu,
+                    ..Default::default()
+                };
+                (cpu, c)
             })
             .collect();
         let mut setup = None;
         if !a.dedicated {
-            let pin = |tid: i32, cpu: usize| {
-                carve_dedicated::sys::set_affinity(tid, &[cpu].into_iter().collect())
-                    .map_err(|e| e.to_string())
-            };
-            let load = start_load(&a, &cpus, carve_bench::load::Placement::Untuned)?;
-            let measured = measure(&cpus, &base, tracer.as_ref(), &pin);
-            if let Some(l) = load {
-                l.stop()?;
-            }
-            for s in measured? {
+            for s in untuned_run(&a, &cpus, &base, tracer.as_ref())? {
                 let cpu = s.cpu;
                 cores.get_mut(&cpu).expect("probed core").untuned = Some(s);
             }
         }
         if (a.dedicated || a.compare) && signals.received().is_none() {
-            let mut spec = DedicatedSpec::new(
-                &format!("noise-{}", std::process::id()),
-                cpus.clone(),
-                &online,
-            );
-            spec.sched = SchedPolicy::Fifo(a.fifo);
-            spec.mlock = false;
-            spec.thp_disable = false;
-            let load = start_load(&a, &cpus, carve_bench::load::Placement::Housekeeping)?;
-            let active = match Partition::new(spec).setup() {
-                Ok(p) => p,
-                Err(e @ carve_dedicated::Error::Refused(_)) => {
-                    eprintln!("carve noise: {e}");
-                    return Err(super::Exit(super::EXIT_INVALID).into());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let opts = ProbeOptions {
-                sched: SchedPolicy::Fifo(a.fifo),
-                ..base.clone()
-            };
-            let join =
-                |tid: i32, cpu: usize| active.join_thread(tid, cpu).map_err(|e| e.to_string());
-            let measured = measure(&cpus, &opts, tracer.as_ref(), &join);
-            setup = Some(active.report().clone());
-            let torn = active.teardown();
-            if let Some(l) = load {
-                l.stop()?;
-            }
-            let measured = measured?;
-            for w in torn
-                .context("restoring the host after the dedicated run")?
-                .warnings
-            {
-                eprintln!("carve noise: warning: {w}");
-            }
+            let (measured, report) = dedicated_run(&a, &cpus, &online, &base, tracer.as_ref())?;
+            setup = Some(report);
             for s in measured {
                 let cpu = s.cpu;
                 cores.get_mut(&cpu).expect("probed core").dedicated = Some(s);
@@ -305,6 +243,91 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return Err(super::Exit(128u8.wrapping_add(sig as u8)).into());
     }
     Ok(())
+}
+
+/// Rejects bad values before anything runs (exit code "invalid").
+fn check_args(a: &Args, cpus: &CpuSet, online: &CpuSet) -> anyhow::Result<()> {
+    let why = if cpus.is_empty() || !cpus.is_subset(online) {
+        format!("--cpus {cpus} must be online CPUs (online: {online})")
+    } else if !(a.seconds > 0.0 && a.seconds <= 3600.0 && (1..=99).contains(&a.fifo)) {
+        "--seconds must be in (0, 3600] and --fifo in 1..=99".into()
+    } else if a.load && !(a.dedicated || a.compare) {
+        "--load needs --compare or --dedicated".into()
+    } else if (a.dedicated || a.compare) && online.difference(cpus).is_empty() {
+        format!("dedicating CPUs {cpus} would leave no housekeeping core (online: {online})")
+    } else {
+        return Ok(());
+    };
+    eprintln!("carve noise: {why}");
+    Err(super::Exit(super::EXIT_INVALID).into())
+}
+
+/// The untuned run: the probe pinned to each core, nothing else changed (the load, if asked,
+/// on every core).
+fn untuned_run(
+    a: &Args,
+    cpus: &CpuSet,
+    opts: &ProbeOptions,
+    tracer: Option<&Tracer>,
+) -> anyhow::Result<Vec<RunStats>> {
+    let pin = |tid: i32, cpu: usize| {
+        carve_dedicated::sys::set_affinity(tid, &[cpu].into_iter().collect())
+            .map_err(|e| e.to_string())
+    };
+    let load = start_load(a, cpus, carve_bench::load::Placement::Untuned)?;
+    let measured = measure(cpus, opts, tracer, &pin);
+    if let Some(l) = load {
+        l.stop()?;
+    }
+    measured
+}
+
+/// The dedicated run: a partition on `cpus` (FIFO, RT throttling off, IRQs/workqueues/tasks
+/// moved; the load, if asked, on the housekeeping cores), the probe joined to it, then the
+/// host restored. Returns the stats and what setup did.
+fn dedicated_run(
+    a: &Args,
+    cpus: &CpuSet,
+    online: &CpuSet,
+    base: &ProbeOptions,
+    tracer: Option<&Tracer>,
+) -> anyhow::Result<(Vec<RunStats>, carve_dedicated::SetupReport)> {
+    let mut spec = DedicatedSpec::new(
+        &format!("noise-{}", std::process::id()),
+        cpus.clone(),
+        online,
+    );
+    spec.sched = SchedPolicy::Fifo(a.fifo);
+    spec.mlock = false;
+    spec.thp_disable = false;
+    let load = start_load(a, cpus, carve_bench::load::Placement::Housekeeping)?;
+    let active = match Partition::new(spec).setup() {
+        Ok(p) => p,
+        Err(e @ carve_dedicated::Error::Refused(_)) => {
+            eprintln!("carve noise: {e}");
+            return Err(super::Exit(super::EXIT_INVALID).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let opts = ProbeOptions {
+        sched: SchedPolicy::Fifo(a.fifo),
+        ..base.clone()
+    };
+    let join = |tid: i32, cpu: usize| active.join_thread(tid, cpu).map_err(|e| e.to_string());
+    let measured = measure(cpus, &opts, tracer, &join);
+    let setup = active.report().clone();
+    let torn = active.teardown();
+    if let Some(l) = load {
+        l.stop()?;
+    }
+    let measured = measured?;
+    for w in torn
+        .context("restoring the host after the dedicated run")?
+        .warnings
+    {
+        eprintln!("carve noise: warning: {w}");
+    }
+    Ok((measured, setup))
 }
 
 fn print_attr(label: &str, a: &Attribution, seconds: f64) {

@@ -17,8 +17,26 @@ pub fn render(title: &str, runs: &[(&str, &RunStats)]) -> String {
     let (w, h) = (900.0f64, 640.0f64);
     let (left, right) = (70.0, 20.0);
     let pw = w - left - right;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(o, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        o,
+        r#"<text x="{left}" y="24" font-size="16">{}</text>"#,
+        esc(title)
+    );
+    timeline(&mut o, runs, left, pw);
+    histogram(&mut o, runs, left, pw);
+    o.push_str("</svg>\n");
+    o
+}
+
+/// The gap timeline: each run's largest gap per pixel column, log scale, with its summary line.
+fn timeline(o: &mut String, runs: &[(&str, &RunStats)], left: f64, pw: f64) {
     let (t_top, t_h) = (50.0, 240.0);
-    let (h_top, h_h) = (360.0, 220.0);
     let max_gap = runs
         .iter()
         .map(|(_, s)| s.max_gap_us)
@@ -31,18 +49,6 @@ pub fn render(title: &str, runs: &[(&str, &RunStats)]) -> String {
     let (lmin, lmax) = (min_gap.log10(), max_gap.log10().max(min_gap.log10() + 1.0));
     let y_of = |g: f64| t_top + t_h - (g.max(min_gap).log10() - lmin) / (lmax - lmin) * t_h;
     let secs = runs.iter().map(|(_, s)| s.seconds).fold(0.001f64, f64::max);
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(o, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        o,
-        r#"<text x="{left}" y="24" font-size="16">{}</text>"#,
-        esc(title)
-    );
-    // Gap timeline axes.
     let _ = writeln!(
         o,
         r##"<rect x="{left}" y="{t_top}" width="{pw}" height="{t_h}" fill="none" stroke="#888"/>"##
@@ -100,7 +106,11 @@ pub fn render(title: &str, runs: &[(&str, &RunStats)]) -> String {
             s.percentiles.p99
         );
     }
-    // Histogram: grouped bars per power-of-two bucket, log count scale.
+}
+
+/// The histogram: grouped bars per power-of-two bucket, log count scale.
+fn histogram(o: &mut String, runs: &[(&str, &RunStats)], left: f64, pw: f64) {
+    let (h_top, h_h) = (360.0, 220.0);
     let mut buckets: Vec<f64> = runs
         .iter()
         .flat_map(|(_, s)| s.histogram.iter().map(|b| b.lo_us))
@@ -162,6 +172,4 @@ pub fn render(title: &str, runs: &[(&str, &RunStats)]) -> String {
         left + pw / 2.0,
         h_top + h_h + 32.0
     );
-    o.push_str("</svg>\n");
-    o
 }
