@@ -12,7 +12,8 @@
 //!   them). The returned [`Running`] holds the plan: [`Running::tick`] applies restart policies
 //!   ([`restart`]) and `carve stop`/`start` requests, [`Running::supervise`] loops until a stop
 //!   signal ([`process`]), [`Running::down`] takes it down. [`Engine::restore_plan`] cleans up a
-//!   plan whose holder crashed.
+//!   plan whose holder crashed; [`restore`] undoes the journals of any crashed carve process
+//!   (`carve restore`).
 //! - [`state`]: /run/carve/PLAN (plan copy, per-partition state, lock) and the claims check
 //!   that refuses a plan colliding with a running one; [`ops`] is what other processes do with a
 //!   running plan (`ps`, `stop`, `start`, `down`); [`cgroup`] reads usage for `carve ps`.
@@ -42,6 +43,7 @@ pub mod process;
 pub mod progress;
 pub mod resolve;
 pub mod restart;
+pub mod restore;
 pub mod spec;
 pub mod state;
 pub mod tier;
