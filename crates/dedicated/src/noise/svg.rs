@@ -173,3 +173,43 @@ fn histogram(o: &mut String, runs: &[(&str, &RunStats)], left: f64, pw: f64) {
         h_top + h_h + 32.0
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Bucket, Percentiles, RunStats};
+
+    fn stats(gap: f64) -> RunStats {
+        RunStats {
+            cpu: 1,
+            sched: "other".into(),
+            seconds: 2.0,
+            tsc_hz: 2e9,
+            threshold_us: 1.0,
+            loop_ns: 20.0,
+            interruptions: 2,
+            interruptions_per_sec: 1.0,
+            stolen_percent: 0.5,
+            max_gap_us: gap,
+            percentiles: Percentiles::default(),
+            histogram: vec![Bucket {
+                lo_us: 2.0,
+                hi_us: 4.0,
+                count: 2,
+            }],
+            attribution: None,
+            timeline: vec![(0.5, gap / 2.0), (1.5, gap)],
+        }
+    }
+
+    #[test]
+    fn both_plots_are_drawn_with_escaped_labels() {
+        let (a, b) = (stats(3.0), stats(300.0));
+        let svg = super::render("noise <1>", &[("untuned & co", &a), ("dedicated", &b)]);
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("noise &lt;1&gt;") && svg.contains("untuned &amp; co: "));
+        // One dot per timeline point of each run, one histogram bar per run.
+        assert_eq!(svg.matches("<circle ").count(), 4);
+        assert_eq!(svg.matches("gaps in [2, 4) µs").count(), 2);
+        assert!(svg.contains("max 2)"), "histogram scale: {svg}");
+    }
+}
