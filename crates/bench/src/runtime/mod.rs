@@ -421,8 +421,47 @@ fn one_round(
 
 #[cfg(test)]
 mod tests {
-    use super::pct;
+    use super::{pct, Check, Comparison, Figures, METRICS, TARGET_RSS_KIB};
     use crate::stats::median;
+
+    fn figures(name: &'static str, cycle: f64, rss: u64) -> Figures {
+        let mut times = vec![vec![0.01]; METRICS.len()];
+        times[0] = vec![cycle, cycle];
+        Figures {
+            name,
+            bin: name.into(),
+            times,
+            rss: vec![rss],
+            failures: vec![],
+        }
+    }
+
+    #[test]
+    fn ratios_and_targets_compare_carve_oci_with_each_peer_present() {
+        let c = Comparison {
+            runtimes: vec![figures("carve-oci", 0.25, 2048), figures("runc", 4.0, 9000)],
+        };
+        assert_eq!(c.ratio("cycle", "runc"), Some(0.0625));
+        assert_eq!(c.ratio("cycle", "youki"), None);
+        let checks = c.checks();
+        // cycle vs runc, run_true vs runc, peak RSS; no youki row without youki.
+        assert_eq!(checks.len(), 3);
+        assert!(matches!(
+            checks[0],
+            Check::Ratio {
+                vs: "runc",
+                metric: "cycle",
+                ..
+            }
+        ));
+        assert!(checks[0].met() && !checks[1].met());
+        assert!(matches!(checks[2], Check::PeakRss { value: 2048 }) && checks[2].met());
+        let j = c.to_json();
+        assert_eq!(j["ratios"]["carve-oci/runc"]["cycle"], 0.0625);
+        assert_eq!(j["runtimes"]["carve-oci"]["peak_rss_kib"]["max"], 2048);
+        assert_eq!(j["targets"][2]["target"], TARGET_RSS_KIB);
+        assert!(j["ratios"].get("carve-oci/youki").is_none());
+    }
 
     #[test]
     fn medians_and_percentiles() {
