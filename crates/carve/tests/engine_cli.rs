@@ -255,7 +255,10 @@ fn kill_9_of_the_supervisor_then_restore_leaves_nothing() {
     assert_eq!(w.ps()["state"], "orphaned");
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     // `carve restore` undoes the orphaned journal: container, cgroups, veth, netns, state.
-    recover(&w, &["restore"]);
+    // Only this plan's journal: another test's orphan (a VM whose supervisor a test killed on
+    // purpose) is that test's to look after.
+    let owner = format!("plan-{}", w.plan);
+    recover(&w, &["restore", &owner]);
     wait_for("the container to die", || {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| s.contains(") Z"))

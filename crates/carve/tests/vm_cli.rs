@@ -238,7 +238,10 @@ fn vm_cli_kill9_of_carve_then_carve_restore_removes_qemu_cgroup_and_journal() {
     // what matters here is this VM's line.
     // Another test's `carve restore` may have restored this orphan first (restorers take turns
     // on a journal); then the journal is already gone and the checks below still hold.
-    let o = carve(&["restore"]);
+    // Only this VM's journal: a bare `carve restore` would also undo the orphan of a test
+    // running beside this one (the halting test kills its supervisor on purpose) and end its QEMU.
+    let owner = format!("vm-{}", g.name);
+    let o = carve(&["restore", &owner]);
     let want = format!("restored vm-{}: ", g.name);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&want) || !journal(&g.name).exists(),

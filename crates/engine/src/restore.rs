@@ -16,8 +16,9 @@ pub struct Orphan {
     pub changes: Vec<String>,
 }
 
-/// The orphaned journals under `root`, in file-name order (read only; nothing is undone).
-pub fn orphans(root: &Path) -> Vec<Orphan> {
+/// The orphaned journals under `root` whose owner is in `only` (all when empty), in file-name
+/// order (read only; nothing is undone).
+pub fn orphans(root: &Path, only: &[String]) -> Vec<Orphan> {
     let Ok(rd) = std::fs::read_dir(root) else {
         return Vec::new();
     };
@@ -27,7 +28,11 @@ pub fn orphans(root: &Path) -> Vec<Orphan> {
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     paths.sort();
-    paths.iter().filter_map(|p| orphan(p)).collect()
+    paths
+        .iter()
+        .filter_map(|p| orphan(p))
+        .filter(|o| only.is_empty() || only.contains(&o.owner))
+        .collect()
 }
 
 fn orphan(p: &Path) -> Option<Orphan> {
@@ -43,7 +48,8 @@ fn orphan(p: &Path) -> Option<Orphan> {
     })
 }
 
-/// Undoes every orphaned journal under `root` (see [`carve_journal::restore_orphans`]).
-pub fn host(root: &Path) -> Vec<Restored> {
-    carve_journal::restore_orphans(root, Some(carve_net::journal_undo))
+/// Undoes every orphaned journal under `root` whose owner is in `only` (all when empty; see
+/// [`carve_journal::restore_orphans_of`]).
+pub fn host(root: &Path, only: &[String]) -> Vec<Restored> {
+    carve_journal::restore_orphans_of(root, only, Some(carve_net::journal_undo))
 }

@@ -370,6 +370,16 @@ pub struct Restored {
 /// Undoes every journal under `root` whose holder process is gone (a crashed carve), oldest owner
 /// first. Journals of live holders are left alone.
 pub fn restore_orphans(root: impl AsRef<Path>, link_undo: Option<LinkUndo>) -> Vec<Restored> {
+    restore_orphans_of(root, &[], link_undo)
+}
+
+/// [`restore_orphans`] limited to the journals whose owner is in `only` (all when empty): one
+/// crashed run can be restored while another run's orphan is left for whoever looks after it.
+pub fn restore_orphans_of(
+    root: impl AsRef<Path>,
+    only: &[String],
+    link_undo: Option<LinkUndo>,
+) -> Vec<Restored> {
     let root = root.as_ref();
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -386,6 +396,7 @@ pub fn restore_orphans(root: impl AsRef<Path>, link_undo: Option<LinkUndo>) -> V
         match Journal::load_if_present(&p) {
             Ok(None) => {}
             Ok(Some(j)) if j.header.holder.is_alive() => {}
+            Ok(Some(j)) if !only.is_empty() && !only.contains(&j.header.owner) => {}
             Ok(Some(j)) => {
                 let owner = j.header.owner.clone();
                 let changes = j.changes.len();

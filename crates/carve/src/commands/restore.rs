@@ -10,19 +10,22 @@ pub struct Args {
     /// List every change as it will be undone (newest first).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Only these journal owners (`vm-NAME`, `dedicated-NAME`, `plan-NAME`, as `carve restore
+    /// --verbose` lists them); every orphan when none is given.
+    pub owners: Vec<String>,
 }
 
 /// Runs `carve restore`.
 pub fn run(a: Args) -> anyhow::Result<()> {
     if a.verbose {
-        for o in carve_engine::restore::orphans(&a.journals) {
+        for o in carve_engine::restore::orphans(&a.journals, &a.owners) {
             println!("{}:", o.owner);
             for c in o.changes {
                 println!("  {c}");
             }
         }
     }
-    let done = carve_engine::restore::host(&a.journals);
+    let done = carve_engine::restore::host(&a.journals, &a.owners);
     if done.is_empty() {
         println!(
             "carve restore: nothing to restore (no orphaned journal under {})",
