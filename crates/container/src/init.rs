@@ -334,67 +334,119 @@ pub fn init_main(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Optio
 
 enum Never {}
 
+/// Whether the runtime has said `Joined` (init sits in its cgroups): awaited once, before the
+/// first step that needs it.
+struct JoinWait<'a> {
+    chan: &'a Channel,
+    joined: bool,
+}
+
+impl JoinWait<'_> {
+    fn wait(&mut self) -> R<()> {
+        if !self.joined {
+            self.chan.expect(&Msg::Joined, "waiting for the cgroups")?;
+            self.joined = true;
+        }
+        Ok(())
+    }
+}
+
+/// The phases of init in order: mounts, hooks, root switch, console, attributes and
+/// credentials, then the wait for `start` and the exec.
 fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<RawFd>) -> R<Never> {
-    let spec = plan.spec;
     chan.expect(&Msg::Go, "waiting for the runtime")?;
     if plan.new_userns {
         become_ns_root()?;
     }
     // The runtime moves us into our cgroups meanwhile; `Joined` says it is done.
-    let mut joined = !plan.await_joined;
-    let mut wait_joined = || -> R<()> {
-        if !joined {
-            chan.expect(&Msg::Joined, "waiting for the cgroups")?;
-            joined = true;
-        }
-        Ok(())
+    let mut joined = JoinWait {
+        chan,
+        joined: !plan.await_joined,
     };
-    set_hostname(spec)?;
-    let ctx = rootfs::Ctx {
-        spec,
+    set_hostname(plan.spec)?;
+    if plan.mount_ns {
+        drop(rootfs::prepare(&rootfs_ctx(plan))?);
+    }
+    create_hooks(plan, chan, &mut joined)?;
+    enter_root(plan, &mut joined)?;
+    attach_console(plan, console)?;
+    privileged_attrs(plan.process, plan.spec)?;
+    let target = process::exec_target(plan.process)?;
+    enter_cwd(plan.process)?;
+    // From here on, the runtime may exit: do not die with it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    let (notify, late_seccomp) = finalize_creds(plan)?;
+    let fds: Vec<RawFd> = notify.iter().map(|f| f.as_raw_fd()).collect();
+    chan.send(&Msg::Ready, &fds).map_err(|e| e.to_string())?;
+    drop(notify);
+    let conn = await_start(listener)?;
+    start_hooks(plan, &conn);
+    let err = load_late_seccomp_and_exec(plan, late_seccomp, &target);
+    let _ = conn.send(&Msg::Error(err), &[]);
+    exit(127)
+}
+
+fn rootfs_ctx<'a>(plan: &'a Plan) -> rootfs::Ctx<'a> {
+    rootfs::Ctx {
+        spec: plan.spec,
         bundle: plan.bundle,
         rootfs: plan.rootfs,
         userns: plan.userns,
         cgroups: plan.cgroup_dirs.clone(),
         idmap: &plan.idmap_fds,
-    };
-    if plan.mount_ns {
-        drop(rootfs::prepare(&ctx)?);
     }
-    let hooks = spec.hooks().as_ref();
+}
+
+/// prestart and createRuntime (run by the runtime, in its namespaces, once init is in its
+/// cgroups), then createContainer (run here, before the root switch).
+fn create_hooks(plan: &Plan, chan: &Channel, joined: &mut JoinWait) -> R<()> {
+    let hooks = plan.spec.hooks().as_ref();
     let need_runtime_hooks = hooks.is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     if need_runtime_hooks {
-        wait_joined()?;
+        joined.wait()?;
         chan.send(&Msg::RunHooks, &[]).map_err(|e| e.to_string())?;
         chan.expect(&Msg::HooksDone, "waiting for the runtime's hooks")?;
     }
     if let Some(list) = hooks.and_then(|h| h.create_container().as_ref()) {
         let st = crate::container::hook_state_json(
-            spec,
+            plan.spec,
             plan.bundle,
             "created",
             std::process::id() as i32,
         );
         crate::hooks::run("createContainer", list, &st).map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+/// pivot_root (or chroot), then, inside the cgroups, the cgroup namespace, sysctls and the
+/// masked and readonly paths.
+fn enter_root(plan: &Plan, joined: &mut JoinWait) -> R<()> {
     if plan.mount_ns {
         rootfs::pivot(plan.rootfs, plan.no_pivot)?;
     } else {
         rootfs::chroot_into(plan.rootfs)?;
     }
-    wait_joined()?;
+    joined.wait()?;
     if plan.new_cgroupns {
         // Now that we sit in our cgroups, the namespace is rooted at them.
         sys::unshare(libc::CLONE_NEWCGROUP)
             .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
     }
-    write_sysctls(spec)?;
+    write_sysctls(plan.spec)?;
     if plan.mount_ns {
-        rootfs::finalize(spec)?;
+        rootfs::finalize(plan.spec)?;
     }
+    Ok(())
+}
+
+/// The pty (its master sent through the console socket, which is closed after) and a fresh
+/// session keyring.
+fn attach_console(plan: &Plan, console: Option<RawFd>) -> R<()> {
     if plan.process.terminal().unwrap_or(false) {
         let Some(cs) = console else {
             return Err("process.terminal is true but no --console-socket was given".into());
@@ -411,19 +463,13 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
         // SAFETY: keyctl with a NULL name makes an anonymous keyring.
         unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) };
     }
-    privileged_attrs(plan.process, spec)?;
-    let target = process::exec_target(plan.process)?;
-    enter_cwd(plan.process)?;
-    // From here on, the runtime may exit: do not die with it.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-    let (notify, late_seccomp) = finalize_creds(plan)?;
-    let fds: Vec<RawFd> = notify.iter().map(|f| f.as_raw_fd()).collect();
-    chan.send(&Msg::Ready, &fds).map_err(|e| e.to_string())?;
-    drop(notify);
-    // Wait for `start`: it connects to init.sock and sends Start. The accepted socket is CLOEXEC,
-    // so `start` reads EOF exactly when the exec succeeded.
-    let conn = loop {
+    Ok(())
+}
+
+/// Waits for `start`: it connects to init.sock and sends Start. The accepted socket is CLOEXEC,
+/// so `start` reads EOF exactly when the exec succeeded.
+fn await_start(listener: &OwnedFd) -> R<Channel> {
+    loop {
         // SAFETY: accept4 on our listening socket; NULL address out-parameters.
         let fd = unsafe {
             libc::accept4(
@@ -443,12 +489,17 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
         // SAFETY: a fresh fd that nobody else owns.
         let c = Channel::from_owned(unsafe { OwnedFd::from_raw_fd(fd) });
         if let Ok(Some((Msg::Start, _))) = c.recv(0) {
-            break c;
+            return Ok(c);
         }
-    };
+    }
+}
+
+/// The startContainer hooks; a failure is reported to `start` and ends init.
+fn start_hooks(plan: &Plan, conn: &Channel) {
+    let hooks = plan.spec.hooks().as_ref();
     if let Some(list) = hooks.and_then(|h| h.start_container().as_ref()) {
         let st = crate::container::hook_state_json(
-            spec,
+            plan.spec,
             plan.bundle,
             "running",
             std::process::id() as i32,
@@ -459,7 +510,4 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
             exit(1);
         }
     }
-    let err = load_late_seccomp_and_exec(plan, late_seccomp, &target);
-    let _ = conn.send(&Msg::Error(err), &[]);
-    exit(127)
 }
