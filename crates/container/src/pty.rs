@@ -203,10 +203,10 @@ pub fn forward(pidfd: &OwnedFd, master: Option<&OwnedFd>, signals: &Signals) -> 
             p.flush_pending();
         }
         if fds[3].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-            p.from_master();
+            p.copy_master_out();
         }
         if fds[2].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-            p.from_stdin();
+            p.copy_stdin_in();
         }
         if fds[0].revents != 0 {
             break;
@@ -313,7 +313,7 @@ impl Proxy {
     }
 
     /// Copies what the master holds to stdout.
-    fn from_master(&mut self) {
+    fn copy_master_out(&mut self) {
         match read_fd(self.master, &mut self.buf) {
             Ok(0) => self.master_open = false,
             Ok(n) => {
@@ -331,7 +331,7 @@ impl Proxy {
     }
 
     /// Copies what stdin holds to the master; what the master cannot take waits in `pending`.
-    fn from_stdin(&mut self) {
+    fn copy_stdin_in(&mut self) {
         match read_fd(self.stdin, &mut self.buf) {
             Ok(0) => self.stdin_open = false,
             Ok(n) => {
@@ -419,17 +419,17 @@ mod tests {
             stdout.as_raw_fd(),
         );
         write_all(user_in.as_raw_fd(), b"ls\n");
-        p.from_stdin();
+        p.copy_stdin_in();
         assert_eq!(read_all(&container), b"ls\n");
         write_all(container.as_raw_fd(), b"bin etc\n");
-        p.from_master();
+        p.copy_master_out();
         assert_eq!(read_all(&user_out), b"bin etc\n");
         drop(user_in);
-        p.from_stdin();
+        p.copy_stdin_in();
         assert!(!p.stdin_open);
         assert_eq!(p.poll_set(-1, -1)[2].fd, -1, "a closed stdin is not polled");
         drop(container);
-        p.from_master();
+        p.copy_master_out();
         assert!(!p.master_open);
     }
 
@@ -447,7 +447,7 @@ mod tests {
         let chunk = [b'x'; 4096];
         while write_fd(master.as_raw_fd(), &chunk).is_ok() {}
         write_all(user_in.as_raw_fd(), b"typed");
-        p.from_stdin();
+        p.copy_stdin_in();
         assert_eq!(p.pending, b"typed");
         let set = p.poll_set(-1, -1);
         assert_eq!(set[2].fd, -1, "stdin waits while input is pending");

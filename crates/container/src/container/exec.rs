@@ -1,0 +1,500 @@
+//! [`Runtime::exec_spawn`] in phases: find the container and build the process
+//! ([`Runtime::exec_target`], [`exec_process`]), fork the child inside the container's pid and
+//! time namespaces and cgroups ([`Runtime::fork_exec`]), place it ([`place`]: CPUs, cgroups,
+//! `exec --cgroup` sub-cgroups) and serve it until it execs ([`await_exec`]).
+
+use super::*;
+use crate::process::CapMasks;
+use crate::seccomp::Compiled;
+
+/// What `exec` runs and where, read from the state directory.
+pub(super) struct ExecTarget {
+    pub(super) st: Persisted,
+    pub(super) cg: Option<Manager>,
+    pub(super) status: Status,
+    /// `exec --cgroup` directories to move the process into.
+    pub(super) sub_cgroups: Vec<PathBuf>,
+    pub(super) spec: Spec,
+    pub(super) process: Process,
+    pub(super) seccomp: Option<Compiled>,
+    pub(super) caps: Option<CapMasks>,
+    /// A pidfd of init, to setns into all its namespaces at once.
+    pub(super) init_fd: OwnedFd,
+}
+
+/// The namespaces the exec child joins, from the config's namespace list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ExecNs {
+    /// The container has a user namespace.
+    pub(super) userns: bool,
+    /// The container has a mount namespace (else its root is a chroot).
+    pub(super) mount_ns: bool,
+    /// CLONE_NEW* joined by the child through init's pidfd.
+    pub(super) join_flags: i32,
+    /// pid and time: they apply to children, so the runtime enters them around the fork.
+    pub(super) for_children: i32,
+}
+
+impl ExecNs {
+    pub(super) fn of(nss: &[(LinuxNamespaceType, Option<PathBuf>)]) -> ExecNs {
+        let children = |t: &LinuxNamespaceType| {
+            matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time)
+        };
+        ExecNs {
+            userns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User),
+            mount_ns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount),
+            join_flags: nss
+                .iter()
+                .filter(|(t, _)| !children(t))
+                .fold(0, |f, (t, _)| f | clone_flag(*t)),
+            for_children: nss
+                .iter()
+                .filter(|(t, _)| children(t))
+                .fold(0, |f, (t, _)| f | clone_flag(*t)),
+        }
+    }
+}
+
+impl Runtime {
+    /// The container (created or running), its process for `o` and what it needs; with its
+    /// state directory, whose shared lock the caller holds until the fork.
+    pub(super) fn exec_target(&self, o: &ExecOptions) -> Result<(ContainerDir, ExecTarget), Error> {
+        let dir = ContainerDir::open(&self.root, &o.id, false)?;
+        let st = dir.load()?;
+        let cg = load_cg(&dir);
+        let status = status_of(&st, cg.as_ref());
+        match status {
+            Status::Created | Status::Running => {}
+            // runc: "exec failed: cannot exec in a paused container" (stopped likewise).
+            s => {
+                return Err(Error::Status(format!(
+                    "exec failed: cannot exec in a {s} container"
+                )))
+            }
+        }
+        let sub_cgroups = match (&cg, o.cgroups.is_empty()) {
+            (_, true) => Vec::new(),
+            (Some(m), false) => sub_cgroup_dirs(m, &o.cgroups)?,
+            (None, false) => {
+                return Err(Error::Status(format!(
+                    "exec --cgroup: container {} has no cgroup",
+                    o.id
+                )))
+            }
+        };
+        let spec = stored_spec(&dir)?;
+        let process = exec_process(&spec, o)?;
+        // A stored profile that no longer compiles must not let the process run unfiltered.
+        let seccomp = compile_seccomp(&spec, &dir.path.join("config.json"))?;
+        let caps = cap_masks(&process)?;
+        let init_fd = open_init(&st).ok_or_else(|| {
+            Error::Status("exec failed: cannot exec in a stopped container".into())
+        })?;
+        Ok((
+            dir,
+            ExecTarget {
+                st,
+                cg,
+                status,
+                sub_cgroups,
+                spec,
+                process,
+                seccomp,
+                caps,
+                init_fd,
+            },
+        ))
+    }
+
+    /// Forks the exec child inside the container's pid and time namespaces (entered around the
+    /// fork, left right after) and, when it can, its cgroups; the child never returns. Returns
+    /// its pid, pidfd and whether it started in its v1 and cgroup2 cgroups.
+    pub(super) fn fork_exec(
+        &self,
+        t: &ExecTarget,
+        ns: &ExecNs,
+        plan: &Plan,
+        child: &Channel,
+        console: Option<RawFd>,
+    ) -> Result<(i32, OwnedFd, bool, bool), Error> {
+        let own_ns = open_own_ns(ns.for_children)?;
+        if ns.for_children != 0 {
+            sys::setns(t.init_fd.as_raw_fd(), ns.for_children)
+                .map_err(io("joining the container's pid namespace"))?;
+        }
+        // The child starts inside the container's cgroups, as init does (clone_in_cgroups). The
+        // way back for this thread is its own cgroups: a manager detected here, used only when it
+        // names the same directories as the stored one.
+        // With execCPUAffinity.initial the child does its setup on those CPUs outside the
+        // container's cpuset and is migrated into the cgroups after (runc#3922: where real-time
+        // threads own the container's CPUs, a runtime process inside the cpuset would starve).
+        let here =
+            t.cg.as_ref()
+                .filter(|_| initial_cpus(&t.process).is_none())
+                .and_then(|m| {
+                    Manager::new(&self.cgroup_root, &t.st.cgroups_path)
+                        .ok()
+                        .filter(|h| h.dirs() == m.dirs())
+                });
+        let forked = clone_in_cgroups(here.as_ref(), 0);
+        // Only this process goes back: the child must stay in the container's time namespace
+        // (its offsets apply to the program it execs) and pid namespace.
+        if !matches!(forked, Ok((Forked::Child, _, _))) {
+            for (f, fd) in &own_ns {
+                let _ = sys::setns(fd.as_raw_fd(), *f);
+            }
+        }
+        let (forked, v1_joined, v2_joined) = forked?;
+        match forked {
+            Forked::Child => {
+                init::close_fds_except(3 + plan.preserve_fds as RawFd, &plan.keep_fds);
+                sys::unblock_all_signals();
+                // SAFETY: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+                let r = exec_child(plan, child, &t.init_fd, ns.join_flags, console);
+                let _ = child.send(&Msg::Error(r), &[]);
+                init::exit(1)
+            }
+            Forked::Parent(pid, fd) => Ok((pid, fd, v1_joined, v2_joined)),
+        }
+    }
+}
+
+/// This process's own pid and time namespaces (those of `for_children`), to come back to.
+fn open_own_ns(for_children: i32) -> Result<Vec<(i32, OwnedFd)>, Error> {
+    [(libc::CLONE_NEWPID, "pid"), (0x80, "time")]
+        .into_iter()
+        .filter(|(f, _)| for_children & f != 0)
+        .map(|(f, n)| {
+            sys::openat(
+                libc::AT_FDCWD,
+                Path::new(&format!("/proc/self/ns/{n}")),
+                libc::O_RDONLY,
+                0,
+            )
+            .map(|fd| (f, fd))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(io("opening own namespaces"))
+}
+
+/// Puts the forked child where it runs: execCPUAffinity.initial, then (after `Go`: it joins the
+/// namespaces while a migration waits for its grace period) the container's cgroups and the
+/// `exec --cgroup` sub-cgroups, then `Joined`. `fail` kills and reaps the child.
+pub(super) fn place(
+    parent: &Channel,
+    t: &ExecTarget,
+    pid: i32,
+    (v1_joined, v2_joined): (bool, bool),
+    fail: &dyn Fn(Error) -> Error,
+) -> Result<(), Error> {
+    // execCPUAffinity.initial is set here, before the child can be migrated: once in the
+    // cpuset, CPUs outside it could no longer be asked for.
+    if let Some(a) = initial_cpus(&t.process) {
+        crate::process::set_affinity_of(pid, &a).map_err(|e| {
+            fail(Error::Setup(format!(
+                "process.execCPUAffinity.initial: {e}"
+            )))
+        })?;
+    }
+    // A failed send means it already reported an error.
+    let _ = parent.send(&Msg::Go, &[]);
+    if let Some(m) = &t.cg {
+        m.add_task_to(pid, !v1_joined, !v2_joined)
+            .map_err(|e| fail(e.into()))?;
+    }
+    // exec --cgroup: from the container's cgroups on into the sub-cgroups (a migration, as
+    // runc does; the process has not exec'd yet: it waits for `Joined`).
+    for d in &t.sub_cgroups {
+        carve_cgroups::fs::write(d, "cgroup.procs", &pid.to_string()).map_err(|e| {
+            fail(Error::Setup(format!(
+                "exec --cgroup: moving the process into {}: {e}",
+                d.display()
+            )))
+        })?;
+    }
+    let _ = parent.send(&Msg::Joined, &[]);
+    Ok(())
+}
+
+/// Serves the child until it execs (EOF on the channel): a process that loaded a profile with
+/// SCMP_ACT_NOTIFY gets its listener forwarded to listenerPath, as create does, before it may
+/// exec.
+pub(super) fn await_exec(
+    parent: &Channel,
+    o: &ExecOptions,
+    t: &ExecTarget,
+    pid: i32,
+    fail: &dyn Fn(Error) -> Error,
+) -> Result<(), Error> {
+    loop {
+        match parent.recv(1) {
+            Ok(None) => return Ok(()),
+            Ok(Some((Msg::Ready, fds))) => {
+                if let (Some(fd), Some(sc)) = (fds.first(), t.seccomp.as_ref()) {
+                    let who = NotifyState {
+                        id: &o.id,
+                        bundle: &t.st.bundle,
+                        spec: &t.spec,
+                        status: &t.status.to_string(),
+                        init_pid: t.st.pid,
+                        pid,
+                    };
+                    send_notify_fd(&who, fd, sc).map_err(fail)?;
+                }
+                drop(fds);
+                let _ = parent.send(&Msg::Go, &[]);
+            }
+            Ok(Some((Msg::Error(e), _))) => return Err(fail(Error::Setup(e))),
+            Ok(Some((m, _))) => {
+                return Err(fail(Error::Setup(format!("unexpected message {m:?}"))))
+            }
+            Err(e) => return Err(fail(io("waiting for the exec'd process to exec")(e))),
+        }
+    }
+}
+
+/// The exec'd process: overrides on the config's process, or a process.json.
+fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
+    let mut p = if let Some(f) = &o.process {
+        let b = std::fs::read(f).map_err(|source| ConfigError::Read {
+            file: f.clone(),
+            source,
+        })?;
+        config::parse_json::<Process>(f, &b)?
+    } else {
+        let mut p = spec.process().clone().unwrap_or_default();
+        p.set_args(Some(o.args.clone()));
+        p.set_terminal(Some(o.tty));
+        p
+    };
+    if !o.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for e in &o.env {
+            let key = e.split('=').next().unwrap_or("");
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        p.set_env(Some(env));
+    }
+    if let Some(c) = &o.cwd {
+        p.set_cwd(c.clone());
+    }
+    if let Some(u) = &o.user {
+        // runc: uid[:gid]; without a gid the process keeps the configured one.
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let bad = |what: &str, v: &str| {
+            Error::Status(format!(
+                "--user {u}: parsing {v:?} as int for {what} failed (format: <uid>[:<gid>])"
+            ))
+        };
+        let mut user = p.user().clone();
+        user.set_uid(uid.parse().map_err(|_| bad("uid", uid))?);
+        if let Some(g) = gid {
+            user.set_gid(g.parse().map_err(|_| bad("gid", g))?);
+        }
+        p.set_user(user);
+    }
+    if !o.additional_gids.is_empty() {
+        // runc appends them to the configured ones.
+        let mut user = p.user().clone();
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(o.additional_gids.iter().copied());
+        user.set_additional_gids(Some(gids));
+        p.set_user(user);
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !o.caps.is_empty() {
+        let mut c = p.capabilities().clone().unwrap_or_default();
+        let extra: Vec<oci_spec::runtime::Capability> = o
+            .caps
+            .iter()
+            .map(|n| {
+                n.trim_start_matches("CAP_")
+                    .parse()
+                    .map_err(|_| Error::Status(format!("unknown capability {n}")))
+            })
+            .collect::<Result<_, _>>()?;
+        for set in [
+            c.bounding().clone(),
+            c.effective().clone(),
+            c.permitted().clone(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut s = set.1.clone().unwrap_or_default();
+            s.extend(extra.iter().copied());
+            match set.0 {
+                0 => c.set_bounding(Some(s)),
+                1 => c.set_effective(Some(s)),
+                _ => c.set_permitted(Some(s)),
+            };
+        }
+        p.set_capabilities(Some(c));
+    }
+    config::validate_process(Path::new("process"), "process", &p)?;
+    Ok(p)
+}
+
+/// `process.execCPUAffinity.initial` when set and not empty.
+fn initial_cpus(p: &Process) -> Option<String> {
+    p.exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.initial().clone())
+        .filter(|s| !s.trim().is_empty())
+}
+
+fn exec_child(
+    plan: &Plan,
+    chan: &Channel,
+    init_fd: &OwnedFd,
+    join_flags: i32,
+    console: Option<RawFd>,
+) -> String {
+    let r = (|| -> Result<std::convert::Infallible, String> {
+        chan.expect(&Msg::Go, "waiting for the runtime")?;
+        sys::setns(init_fd.as_raw_fd(), join_flags)
+            .map_err(|e| format!("joining the container's namespaces: {e}"))?;
+        if !plan.mount_ns {
+            // The container shares the runtime's mount namespace: its root is a chroot.
+            crate::rootfs::chroot_into(plan.rootfs)?;
+        }
+        if plan.userns {
+            init::become_ns_root()?;
+        }
+        if plan.process.terminal().unwrap_or(false) {
+            let cs = console.ok_or("--tty needs --console-socket")?;
+            init::setup_console(cs, plan.process)?;
+        }
+        init::privileged_attrs(plan.process, plan.spec)?;
+        let target = crate::process::exec_target(plan.process)?;
+        init::enter_cwd(plan.process)?;
+        chan.expect(&Msg::Joined, "waiting for the cgroups")?;
+        // execCPUAffinity.final, else the container's own CPUs (runtime-spec): since Linux 6.2 a
+        // cpuset move keeps an affinity set before it (`initial`, or the runtime's own when its
+        // caller pinned it), so it is reset explicitly, as runc 1.3 does.
+        match plan
+            .process
+            .exec_cpu_affinity()
+            .as_ref()
+            .and_then(|a| a.cpu_affinity_final().clone())
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(a) => crate::process::set_affinity(&a)?,
+            None => crate::process::reset_affinity()?,
+        }
+        // The process outlives a detached `exec`: stop dying with the runtime.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        let (notify, late) = init::finalize_creds(plan)?;
+        if let Some(fd) = notify {
+            // The runtime hands the listener to listenerPath before the program runs, so a
+            // failure to do so kills this process instead of leaving it waiting on nobody.
+            chan.send(&Msg::Ready, &[fd.as_raw_fd()])
+                .map_err(|e| format!("sending the seccomp listener: {e}"))?;
+            drop(fd);
+            chan.expect(&Msg::Go, "waiting for the seccomp listener to be forwarded")?;
+        }
+        Err(init::load_late_seccomp_and_exec(plan, late, &target))
+    })();
+    match r {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// The directories of runc's `exec --cgroup` values below the container's cgroup `m`. Each value
+/// is `PATH` (only alone: every hierarchy) or `CTRL[,CTRL]:PATH` (the hierarchies holding those
+/// controllers; `unified` names the cgroup2 directory of a hybrid host). A hierarchy not named
+/// stays in the container's cgroup. The sub-cgroups must exist (runc does not create them) and
+/// stay inside the container's cgroup.
+fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<PathBuf>, Error> {
+    let flag = values.join(" --cgroup ");
+    let bad = |msg: String| Error::Status(format!("exec --cgroup {flag}: {msg}"));
+    let mut all: Option<&str> = None;
+    let mut by_ctl: Vec<(&str, &str)> = Vec::new();
+    for v in values {
+        match v.split_once(':') {
+            None if values.len() == 1 => all = Some(v),
+            None => {
+                return Err(bad(format!(
+                    "invalid argument {v:?} (missing <controller>: prefix)"
+                )))
+            }
+            Some((_, p)) if p.contains(':') => return Err(bad(format!("invalid argument {v:?}"))),
+            Some((ctls, p)) => {
+                for c in ctls.split(',') {
+                    if c.is_empty() {
+                        return Err(bad(format!(
+                            "invalid argument {v:?} (empty <controller> prefix)"
+                        )));
+                    }
+                    if by_ctl.iter().any(|(k, _)| *k == c) {
+                        return Err(bad(format!("controller {c} specified multiple times")));
+                    }
+                    by_ctl.push((c, p));
+                }
+            }
+        }
+    }
+    // (container directory, sub path) per hierarchy touched.
+    let mut picks: Vec<(PathBuf, &str)> = Vec::new();
+    if let Some(p) = all {
+        picks.extend(m.dirs().into_iter().map(|d| (d, p)));
+    }
+    for (c, p) in by_ctl {
+        let d = m.path_on(c).ok_or_else(|| {
+            bad(format!(
+                "unknown controller {c:?} (not in the container's cgroups)"
+            ))
+        })?;
+        match picks.iter().find(|(e, _)| *e == d) {
+            // Co-mounted controllers (cpu,cpuacct) share a directory: they must agree.
+            Some((_, q)) if *q != p => {
+                return Err(bad(format!(
+                    "controllers sharing {} given different paths ({q:?}, {p:?})",
+                    d.display()
+                )))
+            }
+            Some(_) => {}
+            None => picks.push((d, p)),
+        }
+    }
+    let mut out = Vec::new();
+    for (base, p) in picks {
+        // Lexically, as runc's filepath.Join: an absolute PATH is below the container's cgroup
+        // too; `..` may not leave it.
+        let mut parts: Vec<&str> = Vec::new();
+        for c in p.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    if parts.pop().is_none() {
+                        return Err(bad(format!(
+                            "{p} is not a sub cgroup path: it leaves the container's cgroup {}",
+                            base.display()
+                        )));
+                    }
+                }
+                c => parts.push(c),
+            }
+        }
+        let dir = parts.iter().fold(base.clone(), |d, c| d.join(c));
+        if !dir.is_dir() {
+            return Err(bad(format!(
+                "sub-cgroup {} does not exist (create it first)",
+                dir.display()
+            )));
+        }
+        if !out.contains(&dir) {
+            out.push(dir);
+        }
+    }
+    Ok(out)
+}
