@@ -1324,4 +1324,90 @@ mod tests {
         );
         assert_eq!(systemd_path(":p:n", "x"), "/system.slice/p-n.scope");
     }
+
+    #[test]
+    fn status_follows_the_recorded_state() {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let mut st = Persisted {
+            pid: me,
+            pid_start: sys::proc_start_time(me).expect("own start time").0,
+            ..Default::default()
+        };
+        assert_eq!(status_of(&st, None), Status::Creating);
+        st.complete = true;
+        assert_eq!(status_of(&st, None), Status::Created);
+        st.started = true;
+        assert_eq!(status_of(&st, None), Status::Running);
+        // A recycled pid (another start time) is not the container's init.
+        st.pid_start += 1;
+        assert_eq!(status_of(&st, None), Status::Stopped);
+        assert_eq!(oci_state(&st, Status::Stopped)["pid"], 0);
+    }
+
+    #[test]
+    fn a_terminal_needs_somewhere_to_send_its_pty() {
+        let e = console_for(None, true, false).err().expect("refused");
+        assert!(e.to_string().contains("no --console-socket"), "{e}");
+        let (theirs, ours) = console_for(None, true, true).expect("pair");
+        assert!(theirs.is_some() && ours.is_some());
+        let (a, b) = console_for(Some(Path::new("/nonexistent")), false, false).expect("none");
+        assert!(a.is_none() && b.is_none(), "no terminal: no console");
+    }
+
+    #[test]
+    fn device_rules_get_the_default_devices_after_a_deny_all() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "linux": {"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}
+        }))
+        .unwrap();
+        let res: LinuxResources = serde_json::from_value(serde_json::json!({
+            "devices": [{"allow": false, "access": "rwm"}]
+        }))
+        .unwrap();
+        let out = with_default_devices(&spec, &res);
+        let d = out.devices().as_ref().expect("devices");
+        assert!(!d[0].allow(), "the config's rules come first");
+        assert_eq!(d.len(), 1 + 9 + 1);
+        let last = d.last().unwrap();
+        assert_eq!((last.major(), last.minor()), (Some(10), Some(229)));
+        let none = LinuxResources::default();
+        assert!(with_default_devices(&spec, &none).devices().is_none());
+    }
+
+    #[test]
+    fn hook_state_carries_id_status_pid_and_annotations() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0", "annotations": {"k": "v"}
+        }))
+        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&hook_state("c9", &spec, Path::new("/b"), "creating", 42))
+                .unwrap();
+        assert_eq!(v["id"], "c9");
+        assert_eq!(v["status"], "creating");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["bundle"], "/b");
+        assert_eq!(v["annotations"]["k"], "v");
+    }
+
+    #[test]
+    fn socket_paths_must_fit_sun_path() {
+        assert!(sockaddr("/run/x.sock").is_ok());
+        let long = format!("/{}", "a".repeat(120));
+        let e = sockaddr(&long).err().expect("too long");
+        assert_eq!(e.to_string(), format!("socket path {long} is too long"));
+    }
+
+    #[test]
+    fn preserved_fds_must_be_open_and_not_the_runtimes() {
+        assert!(check_preserved_fds(0, &[3, 4]).is_ok());
+        let e = check_preserved_fds(1000, &[])
+            .err()
+            .expect("fd 1002 is not open");
+        assert!(e
+            .to_string()
+            .starts_with("--preserve-fds 1000: unable to stat preserved-fd"));
+    }
 }

@@ -567,3 +567,136 @@ fn time_offsets_body(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use LinuxNamespaceType as T;
+
+    /// A bundle with a rootfs directory and `doc` as config.json.
+    fn bundle(doc: serde_json::Value) -> tempfile::TempDir {
+        let b = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(b.path().join("rootfs")).expect("rootfs");
+        std::fs::write(b.path().join("config.json"), doc.to_string()).expect("config");
+        b
+    }
+
+    fn doc(linux: serde_json::Value) -> serde_json::Value {
+        json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                        "capabilities": {"bounding": ["CAP_KILL"]}},
+            "linux": linux
+        })
+    }
+
+    fn invalid_path(e: Error) -> String {
+        match e {
+            Error::Config(ConfigError::Invalid { path, .. }) => path,
+            e => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn ns_plan_clones_straight_into_new_namespaces() {
+        let ns = NsPlan::of(&[
+            (T::Mount, None),
+            (T::Pid, None),
+            (T::User, None),
+            (T::Cgroup, None),
+        ]);
+        assert!(ns.fast && ns.new_user && ns.userns && ns.new_cgroupns && ns.own_pidns);
+        // The cgroup namespace is unshared by init once in its cgroups, not cloned.
+        assert_eq!(
+            ns.new_flags,
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUSER
+        );
+        assert!(ns.joined.is_empty());
+    }
+
+    #[test]
+    fn ns_plan_takes_the_first_stage_for_joins_and_time() {
+        let net = PathBuf::from("/proc/1/ns/net");
+        let ns = NsPlan::of(&[(T::Mount, None), (T::Network, Some(net.clone()))]);
+        assert!(!ns.fast);
+        assert_eq!(ns.joined, vec![(T::Network, net)]);
+        assert_eq!(ns.new_flags, libc::CLONE_NEWNS);
+        let ns = NsPlan::of(&[(T::Mount, None), (T::Time, None)]);
+        assert!(!ns.fast && ns.has_time && !ns.own_pidns);
+        let ns = NsPlan::of(&[(T::User, Some("/proc/1/ns/user".into()))]);
+        assert!(ns.userns && !ns.new_user);
+    }
+
+    #[test]
+    fn load_bundle_compiles_what_init_needs() {
+        let b = bundle(doc(json!({"namespaces": [{"type": "mount"}],
+            "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}})));
+        let l = load_bundle(b.path()).expect("loads");
+        assert!(l.mount_ns);
+        assert_eq!(l.rootfs, b.path().join("rootfs"));
+        assert!(l.seccomp.is_some());
+        assert_eq!(
+            l.caps.expect("caps").bounding,
+            1 << 5,
+            "CAP_KILL is capability 5"
+        );
+        assert_eq!(l.nss, vec![(T::Mount, None)]);
+    }
+
+    #[test]
+    fn load_bundle_refuses_what_the_namespaces_do_not_allow() {
+        let mut d = doc(json!({"namespaces": [{"type": "pid"}]}));
+        d["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
+        let e = load_bundle(bundle(d).path()).err().expect("refused");
+        assert_eq!(invalid_path(e), "mounts");
+        let mut d = doc(json!({"namespaces": [{"type": "mount"}]}));
+        d["hostname"] = json!("box");
+        let e = load_bundle(bundle(d).path()).err().expect("refused");
+        assert_eq!(invalid_path(e), "hostname");
+        let d = doc(json!({"namespaces": [{"type": "pid"}], "maskedPaths": ["/proc/kcore"]}));
+        let e = load_bundle(bundle(d).path()).err().expect("refused");
+        assert_eq!(invalid_path(e), "linux.maskedPaths");
+    }
+
+    #[test]
+    fn initial_state_records_cgroups_hooks_and_the_pid_namespace() {
+        let mut d = doc(json!({"namespaces": [{"type": "mount"}, {"type": "pid"}],
+                               "cgroupsPath": "/carve-test/x"}));
+        d["hooks"] = json!({"poststop": [{"path": "/bin/true"}],
+                            "startContainer": [{"path": "/bin/true", "timeout": 7}]});
+        d["annotations"] = json!({"a": "b"});
+        let b = bundle(d);
+        let l = load_bundle(b.path()).expect("loads");
+        let o = CreateOptions {
+            id: "c1".into(),
+            ..Default::default()
+        };
+        let rt = Runtime::new("/nonexistent");
+        let st = rt.initial_state(&o, &l, &NsPlan::of(&l.nss));
+        assert_eq!(st.id, "c1");
+        assert_eq!(st.cgroups_path, "/carve-test/x");
+        assert!(st.own_pidns);
+        assert_eq!(st.poststop.len(), 1);
+        assert!(st.poststart.is_empty());
+        assert_eq!(st.start_hook_secs, 7);
+        assert_eq!(st.annotations.get("a").map(String::as_str), Some("b"));
+        assert_eq!((st.pid, st.complete, st.started), (0, false, false));
+        let sd = Runtime {
+            systemd_cgroup: true,
+            ..rt
+        };
+        assert_eq!(
+            sd.initial_state(&o, &l, &NsPlan::of(&l.nss)).cgroups_path,
+            "/system.slice/carve-oci-c1.scope"
+        );
+    }
+
+    #[test]
+    fn time_offsets_are_one_line_per_clock() {
+        let off: std::collections::HashMap<String, oci_spec::runtime::LinuxTimeOffset> =
+            serde_json::from_value(json!({"boottime": {"secs": 5, "nanosecs": 7}})).unwrap();
+        assert_eq!(time_offsets_body(&off), "boottime 5 7\n");
+    }
+}

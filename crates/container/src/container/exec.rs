@@ -255,7 +255,7 @@ pub(super) fn await_exec(
 }
 
 /// The exec'd process: overrides on the config's process, or a process.json.
-fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
+pub(super) fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
     let mut p = if let Some(f) = &o.process {
         let b = std::fs::read(f).map_err(|source| ConfigError::Read {
             file: f.clone(),
@@ -269,34 +269,13 @@ fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
         p
     };
     if !o.env.is_empty() {
-        let mut env = p.env().clone().unwrap_or_default();
-        for e in &o.env {
-            let key = e.split('=').next().unwrap_or("");
-            env.retain(|x| x.split('=').next() != Some(key));
-            env.push(e.clone());
-        }
-        p.set_env(Some(env));
+        p.set_env(Some(merge_env(p.env().as_deref().unwrap_or(&[]), &o.env)));
     }
     if let Some(c) = &o.cwd {
         p.set_cwd(c.clone());
     }
     if let Some(u) = &o.user {
-        // runc: uid[:gid]; without a gid the process keeps the configured one.
-        let (uid, gid) = match u.split_once(':') {
-            Some((a, b)) => (a, Some(b)),
-            None => (u.as_str(), None),
-        };
-        let bad = |what: &str, v: &str| {
-            Error::Status(format!(
-                "--user {u}: parsing {v:?} as int for {what} failed (format: <uid>[:<gid>])"
-            ))
-        };
-        let mut user = p.user().clone();
-        user.set_uid(uid.parse().map_err(|_| bad("uid", uid))?);
-        if let Some(g) = gid {
-            user.set_gid(g.parse().map_err(|_| bad("gid", g))?);
-        }
-        p.set_user(user);
+        set_user_override(&mut p, u)?;
     }
     if !o.additional_gids.is_empty() {
         // runc appends them to the configured ones.
@@ -310,36 +289,66 @@ fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
         p.set_no_new_privileges(Some(true));
     }
     if !o.caps.is_empty() {
-        let mut c = p.capabilities().clone().unwrap_or_default();
-        let extra: Vec<oci_spec::runtime::Capability> = o
-            .caps
-            .iter()
-            .map(|n| {
-                n.trim_start_matches("CAP_")
-                    .parse()
-                    .map_err(|_| Error::Status(format!("unknown capability {n}")))
-            })
-            .collect::<Result<_, _>>()?;
-        for set in [
-            c.bounding().clone(),
-            c.effective().clone(),
-            c.permitted().clone(),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let mut s = set.1.clone().unwrap_or_default();
-            s.extend(extra.iter().copied());
-            match set.0 {
-                0 => c.set_bounding(Some(s)),
-                1 => c.set_effective(Some(s)),
-                _ => c.set_permitted(Some(s)),
-            };
-        }
-        p.set_capabilities(Some(c));
+        add_caps(&mut p, &o.caps)?;
     }
     config::validate_process(Path::new("process"), "process", &p)?;
     Ok(p)
+}
+
+/// `--env KEY=VALUE` over the process's environment: a KEY given replaces the old one and
+/// moves to the end.
+fn merge_env(env: &[String], extra: &[String]) -> Vec<String> {
+    let mut env = env.to_vec();
+    for e in extra {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    env
+}
+
+/// `--user uid[:gid]` (runc's grammar); without a gid the process keeps the configured one.
+fn set_user_override(p: &mut Process, u: &str) -> Result<(), Error> {
+    let (uid, gid) = match u.split_once(':') {
+        Some((a, b)) => (a, Some(b)),
+        None => (u, None),
+    };
+    let bad = |what: &str, v: &str| {
+        Error::Status(format!(
+            "--user {u}: parsing {v:?} as int for {what} failed (format: <uid>[:<gid>])"
+        ))
+    };
+    let mut user = p.user().clone();
+    user.set_uid(uid.parse().map_err(|_| bad("uid", uid))?);
+    if let Some(g) = gid {
+        user.set_gid(g.parse().map_err(|_| bad("gid", g))?);
+    }
+    p.set_user(user);
+    Ok(())
+}
+
+/// `--cap` names (with or without `CAP_`) added to the bounding, effective and permitted sets.
+fn add_caps(p: &mut Process, names: &[String]) -> Result<(), Error> {
+    let mut c = p.capabilities().clone().unwrap_or_default();
+    let extra: Vec<oci_spec::runtime::Capability> = names
+        .iter()
+        .map(|n| {
+            n.trim_start_matches("CAP_")
+                .parse()
+                .map_err(|_| Error::Status(format!("unknown capability {n}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let with = |set: &Option<oci_spec::runtime::Capabilities>| {
+        let mut s = set.clone().unwrap_or_default();
+        s.extend(extra.iter().copied());
+        Some(s)
+    };
+    let (b, e, pm) = (with(c.bounding()), with(c.effective()), with(c.permitted()));
+    c.set_bounding(b);
+    c.set_effective(e);
+    c.set_permitted(pm);
+    p.set_capabilities(Some(c));
+    Ok(())
 }
 
 /// `process.execCPUAffinity.initial` when set and not empty.
@@ -414,35 +423,10 @@ fn exec_child(
 /// controllers; `unified` names the cgroup2 directory of a hybrid host). A hierarchy not named
 /// stays in the container's cgroup. The sub-cgroups must exist (runc does not create them) and
 /// stay inside the container's cgroup.
-fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<PathBuf>, Error> {
+pub(super) fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<PathBuf>, Error> {
     let flag = values.join(" --cgroup ");
     let bad = |msg: String| Error::Status(format!("exec --cgroup {flag}: {msg}"));
-    let mut all: Option<&str> = None;
-    let mut by_ctl: Vec<(&str, &str)> = Vec::new();
-    for v in values {
-        match v.split_once(':') {
-            None if values.len() == 1 => all = Some(v),
-            None => {
-                return Err(bad(format!(
-                    "invalid argument {v:?} (missing <controller>: prefix)"
-                )))
-            }
-            Some((_, p)) if p.contains(':') => return Err(bad(format!("invalid argument {v:?}"))),
-            Some((ctls, p)) => {
-                for c in ctls.split(',') {
-                    if c.is_empty() {
-                        return Err(bad(format!(
-                            "invalid argument {v:?} (empty <controller> prefix)"
-                        )));
-                    }
-                    if by_ctl.iter().any(|(k, _)| *k == c) {
-                        return Err(bad(format!("controller {c} specified multiple times")));
-                    }
-                    by_ctl.push((c, p));
-                }
-            }
-        }
-    }
+    let (all, by_ctl) = parse_cgroup_values(values).map_err(bad)?;
     // (container directory, sub path) per hierarchy touched.
     let mut picks: Vec<(PathBuf, &str)> = Vec::new();
     if let Some(p) = all {
@@ -468,24 +452,7 @@ fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<PathBuf>, Error
     }
     let mut out = Vec::new();
     for (base, p) in picks {
-        // Lexically, as runc's filepath.Join: an absolute PATH is below the container's cgroup
-        // too; `..` may not leave it.
-        let mut parts: Vec<&str> = Vec::new();
-        for c in p.split('/') {
-            match c {
-                "" | "." => {}
-                ".." => {
-                    if parts.pop().is_none() {
-                        return Err(bad(format!(
-                            "{p} is not a sub cgroup path: it leaves the container's cgroup {}",
-                            base.display()
-                        )));
-                    }
-                }
-                c => parts.push(c),
-            }
-        }
-        let dir = parts.iter().fold(base.clone(), |d, c| d.join(c));
+        let dir = sub_path(&base, p).map_err(bad)?;
         if !dir.is_dir() {
             return Err(bad(format!(
                 "sub-cgroup {} does not exist (create it first)",
@@ -497,4 +464,223 @@ fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<PathBuf>, Error
         }
     }
     Ok(out)
+}
+
+/// The `--cgroup` values: a lone `PATH` for every hierarchy, else (controller, path) pairs.
+type CgroupValues<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>);
+
+/// Splits the `--cgroup` values; the error is the message after `exec --cgroup …:`.
+fn parse_cgroup_values(values: &[String]) -> Result<CgroupValues<'_>, String> {
+    let mut all: Option<&str> = None;
+    let mut by_ctl: Vec<(&str, &str)> = Vec::new();
+    for v in values {
+        match v.split_once(':') {
+            None if values.len() == 1 => all = Some(v),
+            None => {
+                return Err(format!(
+                    "invalid argument {v:?} (missing <controller>: prefix)"
+                ))
+            }
+            Some((_, p)) if p.contains(':') => return Err(format!("invalid argument {v:?}")),
+            Some((ctls, p)) => {
+                for c in ctls.split(',') {
+                    if c.is_empty() {
+                        return Err(format!(
+                            "invalid argument {v:?} (empty <controller> prefix)"
+                        ));
+                    }
+                    if by_ctl.iter().any(|(k, _)| *k == c) {
+                        return Err(format!("controller {c} specified multiple times"));
+                    }
+                    by_ctl.push((c, p));
+                }
+            }
+        }
+    }
+    Ok((all, by_ctl))
+}
+
+/// `base` joined with `p` lexically, as runc's filepath.Join: an absolute PATH is below the
+/// container's cgroup too; `..` may not leave it.
+fn sub_path(base: &Path, p: &str) -> Result<PathBuf, String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!(
+                        "{p} is not a sub cgroup path: it leaves the container's cgroup {}",
+                        base.display()
+                    ));
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.iter().fold(base.to_path_buf(), |d, c| d.join(c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LinuxNamespaceType as T;
+
+    fn spec() -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "env": ["A=1", "B=2"],
+                        "user": {"uid": 1, "gid": 2, "additionalGids": [5]}}
+        }))
+        .unwrap()
+    }
+
+    fn opts(args: &[&str]) -> ExecOptions {
+        ExecOptions {
+            id: "c".into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pid_and_time_are_entered_for_children_the_rest_joined() {
+        let ns = ExecNs::of(&[
+            (T::Mount, None),
+            (T::Pid, None),
+            (T::Network, Some("/x".into())),
+            (T::Time, None),
+        ]);
+        assert_eq!(ns.join_flags, libc::CLONE_NEWNS | libc::CLONE_NEWNET);
+        assert_eq!(ns.for_children, libc::CLONE_NEWPID | 0x80);
+        assert!(ns.mount_ns && !ns.userns);
+    }
+
+    #[test]
+    fn overrides_apply_to_the_configs_process() {
+        let mut o = opts(&["ls", "-l"]);
+        o.env = vec!["A=3".into(), "C=4".into()];
+        o.user = Some("7".into());
+        o.additional_gids = vec![9];
+        o.cwd = Some("/tmp".into());
+        o.no_new_privs = true;
+        o.caps = vec!["CAP_NET_ADMIN".into(), "SYS_TIME".into()];
+        let p = exec_process(&spec(), &o).expect("process");
+        assert_eq!(p.args().as_deref(), Some(&["ls".into(), "-l".into()][..]));
+        assert_eq!(
+            p.env().as_deref(),
+            Some(&["B=2".into(), "A=3".into(), "C=4".into()][..])
+        );
+        assert_eq!((p.user().uid(), p.user().gid()), (7, 2));
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[5, 9][..]));
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        assert_eq!(p.no_new_privileges(), Some(true));
+        let c = p.capabilities().as_ref().expect("caps");
+        use oci_spec::runtime::Capability;
+        for set in [c.bounding(), c.effective(), c.permitted()] {
+            let set = set.as_ref().expect("set");
+            assert!(set.contains(&Capability::NetAdmin) && set.contains(&Capability::SysTime));
+        }
+        let inh = c.inheritable().clone().unwrap_or_default();
+        assert!(
+            !inh.contains(&Capability::NetAdmin),
+            "only three sets get --cap"
+        );
+    }
+
+    #[test]
+    fn bad_overrides_are_named() {
+        let mut o = opts(&["ls"]);
+        o.user = Some("1:x".into());
+        let e = exec_process(&spec(), &o)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert_eq!(
+            e,
+            "--user 1:x: parsing \"x\" as int for gid failed (format: <uid>[:<gid>])"
+        );
+        let mut o = opts(&["ls"]);
+        o.caps = vec!["CAP_FLY".into()];
+        let e = exec_process(&spec(), &o)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert_eq!(e, "unknown capability CAP_FLY");
+        let e = exec_process(&spec(), &opts(&[])).err().expect("refused");
+        assert!(
+            matches!(&e, Error::Config(ConfigError::Invalid { path, .. }) if path == "process.args"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_process_file_replaces_the_configs_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("process.json");
+        std::fs::write(
+            &f,
+            r#"{"args": ["id"], "cwd": "rel", "user": {"uid": 0, "gid": 0}}"#,
+        )
+        .unwrap();
+        let mut o = opts(&[]);
+        o.process = Some(f.clone());
+        let e = exec_process(&spec(), &o)
+            .err()
+            .expect("relative cwd refused");
+        assert!(
+            matches!(&e, Error::Config(ConfigError::Invalid { path, .. }) if path == "process.cwd"),
+            "{e}"
+        );
+        std::fs::write(
+            &f,
+            r#"{"args": ["id"], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
+        )
+        .unwrap();
+        let p = exec_process(&spec(), &o).expect("process");
+        assert_eq!(p.args().as_deref(), Some(&["id".into()][..]));
+        assert!(p.env().is_none());
+    }
+
+    #[test]
+    fn cgroup_values_are_one_path_or_controller_pairs() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let one = v(&["sub"]);
+        assert_eq!(parse_cgroup_values(&one).unwrap(), (Some("sub"), vec![]));
+        let two = v(&["cpu,memory:a", "pids:b"]);
+        assert_eq!(
+            parse_cgroup_values(&two).unwrap(),
+            (None, vec![("cpu", "a"), ("memory", "a"), ("pids", "b")])
+        );
+        for (bad, msg) in [
+            (
+                v(&["a", "b"]),
+                "invalid argument \"a\" (missing <controller>: prefix)",
+            ),
+            (v(&["cpu:a:b"]), "invalid argument \"cpu:a:b\""),
+            (
+                v(&[",cpu:a"]),
+                "invalid argument \",cpu:a\" (empty <controller> prefix)",
+            ),
+            (
+                v(&["cpu:a", "cpu:b"]),
+                "controller cpu specified multiple times",
+            ),
+        ] {
+            assert_eq!(parse_cgroup_values(&bad).unwrap_err(), msg);
+        }
+    }
+
+    #[test]
+    fn sub_paths_stay_below_the_container_cgroup() {
+        let base = Path::new("/sys/fs/cgroup/cpu/c");
+        assert_eq!(sub_path(base, "/a/./b").unwrap(), base.join("a/b"));
+        assert_eq!(sub_path(base, "a/../b").unwrap(), base.join("b"));
+        assert_eq!(sub_path(base, "").unwrap(), base);
+        assert_eq!(
+            sub_path(base, "a/../../x").unwrap_err(),
+            "a/../../x is not a sub cgroup path: it leaves the container's cgroup /sys/fs/cgroup/cpu/c"
+        );
+    }
 }
