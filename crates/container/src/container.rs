@@ -1347,7 +1347,7 @@ mod tests {
 
     #[test]
     fn a_terminal_needs_somewhere_to_send_its_pty() {
-        let e = console_for(None, true, false).err().expect("refused");
+        let e = console_for(None, true, false).expect_err("refused");
         assert!(e.to_string().contains("no --console-socket"), "{e}");
         let (theirs, ours) = console_for(None, true, true).expect("pair");
         assert!(theirs.is_some() && ours.is_some());
@@ -1396,16 +1396,14 @@ mod tests {
     fn socket_paths_must_fit_sun_path() {
         assert!(sockaddr("/run/x.sock").is_ok());
         let long = format!("/{}", "a".repeat(120));
-        let e = sockaddr(&long).err().expect("too long");
+        let e = sockaddr(&long).expect_err("too long");
         assert_eq!(e.to_string(), format!("socket path {long} is too long"));
     }
 
     #[test]
     fn preserved_fds_must_be_open_and_not_the_runtimes() {
         assert!(check_preserved_fds(0, &[3, 4]).is_ok());
-        let e = check_preserved_fds(1000, &[])
-            .err()
-            .expect("fd 1002 is not open");
+        let e = check_preserved_fds(1000, &[]).expect_err("fd 1002 is not open");
         assert!(e
             .to_string()
             .starts_with("--preserve-fds 1000: unable to stat preserved-fd"));

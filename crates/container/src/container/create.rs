@@ -10,6 +10,7 @@ use crate::seccomp::Compiled;
 use carve_cgroups::systemd::Unit;
 
 /// The bundle as read and checked, before anything touches the host.
+#[derive(Debug)]
 pub(super) struct Loaded {
     pub(super) bundle: PathBuf,
     pub(super) spec: Spec,
@@ -649,14 +650,14 @@ mod tests {
     fn load_bundle_refuses_what_the_namespaces_do_not_allow() {
         let mut d = doc(json!({"namespaces": [{"type": "pid"}]}));
         d["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
-        let e = load_bundle(bundle(d).path()).err().expect("refused");
+        let e = load_bundle(bundle(d).path()).expect_err("refused");
         assert_eq!(invalid_path(e), "mounts");
         let mut d = doc(json!({"namespaces": [{"type": "mount"}]}));
         d["hostname"] = json!("box");
-        let e = load_bundle(bundle(d).path()).err().expect("refused");
+        let e = load_bundle(bundle(d).path()).expect_err("refused");
         assert_eq!(invalid_path(e), "hostname");
         let d = doc(json!({"namespaces": [{"type": "pid"}], "maskedPaths": ["/proc/kcore"]}));
-        let e = load_bundle(bundle(d).path()).err().expect("refused");
+        let e = load_bundle(bundle(d).path()).expect_err("refused");
         assert_eq!(invalid_path(e), "linux.maskedPaths");
     }
 

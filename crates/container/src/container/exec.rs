@@ -593,22 +593,16 @@ mod tests {
     fn bad_overrides_are_named() {
         let mut o = opts(&["ls"]);
         o.user = Some("1:x".into());
-        let e = exec_process(&spec(), &o)
-            .err()
-            .expect("refused")
-            .to_string();
+        let e = exec_process(&spec(), &o).expect_err("refused").to_string();
         assert_eq!(
             e,
             "--user 1:x: parsing \"x\" as int for gid failed (format: <uid>[:<gid>])"
         );
         let mut o = opts(&["ls"]);
         o.caps = vec!["CAP_FLY".into()];
-        let e = exec_process(&spec(), &o)
-            .err()
-            .expect("refused")
-            .to_string();
+        let e = exec_process(&spec(), &o).expect_err("refused").to_string();
         assert_eq!(e, "unknown capability CAP_FLY");
-        let e = exec_process(&spec(), &opts(&[])).err().expect("refused");
+        let e = exec_process(&spec(), &opts(&[])).expect_err("refused");
         assert!(
             matches!(&e, Error::Config(ConfigError::Invalid { path, .. }) if path == "process.args"),
             "{e}"
@@ -626,9 +620,7 @@ mod tests {
         .unwrap();
         let mut o = opts(&[]);
         o.process = Some(f.clone());
-        let e = exec_process(&spec(), &o)
-            .err()
-            .expect("relative cwd refused");
+        let e = exec_process(&spec(), &o).expect_err("relative cwd refused");
         assert!(
             matches!(&e, Error::Config(ConfigError::Invalid { path, .. }) if path == "process.cwd"),
             "{e}"
