@@ -30,6 +30,9 @@ pub enum Error {
     /// The container process reported a failed setup step.
     #[error("{0}")]
     Setup(String),
+    /// A setup step run by the runtime itself failed.
+    #[error(transparent)]
+    Step(#[from] crate::step::StepError),
     /// {what}: {source}
     #[error("{what}: {source}")]
     Io {
@@ -213,7 +216,7 @@ fn compile_seccomp(spec: &Spec, file: &Path) -> Result<Option<crate::seccomp::Co
 /// The capability masks of `process.capabilities`, if it has any.
 fn cap_masks(process: &Process) -> Result<Option<crate::process::CapMasks>, Error> {
     match process.capabilities() {
-        Some(c) => Ok(Some(crate::process::cap_masks(c).map_err(Error::Setup)?)),
+        Some(c) => Ok(Some(crate::process::cap_masks(c)?)),
         None => Ok(None),
     }
 }

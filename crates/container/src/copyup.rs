@@ -26,16 +26,16 @@ pub fn open_lower(target: &OwnedFd) -> Option<OwnedFd> {
 /// Copies everything under `lower` into `upper` (the new tmpfs's root). With `root_attrs` the
 /// tmpfs root also takes the hidden directory's mode and owner (when the mount's options set
 /// none of `mode=`, `uid=`, `gid=` themselves).
-pub fn copy(lower: &OwnedFd, upper: &OwnedFd, root_attrs: bool) -> Result<(), String> {
+pub fn copy(lower: &OwnedFd, upper: &OwnedFd, root_attrs: bool) -> crate::step::StepResult<()> {
     let (from, to) = (crate::sys::fd_path(lower), crate::sys::fd_path(upper));
     if root_attrs {
-        let md = std::fs::metadata(&from).map_err(|e| format!("tmpcopyup: {e}"))?;
+        let md = std::fs::metadata(&from).map_err(crate::step::os("tmpcopyup"))?;
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
-            .map_err(|e| format!("tmpcopyup: chmod: {e}"))?;
+            .map_err(crate::step::os("tmpcopyup: chmod"))?;
         std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
-            .map_err(|e| format!("tmpcopyup: chown: {e}"))?;
+            .map_err(crate::step::os("tmpcopyup: chown"))?;
     }
-    copy_tree(&from, &to).map_err(|e| format!("tmpcopyup: {e}"))
+    copy_tree(&from, &to).map_err(crate::step::os("tmpcopyup"))
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {

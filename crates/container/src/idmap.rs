@@ -98,7 +98,10 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
 }
 
 /// A user namespace with the given maps, as an fd of its `ns/user`.
-fn userns_with(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd, String> {
+fn userns_with(
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> crate::step::StepResult<OwnedFd> {
     // SAFETY: a raw clone without CLONE_VM is a fork; the child only makes syscalls (prctl,
     // pause, _exit), which is safe after forking this single-threaded runtime.
     let pid = unsafe {
@@ -115,7 +118,8 @@ fn userns_with(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<Owned
         return Err(format!(
             "cloning a user namespace for an idmapped mount: {}",
             std::io::Error::last_os_error()
-        ));
+        )
+        .into());
     }
     if pid == 0 {
         // SAFETY: plain syscalls in the child; it waits to be killed and never returns.
@@ -129,12 +133,14 @@ fn userns_with(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<Owned
     let pid = pid as i32;
     let result = (|| {
         let proc = format!("/proc/{pid}");
-        std::fs::write(format!("{proc}/uid_map"), map_text(uids))
-            .map_err(|e| format!("writing {proc}/uid_map for an idmapped mount: {e}"))?;
-        std::fs::write(format!("{proc}/gid_map"), map_text(gids))
-            .map_err(|e| format!("writing {proc}/gid_map for an idmapped mount: {e}"))?;
+        std::fs::write(format!("{proc}/uid_map"), map_text(uids)).map_err(crate::step::os(
+            format!("writing {proc}/uid_map for an idmapped mount"),
+        ))?;
+        std::fs::write(format!("{proc}/gid_map"), map_text(gids)).map_err(crate::step::os(
+            format!("writing {proc}/gid_map for an idmapped mount"),
+        ))?;
         let f = std::fs::File::open(format!("{proc}/ns/user"))
-            .map_err(|e| format!("opening {proc}/ns/user: {e}"))?;
+            .map_err(crate::step::os(format!("opening {proc}/ns/user")))?;
         Ok(OwnedFd::from(f))
     })();
     // SAFETY: our own child; kill and reap it.
@@ -146,7 +152,11 @@ fn userns_with(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<Owned
 }
 
 /// A detached copy of `src` (the whole tree when `recursive`) carrying `userns`'s mapping.
-fn idmapped_tree(src: &Path, userns: &OwnedFd, recursive: bool) -> Result<OwnedFd, String> {
+fn idmapped_tree(
+    src: &Path,
+    userns: &OwnedFd,
+    recursive: bool,
+) -> crate::step::StepResult<OwnedFd> {
     let c = CString::new(src.as_os_str().as_encoded_bytes())
         .map_err(|_| format!("{}: NUL in path", src.display()))?;
     let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
@@ -160,7 +170,8 @@ fn idmapped_tree(src: &Path, userns: &OwnedFd, recursive: bool) -> Result<OwnedF
             "open_tree {}: {}",
             src.display(),
             std::io::Error::last_os_error()
-        ));
+        )
+        .into());
     }
     // SAFETY: a fresh fd that nothing else owns.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
@@ -196,14 +207,15 @@ fn idmapped_tree(src: &Path, userns: &OwnedFd, recursive: bool) -> Result<OwnedF
         return Err(format!(
             "mount_setattr(MOUNT_ATTR_IDMAP) on {}: {err}{hint}",
             src.display()
-        ));
+        )
+        .into());
     }
     Ok(tree)
 }
 
 /// The detached idmapped trees of every idmapped mount of `spec`, by mount index. One user
 /// namespace is made per distinct mapping.
-pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedFd)>, String> {
+pub fn prepare(spec: &Spec, bundle: &Path) -> crate::step::StepResult<Vec<(usize, OwnedFd)>> {
     let mut out = Vec::new();
     let mut userns: Vec<(String, OwnedFd)> = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {

@@ -12,7 +12,7 @@ use oci_spec::runtime::{Process, Spec};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-type R<T> = Result<T, String>;
+use crate::step::StepResult as R;
 
 /// What the container process needs, computed by the runtime before forking (the child gets a
 /// copy-on-write copy of it).
@@ -86,7 +86,8 @@ pub fn become_ns_root() -> R<()> {
         return Err(format!(
             "becoming root in the user namespace (is uid/gid 0 mapped?): {}",
             std::io::Error::last_os_error()
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -100,7 +101,7 @@ fn write_sysctls(spec: &Spec) -> R<()> {
         .flatten()
     {
         let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&p, v).map_err(|e| format!("sysctl {k}={v}: {e}"))?;
+        std::fs::write(&p, v).map_err(crate::step::os(format!("sysctl {k}={v}")))?;
     }
     Ok(())
 }
@@ -109,19 +110,13 @@ fn set_hostname(spec: &Spec) -> R<()> {
     if let Some(h) = spec.hostname() {
         // SAFETY: pointer and length of a live string.
         if unsafe { libc::sethostname(h.as_ptr() as *const libc::c_char, h.len()) } < 0 {
-            return Err(format!(
-                "sethostname {h:?}: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("sethostname {h:?}: {}", std::io::Error::last_os_error()).into());
         }
     }
     if let Some(d) = spec.domainname() {
         // SAFETY: pointer and length of a live string.
         if unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) } < 0 {
-            return Err(format!(
-                "setdomainname {d:?}: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("setdomainname {d:?}: {}", std::io::Error::last_os_error()).into());
         }
     }
     Ok(())
@@ -136,12 +131,12 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
         libc::O_RDWR | libc::O_NOCTTY,
         0,
     )
-    .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+    .map_err(crate::step::os("open /dev/ptmx"))?;
     // SAFETY: ioctls on the pty master we own.
     unsafe {
         let unlock: libc::c_int = 0;
         if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
-            return Err(format!("unlockpt: {}", std::io::Error::last_os_error()));
+            return Err(format!("unlockpt: {}", std::io::Error::last_os_error()).into());
         }
     }
     // SAFETY: TIOCGPTPEER returns a fresh fd of the slave.
@@ -153,10 +148,7 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
         )
     };
     if slave < 0 {
-        return Err(format!(
-            "open pty slave: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("open pty slave: {}", std::io::Error::last_os_error()).into());
     }
     // SAFETY: a fresh fd that nobody else owns.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
@@ -177,18 +169,19 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
     let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
         .to_bytes()
         .to_vec();
-    crate::channel::send_with_fds(console_sock, &name, &[master.as_raw_fd()])
-        .map_err(|e| format!("sending the pty master to the console socket: {e}"))?;
+    crate::channel::send_with_fds(console_sock, &name, &[master.as_raw_fd()]).map_err(
+        crate::step::os("sending the pty master to the console socket"),
+    )?;
     // SAFETY: setsid/dup2/ioctl on fds we own.
     unsafe {
         libc::setsid();
         for fd in 0..3 {
             if libc::dup2(slave.as_raw_fd(), fd) < 0 {
-                return Err(format!("dup2 pty: {}", std::io::Error::last_os_error()));
+                return Err(format!("dup2 pty: {}", std::io::Error::last_os_error()).into());
             }
         }
         if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-            return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
+            return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()).into());
         }
     }
     Ok(())
@@ -203,7 +196,7 @@ pub fn load_seccomp(c: &Compiled) -> R<Option<OwnedFd>> {
             flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
         }
         let l = sys::seccomp_set_filter(prog, flags)
-            .map_err(|e| format!("loading seccomp filter: {e}"))?;
+            .map_err(crate::step::os("loading seccomp filter"))?;
         if l.is_some() {
             listener = l;
         }
@@ -226,7 +219,7 @@ pub fn privileged_attrs(p: &Process, spec: &Spec) -> R<()> {
         };
         // SAFETY: personality with an integer argument.
         if unsafe { libc::personality(d) } < 0 {
-            return Err(format!("personality: {}", std::io::Error::last_os_error()));
+            return Err(format!("personality: {}", std::io::Error::last_os_error()).into());
         }
     }
     Ok(())
@@ -243,14 +236,12 @@ pub fn enter_cwd(p: &Process) -> R<()> {
             "chdir to cwd {}: {}",
             cwd.display(),
             std::io::Error::last_os_error()
-        ));
+        )
+        .into());
     }
-    let now = std::env::current_dir().map_err(|e| format!("getcwd: {e}"))?;
+    let now = std::env::current_dir().map_err(crate::step::os("getcwd"))?;
     if !now.is_absolute() || now.to_string_lossy().starts_with("(unreachable)") {
-        return Err(format!(
-            "cwd {} is outside the container root",
-            cwd.display()
-        ));
+        return Err(format!("cwd {} is outside the container root", cwd.display()).into());
     }
     Ok(())
 }
@@ -272,7 +263,7 @@ pub fn finalize_creds(plan: &Plan) -> R<(Option<OwnedFd>, bool)> {
         // SAFETY: fcntl on an fd number; a closed one just fails.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    sys::cloexec_from(3 + plan.preserve_fds).map_err(crate::step::os("close_range"))?;
     let mut listener = None;
     let mut late_seccomp = false;
     if let Some(c) = &plan.caps {
@@ -313,7 +304,7 @@ pub fn load_late_seccomp_and_exec(plan: &Plan, late: bool, target: &process::Exe
     if late {
         if let Some(sc) = plan.seccomp {
             if let Err(e) = load_seccomp(sc) {
-                return e;
+                return e.to_string();
             }
         }
     }
@@ -326,7 +317,7 @@ pub fn init_main(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Optio
     match init_inner(plan, chan, listener, console) {
         Ok(never) => match never {},
         Err(msg) => {
-            let _ = chan.send(&Msg::Error(msg), &[]);
+            let _ = chan.send(&Msg::Error(msg.to_string()), &[]);
             exit(1)
         }
     }
@@ -434,8 +425,7 @@ fn enter_root(plan: &Plan, joined: &mut JoinWait) -> R<()> {
     joined.wait()?;
     if plan.new_cgroupns {
         // Now that we sit in our cgroups, the namespace is rooted at them.
-        sys::unshare(libc::CLONE_NEWCGROUP)
-            .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
+        sys::unshare(libc::CLONE_NEWCGROUP).map_err(crate::step::os("unshare cgroup namespace"))?;
     }
     write_sysctls(plan.spec)?;
     if plan.mount_ns {
@@ -484,7 +474,7 @@ fn await_start(listener: &OwnedFd) -> R<Channel> {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(format!("accept on init.sock: {e}"));
+            return Err(format!("accept on init.sock: {e}").into());
         }
         // SAFETY: a fresh fd that nobody else owns.
         let c = Channel::from_owned(unsafe { OwnedFd::from_raw_fd(fd) });

@@ -125,7 +125,7 @@ pub fn check(p: &LinuxMemoryPolicy) -> Result<(), (String, String)> {
 }
 
 /// Sets the calling thread's memory policy from `linux.memoryPolicy` (nothing when absent).
-pub fn apply(spec: &Spec) -> Result<(), String> {
+pub fn apply(spec: &Spec) -> crate::step::StepResult<()> {
     let Some(p) = spec
         .linux()
         .as_ref()
@@ -152,7 +152,8 @@ pub fn apply(spec: &Spec) -> Result<(), String> {
             p.nodes().as_deref().unwrap_or(""),
             p.flags().as_deref().unwrap_or(&[]),
             std::io::Error::last_os_error()
-        ));
+        )
+        .into());
     }
     Ok(())
 }

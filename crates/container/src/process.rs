@@ -7,7 +7,7 @@ use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-type R<T> = Result<T, String>;
+use crate::step::StepResult as R;
 
 const CAP_SYS_RESOURCE: u32 = 24;
 
@@ -62,7 +62,7 @@ pub fn set_rlimits(p: &Process) -> R<()> {
                     cur.rlim_max
                 ));
             }
-            return Err(msg);
+            return Err(msg.into());
         }
     }
     Ok(())
@@ -108,7 +108,7 @@ pub fn set_scheduler(p: &Process) -> R<()> {
         "SchedIso" => 4,
         "SchedIdle" => 5,
         "SchedDeadline" => 6,
-        other => return Err(format!("unknown scheduler policy {other}")),
+        other => return Err(format!("unknown scheduler policy {other}").into()),
     };
     let mut flags = 0u64;
     for f in s.flags().iter().flatten() {
@@ -140,7 +140,8 @@ pub fn set_scheduler(p: &Process) -> R<()> {
         return Err(format!(
             "process.scheduler: sched_setattr: {err}{}",
             crate::realtime::explain(policy, &err)
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -154,12 +155,12 @@ pub fn set_io_priority(p: &Process) -> R<()> {
         "IoprioClassRt" => 1,
         "IoprioClassBe" => 2,
         "IoprioClassIdle" => 3,
-        other => return Err(format!("unknown ioPriority class {other}")),
+        other => return Err(format!("unknown ioPriority class {other}").into()),
     };
     let prio = (class << 13) | io.priority();
     // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, 0 = self, prio).
     if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } < 0 {
-        return Err(format!("ioprio_set: {}", std::io::Error::last_os_error()));
+        return Err(format!("ioprio_set: {}", std::io::Error::last_os_error()).into());
     }
     Ok(())
 }
@@ -172,7 +173,7 @@ pub fn parse_cpus(s: &str) -> R<Vec<usize>> {
         let a: usize = a.parse().map_err(|_| format!("bad cpu list {s:?}"))?;
         let b: usize = b.parse().map_err(|_| format!("bad cpu list {s:?}"))?;
         if a > b || b >= 1024 {
-            return Err(format!("bad cpu list {s:?}"));
+            return Err(format!("bad cpu list {s:?}").into());
         }
         v.extend(a..=b);
     }
@@ -198,7 +199,8 @@ pub fn set_affinity_of(pid: libc::pid_t, cpus: &str) -> R<()> {
         return Err(format!(
             "sched_setaffinity {cpus}: {}",
             std::io::Error::last_os_error()
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -221,7 +223,8 @@ pub fn reset_affinity() -> R<()> {
         return Err(format!(
             "sched_setaffinity to the container's cpus: {}",
             std::io::Error::last_os_error()
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -280,9 +283,9 @@ pub fn drop_bounding(m: &CapMasks) -> R<()> {
             if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
                 let er = std::io::Error::last_os_error();
                 if er.raw_os_error() != Some(libc::EINVAL) {
-                    return Err(format!(
-                        "dropping capability {cap} from the bounding set: {er}"
-                    ));
+                    return Err(
+                        format!("dropping capability {cap} from the bounding set: {er}").into(),
+                    );
                 }
             }
         }
@@ -303,24 +306,15 @@ pub fn set_user(p: &Process) -> R<()> {
     // groups were asked for.
     // SAFETY: valid array of the given length.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 && !groups.is_empty() {
-        return Err(format!(
-            "setgroups {groups:?}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("setgroups {groups:?}: {}", std::io::Error::last_os_error()).into());
     }
     // SAFETY: integer arguments.
     if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
-        return Err(format!(
-            "setresgid {gid}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("setresgid {gid}: {}", std::io::Error::last_os_error()).into());
     }
     // SAFETY: integer arguments.
     if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
-        return Err(format!(
-            "setresuid {uid}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("setresuid {uid}: {}", std::io::Error::last_os_error()).into());
     }
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
@@ -333,7 +327,7 @@ pub fn set_user(p: &Process) -> R<()> {
 
 /// Sets effective/permitted/inheritable at once, then the ambient set.
 pub fn set_caps(m: &CapMasks) -> R<()> {
-    sys::capset(m.effective, m.permitted, m.inheritable).map_err(|er| format!("capset: {er}"))?;
+    sys::capset(m.effective, m.permitted, m.inheritable).map_err(crate::step::os("capset"))?;
     // SAFETY: prctl with integer arguments.
     unsafe {
         libc::prctl(
@@ -369,7 +363,7 @@ pub fn set_caps(m: &CapMasks) -> R<()> {
 pub fn set_no_new_privs() -> R<()> {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-        return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
+        return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()).into());
     }
     Ok(())
 }
@@ -386,7 +380,7 @@ pub struct ExecTarget {
 }
 
 fn c(s: &str) -> R<CString> {
-    CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"))
+    CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte").into())
 }
 
 /// Resolves the program and builds argv/envp.
@@ -427,7 +421,7 @@ pub fn exec_target(p: &Process) -> R<ExecTarget> {
             Err(e) => format!("stat {}: {e}", path.display()),
             Ok(_) => "permission denied".into(),
         };
-        return Err(format!("exec: {:?}: {why}", path.display().to_string()));
+        return Err(format!("exec: {:?}: {why}", path.display().to_string()).into());
     }
     Ok(ExecTarget {
         path: c(&path.to_string_lossy())?,

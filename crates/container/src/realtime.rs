@@ -20,7 +20,7 @@ fn rt_policy(p: &Process) -> Option<(&'static str, i32)> {
 
 /// Whether `process` can get its real-time policy in the cgroup `cg` made for it: `Err` names
 /// the case and what to change.
-pub fn check(process: &Process, cg: Option<&Manager>) -> Result<(), String> {
+pub fn check(process: &Process, cg: Option<&Manager>) -> crate::step::StepResult<()> {
     let (Some((policy, prio)), Some(m)) = (rt_policy(process), cg) else {
         return Ok(());
     };
@@ -34,7 +34,8 @@ pub fn check(process: &Process, cg: Option<&Manager>) -> Result<(), String> {
              is 0); set linux.resources.cpu.realtimeRuntime (and realtimePeriod): carve raises \
              each parent cgroup's budget to fit",
             dir.display()
-        )),
+        )
+        .into()),
         Some(_) => Ok(()),
         None => {
             // cgroup v2: only a problem with RT_GROUP_SCHED and the cpu controller on.
@@ -48,7 +49,8 @@ pub fn check(process: &Process, cg: Option<&Manager>) -> Result<(), String> {
                      controller is on) can be real-time; boot with rt_group_sched=0 (Linux \
                      6.16+) or use the cgroup v1 cpu controller",
                     dir.display()
-                )),
+                )
+                .into()),
                 _ => Ok(()),
             }
         }

@@ -12,11 +12,12 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::step::StepError;
 /// Errors are plain strings naming the step and path: they travel to the runtime as messages.
-pub type R<T> = Result<T, String>;
+pub use crate::step::StepResult as R;
 
-fn e(step: &str, p: &Path, err: std::io::Error) -> String {
-    format!("{step} {}: {err}", p.display())
+fn e(step: &str, p: &Path, err: std::io::Error) -> StepError {
+    crate::step::at(step, p)(err)
 }
 
 const RESOLVE_IN_ROOT: u64 = 0x10;
@@ -216,10 +217,9 @@ pub fn mkdir_all_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> 
         if n > 0 {
             links += 1;
             if links > 40 {
-                return Err(format!(
-                    "{}: too many levels of symbolic links",
-                    path.display()
-                ));
+                return Err(
+                    format!("{}: too many levels of symbolic links", path.display()).into(),
+                );
             }
             let target = PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..n as usize]));
             let base = if target.is_absolute() {
@@ -413,7 +413,7 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount, idmapped: Option<RawFd>) -> R
     if bind {
         if let Some(s) = &src {
             if !s.exists() {
-                return Err(format!("bind source {} does not exist", s.display()));
+                return Err(format!("bind source {} does not exist", s.display()).into());
             }
         }
     }
@@ -662,10 +662,7 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
         LinuxDeviceType::B => libc::S_IFBLK,
         LinuxDeviceType::P => libc::S_IFIFO,
         LinuxDeviceType::A => {
-            return Err(format!(
-                "device {}: type 'a' cannot be created",
-                path.display()
-            ))
+            return Err(format!("device {}: type 'a' cannot be created", path.display()).into())
         }
     };
     let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
@@ -677,12 +674,13 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
         if er.raw_os_error() != Some(libc::EEXIST) {
             return Err(e("mknod", path, er));
         }
-        same_node(&pfd, &cname, kind, dev).map_err(|have| {
-            format!(
+        if let Some(have) = same_node(&pfd, &cname, kind, dev) {
+            return Err(format!(
                 "linux.devices: {} exists in the rootfs as {have}, not the device asked for",
                 path.display()
             )
-        })?;
+            .into());
+        }
     }
     let uid = d.uid().unwrap_or(0);
     let gid = d.gid().unwrap_or(0);
@@ -877,7 +875,7 @@ fn same_node(
     name: &std::ffi::CStr,
     kind: libc::mode_t,
     dev: libc::dev_t,
-) -> Result<(), String> {
+) -> Option<String> {
     // SAFETY: zeroed stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid dirfd, C string and stat pointer.
@@ -890,13 +888,13 @@ fn same_node(
         )
     } < 0
     {
-        return Err(std::io::Error::last_os_error().to_string());
+        return Some(std::io::Error::last_os_error().to_string());
     }
     let fmt = st.st_mode & libc::S_IFMT;
     if fmt == kind && (kind == libc::S_IFIFO || st.st_rdev == dev) {
-        return Ok(());
+        return None;
     }
-    Err(match fmt {
+    Some(match fmt {
         libc::S_IFCHR | libc::S_IFBLK => format!(
             "device {}:{}",
             libc::major(st.st_rdev),

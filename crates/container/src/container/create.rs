@@ -212,7 +212,7 @@ impl Runtime {
         }
         // - the detached idmapped trees init attaches (made here: it takes CAP_SYS_ADMIN over
         //   the source filesystem, which init in its user namespace lacks),
-        let idmapped = crate::idmap::prepare(&l.spec, &l.bundle).map_err(Error::Setup)?;
+        let idmapped = crate::idmap::prepare(&l.spec, &l.bundle)?;
         keep.extend(idmapped.iter().map(|(_, f)| f.as_raw_fd()));
         let joined_fds = open_joined(&ns.joined, &mut keep)?;
         let plan = Plan {
@@ -390,7 +390,7 @@ fn rt_check(l: &Loaded, m: &Manager) -> Result<(), Error> {
         Error::Config(ConfigError::Invalid {
             file: l.bundle.join("config.json"),
             path: "process.scheduler".into(),
-            msg,
+            msg: msg.to_string(),
         })
     })
 }
@@ -472,7 +472,7 @@ fn stage1(
             init::exit(0)
         }
         Err(e) => {
-            let _ = chan.send(&Msg::Error(e), &[]);
+            let _ = chan.send(&Msg::Error(e.to_string()), &[]);
             init::exit(1)
         }
     }
@@ -484,10 +484,10 @@ fn stage1_inner(
     chan: &Channel,
     joined: &[(i32, OwnedFd)],
     ns: &NsPlan,
-) -> Result<Option<i32>, String> {
+) -> crate::step::StepResult<Option<i32>> {
     for (flag, fd) in joined {
         sys::setns(fd.as_raw_fd(), *flag)
-            .map_err(|e| format!("joining namespace {flag:#x}: {e}"))?;
+            .map_err(crate::step::os(format!("joining namespace {flag:#x}")))?;
     }
     let new_time = spec
         .linux()
@@ -502,7 +502,7 @@ fn stage1_inner(
         flags |= 0x80;
     }
     if flags != 0 {
-        sys::unshare(flags).map_err(|e| format!("unshare {flags:#x}: {e}"))?;
+        sys::unshare(flags).map_err(crate::step::os(format!("unshare {flags:#x}")))?;
     }
     if ns.new_user {
         chan.send(&Msg::NeedMaps, &[]).map_err(|e| e.to_string())?;
@@ -529,7 +529,7 @@ fn stage1_inner(
         // SAFETY: single-threaded process; the child only continues into init_main.
         let p = unsafe { libc::fork() };
         if p < 0 {
-            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+            return Err(format!("fork: {}", std::io::Error::last_os_error()).into());
         }
         if p == 0 {
             return Ok(None);
@@ -541,7 +541,7 @@ fn stage1_inner(
 }
 
 /// `linux.timeOffsets` into the new time namespace.
-fn write_time_offsets(spec: &Spec) -> Result<(), String> {
+fn write_time_offsets(spec: &Spec) -> crate::step::StepResult<()> {
     if let Some(off) = spec
         .linux()
         .as_ref()
@@ -549,7 +549,7 @@ fn write_time_offsets(spec: &Spec) -> Result<(), String> {
     {
         let body = time_offsets_body(off);
         std::fs::write("/proc/self/timens_offsets", body)
-            .map_err(|e| format!("writing time offsets: {e}"))?;
+            .map_err(crate::step::os("writing time offsets"))?;
     }
     Ok(())
 }

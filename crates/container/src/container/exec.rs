@@ -366,7 +366,7 @@ fn exec_child(
     join_flags: i32,
     console: Option<RawFd>,
 ) -> String {
-    let r = (|| -> Result<std::convert::Infallible, String> {
+    let r = (|| -> crate::step::StepResult<std::convert::Infallible> {
         chan.expect(&Msg::Go, "waiting for the runtime")?;
         sys::setns(init_fd.as_raw_fd(), join_flags)
             .map_err(|e| format!("joining the container's namespaces: {e}"))?;
@@ -410,11 +410,11 @@ fn exec_child(
             drop(fd);
             chan.expect(&Msg::Go, "waiting for the seccomp listener to be forwarded")?;
         }
-        Err(init::load_late_seccomp_and_exec(plan, late, &target))
+        Err(init::load_late_seccomp_and_exec(plan, late, &target).into())
     })();
     match r {
         Ok(never) => match never {},
-        Err(e) => e,
+        Err(e) => e.to_string(),
     }
 }
 
@@ -426,7 +426,7 @@ fn exec_child(
 pub(super) fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<PathBuf>, Error> {
     let flag = values.join(" --cgroup ");
     let bad = |msg: String| Error::Status(format!("exec --cgroup {flag}: {msg}"));
-    let (all, by_ctl) = parse_cgroup_values(values).map_err(bad)?;
+    let (all, by_ctl) = parse_cgroup_values(values, &bad)?;
     // (container directory, sub path) per hierarchy touched.
     let mut picks: Vec<(PathBuf, &str)> = Vec::new();
     if let Some(p) = all {
@@ -452,7 +452,7 @@ pub(super) fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<Path
     }
     let mut out = Vec::new();
     for (base, p) in picks {
-        let dir = sub_path(&base, p).map_err(bad)?;
+        let dir = sub_path(&base, p, &bad)?;
         if !dir.is_dir() {
             return Err(bad(format!(
                 "sub-cgroup {} does not exist (create it first)",
@@ -469,28 +469,32 @@ pub(super) fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<Path
 /// The `--cgroup` values: a lone `PATH` for every hierarchy, else (controller, path) pairs.
 type CgroupValues<'a> = (Option<&'a str>, Vec<(&'a str, &'a str)>);
 
-/// Splits the `--cgroup` values; the error is the message after `exec --cgroup …:`.
-fn parse_cgroup_values(values: &[String]) -> Result<CgroupValues<'_>, String> {
+/// Splits the `--cgroup` values; `bad` makes the error from the message after
+/// `exec --cgroup …:`.
+fn parse_cgroup_values<'a>(
+    values: &'a [String],
+    bad: &dyn Fn(String) -> Error,
+) -> Result<CgroupValues<'a>, Error> {
     let mut all: Option<&str> = None;
     let mut by_ctl: Vec<(&str, &str)> = Vec::new();
     for v in values {
         match v.split_once(':') {
             None if values.len() == 1 => all = Some(v),
             None => {
-                return Err(format!(
+                return Err(bad(format!(
                     "invalid argument {v:?} (missing <controller>: prefix)"
-                ))
+                )))
             }
-            Some((_, p)) if p.contains(':') => return Err(format!("invalid argument {v:?}")),
+            Some((_, p)) if p.contains(':') => return Err(bad(format!("invalid argument {v:?}"))),
             Some((ctls, p)) => {
                 for c in ctls.split(',') {
                     if c.is_empty() {
-                        return Err(format!(
+                        return Err(bad(format!(
                             "invalid argument {v:?} (empty <controller> prefix)"
-                        ));
+                        )));
                     }
                     if by_ctl.iter().any(|(k, _)| *k == c) {
-                        return Err(format!("controller {c} specified multiple times"));
+                        return Err(bad(format!("controller {c} specified multiple times")));
                     }
                     by_ctl.push((c, p));
                 }
@@ -501,18 +505,18 @@ fn parse_cgroup_values(values: &[String]) -> Result<CgroupValues<'_>, String> {
 }
 
 /// `base` joined with `p` lexically, as runc's filepath.Join: an absolute PATH is below the
-/// container's cgroup too; `..` may not leave it.
-fn sub_path(base: &Path, p: &str) -> Result<PathBuf, String> {
+/// container's cgroup too; `..` may not leave it (`bad` makes that error).
+fn sub_path(base: &Path, p: &str, bad: &dyn Fn(String) -> Error) -> Result<PathBuf, Error> {
     let mut parts: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(format!(
+                    return Err(bad(format!(
                         "{p} is not a sub cgroup path: it leaves the container's cgroup {}",
                         base.display()
-                    ));
+                    )));
                 }
             }
             c => parts.push(c),
@@ -638,14 +642,18 @@ mod tests {
     #[test]
     fn cgroup_values_are_one_path_or_controller_pairs() {
         let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let bad = |m: String| Error::Status(m);
         let one = v(&["sub"]);
-        assert_eq!(parse_cgroup_values(&one).unwrap(), (Some("sub"), vec![]));
+        assert_eq!(
+            parse_cgroup_values(&one, &bad).unwrap(),
+            (Some("sub"), vec![])
+        );
         let two = v(&["cpu,memory:a", "pids:b"]);
         assert_eq!(
-            parse_cgroup_values(&two).unwrap(),
+            parse_cgroup_values(&two, &bad).unwrap(),
             (None, vec![("cpu", "a"), ("memory", "a"), ("pids", "b")])
         );
-        for (bad, msg) in [
+        for (input, msg) in [
             (
                 v(&["a", "b"]),
                 "invalid argument \"a\" (missing <controller>: prefix)",
@@ -660,13 +668,18 @@ mod tests {
                 "controller cpu specified multiple times",
             ),
         ] {
-            assert_eq!(parse_cgroup_values(&bad).unwrap_err(), msg);
+            assert_eq!(
+                parse_cgroup_values(&input, &bad).unwrap_err().to_string(),
+                msg
+            );
         }
     }
 
     #[test]
     fn sub_paths_stay_below_the_container_cgroup() {
         let base = Path::new("/sys/fs/cgroup/cpu/c");
+        let bad = |m: String| Error::Status(m);
+        let sub_path = |b: &Path, p: &str| sub_path(b, p, &bad).map_err(|e| e.to_string());
         assert_eq!(sub_path(base, "/a/./b").unwrap(), base.join("a/b"));
         assert_eq!(sub_path(base, "a/../b").unwrap(), base.join("b"));
         assert_eq!(sub_path(base, "").unwrap(), base);
