@@ -115,11 +115,9 @@ fn userns_with(
         )
     };
     if pid < 0 {
-        return Err(format!(
-            "cloning a user namespace for an idmapped mount: {}",
-            std::io::Error::last_os_error()
-        )
-        .into());
+        return Err(crate::step::os(
+            "cloning a user namespace for an idmapped mount",
+        )(std::io::Error::last_os_error()));
     }
     if pid == 0 {
         // SAFETY: plain syscalls in the child; it waits to be killed and never returns.
@@ -166,12 +164,9 @@ fn idmapped_tree(
     // SAFETY: valid C string; open_tree returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
     if fd < 0 {
-        return Err(format!(
-            "open_tree {}: {}",
-            src.display(),
-            std::io::Error::last_os_error()
-        )
-        .into());
+        return Err(crate::step::os(format!("open_tree {}", src.display()))(
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: a fresh fd that nothing else owns.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };

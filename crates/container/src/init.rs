@@ -83,11 +83,9 @@ pub fn close_fds_except(first: RawFd, keep: &[RawFd]) {
 pub fn become_ns_root() -> R<()> {
     // SAFETY: integer arguments.
     if unsafe { libc::setresgid(0, 0, 0) } < 0 || unsafe { libc::setresuid(0, 0, 0) } < 0 {
-        return Err(format!(
-            "becoming root in the user namespace (is uid/gid 0 mapped?): {}",
-            std::io::Error::last_os_error()
-        )
-        .into());
+        return Err(crate::step::os(
+            "becoming root in the user namespace (is uid/gid 0 mapped?)",
+        )(std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -110,13 +108,17 @@ fn set_hostname(spec: &Spec) -> R<()> {
     if let Some(h) = spec.hostname() {
         // SAFETY: pointer and length of a live string.
         if unsafe { libc::sethostname(h.as_ptr() as *const libc::c_char, h.len()) } < 0 {
-            return Err(format!("sethostname {h:?}: {}", std::io::Error::last_os_error()).into());
+            return Err(crate::step::os(format!("sethostname {h:?}"))(
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     if let Some(d) = spec.domainname() {
         // SAFETY: pointer and length of a live string.
         if unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) } < 0 {
-            return Err(format!("setdomainname {d:?}: {}", std::io::Error::last_os_error()).into());
+            return Err(crate::step::os(format!("setdomainname {d:?}"))(
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())
@@ -136,7 +138,7 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
     unsafe {
         let unlock: libc::c_int = 0;
         if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
-            return Err(format!("unlockpt: {}", std::io::Error::last_os_error()).into());
+            return Err(crate::step::os("unlockpt")(std::io::Error::last_os_error()));
         }
     }
     // SAFETY: TIOCGPTPEER returns a fresh fd of the slave.
@@ -148,7 +150,9 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
         )
     };
     if slave < 0 {
-        return Err(format!("open pty slave: {}", std::io::Error::last_os_error()).into());
+        return Err(crate::step::os("open pty slave")(
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: a fresh fd that nobody else owns.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
@@ -177,11 +181,11 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
         libc::setsid();
         for fd in 0..3 {
             if libc::dup2(slave.as_raw_fd(), fd) < 0 {
-                return Err(format!("dup2 pty: {}", std::io::Error::last_os_error()).into());
+                return Err(crate::step::os("dup2 pty")(std::io::Error::last_os_error()));
             }
         }
         if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-            return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()).into());
+            return Err(crate::step::os("TIOCSCTTY")(std::io::Error::last_os_error()));
         }
     }
     Ok(())
@@ -219,7 +223,9 @@ pub fn privileged_attrs(p: &Process, spec: &Spec) -> R<()> {
         };
         // SAFETY: personality with an integer argument.
         if unsafe { libc::personality(d) } < 0 {
-            return Err(format!("personality: {}", std::io::Error::last_os_error()).into());
+            return Err(crate::step::os("personality")(
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())
@@ -232,12 +238,9 @@ pub fn enter_cwd(p: &Process) -> R<()> {
     let c = sys::cstr(cwd).map_err(|e| e.to_string())?;
     // SAFETY: valid C string.
     if unsafe { libc::chdir(c.as_ptr()) } < 0 {
-        return Err(format!(
-            "chdir to cwd {}: {}",
-            cwd.display(),
-            std::io::Error::last_os_error()
-        )
-        .into());
+        return Err(crate::step::os(format!("chdir to cwd {}", cwd.display()))(
+            std::io::Error::last_os_error(),
+        ));
     }
     let now = std::env::current_dir().map_err(crate::step::os("getcwd"))?;
     if !now.is_absolute() || now.to_string_lossy().starts_with("(unreachable)") {

@@ -146,14 +146,12 @@ pub fn apply(spec: &Spec) -> crate::step::StepResult<()> {
         )
     };
     if r < 0 {
-        return Err(format!(
-            "linux.memoryPolicy: set_mempolicy({}, nodes {:?}, flags {:?}): {}",
+        return Err(crate::step::os(format!(
+            "linux.memoryPolicy: set_mempolicy({}, nodes {:?}, flags {:?})",
             p.mode(),
             p.nodes().as_deref().unwrap_or(""),
             p.flags().as_deref().unwrap_or(&[]),
-            std::io::Error::last_os_error()
-        )
-        .into());
+        ))(std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -160,7 +160,9 @@ pub fn set_io_priority(p: &Process) -> R<()> {
     let prio = (class << 13) | io.priority();
     // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, 0 = self, prio).
     if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } < 0 {
-        return Err(format!("ioprio_set: {}", std::io::Error::last_os_error()).into());
+        return Err(crate::step::os("ioprio_set")(
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -196,11 +198,9 @@ pub fn set_affinity_of(pid: libc::pid_t, cpus: &str) -> R<()> {
     }
     // SAFETY: valid set of the declared size.
     if unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) } < 0 {
-        return Err(format!(
-            "sched_setaffinity {cpus}: {}",
-            std::io::Error::last_os_error()
-        )
-        .into());
+        return Err(crate::step::os(format!("sched_setaffinity {cpus}"))(
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -220,11 +220,11 @@ pub fn reset_affinity() -> R<()> {
         )
     } < 0
     {
-        return Err(format!(
-            "sched_setaffinity to the container's cpus: {}",
-            std::io::Error::last_os_error()
-        )
-        .into());
+        return Err(
+            crate::step::os("sched_setaffinity to the container's cpus")(
+                std::io::Error::last_os_error(),
+            ),
+        );
     }
     Ok(())
 }
@@ -306,15 +306,21 @@ pub fn set_user(p: &Process) -> R<()> {
     // groups were asked for.
     // SAFETY: valid array of the given length.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 && !groups.is_empty() {
-        return Err(format!("setgroups {groups:?}: {}", std::io::Error::last_os_error()).into());
+        return Err(crate::step::os(format!("setgroups {groups:?}"))(
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: integer arguments.
     if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
-        return Err(format!("setresgid {gid}: {}", std::io::Error::last_os_error()).into());
+        return Err(crate::step::os(format!("setresgid {gid}"))(
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: integer arguments.
     if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
-        return Err(format!("setresuid {uid}: {}", std::io::Error::last_os_error()).into());
+        return Err(crate::step::os(format!("setresuid {uid}"))(
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
@@ -363,7 +369,9 @@ pub fn set_caps(m: &CapMasks) -> R<()> {
 pub fn set_no_new_privs() -> R<()> {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-        return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()).into());
+        return Err(crate::step::os("no_new_privs")(
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }

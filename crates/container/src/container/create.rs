@@ -529,7 +529,7 @@ fn stage1_inner(
         // SAFETY: single-threaded process; the child only continues into init_main.
         let p = unsafe { libc::fork() };
         if p < 0 {
-            return Err(format!("fork: {}", std::io::Error::last_os_error()).into());
+            return Err(crate::step::os("fork")(std::io::Error::last_os_error()));
         }
         if p == 0 {
             return Ok(None);
