@@ -16,6 +16,16 @@ pub enum StepError {
         /// Why.
         source: std::io::Error,
     },
+    /// mounts[{index}] ({dest}): {source}
+    #[error("mounts[{index}] ({dest}): {source}")]
+    Mount {
+        /// The index in `mounts`.
+        index: usize,
+        /// Its destination.
+        dest: String,
+        /// What failed.
+        source: Box<StepError>,
+    },
     /// A rule the step checks (a path outside the root, an unknown policy, an unmapped id…),
     /// or a failure reported by another step as text.
     #[error("{0}")]
