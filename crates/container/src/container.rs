@@ -648,6 +648,36 @@ fn save_cg_unit(
     std::fs::write(&p, b).map_err(io(format!("writing {}", p.display())))
 }
 
+/// SIGKILLs init (thawing a paused container so it can die) and waits for the real exit: the
+/// pidfd turns readable when init has exited (and, with its own pid namespace, after every
+/// other process in it is gone).
+fn kill_init(st: &Persisted, status: Status, cg: Option<&Manager>) -> Result<(), Error> {
+    if let Some(fd) = open_init(st) {
+        let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
+        if status == Status::Paused {
+            if let Some(m) = cg {
+                let _ = m.thaw();
+            }
+        }
+        sys::pidfd_wait_exit(&fd, 10_000).map_err(io("waiting for init to exit"))?;
+    }
+    Ok(())
+}
+
+/// The poststop hooks. runtime-spec: a failing poststop hook is a warning and the remaining
+/// hooks still run.
+fn run_poststop(st: &Persisted) {
+    if st.poststop.is_empty() {
+        return;
+    }
+    let hs = hook_state_of(st, "stopped", 0);
+    for h in &st.poststop {
+        if let Err(e) = hooks::run("poststop", std::slice::from_ref(h), &hs) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
 /// The container's cgroup directory per hierarchy mount point under /sys/fs/cgroup (for `cgroup`
 /// mounts inside the container).
 fn cgroup_dirs(m: Option<&Manager>) -> Vec<(PathBuf, PathBuf)> {
@@ -934,26 +964,9 @@ impl Runtime {
 
     /// `delete`: remove a stopped (or created) container; with `force`, kill it first.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
-        let opened = if force {
-            ContainerDir::open_any_forced(&self.root, id, state::force_bound())
-        } else {
-            ContainerDir::open_any(&self.root, id).map(|d| (d, true))
+        let Some((dir, locked)) = self.open_for_delete(id, force)? else {
+            return Ok(());
         };
-        let (dir, locked) = match opened {
-            Ok(d) => d,
-            // runc: `delete --force` of a container that does not exist succeeds.
-            Err(StateError::NotFound(_)) if force => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        if !locked {
-            // Another runtime process holds the lock past the bound (a stopped or hung
-            // `create`/`start`): kill the container's processes anyway, as runc would, and clean
-            // up. That process finds its container gone if it ever resumes.
-            tracing::warn!(
-                "container {id}: the state lock was not released within {:.1} s; deleting without it",
-                state::force_bound().as_secs_f64()
-            );
-        }
         let st = match dir.load() {
             Ok(s) => s,
             // A create killed before it wrote anything: only the directory is left.
@@ -979,17 +992,7 @@ impl Runtime {
             }
         }
         if status != Status::Stopped {
-            if let Some(fd) = open_init(&st) {
-                let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
-                if status == Status::Paused {
-                    if let Some(m) = &cg {
-                        let _ = m.thaw();
-                    }
-                }
-                // Wait for the real exit: the pidfd turns readable when init has exited (and,
-                // with its own pid namespace, after every other process in it is gone).
-                sys::pidfd_wait_exit(&fd, 10_000).map_err(io("waiting for init to exit"))?;
-            }
+            kill_init(&st, status, cg.as_ref())?;
         }
         crate::fault::point("delete:killed");
         if let Some(m) = &cg {
@@ -1002,17 +1005,38 @@ impl Runtime {
             m.remove()?;
         }
         crate::fault::point("delete:cgroup");
-        if !st.poststop.is_empty() {
-            let hs = hook_state_of(&st, "stopped", 0);
-            // runtime-spec: a failing poststop hook is a warning and the remaining hooks still run.
-            for h in &st.poststop {
-                if let Err(e) = hooks::run("poststop", std::slice::from_ref(h), &hs) {
-                    tracing::warn!("{e}");
-                }
-            }
-        }
+        run_poststop(&st);
         dir.remove()?;
         Ok(())
+    }
+
+    /// The state directory of `id` for `delete` and whether its lock is held; `None` when a
+    /// forced delete finds nothing (runc: that succeeds).
+    fn open_for_delete(
+        &self,
+        id: &str,
+        force: bool,
+    ) -> Result<Option<(ContainerDir, bool)>, Error> {
+        let opened = if force {
+            ContainerDir::open_any_forced(&self.root, id, state::force_bound())
+        } else {
+            ContainerDir::open_any(&self.root, id).map(|d| (d, true))
+        };
+        let (dir, locked) = match opened {
+            Ok(d) => d,
+            Err(StateError::NotFound(_)) if force => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if !locked {
+            // Another runtime process holds the lock past the bound (a stopped or hung
+            // `create`/`start`): kill the container's processes anyway, as runc would, and clean
+            // up. That process finds its container gone if it ever resumes.
+            tracing::warn!(
+                "container {id}: the state lock was not released within {:.1} s; deleting without it",
+                state::force_bound().as_secs_f64()
+            );
+        }
+        Ok(Some((dir, locked)))
     }
 
     fn cgroup_of(
