@@ -504,3 +504,51 @@ fn start_hooks(plan: &Plan, conn: &Channel) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_is_awaited_once_and_only_when_asked() {
+        let (runtime, init) = Channel::pair().unwrap();
+        // exec: the runtime joined before `Go`, nothing is read.
+        let mut w = JoinWait {
+            chan: &init,
+            joined: true,
+        };
+        w.wait().expect("nothing to wait for");
+        let mut w = JoinWait {
+            chan: &init,
+            joined: false,
+        };
+        runtime.send(&Msg::Joined, &[]).unwrap();
+        w.wait().expect("joined");
+        assert!(w.joined);
+        // A second wait reads nothing: a message sent now is still there afterwards.
+        runtime.send(&Msg::Start, &[]).unwrap();
+        w.wait().expect("already joined");
+        assert!(matches!(init.recv(0), Ok(Some((Msg::Start, _)))));
+    }
+
+    #[test]
+    fn a_wrong_answer_while_waiting_names_the_step() {
+        let (runtime, init) = Channel::pair().unwrap();
+        let mut w = JoinWait {
+            chan: &init,
+            joined: false,
+        };
+        runtime.send(&Msg::HooksDone, &[]).unwrap();
+        let e = w.wait().expect_err("unexpected message");
+        assert_eq!(
+            e.to_string(),
+            "waiting for the cgroups: unexpected message HooksDone"
+        );
+        drop(runtime);
+        let e = w.wait().expect_err("runtime gone");
+        assert_eq!(
+            e.to_string(),
+            "waiting for the cgroups: the container process exited early"
+        );
+    }
+}

@@ -83,3 +83,36 @@ pub fn explain(policy: u32, err: &std::io::Error) -> &'static str {
         _ => "",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(policy: &str) -> Process {
+        serde_json::from_value(serde_json::json!({
+            "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "scheduler": {"policy": policy, "priority": 10}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_fifo_and_rr_are_checked_against_the_cgroup() {
+        assert_eq!(rt_policy(&process("SCHED_FIFO")), Some(("SCHED_FIFO", 10)));
+        assert_eq!(rt_policy(&process("SCHED_RR")), Some(("SCHED_RR", 10)));
+        assert_eq!(rt_policy(&process("SCHED_DEADLINE")), None);
+        assert_eq!(rt_policy(&process("SCHED_OTHER")), None);
+        // No cgroup made (yet): nothing to check against.
+        assert!(check(&process("SCHED_FIFO"), None).is_ok());
+    }
+
+    #[test]
+    fn scheduler_errors_are_explained_per_policy() {
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert!(explain(1, &eperm).contains("RLIMIT_RTPRIO"));
+        assert!(explain(6, &eperm).contains("root domain"));
+        let ebusy = std::io::Error::from_raw_os_error(libc::EBUSY);
+        assert!(explain(6, &ebusy).contains("admission control"));
+        assert_eq!(explain(0, &eperm), "");
+    }
+}
