@@ -235,7 +235,7 @@ pub fn privileged_attrs(p: &Process, spec: &Spec) -> R<()> {
 /// leaked host fd shows as "(unreachable)" — the CVE-2024-21626 class).
 pub fn enter_cwd(p: &Process) -> R<()> {
     let cwd = p.cwd();
-    let c = sys::cstr(cwd).map_err(|e| e.to_string())?;
+    let c = sys::cstr(cwd)?;
     // SAFETY: valid C string.
     if unsafe { libc::chdir(c.as_ptr()) } < 0 {
         return Err(crate::step::os(format!("chdir to cwd {}", cwd.display()))(
@@ -372,7 +372,7 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     let (notify, late_seccomp) = finalize_creds(plan)?;
     let fds: Vec<RawFd> = notify.iter().map(|f| f.as_raw_fd()).collect();
-    chan.send(&Msg::Ready, &fds).map_err(|e| e.to_string())?;
+    chan.send(&Msg::Ready, &fds)?;
     drop(notify);
     let conn = await_start(listener)?;
     start_hooks(plan, &conn);
@@ -402,7 +402,7 @@ fn create_hooks(plan: &Plan, chan: &Channel, joined: &mut JoinWait) -> R<()> {
     });
     if need_runtime_hooks {
         joined.wait()?;
-        chan.send(&Msg::RunHooks, &[]).map_err(|e| e.to_string())?;
+        chan.send(&Msg::RunHooks, &[])?;
         chan.expect(&Msg::HooksDone, "waiting for the runtime's hooks")?;
     }
     if let Some(list) = hooks.and_then(|h| h.create_container().as_ref()) {
@@ -412,7 +412,7 @@ fn create_hooks(plan: &Plan, chan: &Channel, joined: &mut JoinWait) -> R<()> {
             "created",
             std::process::id() as i32,
         );
-        crate::hooks::run("createContainer", list, &st).map_err(|e| e.to_string())?;
+        crate::hooks::run("createContainer", list, &st)?;
     }
     Ok(())
 }

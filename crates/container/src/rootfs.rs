@@ -661,8 +661,8 @@ fn create_devices(ctx: &Ctx, root: &OwnedFd) -> R<()> {
 }
 
 fn symlinkat(target: &str, dir: &OwnedFd, name: &str) -> R<()> {
-    let t = cstr(Path::new(target)).map_err(|er| er.to_string())?;
-    let n = cstr(Path::new(name)).map_err(|er| er.to_string())?;
+    let t = cstr(Path::new(target))?;
+    let n = cstr(Path::new(name))?;
     // An O_PATH dirfd works for *at() calls.
     // SAFETY: valid C strings and dirfd.
     if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } < 0 {
@@ -681,7 +681,7 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
     let name = path
         .file_name()
         .ok_or_else(|| format!("bad device path {}", path.display()))?;
-    let cname = cstr(Path::new(name)).map_err(|er| er.to_string())?;
+    let cname = cstr(Path::new(name))?;
     if ctx.userns {
         // mknod is not allowed in a user namespace: bind the host's node onto an empty file.
         let t = mkdir_all_in_root(root, path, true)?;
@@ -732,7 +732,7 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
 /// Enters the root without a mount namespace of our own (runc's `chroot()` path): nothing is
 /// mounted or moved in the runtime's namespace.
 pub fn chroot_into(rootfs: &Path) -> R<()> {
-    let c = cstr(rootfs).map_err(|er| er.to_string())?;
+    let c = cstr(rootfs)?;
     // SAFETY: valid C strings.
     unsafe {
         if libc::chdir(c.as_ptr()) < 0 {
@@ -752,7 +752,7 @@ pub fn chroot_into(rootfs: &Path) -> R<()> {
 /// rootfs on ramfs, where pivot_root is impossible).
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> R<()> {
     let chdir = |p: &Path| -> R<()> {
-        let c = cstr(p).map_err(|er| er.to_string())?;
+        let c = cstr(p)?;
         // SAFETY: valid C string.
         if unsafe { libc::chdir(c.as_ptr()) } < 0 {
             return Err(e("chdir", p, std::io::Error::last_os_error()));

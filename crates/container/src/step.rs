@@ -26,6 +26,12 @@ pub enum StepError {
         /// What failed.
         source: Box<StepError>,
     },
+    /// An OS error reported as is (its text alone, as before).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A hook run by the step (createContainer).
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     /// A rule the step checks (a path outside the root, an unknown policy, an unmapped id…),
     /// or a failure reported by another step as text.
     #[error("{0}")]

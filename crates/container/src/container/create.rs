@@ -505,7 +505,7 @@ fn stage1_inner(
         sys::unshare(flags).map_err(crate::step::os(format!("unshare {flags:#x}")))?;
     }
     if ns.new_user {
-        chan.send(&Msg::NeedMaps, &[]).map_err(|e| e.to_string())?;
+        chan.send(&Msg::NeedMaps, &[])?;
         chan.expect(&Msg::Go, "waiting for uid/gid maps")?;
     }
     // Before becoming root of a new user namespace: after that setuid this task is not
