@@ -29,6 +29,34 @@ pub enum ConfigError {
     },
 }
 
+/// A value that breaks a rule, found by a checker of one section (seccomp, memory policy, an
+/// idmapped mount, the spec's shape rules): the JSON path of the value, relative to what the
+/// checker was given, and what is wrong. [`validate`] turns it into [`ConfigError::Invalid`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at `{path}`: {msg}")]
+pub struct FieldError {
+    /// JSON path of the value.
+    pub path: String,
+    /// What is wrong and what was expected.
+    pub msg: String,
+}
+
+impl FieldError {
+    /// The error of the value at `path`.
+    pub fn new(path: impl Into<String>, msg: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+impl<P: Into<String>, M: Into<String>> From<(P, M)> for FieldError {
+    fn from((path, msg): (P, M)) -> FieldError {
+        FieldError::new(path, msg)
+    }
+}
+
 fn invalid(file: &Path, path: impl Into<String>, msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         file: file.to_path_buf(),
@@ -114,7 +142,7 @@ const KNOWN_NS: [LinuxNamespaceType; 8] = [
 /// checked in document order, so the first error is the one a reader meets first.
 pub fn validate(file: &Path, bundle: &Path, spec: &Spec) -> Result<(), ConfigError> {
     validate_version(file, spec)?;
-    crate::checks::check(spec).map_err(|(at, m)| invalid(file, at, m))?;
+    crate::checks::check(spec).map_err(|f| invalid(file, f.path, f.msg))?;
     validate_root(file, bundle, spec)?;
     let Some(process) = spec.process() else {
         return Err(invalid(
@@ -216,7 +244,7 @@ fn validate_mounts(file: &Path, spec: &Spec) -> Result<(), ConfigError> {
             ));
         }
         crate::idmap::validate(spec, m, bind)
-            .map_err(|(f, msg)| invalid(file, format!("mounts[{i}].{f}"), msg))?;
+            .map_err(|f| invalid(file, format!("mounts[{i}].{}", f.path), f.msg))?;
     }
     Ok(())
 }
@@ -399,7 +427,7 @@ fn validate_linux_misc(file: &Path, linux: &Linux) -> Result<(), ConfigError> {
         return Err(invalid(file, "linux.netDevices", "not supported"));
     }
     if let Some(p) = linux.memory_policy() {
-        crate::mempolicy::check(p).map_err(|(at, m)| invalid(file, at, m))?;
+        crate::mempolicy::check(p).map_err(|f| invalid(file, f.path, f.msg))?;
     }
     for (i, d) in linux.devices().iter().flatten().enumerate() {
         if !d.path().is_absolute() || !d.path().starts_with("/dev") {
@@ -412,7 +440,7 @@ fn validate_linux_misc(file: &Path, linux: &Linux) -> Result<(), ConfigError> {
     }
     if let Some(s) = linux.seccomp() {
         crate::seccomp::compile(s)
-            .map_err(|(path, msg)| invalid(file, format!("linux.seccomp{path}"), msg))?;
+            .map_err(|f| invalid(file, format!("linux.seccomp{}", f.path), f.msg))?;
     }
     if let Some(p) = linux.personality() {
         let d = format!("{:?}", p.domain());

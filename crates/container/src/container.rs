@@ -203,11 +203,11 @@ fn compile_seccomp(spec: &Spec, file: &Path) -> Result<Option<crate::seccomp::Co
     let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(None);
     };
-    let c = crate::seccomp::compile(s).map_err(|(p, m)| {
+    let c = crate::seccomp::compile(s).map_err(|f| {
         Error::Config(ConfigError::Invalid {
             file: file.to_path_buf(),
-            path: format!("linux.seccomp{p}"),
-            msg: m,
+            path: format!("linux.seccomp{}", f.path),
+            msg: f.msg,
         })
     })?;
     Ok(Some(c))

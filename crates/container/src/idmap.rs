@@ -60,16 +60,17 @@ pub fn wanted(spec: &Spec, m: &Mount) -> Option<(Vec<LinuxIdMapping>, Vec<LinuxI
     ))
 }
 
-/// Checks an idmapped mount's shape: `Err((field, message))`.
-pub fn validate(spec: &Spec, m: &Mount, bind: bool) -> Result<(), (&'static str, String)> {
+/// Checks an idmapped mount's shape; the error's path is the field of the mount.
+pub fn validate(spec: &Spec, m: &Mount, bind: bool) -> Result<(), crate::config::FieldError> {
     let Some((uids, gids, _)) = wanted(spec, m) else {
         return Ok(());
     };
     if !bind {
         return Err((
             "uidMappings",
-            "idmapped mounts are bind mounts: add the \"bind\" or \"rbind\" option".into(),
-        ));
+            "idmapped mounts are bind mounts: add the \"bind\" or \"rbind\" option",
+        )
+            .into());
     }
     if uids.is_empty() || gids.is_empty() {
         let (f, what) = if uids.is_empty() {
@@ -83,10 +84,11 @@ pub fn validate(spec: &Spec, m: &Mount, bind: bool) -> Result<(), (&'static str,
                 "an idmapped mount needs both uid and gid mappings (no {what} mappings here or, \
                  for the idmap/ridmap options, in linux.{f})"
             ),
-        ));
+        )
+            .into());
     }
     if uids.iter().chain(gids.iter()).any(|x| x.size() == 0) {
-        return Err(("uidMappings", "a mapping of size 0".into()));
+        return Err(("uidMappings", "a mapping of size 0").into());
     }
     Ok(())
 }
@@ -291,7 +293,7 @@ mod tests {
         let (u, _, rec) = wanted(&s, &m[2]).unwrap();
         assert_eq!((u[0].host_id(), rec), (100000, true));
         assert!(validate(&s, &m[1], true).is_ok());
-        assert!(validate(&s, &m[3], false).unwrap_err().1.contains("bind"));
+        assert!(validate(&s, &m[3], false).unwrap_err().msg.contains("bind"));
         assert_eq!(map_text(&u), "0 100000 65536\n");
     }
 
@@ -302,7 +304,7 @@ mod tests {
                 {"destination":"/a","type":"bind","source":"/x","options":["bind","idmap"]}]}"#,
         );
         let m = &s.mounts().as_ref().unwrap()[0];
-        let (f, msg) = validate(&s, m, true).unwrap_err();
+        let crate::config::FieldError { path: f, msg } = validate(&s, m, true).unwrap_err();
         assert_eq!(f, "uidMappings");
         assert!(msg.contains("both uid and gid"), "{msg}");
     }

@@ -168,7 +168,7 @@ struct Rule {
     conds: Vec<Cond>,
 }
 
-type Err = (String, String);
+type Err = crate::config::FieldError;
 
 /// The kernel's precedence of an action: lower is more restrictive (it compares the action bits
 /// as a signed number).
@@ -196,7 +196,8 @@ fn check_errno(path: String, v: u32) -> Result<u32, Err> {
         return Err((
             path,
             format!("{v} does not fit the 16-bit seccomp return data"),
-        ));
+        )
+            .into());
     }
     Ok(v)
 }
@@ -207,10 +208,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
     let abis = abis_of(s);
     let plan = rules_of(s, &abis)?;
     if plan.has_notify && s.listener_path().is_none() {
-        return Err((
-            ".listenerPath".into(),
-            "SCMP_ACT_NOTIFY needs a listenerPath".into(),
-        ));
+        return Err((".listenerPath", "SCMP_ACT_NOTIFY needs a listenerPath").into());
     }
     // runc's patchbpf: permissive defaults (a tracer handles ENOSYS itself) get no ENOSYS stub.
     let enosys = !matches!(
@@ -225,7 +223,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
                 "the profile compiles to {} BPF instructions, more than the kernel's limit of {MAX_INSNS}",
                 prog.len()
             ),
-        ));
+        ).into());
     }
     Ok(Compiled {
         programs: vec![(prog, plan.has_notify)],
@@ -243,9 +241,10 @@ fn default_ret(s: &LinuxSeccomp) -> Result<u32, Err> {
     )?;
     if s.default_action() == Act::ScmpActNotify {
         return Err((
-            ".defaultAction".into(),
-            "SCMP_ACT_NOTIFY cannot be the default action".into(),
-        ));
+            ".defaultAction",
+            "SCMP_ACT_NOTIFY cannot be the default action",
+        )
+            .into());
     }
     Ok(ret_value(s.default_action(), default_errno))
 }
@@ -330,7 +329,8 @@ fn rule_errno(i: usize, sc: &oci_spec::runtime::LinuxSyscall) -> Result<u32, Err
         (a, Some(_)) => Err((
             format!(".syscalls[{i}].errnoRet"),
             format!("errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {a}"),
-        )),
+        )
+            .into()),
     }
 }
 
@@ -343,8 +343,9 @@ fn cond_sets(i: usize, sc: &oci_spec::runtime::LinuxSyscall) -> Result<Vec<Vec<C
         if a.index() > 5 {
             return Err((
                 format!(".syscalls[{i}].args[{j}].index"),
-                "argument index must be 0..=5".into(),
-            ));
+                "argument index must be 0..=5",
+            )
+                .into());
         }
         conds.push(Cond {
             index: a.index() as u32,

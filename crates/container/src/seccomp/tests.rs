@@ -444,8 +444,8 @@ fn long_programs_use_trampolines_and_too_long_ones_are_refused() {
     let e = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules})))
     .unwrap_err();
-    assert_eq!(e.0, "");
-    assert!(e.1.contains("4096"), "{}", e.1);
+    assert_eq!(e.path, "");
+    assert!(e.msg.contains("4096"), "{}", e.msg);
 }
 
 #[test]
@@ -486,18 +486,18 @@ fn errors_name_the_json_path() {
     let e = |j: Value| compile(&profile(j)).unwrap_err();
     let r = e(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}));
-    assert_eq!(r.0, ".syscalls[0].args[0].index");
+    assert_eq!(r.path, ".syscalls[0].args[0].index");
     let r = e(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
-    assert_eq!(r.0, ".defaultAction");
+    assert_eq!(r.path, ".defaultAction");
     let r = e(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}));
-    assert_eq!(r.0, ".listenerPath");
+    assert_eq!(r.path, ".listenerPath");
     let r = e(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"},
         {"names": ["mkdir"], "action": "SCMP_ACT_KILL", "errnoRet": 3}]}));
-    assert_eq!(r.0, ".syscalls[1].errnoRet");
+    assert_eq!(r.path, ".syscalls[1].errnoRet");
     let r = e(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}));
-    assert_eq!(r.0, ".defaultErrnoRet");
+    assert_eq!(r.path, ".defaultErrnoRet");
 }
 
 #[test]
@@ -588,7 +588,7 @@ fn rule_plan_counts_each_abi_and_its_newest_syscall() {
     let bad = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["read"], "action": "SCMP_ACT_KILL", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}));
     assert_eq!(
-        rules_of(&bad, &[Abi::X86_64]).err().unwrap().0,
+        rules_of(&bad, &[Abi::X86_64]).err().unwrap().path,
         ".syscalls[0].args[0].index"
     );
 }
