@@ -775,16 +775,7 @@ impl Runtime {
         } else {
             None
         };
-        let dir = ContainerDir::create(&self.root, &o.id)?;
-        crate::fault::point("create:dir");
-        let mut guard = CreateGuard {
-            dir: Some(dir),
-            cgroup: None,
-            pidfd: None,
-            unit: None,
-        };
-        std::fs::write(guard.dir().path.join("config.json"), &l.bytes)
-            .map_err(io("copying config.json"))?;
+        let mut guard = self.state_dir(&o.id, &l.bytes)?;
         let ns = create::NsPlan::of(&l.nss);
         let mut st = self.initial_state(o, &l, &ns);
         guard.dir().save(&st)?;
@@ -803,8 +794,12 @@ impl Runtime {
                     .and_then(|h| h.create_container().as_ref()),
             ))
             .map_err(io("SO_RCVTIMEO"))?;
-        let (pid, pidfd, v1, v2) =
-            self.fork_init(o, &l, &ns, &guard, unit.is_none(), child, listener, console)?;
+        let fds = create::InitFds {
+            child,
+            listener,
+            console,
+        };
+        let (pid, pidfd, v1, v2) = self.fork_init(o, &l, &ns, &guard, unit.is_none(), fds)?;
         st.pid = create::first_stage(&parent, &l.spec, &ns, pid, pidfd, &mut guard)?;
         st.pid_start = sys::proc_start_time(st.pid).map(|s| s.0).unwrap_or(0);
         // Recorded before anything else happens, so a `delete --force` after a killed `create`
@@ -840,6 +835,21 @@ impl Runtime {
             pidfd,
             console,
         })
+    }
+
+    /// The new container's state directory with a copy of its config, undone on failure.
+    fn state_dir(&self, id: &str, config: &[u8]) -> Result<CreateGuard, Error> {
+        let dir = ContainerDir::create(&self.root, id)?;
+        crate::fault::point("create:dir");
+        let guard = CreateGuard {
+            dir: Some(dir),
+            cgroup: None,
+            pidfd: None,
+            unit: None,
+        };
+        std::fs::write(guard.dir().path.join("config.json"), config)
+            .map_err(io("copying config.json"))?;
+        Ok(guard)
     }
 
     /// `start`: make init exec the user process; returns once it has exec'd.

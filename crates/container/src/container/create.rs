@@ -186,7 +186,6 @@ impl Runtime {
     /// when it can (`plain_cgroups`: made here, not by systemd); the child never returns. Consumes the fds only the child needs: the parent
     /// closes them on return. Returns the child's pid and pidfd and whether it started in its
     /// v1 and cgroup2 cgroups.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn fork_init(
         &self,
         o: &CreateOptions,
@@ -194,10 +193,13 @@ impl Runtime {
         ns: &NsPlan,
         guard: &CreateGuard,
         plain_cgroups: bool,
-        child: Channel,
-        listener: OwnedFd,
-        console: Option<OwnedFd>,
+        fds: InitFds,
     ) -> Result<(i32, OwnedFd, bool, bool), Error> {
+        let InitFds {
+            child,
+            listener,
+            console,
+        } = fds;
         // The fds the child keeps past its first instruction (everything else from 3+N on is
         // closed right after the fork — the state dir lock, the log file, the caller's leaks):
         // - its end of the handshake channel (CLOEXEC: closes by itself at exec, which is how
@@ -259,6 +261,16 @@ impl Runtime {
             Forked::Parent(pid, pidfd) => Ok((pid, pidfd, v1_joined, v2_joined)),
         }
     }
+}
+
+/// The fds only init needs: the parent closes them once it has forked.
+pub(super) struct InitFds {
+    /// Init's end of the handshake channel.
+    pub(super) child: Channel,
+    /// init.sock, which `start` connects to.
+    pub(super) listener: OwnedFd,
+    /// The console socket (or our pair's other end) for the pty master.
+    pub(super) console: Option<OwnedFd>,
 }
 
 /// Opens the namespaces joined by path, here in the runtime's mount namespace, user namespace
