@@ -62,3 +62,51 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opath(p: &Path) -> OwnedFd {
+        crate::sys::openat(libc::AT_FDCWD, p, libc::O_PATH | libc::O_DIRECTORY, 0).unwrap()
+    }
+
+    #[test]
+    fn the_hidden_directory_is_copied_with_modes_and_links() {
+        let lower = tempfile::tempdir().unwrap();
+        let upper = tempfile::tempdir().unwrap();
+        std::fs::write(lower.path().join("a"), "data").unwrap();
+        std::fs::set_permissions(
+            lower.path().join("a"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        std::fs::create_dir(lower.path().join("d")).unwrap();
+        std::fs::write(lower.path().join("d/b"), "").unwrap();
+        std::os::unix::fs::symlink("/nonexistent-carve", lower.path().join("l")).unwrap();
+        std::fs::set_permissions(lower.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let l = open_lower(&opath(lower.path())).expect("a directory with entries");
+        copy(&l, &opath(upper.path()), true).expect("copied");
+        let u = upper.path();
+        assert_eq!(std::fs::read_to_string(u.join("a")).unwrap(), "data");
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&u.join("a")), 0o640);
+        assert_eq!(
+            mode(u),
+            0o711,
+            "root_attrs: the tmpfs root takes the hidden dir's mode"
+        );
+        assert!(u.join("d/b").is_file());
+        assert_eq!(
+            std::fs::read_link(u.join("l")).unwrap(),
+            Path::new("/nonexistent-carve"),
+            "links are copied, not followed"
+        );
+    }
+
+    #[test]
+    fn an_empty_directory_has_nothing_to_copy() {
+        let empty = tempfile::tempdir().unwrap();
+        assert!(open_lower(&opath(empty.path())).is_none());
+    }
+}

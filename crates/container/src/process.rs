@@ -487,4 +487,70 @@ mod tests {
         assert!(parse_cpus("3-1").is_err());
         assert!(parse_cpus("x").is_err());
     }
+    fn process(j: serde_json::Value) -> Process {
+        serde_json::from_value(j).unwrap()
+    }
+
+    #[test]
+    fn the_program_is_found_in_the_process_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("carve-prog");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("PATH=/nonexistent-carve:{}", dir.path().display());
+        let p = process(serde_json::json!({
+            "args": ["carve-prog", "x"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "env": [path, "HOME=/h"]
+        }));
+        let t = exec_target(&p).unwrap();
+        assert_eq!(t.path.to_str().unwrap(), prog.to_str().unwrap());
+        assert_eq!(t.argv.len(), 2);
+        let env: Vec<&str> = t.envp.iter().map(|e| e.to_str().unwrap()).collect();
+        assert_eq!(env.iter().filter(|e| e.starts_with("HOME=")).count(), 1);
+        // Without HOME the user's home (from /etc/passwd, else /) is added.
+        let p = process(serde_json::json!({
+            "args": [prog], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []
+        }));
+        let t = exec_target(&p).unwrap();
+        assert!(t
+            .envp
+            .iter()
+            .any(|e| e.to_str().unwrap().starts_with("HOME=")));
+    }
+
+    #[test]
+    fn a_missing_or_non_executable_program_is_named() {
+        let p = process(serde_json::json!({
+            "args": ["carve-no-such-prog"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "env": ["PATH=/nonexistent-carve"]
+        }));
+        assert_eq!(
+            exec_target(&p).err().unwrap().to_string(),
+            "exec: \"carve-no-such-prog\": executable file not found in $PATH"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        let p = process(serde_json::json!({
+            "args": [plain], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []
+        }));
+        assert_eq!(
+            exec_target(&p).err().unwrap().to_string(),
+            format!("exec: {:?}: permission denied", plain.display().to_string())
+        );
+    }
+
+    #[test]
+    fn capability_lists_become_masks() {
+        let c: LinuxCapabilities = serde_json::from_value(serde_json::json!({
+            "bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": [], "permitted": ["CAP_KILL"],
+            "inheritable": [], "ambient": []
+        }))
+        .unwrap();
+        let m = cap_masks(&c).unwrap();
+        assert_eq!(m.bounding, 1 | 1 << 5);
+        assert_eq!(m.permitted, 1 << 5);
+        assert_eq!((m.effective, m.inheritable, m.ambient), (0, 0, 0));
+    }
 }
