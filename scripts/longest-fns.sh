@@ -22,7 +22,7 @@ list=$(find "${paths[@]}" -name '*.rs' -not -path '*/tests/*' -not -name 'tests.
   cfgtest && /^[[:space:]]*(pub )?mod [a-z_]+[[:space:]]*\{/ { nextfile }
   { cfgtest = ($0 ~ /^[[:space:]]*#\[cfg\(test\)\]/) }
   !open && /^[[:space:]]*(pub(\([^)]*\))? )?(const )?(async )?(unsafe )?(extern "C" )?fn [A-Za-z_0-9]+/ {
-    name = $0; sub(/^[[:space:]]*/, "", name); sub(/\(.*/, "", name); sub(/.*fn /, "", name)
+    name = $0; sub(/^[[:space:]]*/, "", name); sub(/^pub\([^)]*\) /, "", name); sub(/\(.*/, "", name); sub(/.*fn /, "", name)
     start = FNR; depth = 0; seen = 0; open = 1
   }
   open {

@@ -104,13 +104,13 @@ impl Channel {
 
     /// Receives a message and fails unless it is `want`; an `Error` from the peer or EOF becomes
     /// an error naming `step`.
-    pub fn expect(&self, want: &Msg, step: &str) -> Result<(), String> {
+    pub fn expect(&self, want: &Msg, step: &str) -> crate::step::StepResult<()> {
         match self.recv(0) {
             Ok(Some((m, _))) if &m == want => Ok(()),
-            Ok(Some((Msg::Error(e), _))) => Err(e),
-            Ok(Some((m, _))) => Err(format!("{step}: unexpected message {m:?}")),
-            Ok(None) => Err(format!("{step}: the container process exited early")),
-            Err(e) => Err(format!("{step}: {e}")),
+            Ok(Some((Msg::Error(e), _))) => Err(e.into()),
+            Ok(Some((m, _))) => Err(format!("{step}: unexpected message {m:?}").into()),
+            Ok(None) => Err(format!("{step}: the container process exited early").into()),
+            Err(e) => Err(format!("{step}: {e}").into()),
         }
     }
 }
@@ -268,7 +268,8 @@ mod tests {
         assert_eq!(m, Msg::InitPid(42));
         assert_eq!(fds.len(), 1);
         a.send(&Msg::Error("boom".into()), &[]).unwrap();
-        assert_eq!(b.expect(&Msg::Ready, "ready"), Err("boom".to_string()));
+        let e = b.expect(&Msg::Ready, "ready").unwrap_err();
+        assert_eq!(e.to_string(), "boom");
         drop(a);
         assert!(b.recv(0).unwrap().is_none());
     }

@@ -4,8 +4,8 @@
 
 use oci_spec::runtime::{LinuxSeccompAction, Spec};
 
-/// `(JSON path, message)` of the first rule broken.
-pub type Broken = (String, String);
+/// The JSON path and message of the first rule broken.
+pub type Broken = crate::config::FieldError;
 
 /// Every rule of this module, in document order.
 pub fn check(spec: &Spec) -> Result<(), Broken> {
@@ -21,16 +21,18 @@ pub fn check(spec: &Spec) -> Result<(), Broken> {
                     return Err((
                         format!("linux.{field}[{i}]"),
                         format!("{p:?} is not an absolute path"),
-                    ));
+                    )
+                        .into());
                 }
             }
         }
         if let Some(p) = l.personality() {
             if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
                 return Err((
-                    "linux.personality.flags".into(),
-                    "not supported: the runtime-spec defines no personality flags".into(),
-                ));
+                    "linux.personality.flags",
+                    "not supported: the runtime-spec defines no personality flags",
+                )
+                    .into());
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -39,7 +41,8 @@ pub fn check(spec: &Spec) -> Result<(), Broken> {
                 return Err((
                     format!("linux.devices[{i}].path"),
                     format!("{} is listed twice", d.path().display()),
-                ));
+                )
+                    .into());
             }
         }
     }
@@ -57,7 +60,7 @@ fn ns_paths(spec: &Spec) -> Result<(), Broken> {
         let Some(p) = n.path() else { continue };
         let at = format!("linux.namespaces[{i}].path");
         if !p.is_absolute() {
-            return Err((at, format!("{} is not an absolute path", p.display())));
+            return Err((at, format!("{} is not an absolute path", p.display())).into());
         }
         let want = match n.typ() {
             T::Mount => libc::CLONE_NEWNS,
@@ -80,7 +83,8 @@ fn ns_paths(spec: &Spec) -> Result<(), Broken> {
             return Err((
                 at,
                 format!("{} is not a {} namespace", p.display(), n.typ()),
-            ));
+            )
+                .into());
         }
     }
     Ok(())
@@ -105,9 +109,10 @@ fn semver(v: &str) -> Result<(), Broken> {
         Ok(())
     } else {
         Err((
-            "ociVersion".into(),
+            "ociVersion",
             format!("{v:?} is not a SemVer 2.0.0 version like \"1.2.0\""),
-        ))
+        )
+            .into())
     }
 }
 
@@ -119,9 +124,10 @@ fn annotations(spec: &Spec) -> Result<(), Broken> {
         .is_some_and(|a| a.contains_key(""))
     {
         return Err((
-            "annotations".into(),
-            "a key is empty: keys must be non-empty strings".into(),
-        ));
+            "annotations",
+            "a key is empty: keys must be non-empty strings",
+        )
+            .into());
     }
     Ok(())
 }
@@ -132,9 +138,10 @@ fn seccomp(spec: &Spec) -> Result<(), Broken> {
     };
     if s.listener_metadata().is_some() && s.listener_path().is_none() {
         return Err((
-            "linux.seccomp.listenerMetadata".into(),
-            "must not be set without linux.seccomp.listenerPath".into(),
-        ));
+            "linux.seccomp.listenerMetadata",
+            "must not be set without linux.seccomp.listenerPath",
+        )
+            .into());
     }
     let takes_errno = |a: LinuxSeccompAction| {
         matches!(
@@ -144,19 +151,21 @@ fn seccomp(spec: &Spec) -> Result<(), Broken> {
     };
     if s.default_errno_ret().is_some() && !takes_errno(s.default_action()) {
         return Err((
-            "linux.seccomp.defaultErrnoRet".into(),
+            "linux.seccomp.defaultErrnoRet",
             format!(
                 "only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {:?}",
                 s.default_action()
             ),
-        ));
+        )
+            .into());
     }
     for (i, r) in s.syscalls().iter().flatten().enumerate() {
         if r.names().is_empty() {
             return Err((
                 format!("linux.seccomp.syscalls[{i}].names"),
-                "empty: at least one syscall name is required".into(),
-            ));
+                "empty: at least one syscall name is required",
+            )
+                .into());
         }
     }
     Ok(())

@@ -12,6 +12,9 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+mod create;
+mod exec;
+
 /// A runtime operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,6 +30,9 @@ pub enum Error {
     /// The container process reported a failed setup step.
     #[error("{0}")]
     Setup(String),
+    /// A setup step run by the runtime itself failed.
+    #[error(transparent)]
+    Step(#[from] crate::step::StepError),
     /// {what}: {source}
     #[error("{what}: {source}")]
     Io {
@@ -172,6 +178,47 @@ fn recv_console(ours: &OwnedFd) -> Result<OwnedFd, Error> {
         ));
     }
     Ok(fds.swap_remove(0))
+}
+
+/// The pty master's way out for a process with `terminal`: connected to `socket`, or, with
+/// `proxy`, one end of a pair whose other end this process keeps (returned second).
+fn console_for(
+    socket: Option<&Path>,
+    terminal: bool,
+    proxy: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), Error> {
+    match (socket, terminal) {
+        (Some(p), true) => Ok((Some(connect_unix(p, libc::SOCK_STREAM)?), None)),
+        (None, true) if proxy => {
+            let (ours, theirs) = console_pair()?;
+            Ok((Some(theirs), Some(ours)))
+        }
+        (None, true) => Err(no_console_socket()),
+        _ => Ok((None, None)),
+    }
+}
+
+/// `linux.seccomp` compiled; its errors name the field of `file`.
+fn compile_seccomp(spec: &Spec, file: &Path) -> Result<Option<crate::seccomp::Compiled>, Error> {
+    let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let c = crate::seccomp::compile(s).map_err(|f| {
+        Error::Config(ConfigError::Invalid {
+            file: file.to_path_buf(),
+            path: format!("linux.seccomp{}", f.path),
+            msg: f.msg,
+        })
+    })?;
+    Ok(Some(c))
+}
+
+/// The capability masks of `process.capabilities`, if it has any.
+fn cap_masks(process: &Process) -> Result<Option<crate::process::CapMasks>, Error> {
+    match process.capabilities() {
+        Some(c) => Ok(Some(crate::process::cap_masks(c)?)),
+        None => Ok(None),
+    }
 }
 
 /// The OCI state of a container, as `state` prints it.
@@ -500,6 +547,11 @@ struct CreateGuard {
 }
 
 impl CreateGuard {
+    /// The state directory (there until `commit`).
+    fn dir(&self) -> &ContainerDir {
+        self.dir.as_ref().expect("dir")
+    }
+
     fn commit(mut self) {
         self.dir = None;
         self.cgroup = None;
@@ -596,6 +648,36 @@ fn save_cg_unit(
     std::fs::write(&p, b).map_err(io(format!("writing {}", p.display())))
 }
 
+/// SIGKILLs init (thawing a paused container so it can die) and waits for the real exit: the
+/// pidfd turns readable when init has exited (and, with its own pid namespace, after every
+/// other process in it is gone).
+fn kill_init(st: &Persisted, status: Status, cg: Option<&Manager>) -> Result<(), Error> {
+    if let Some(fd) = open_init(st) {
+        let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
+        if status == Status::Paused {
+            if let Some(m) = cg {
+                let _ = m.thaw();
+            }
+        }
+        sys::pidfd_wait_exit(&fd, 10_000).map_err(io("waiting for init to exit"))?;
+    }
+    Ok(())
+}
+
+/// The poststop hooks. runtime-spec: a failing poststop hook is a warning and the remaining
+/// hooks still run.
+fn run_poststop(st: &Persisted) {
+    if st.poststop.is_empty() {
+        return;
+    }
+    let hs = hook_state_of(st, "stopped", 0);
+    for h in &st.poststop {
+        if let Err(e) = hooks::run("poststop", std::slice::from_ref(h), &hs) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
 /// The container's cgroup directory per hierarchy mount point under /sys/fs/cgroup (for `cgroup`
 /// mounts inside the container).
 fn cgroup_dirs(m: Option<&Manager>) -> Vec<(PathBuf, PathBuf)> {
@@ -680,401 +762,94 @@ impl Runtime {
         }
     }
 
-    /// `create`: set everything up and leave init waiting for `start`.
+    /// `create`: set everything up and leave init waiting for `start`. The phases are in
+    /// [`create`](self::create).
     pub fn create(&self, o: &CreateOptions) -> Result<Created, Error> {
-        let bundle = std::path::absolute(&o.bundle).map_err(io("bundle path"))?;
-        let (spec, bytes) = config::load(&bundle)?;
-        let rootfs = config::rootfs_of(&bundle, &spec);
-        let process = spec.process().clone().unwrap_or_default();
-        if process
-            .apparmor_profile()
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
-        {
-            tracing::warn!("apparmor profile ignored: this host has no AppArmor");
-        }
-        if process
-            .selinux_label()
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
-        {
-            tracing::warn!("selinux label ignored: this host has no SELinux");
-        }
-        if spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.mount_label().as_ref())
-            .is_some_and(|l| !l.is_empty())
-        {
-            tracing::warn!("linux.mountLabel ignored: this host has no SELinux");
-        }
-        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(crate::seccomp::compile(s).map_err(|(p, m)| {
-                Error::Config(ConfigError::Invalid {
-                    file: bundle.join("config.json"),
-                    path: format!("linux.seccomp{p}"),
-                    msg: m,
-                })
-            })?),
-            None => None,
-        };
-        let caps = match process.capabilities() {
-            Some(c) => Some(crate::process::cap_masks(c).map_err(Error::Setup)?),
-            None => None,
-        };
-        let nss = ns_types(&spec);
-        let mount_ns = check_namespaces(&spec, &nss, &bundle)?;
-
+        let l = create::load_bundle(&o.bundle)?;
         // --systemd-cgroup: refused here, before any host change, where systemd is not PID 1.
         let unit = if self.systemd_cgroup {
-            Some(crate::sdcgroup::unit(&self.raw_cgroups_path(&spec), &o.id)?)
+            Some(crate::sdcgroup::unit(
+                &self.raw_cgroups_path(&l.spec),
+                &o.id,
+            )?)
         } else {
             None
         };
-        let dir = ContainerDir::create(&self.root, &o.id)?;
+        let mut guard = self.state_dir(&o.id, &l.bytes)?;
+        let ns = create::NsPlan::of(&l.nss);
+        let mut st = self.initial_state(o, &l, &ns);
+        guard.dir().save(&st)?;
+        let cgroups = self.make_cgroups(&l, &st, &mut guard, unit.as_ref())?;
+        let terminal = l.process.terminal().unwrap_or(false);
+        let (console, console_rx) =
+            console_for(o.console_socket.as_deref(), terminal, o.tty_proxy)?;
+        let listener = listen_unix(&guard.dir().path, "init.sock")?;
+        let (parent, child) = Channel::pair().map_err(io("socketpair"))?;
+        // Init's setup (and the createContainer hooks it runs) gets the wait bound per answer.
+        parent
+            .set_timeout(bound_with_hooks(
+                l.spec
+                    .hooks()
+                    .as_ref()
+                    .and_then(|h| h.create_container().as_ref()),
+            ))
+            .map_err(io("SO_RCVTIMEO"))?;
+        let fds = create::InitFds {
+            child,
+            listener,
+            console,
+        };
+        let (pid, pidfd, v1, v2) = self.fork_init(o, &l, &ns, &guard, unit.is_none(), fds)?;
+        st.pid = create::first_stage(&parent, &l.spec, &ns, pid, pidfd, &mut guard)?;
+        st.pid_start = sys::proc_start_time(st.pid).map(|s| s.0).unwrap_or(0);
+        // Recorded before anything else happens, so a `delete --force` after a killed `create`
+        // finds (and kills) this init.
+        guard.dir().save(&st)?;
+        crate::fault::point("create:clone");
+        // A failed send means init already gave up: its Error message is read below.
+        let _ = parent.send(&Msg::Go, &[]);
+        crate::fault::point("create:go");
+        // Init builds its rootfs meanwhile.
+        create::join_cgroups(
+            &parent,
+            &l,
+            st.pid,
+            cgroups,
+            unit.as_ref(),
+            (v1, v2),
+            &mut guard,
+        )?;
+        create::await_ready(&parent, o, &l, &st, guard.dir())?;
+        crate::fault::point("create:ready");
+        // Init sent the pty master before `Ready`: it waits in the socket.
+        let console = console_rx.as_ref().map(recv_console).transpose()?;
+        st.complete = true;
+        guard.dir().save(&st)?;
+        if let Some(p) = &o.pid_file {
+            write_pid_file(p, st.pid)?;
+        }
+        let pidfd = guard.pidfd.take().expect("pidfd");
+        guard.commit();
+        Ok(Created {
+            pid: st.pid,
+            pidfd,
+            console,
+        })
+    }
+
+    /// The new container's state directory with a copy of its config, undone on failure.
+    fn state_dir(&self, id: &str, config: &[u8]) -> Result<CreateGuard, Error> {
+        let dir = ContainerDir::create(&self.root, id)?;
         crate::fault::point("create:dir");
-        let mut guard = CreateGuard {
+        let guard = CreateGuard {
             dir: Some(dir),
             cgroup: None,
             pidfd: None,
             unit: None,
         };
-        let dir = guard.dir.as_ref().expect("dir");
-        std::fs::write(dir.path.join("config.json"), &bytes).map_err(io("copying config.json"))?;
-        let mut st = Persisted {
-            id: o.id.clone(),
-            bundle: bundle.clone(),
-            rootfs: rootfs.clone(),
-            created: state::rfc3339(std::time::SystemTime::now()),
-            annotations: spec
-                .annotations()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            cgroups_path: self.cgroups_path(&spec, &o.id),
-            own_pidns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Pid),
-            poststart: spec
-                .hooks()
-                .as_ref()
-                .and_then(|h| h.poststart().clone())
-                .unwrap_or_default(),
-            poststop: spec
-                .hooks()
-                .as_ref()
-                .and_then(|h| h.poststop().clone())
-                .unwrap_or_default(),
-            start_hook_secs: (bound_with_hooks(
-                spec.hooks()
-                    .as_ref()
-                    .and_then(|h| h.start_container().as_ref()),
-            ) - state::wait_bound())
-            .as_secs(),
-            ..Default::default()
-        };
-        dir.save(&st)?;
-        let mut mgr = Manager::new(&self.cgroup_root, &st.cgroups_path)?;
-        save_cg_unit(dir, &mgr, unit.as_ref())?;
-        let resources = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .map(|r| with_default_devices(&spec, r));
-        let rt_check = |m: &Manager| {
-            crate::realtime::check(&process, Some(m)).map_err(|msg| {
-                Error::Config(ConfigError::Invalid {
-                    file: bundle.join("config.json"),
-                    path: "process.scheduler".into(),
-                    msg,
-                })
-            })
-        };
-        // With systemd the scope (and so the cgroup) exists only once init's pid is given to
-        // systemd, after the clone below.
-        if unit.is_none() {
-            mgr.create()?;
-            // Again, with the parent directories create() made, so that delete removes them.
-            save_cg(dir, &mgr)?;
-            crate::fault::point("create:cgroup");
-            guard.cgroup = Some(mgr.clone());
-            if let Some(res) = &resources {
-                mgr.apply(res)?;
-            }
-            rt_check(&mgr)?;
-        }
-        let dir = guard.dir.as_ref().expect("dir");
-
-        let terminal = process.terminal().unwrap_or(false);
-        let mut console_rx = None;
-        let console = match (&o.console_socket, terminal) {
-            (Some(p), true) => Some(connect_unix(p, libc::SOCK_STREAM)?),
-            (None, true) if o.tty_proxy => {
-                let (ours, theirs) = console_pair()?;
-                console_rx = Some(ours);
-                Some(theirs)
-            }
-            (None, true) => return Err(no_console_socket()),
-            _ => None,
-        };
-        let listener = listen_unix(&dir.path, "init.sock")?;
-        let (parent, child) = Channel::pair().map_err(io("socketpair"))?;
-        // Init's setup (and the createContainer hooks it runs) gets the wait bound per answer.
-        parent
-            .set_timeout(bound_with_hooks(
-                spec.hooks()
-                    .as_ref()
-                    .and_then(|h| h.create_container().as_ref()),
-            ))
-            .map_err(io("SO_RCVTIMEO"))?;
-
-        let new_user = nss
-            .iter()
-            .any(|(t, p)| *t == LinuxNamespaceType::User && p.is_none());
-        let joined: Vec<(LinuxNamespaceType, PathBuf)> = nss
-            .iter()
-            .filter_map(|(t, p)| p.clone().map(|p| (*t, p)))
-            .collect();
-        let new_flags = nss
-            .iter()
-            .filter(|(t, p)| p.is_none() && *t != LinuxNamespaceType::Cgroup)
-            .fold(0, |f, (t, _)| f | clone_flag(*t));
-        let has_time = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Time);
-        let fast = joined.is_empty() && !has_time;
-        // The fds the child keeps past its first instruction (everything else from 3+N on is
-        // closed right after the fork — the state dir lock, the log file, the caller's leaks):
-        // - its end of the handshake channel (CLOEXEC: closes by itself at exec, which is how
-        //   the runtime sees the exec),
-        // - the init.sock listener that `start` connects to (CLOEXEC, closed at exec),
-        // - the console socket, to send the pty master through (closed once sent),
-        // - fds of namespaces to join by path (pushed below; dropped after setns),
-        // - 3..3+N from --preserve-fds (made inheritable just before exec).
-        let mut keep = vec![child.raw(), listener.as_raw_fd()];
-        if let Some(c) = &console {
-            keep.push(c.as_raw_fd());
-        }
-        // - the detached idmapped trees init attaches (made here: it takes CAP_SYS_ADMIN over
-        //   the source filesystem, which init in its user namespace lacks),
-        let idmapped = crate::idmap::prepare(&spec, &bundle).map_err(Error::Setup)?;
-        keep.extend(idmapped.iter().map(|(_, f)| f.as_raw_fd()));
-        // Joined namespaces are opened here, in the runtime's mount namespace.
-        let mut joined_fds: Vec<(i32, OwnedFd)> = Vec::new();
-        for (t, p) in &joined {
-            let f = sys::openat(libc::AT_FDCWD, p, libc::O_RDONLY, 0)
-                .map_err(io(format!("opening namespace {}", p.display())))?;
-            keep.push(f.as_raw_fd());
-            joined_fds.push((clone_flag(*t), f));
-        }
-        // The user namespace is joined first, so the others are joined with its privileges.
-        joined_fds.sort_by_key(|(f, _)| *f != libc::CLONE_NEWUSER);
-        let plan = Plan {
-            spec: &spec,
-            process: &process,
-            bundle: &bundle,
-            rootfs: &rootfs,
-            seccomp: seccomp.as_ref(),
-            caps,
-            userns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User),
-            new_userns: new_user,
-            new_cgroupns: nss
-                .iter()
-                .any(|(t, p)| *t == LinuxNamespaceType::Cgroup && p.is_none()),
-            cgroup_dirs: cgroup_dirs(guard.cgroup.as_ref()),
-            mount_ns,
-            await_joined: true,
-            no_pivot: o.no_pivot,
-            no_new_keyring: o.no_new_keyring,
-            preserve_fds: o.preserve_fds,
-            keep_fds: keep,
-            idmap_fds: idmapped.iter().map(|(i, f)| (*i, f.as_raw_fd())).collect(),
-        };
-        check_preserved_fds(o.preserve_fds, &plan.keep_fds)?;
-        CURRENT_ID.with(|c| *c.borrow_mut() = o.id.clone());
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-
-        let clone_flags = if fast { new_flags as u64 } else { 0 };
-        // Init starts inside its cgroups rather than being moved there after the fork (see
-        // clone_in_cgroups). Not with a pids limit of 1: the runtime would count in it.
-        let pids_limit = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .and_then(|r| r.pids().as_ref())
-            .map(|p| p.limit());
-        let cg_for_clone = guard
-            .cgroup
-            .as_ref()
-            .filter(|_| pids_limit != Some(1) && unit.is_none());
-        let (forked, v1_joined, v2_joined) = clone_in_cgroups(cg_for_clone, clone_flags)?;
-        let (pid, pidfd) = match forked {
-            Forked::Child => {
-                init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
-                sys::unblock_all_signals();
-                // Die with the runtime while being set up (a killed `create` leaves nothing).
-                // SAFETY: prctl/getppid with integer arguments.
-                unsafe {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                    if !fast || libc::getppid() != me {
-                        // (fast path: parent already gone → exit; general path: checked below)
-                    }
-                }
-                if fast {
-                    init::init_main(
-                        &plan,
-                        &child,
-                        &listener,
-                        console.as_ref().map(|c| c.as_raw_fd()),
-                    );
-                }
-                stage1(
-                    &plan,
-                    &spec,
-                    &child,
-                    &listener,
-                    console.as_ref().map(|c| c.as_raw_fd()),
-                    &joined_fds,
-                    new_flags,
-                    new_user,
-                    has_time,
-                )
-            }
-            Forked::Parent(pid, pidfd) => (pid, pidfd),
-        };
-        drop(child);
-        drop(listener);
-        drop(console);
-        drop(joined_fds);
-        drop(idmapped);
-        let (pid, pidfd) = if fast {
-            guard.pidfd = Some(pidfd);
-            if new_user {
-                write_id_maps(&spec, pid)?;
-            }
-            (pid, None)
-        } else {
-            // The first stage: maps for its user namespace, then the init's pid.
-            let init_pid = loop {
-                match parent.recv(0) {
-                    Ok(Some((Msg::NeedMaps, _))) => {
-                        if let Err(e) = write_id_maps(&spec, pid) {
-                            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
-                            return Err(e);
-                        }
-                        parent.send(&Msg::Go, &[]).map_err(io("sync"))?;
-                    }
-                    Ok(Some((Msg::InitPid(p), _))) => break p,
-                    Ok(Some((Msg::Error(e), _))) => {
-                        let _ = sys::pidfd_wait_child(&pidfd);
-                        return Err(Error::Setup(e));
-                    }
-                    Err(e) => {
-                        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
-                        let _ = sys::pidfd_wait_child(&pidfd);
-                        return Err(io("waiting for the container's first stage")(e));
-                    }
-                    other => {
-                        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
-                        let _ = sys::pidfd_wait_child(&pidfd);
-                        return Err(Error::Setup(format!(
-                            "container setup stopped early: {other:?}"
-                        )));
-                    }
-                }
-            };
-            let ifd = sys::pidfd_open(init_pid).map_err(io("pidfd_open init"))?;
-            guard.pidfd = Some(ifd);
-            // Reap the first stage (it exits right after reporting).
-            if init_pid != pid {
-                let _ = sys::pidfd_wait_child(&pidfd);
-            }
-            (init_pid, Some(pidfd))
-        };
-        drop(pidfd);
-        st.pid = pid;
-        st.pid_start = sys::proc_start_time(pid).map(|s| s.0).unwrap_or(0);
-        // Recorded before anything else happens, so a `delete --force` after a killed `create`
-        // finds (and kills) this init.
-        guard.dir.as_ref().expect("dir").save(&st)?;
-        crate::fault::point("create:clone");
-        // A failed send means init already gave up: its Error message is read below.
-        let _ = parent.send(&Msg::Go, &[]);
-        crate::fault::point("create:go");
-        // Init builds its rootfs meanwhile. With systemd, the scope is started with init in it.
-        if let Some(u) = &unit {
-            guard.cgroup = Some(mgr.clone());
-            guard.unit = Some(u.clone());
-            crate::sdcgroup::start(u, pid, &mut mgr, resources.as_ref())?;
-            let dir = guard.dir.as_ref().expect("dir");
-            save_cg_unit(dir, &mgr, Some(u))?;
-            guard.cgroup = Some(mgr.clone());
-            crate::fault::point("create:cgroup");
-            rt_check(&mgr)?;
-        }
-        // What it did not start in (see above) it is moved to now; that migration waits for an
-        // RCU grace period.
-        if let Some(m) = &guard.cgroup {
-            m.add_task_to(pid, !v1_joined, !v2_joined)?;
-        }
-        let _ = parent.send(&Msg::Joined, &[]);
-        let dir = guard.dir.as_ref().expect("dir");
-        loop {
-            match parent.recv(1) {
-                Ok(Some((Msg::RunHooks, _))) => {
-                    dir.save(&st)?;
-                    let hs = hook_state(&o.id, &spec, &bundle, "creating", pid);
-                    if let Some(h) = spec.hooks() {
-                        hooks::run("prestart", h.prestart().as_deref().unwrap_or(&[]), &hs)?;
-                        hooks::run(
-                            "createRuntime",
-                            h.create_runtime().as_deref().unwrap_or(&[]),
-                            &hs,
-                        )?;
-                    }
-                    parent.send(&Msg::HooksDone, &[]).map_err(io("sync"))?;
-                }
-                Ok(Some((Msg::Ready, fds))) => {
-                    if let (Some(fd), Some(sc)) = (fds.first(), seccomp.as_ref()) {
-                        let who = NotifyState {
-                            id: &o.id,
-                            bundle: &bundle,
-                            spec: &spec,
-                            status: "creating",
-                            init_pid: pid,
-                            pid,
-                        };
-                        send_notify_fd(&who, fd, sc)?;
-                    }
-                    break;
-                }
-                Ok(Some((Msg::Error(e), _))) => return Err(Error::Setup(e)),
-                Ok(Some((m, _))) => return Err(Error::Setup(format!("unexpected message {m:?}"))),
-                Ok(None) => {
-                    return Err(Error::Setup(
-                        "the container's init exited during setup".into(),
-                    ))
-                }
-                Err(e) => {
-                    return Err(io("waiting for the container's init to finish its setup")(
-                        e,
-                    ))
-                }
-            }
-        }
-        crate::fault::point("create:ready");
-        // Init sent the pty master before `Ready`: it waits in the socket.
-        let console = console_rx.as_ref().map(recv_console).transpose()?;
-        st.complete = true;
-        dir.save(&st)?;
-        if let Some(p) = &o.pid_file {
-            write_pid_file(p, pid)?;
-        }
-        let pidfd = guard.pidfd.take().expect("pidfd");
-        guard.commit();
-        Ok(Created {
-            pid,
-            pidfd,
-            console,
-        })
+        std::fs::write(guard.dir().path.join("config.json"), config)
+            .map_err(io("copying config.json"))?;
+        Ok(guard)
     }
 
     /// `start`: make init exec the user process; returns once it has exec'd.
@@ -1199,26 +974,9 @@ impl Runtime {
 
     /// `delete`: remove a stopped (or created) container; with `force`, kill it first.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
-        let opened = if force {
-            ContainerDir::open_any_forced(&self.root, id, state::force_bound())
-        } else {
-            ContainerDir::open_any(&self.root, id).map(|d| (d, true))
+        let Some((dir, locked)) = self.open_for_delete(id, force)? else {
+            return Ok(());
         };
-        let (dir, locked) = match opened {
-            Ok(d) => d,
-            // runc: `delete --force` of a container that does not exist succeeds.
-            Err(StateError::NotFound(_)) if force => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        if !locked {
-            // Another runtime process holds the lock past the bound (a stopped or hung
-            // `create`/`start`): kill the container's processes anyway, as runc would, and clean
-            // up. That process finds its container gone if it ever resumes.
-            tracing::warn!(
-                "container {id}: the state lock was not released within {:.1} s; deleting without it",
-                state::force_bound().as_secs_f64()
-            );
-        }
         let st = match dir.load() {
             Ok(s) => s,
             // A create killed before it wrote anything: only the directory is left.
@@ -1244,17 +1002,7 @@ impl Runtime {
             }
         }
         if status != Status::Stopped {
-            if let Some(fd) = open_init(&st) {
-                let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
-                if status == Status::Paused {
-                    if let Some(m) = &cg {
-                        let _ = m.thaw();
-                    }
-                }
-                // Wait for the real exit: the pidfd turns readable when init has exited (and,
-                // with its own pid namespace, after every other process in it is gone).
-                sys::pidfd_wait_exit(&fd, 10_000).map_err(io("waiting for init to exit"))?;
-            }
+            kill_init(&st, status, cg.as_ref())?;
         }
         crate::fault::point("delete:killed");
         if let Some(m) = &cg {
@@ -1267,17 +1015,38 @@ impl Runtime {
             m.remove()?;
         }
         crate::fault::point("delete:cgroup");
-        if !st.poststop.is_empty() {
-            let hs = hook_state_of(&st, "stopped", 0);
-            // runtime-spec: a failing poststop hook is a warning and the remaining hooks still run.
-            for h in &st.poststop {
-                if let Err(e) = hooks::run("poststop", std::slice::from_ref(h), &hs) {
-                    tracing::warn!("{e}");
-                }
-            }
-        }
+        run_poststop(&st);
         dir.remove()?;
         Ok(())
+    }
+
+    /// The state directory of `id` for `delete` and whether its lock is held; `None` when a
+    /// forced delete finds nothing (runc: that succeeds).
+    fn open_for_delete(
+        &self,
+        id: &str,
+        force: bool,
+    ) -> Result<Option<(ContainerDir, bool)>, Error> {
+        let opened = if force {
+            ContainerDir::open_any_forced(&self.root, id, state::force_bound())
+        } else {
+            ContainerDir::open_any(&self.root, id).map(|d| (d, true))
+        };
+        let (dir, locked) = match opened {
+            Ok(d) => d,
+            Err(StateError::NotFound(_)) if force => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if !locked {
+            // Another runtime process holds the lock past the bound (a stopped or hung
+            // `create`/`start`): kill the container's processes anyway, as runc would, and clean
+            // up. That process finds its container gone if it ever resumes.
+            tracing::warn!(
+                "container {id}: the state lock was not released within {:.1} s; deleting without it",
+                state::force_bound().as_secs_f64()
+            );
+        }
+        Ok(Some((dir, locked)))
     }
 
     fn cgroup_of(
@@ -1368,74 +1137,16 @@ impl Runtime {
 
     /// `exec` up to the moment the process runs: returns its pid, pidfd and (with
     /// [`ExecOptions::tty_proxy`]) the pty master. The caller waits for it (`sys::pidfd_wait_child`).
+    /// The phases are in [`exec`](self::exec).
     pub fn exec_spawn(&self, o: &ExecOptions) -> Result<Spawned, Error> {
-        let dir = ContainerDir::open(&self.root, &o.id, false)?;
-        let st = dir.load()?;
-        let cg = load_cg(&dir);
-        let status = status_of(&st, cg.as_ref());
-        match status {
-            Status::Created | Status::Running => {}
-            // runc: "exec failed: cannot exec in a paused container" (stopped likewise).
-            s => {
-                return Err(Error::Status(format!(
-                    "exec failed: cannot exec in a {s} container"
-                )))
-            }
-        }
-        let sub_cgroups = match (&cg, o.cgroups.is_empty()) {
-            (_, true) => Vec::new(),
-            (Some(m), false) => sub_cgroup_dirs(m, &o.cgroups)?,
-            (None, false) => {
-                return Err(Error::Status(format!(
-                    "exec --cgroup: container {} has no cgroup",
-                    o.id
-                )))
-            }
-        };
-        let spec = stored_spec(&dir)?;
-        let process = exec_process(&spec, o)?;
-        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            // A stored profile that no longer compiles must not let the process run unfiltered.
-            Some(s) => Some(crate::seccomp::compile(s).map_err(|(p, m)| {
-                Error::Config(ConfigError::Invalid {
-                    file: dir.path.join("config.json"),
-                    path: format!("linux.seccomp{p}"),
-                    msg: m,
-                })
-            })?),
-            None => None,
-        };
-        let caps = match process.capabilities() {
-            Some(c) => Some(crate::process::cap_masks(c).map_err(Error::Setup)?),
-            None => None,
-        };
-        let init_fd = open_init(&st).ok_or_else(|| {
-            Error::Status("exec failed: cannot exec in a stopped container".into())
-        })?;
-        let nss = ns_types(&spec);
-        let userns = nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
-        let join_flags = nss
-            .iter()
-            .filter(|(t, _)| !matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time))
-            .fold(0, |f, (t, _)| f | clone_flag(*t));
-        let for_children = nss
-            .iter()
-            .filter(|(t, _)| matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time))
-            .fold(0, |f, (t, _)| f | clone_flag(*t));
-        let mut console_rx = None;
-        let console = if process.terminal().unwrap_or(false) {
-            match &o.console_socket {
-                Some(p) => Some(connect_unix(p, libc::SOCK_STREAM)?),
-                None if o.tty_proxy && !o.detach => {
-                    let (ours, theirs) = console_pair()?;
-                    console_rx = Some(ours);
-                    Some(theirs)
-                }
-                None => return Err(no_console_socket()),
-            }
-        } else {
-            None
-        };
+        let (dir, t) = self.exec_target(o)?;
+        let ns = exec::ExecNs::of(&ns_types(&t.spec));
+        let terminal = t.process.terminal().unwrap_or(false);
+        let (console, console_rx) = console_for(
+            o.console_socket.as_deref(),
+            terminal,
+            o.tty_proxy && !o.detach,
+        )?;
         let (parent, child) = Channel::pair().map_err(io("socketpair"))?;
         parent
             .set_timeout(state::wait_bound())
@@ -1443,22 +1154,22 @@ impl Runtime {
         // Kept by the exec child: the channel (CLOEXEC, EOF at exec tells the runtime it
         // worked), init's pidfd (to setns into all its namespaces at once), the console socket;
         // everything else from 3+N on is closed right after the fork.
-        let mut keep = vec![child.raw(), init_fd.as_raw_fd()];
+        let mut keep = vec![child.raw(), t.init_fd.as_raw_fd()];
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
         }
         let plan = Plan {
-            spec: &spec,
-            process: &process,
-            bundle: &st.bundle,
-            rootfs: &st.rootfs,
-            seccomp: seccomp.as_ref(),
-            caps,
-            userns,
+            spec: &t.spec,
+            process: &t.process,
+            bundle: &t.st.bundle,
+            rootfs: &t.st.rootfs,
+            seccomp: t.seccomp.as_ref(),
+            caps: t.caps,
+            userns: ns.userns,
             new_userns: false,
             new_cgroupns: false,
             cgroup_dirs: Vec::new(),
-            mount_ns: nss.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount),
+            mount_ns: ns.mount_ns,
             await_joined: false,
             no_pivot: false,
             no_new_keyring: true,
@@ -1467,67 +1178,8 @@ impl Runtime {
             idmap_fds: Vec::new(),
         };
         check_preserved_fds(o.preserve_fds, &plan.keep_fds)?;
-        // pid and time namespaces apply to children: enter them here around the clone and come
-        // back right after, so the child starts inside them.
-        let own_ns: Vec<(i32, OwnedFd)> = [(libc::CLONE_NEWPID, "pid"), (0x80, "time")]
-            .into_iter()
-            .filter(|(f, _)| for_children & f != 0)
-            .map(|(f, n)| {
-                sys::openat(
-                    libc::AT_FDCWD,
-                    Path::new(&format!("/proc/self/ns/{n}")),
-                    libc::O_RDONLY,
-                    0,
-                )
-                .map(|fd| (f, fd))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(io("opening own namespaces"))?;
-        if for_children != 0 {
-            sys::setns(init_fd.as_raw_fd(), for_children)
-                .map_err(io("joining the container's pid namespace"))?;
-        }
-        // The child starts inside the container's cgroups, as init does (clone_in_cgroups). The
-        // way back for this thread is its own cgroups: a manager detected here, used only when it
-        // names the same directories as the stored one.
-        // With execCPUAffinity.initial the child does its setup on those CPUs outside the
-        // container's cpuset and is migrated into the cgroups after (runc#3922: where real-time
-        // threads own the container's CPUs, a runtime process inside the cpuset would starve).
-        let here = cg
-            .as_ref()
-            .filter(|_| initial_cpus(&process).is_none())
-            .and_then(|m| {
-                Manager::new(&self.cgroup_root, &st.cgroups_path)
-                    .ok()
-                    .filter(|h| h.dirs() == m.dirs())
-            });
-        let forked = clone_in_cgroups(here.as_ref(), 0);
-        // Only this process goes back: the child must stay in the container's time namespace
-        // (its offsets apply to the program it execs) and pid namespace.
-        if !matches!(forked, Ok((Forked::Child, _, _))) {
-            for (f, fd) in &own_ns {
-                let _ = sys::setns(fd.as_raw_fd(), *f);
-            }
-        }
-        let (forked, v1_joined, v2_joined) = forked?;
-        let (pid, pidfd) = match forked {
-            Forked::Child => {
-                init::close_fds_except(3 + o.preserve_fds as RawFd, &plan.keep_fds);
-                sys::unblock_all_signals();
-                // SAFETY: prctl with integer arguments.
-                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-                let r = exec_child(
-                    &plan,
-                    &child,
-                    &init_fd,
-                    join_flags,
-                    console.as_ref().map(|c| c.as_raw_fd()),
-                );
-                let _ = child.send(&Msg::Error(r), &[]);
-                init::exit(1)
-            }
-            Forked::Parent(pid, fd) => (pid, fd),
-        };
+        let console_fd = console.as_ref().map(|c| c.as_raw_fd());
+        let (pid, pidfd, v1, v2) = self.fork_exec(&t, &ns, &plan, &child, console_fd)?;
         drop(child);
         drop(console);
         drop(dir);
@@ -1536,60 +1188,8 @@ impl Runtime {
             let _ = sys::pidfd_wait_child(&pidfd);
             e
         };
-        // The child joins the namespaces while a migration (if one is needed) waits for its
-        // grace period; it waits for `Joined` before it execs. A failed send means it already reported an error.
-        // execCPUAffinity.initial is set here, before the child can be migrated: once in the
-        // cpuset, CPUs outside it could no longer be asked for.
-        if let Some(a) = initial_cpus(&process) {
-            crate::process::set_affinity_of(pid, &a).map_err(|e| {
-                fail(Error::Setup(format!(
-                    "process.execCPUAffinity.initial: {e}"
-                )))
-            })?;
-        }
-        let _ = parent.send(&Msg::Go, &[]);
-        if let Some(m) = &cg {
-            m.add_task_to(pid, !v1_joined, !v2_joined)
-                .map_err(|e| fail(e.into()))?;
-        }
-        // exec --cgroup: from the container's cgroups on into the sub-cgroups (a migration, as
-        // runc does; the process has not exec'd yet: it waits for `Joined`).
-        for d in &sub_cgroups {
-            carve_cgroups::fs::write(d, "cgroup.procs", &pid.to_string()).map_err(|e| {
-                fail(Error::Setup(format!(
-                    "exec --cgroup: moving the process into {}: {e}",
-                    d.display()
-                )))
-            })?;
-        }
-        let _ = parent.send(&Msg::Joined, &[]);
-        loop {
-            match parent.recv(1) {
-                Ok(None) => break,
-                // The process loaded a profile with SCMP_ACT_NOTIFY: forward its listener to
-                // listenerPath, as create does, then let it exec.
-                Ok(Some((Msg::Ready, fds))) => {
-                    if let (Some(fd), Some(sc)) = (fds.first(), seccomp.as_ref()) {
-                        let who = NotifyState {
-                            id: &o.id,
-                            bundle: &st.bundle,
-                            spec: &spec,
-                            status: &status.to_string(),
-                            init_pid: st.pid,
-                            pid,
-                        };
-                        send_notify_fd(&who, fd, sc).map_err(fail)?;
-                    }
-                    drop(fds);
-                    let _ = parent.send(&Msg::Go, &[]);
-                }
-                Ok(Some((Msg::Error(e), _))) => return Err(fail(Error::Setup(e))),
-                Ok(Some((m, _))) => {
-                    return Err(fail(Error::Setup(format!("unexpected message {m:?}"))))
-                }
-                Err(e) => return Err(fail(io("waiting for the exec'd process to exec")(e))),
-            }
-        }
+        exec::place(&parent, &t, pid, (v1, v2), &fail)?;
+        exec::await_exec(&parent, o, &t, pid, &fail)?;
         // The child sent the pty master before its exec.
         let console = match console_rx.as_ref().map(recv_console).transpose() {
             Ok(c) => c,
@@ -1604,96 +1204,6 @@ impl Runtime {
             console,
         })
     }
-}
-
-/// The directories of runc's `exec --cgroup` values below the container's cgroup `m`. Each value
-/// is `PATH` (only alone: every hierarchy) or `CTRL[,CTRL]:PATH` (the hierarchies holding those
-/// controllers; `unified` names the cgroup2 directory of a hybrid host). A hierarchy not named
-/// stays in the container's cgroup. The sub-cgroups must exist (runc does not create them) and
-/// stay inside the container's cgroup.
-fn sub_cgroup_dirs(m: &Manager, values: &[String]) -> Result<Vec<PathBuf>, Error> {
-    let flag = values.join(" --cgroup ");
-    let bad = |msg: String| Error::Status(format!("exec --cgroup {flag}: {msg}"));
-    let mut all: Option<&str> = None;
-    let mut by_ctl: Vec<(&str, &str)> = Vec::new();
-    for v in values {
-        match v.split_once(':') {
-            None if values.len() == 1 => all = Some(v),
-            None => {
-                return Err(bad(format!(
-                    "invalid argument {v:?} (missing <controller>: prefix)"
-                )))
-            }
-            Some((_, p)) if p.contains(':') => return Err(bad(format!("invalid argument {v:?}"))),
-            Some((ctls, p)) => {
-                for c in ctls.split(',') {
-                    if c.is_empty() {
-                        return Err(bad(format!(
-                            "invalid argument {v:?} (empty <controller> prefix)"
-                        )));
-                    }
-                    if by_ctl.iter().any(|(k, _)| *k == c) {
-                        return Err(bad(format!("controller {c} specified multiple times")));
-                    }
-                    by_ctl.push((c, p));
-                }
-            }
-        }
-    }
-    // (container directory, sub path) per hierarchy touched.
-    let mut picks: Vec<(PathBuf, &str)> = Vec::new();
-    if let Some(p) = all {
-        picks.extend(m.dirs().into_iter().map(|d| (d, p)));
-    }
-    for (c, p) in by_ctl {
-        let d = m.path_on(c).ok_or_else(|| {
-            bad(format!(
-                "unknown controller {c:?} (not in the container's cgroups)"
-            ))
-        })?;
-        match picks.iter().find(|(e, _)| *e == d) {
-            // Co-mounted controllers (cpu,cpuacct) share a directory: they must agree.
-            Some((_, q)) if *q != p => {
-                return Err(bad(format!(
-                    "controllers sharing {} given different paths ({q:?}, {p:?})",
-                    d.display()
-                )))
-            }
-            Some(_) => {}
-            None => picks.push((d, p)),
-        }
-    }
-    let mut out = Vec::new();
-    for (base, p) in picks {
-        // Lexically, as runc's filepath.Join: an absolute PATH is below the container's cgroup
-        // too; `..` may not leave it.
-        let mut parts: Vec<&str> = Vec::new();
-        for c in p.split('/') {
-            match c {
-                "" | "." => {}
-                ".." => {
-                    if parts.pop().is_none() {
-                        return Err(bad(format!(
-                            "{p} is not a sub cgroup path: it leaves the container's cgroup {}",
-                            base.display()
-                        )));
-                    }
-                }
-                c => parts.push(c),
-            }
-        }
-        let dir = parts.iter().fold(base.clone(), |d, c| d.join(c));
-        if !dir.is_dir() {
-            return Err(bad(format!(
-                "sub-cgroup {} does not exist (create it first)",
-                dir.display()
-            )));
-        }
-        if !out.contains(&dir) {
-            out.push(dir);
-        }
-    }
-    Ok(out)
 }
 
 /// `clone3(flags)` of a child that starts inside the cgroups of `cg` instead of being moved there
@@ -1793,265 +1303,6 @@ fn with_default_devices(spec: &Spec, res: &LinuxResources) -> LinuxResources {
     out
 }
 
-/// The exec'd process: overrides on the config's process, or a process.json.
-fn exec_process(spec: &Spec, o: &ExecOptions) -> Result<Process, Error> {
-    let mut p = if let Some(f) = &o.process {
-        let b = std::fs::read(f).map_err(|source| ConfigError::Read {
-            file: f.clone(),
-            source,
-        })?;
-        config::parse_json::<Process>(f, &b)?
-    } else {
-        let mut p = spec.process().clone().unwrap_or_default();
-        p.set_args(Some(o.args.clone()));
-        p.set_terminal(Some(o.tty));
-        p
-    };
-    if !o.env.is_empty() {
-        let mut env = p.env().clone().unwrap_or_default();
-        for e in &o.env {
-            let key = e.split('=').next().unwrap_or("");
-            env.retain(|x| x.split('=').next() != Some(key));
-            env.push(e.clone());
-        }
-        p.set_env(Some(env));
-    }
-    if let Some(c) = &o.cwd {
-        p.set_cwd(c.clone());
-    }
-    if let Some(u) = &o.user {
-        // runc: uid[:gid]; without a gid the process keeps the configured one.
-        let (uid, gid) = match u.split_once(':') {
-            Some((a, b)) => (a, Some(b)),
-            None => (u.as_str(), None),
-        };
-        let bad = |what: &str, v: &str| {
-            Error::Status(format!(
-                "--user {u}: parsing {v:?} as int for {what} failed (format: <uid>[:<gid>])"
-            ))
-        };
-        let mut user = p.user().clone();
-        user.set_uid(uid.parse().map_err(|_| bad("uid", uid))?);
-        if let Some(g) = gid {
-            user.set_gid(g.parse().map_err(|_| bad("gid", g))?);
-        }
-        p.set_user(user);
-    }
-    if !o.additional_gids.is_empty() {
-        // runc appends them to the configured ones.
-        let mut user = p.user().clone();
-        let mut gids = user.additional_gids().clone().unwrap_or_default();
-        gids.extend(o.additional_gids.iter().copied());
-        user.set_additional_gids(Some(gids));
-        p.set_user(user);
-    }
-    if o.no_new_privs {
-        p.set_no_new_privileges(Some(true));
-    }
-    if !o.caps.is_empty() {
-        let mut c = p.capabilities().clone().unwrap_or_default();
-        let extra: Vec<oci_spec::runtime::Capability> = o
-            .caps
-            .iter()
-            .map(|n| {
-                n.trim_start_matches("CAP_")
-                    .parse()
-                    .map_err(|_| Error::Status(format!("unknown capability {n}")))
-            })
-            .collect::<Result<_, _>>()?;
-        for set in [
-            c.bounding().clone(),
-            c.effective().clone(),
-            c.permitted().clone(),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let mut s = set.1.clone().unwrap_or_default();
-            s.extend(extra.iter().copied());
-            match set.0 {
-                0 => c.set_bounding(Some(s)),
-                1 => c.set_effective(Some(s)),
-                _ => c.set_permitted(Some(s)),
-            };
-        }
-        p.set_capabilities(Some(c));
-    }
-    config::validate_process(Path::new("process"), "process", &p)?;
-    Ok(p)
-}
-
-/// `process.execCPUAffinity.initial` when set and not empty.
-fn initial_cpus(p: &Process) -> Option<String> {
-    p.exec_cpu_affinity()
-        .as_ref()
-        .and_then(|a| a.initial().clone())
-        .filter(|s| !s.trim().is_empty())
-}
-
-fn exec_child(
-    plan: &Plan,
-    chan: &Channel,
-    init_fd: &OwnedFd,
-    join_flags: i32,
-    console: Option<RawFd>,
-) -> String {
-    let r = (|| -> Result<std::convert::Infallible, String> {
-        chan.expect(&Msg::Go, "waiting for the runtime")?;
-        sys::setns(init_fd.as_raw_fd(), join_flags)
-            .map_err(|e| format!("joining the container's namespaces: {e}"))?;
-        if !plan.mount_ns {
-            // The container shares the runtime's mount namespace: its root is a chroot.
-            crate::rootfs::chroot_into(plan.rootfs)?;
-        }
-        if plan.userns {
-            init::become_ns_root()?;
-        }
-        if plan.process.terminal().unwrap_or(false) {
-            let cs = console.ok_or("--tty needs --console-socket")?;
-            init::setup_console(cs, plan.process)?;
-        }
-        init::privileged_attrs(plan.process, plan.spec)?;
-        let target = crate::process::exec_target(plan.process)?;
-        init::enter_cwd(plan.process)?;
-        chan.expect(&Msg::Joined, "waiting for the cgroups")?;
-        // execCPUAffinity.final, else the container's own CPUs (runtime-spec): since Linux 6.2 a
-        // cpuset move keeps an affinity set before it (`initial`, or the runtime's own when its
-        // caller pinned it), so it is reset explicitly, as runc 1.3 does.
-        match plan
-            .process
-            .exec_cpu_affinity()
-            .as_ref()
-            .and_then(|a| a.cpu_affinity_final().clone())
-            .filter(|s| !s.trim().is_empty())
-        {
-            Some(a) => crate::process::set_affinity(&a)?,
-            None => crate::process::reset_affinity()?,
-        }
-        // The process outlives a detached `exec`: stop dying with the runtime.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-        let (notify, late) = init::finalize_creds(plan)?;
-        if let Some(fd) = notify {
-            // The runtime hands the listener to listenerPath before the program runs, so a
-            // failure to do so kills this process instead of leaving it waiting on nobody.
-            chan.send(&Msg::Ready, &[fd.as_raw_fd()])
-                .map_err(|e| format!("sending the seccomp listener: {e}"))?;
-            drop(fd);
-            chan.expect(&Msg::Go, "waiting for the seccomp listener to be forwarded")?;
-        }
-        Err(init::load_late_seccomp_and_exec(plan, late, &target))
-    })();
-    match r {
-        Ok(never) => match never {},
-        Err(e) => e,
-    }
-}
-
-/// The general create path's first stage: join namespaces by path, unshare the new ones (asking
-/// the runtime for uid/gid maps), set time offsets, and fork the init when pid or time
-/// namespaces apply only to children. Never returns.
-#[allow(clippy::too_many_arguments)]
-fn stage1(
-    plan: &Plan,
-    spec: &Spec,
-    chan: &Channel,
-    listener: &OwnedFd,
-    console: Option<RawFd>,
-    joined: &[(i32, OwnedFd)],
-    new_flags: i32,
-    new_user: bool,
-    has_time: bool,
-) -> ! {
-    let r = (|| -> Result<Option<i32>, String> {
-        for (flag, fd) in joined {
-            sys::setns(fd.as_raw_fd(), *flag)
-                .map_err(|e| format!("joining namespace {flag:#x}: {e}"))?;
-        }
-        let new_time = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|v| {
-                v.iter()
-                    .any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none())
-            });
-        let mut flags = new_flags;
-        if new_time {
-            flags |= 0x80;
-        }
-        if flags != 0 {
-            sys::unshare(flags).map_err(|e| format!("unshare {flags:#x}: {e}"))?;
-        }
-        if new_user {
-            chan.send(&Msg::NeedMaps, &[]).map_err(|e| e.to_string())?;
-            chan.expect(&Msg::Go, "waiting for uid/gid maps")?;
-        }
-        // Before becoming root of a new user namespace: after that setuid this task is not
-        // dumpable, so its /proc files belong to host root and its mapped fsuid may not write them
-        // (EACCES); it already holds CAP_SYS_TIME over the new time namespace.
-        if new_time {
-            if let Some(off) = spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.time_offsets().as_ref())
-            {
-                let body: String = off
-                    .iter()
-                    .map(|(k, v)| {
-                        format!(
-                            "{k} {} {}\n",
-                            v.secs().unwrap_or(0),
-                            v.nanosecs().unwrap_or(0)
-                        )
-                    })
-                    .collect();
-                std::fs::write("/proc/self/timens_offsets", body)
-                    .map_err(|e| format!("writing time offsets: {e}"))?;
-            }
-        }
-        // A joined user namespace needs the same switch: the host's uid 0 is usually unmapped
-        // there, and every file init creates would fail with EOVERFLOW.
-        let joined_user = joined.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER);
-        if new_user || joined_user {
-            init::become_ns_root()?;
-        }
-        let pid_or_time_for_children = flags & (libc::CLONE_NEWPID | 0x80) != 0
-            || joined
-                .iter()
-                .any(|(f, _)| *f == libc::CLONE_NEWPID || *f == 0x80)
-            || has_time;
-        if pid_or_time_for_children {
-            // SAFETY: single-threaded process; the child only continues into init_main.
-            let p = unsafe { libc::fork() };
-            if p < 0 {
-                return Err(format!("fork: {}", std::io::Error::last_os_error()));
-            }
-            if p == 0 {
-                return Ok(None);
-            }
-            return Ok(Some(p));
-        }
-        // SAFETY: getpid has no preconditions.
-        Ok(Some(unsafe { libc::getpid() }))
-    })();
-    match r {
-        Ok(None) => init::init_main(plan, chan, listener, console),
-        Ok(Some(p)) => {
-            let _ = chan.send(&Msg::InitPid(p), &[]);
-            // SAFETY: getpid has no preconditions.
-            if p == unsafe { libc::getpid() } {
-                init::init_main(plan, chan, listener, console)
-            }
-            init::exit(0)
-        }
-        Err(e) => {
-            let _ = chan.send(&Msg::Error(e), &[]);
-            init::exit(1)
-        }
-    }
-}
-
 /// Whose seccomp listener is being sent: the container and the process that loaded the filter.
 struct NotifyState<'a> {
     id: &'a str,
@@ -2109,5 +1360,89 @@ mod tests {
             "/a.slice/a-b.slice/pre-n.scope"
         );
         assert_eq!(systemd_path(":p:n", "x"), "/system.slice/p-n.scope");
+    }
+
+    #[test]
+    fn status_follows_the_recorded_state() {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let mut st = Persisted {
+            pid: me,
+            pid_start: sys::proc_start_time(me).expect("own start time").0,
+            ..Default::default()
+        };
+        assert_eq!(status_of(&st, None), Status::Creating);
+        st.complete = true;
+        assert_eq!(status_of(&st, None), Status::Created);
+        st.started = true;
+        assert_eq!(status_of(&st, None), Status::Running);
+        // A recycled pid (another start time) is not the container's init.
+        st.pid_start += 1;
+        assert_eq!(status_of(&st, None), Status::Stopped);
+        assert_eq!(oci_state(&st, Status::Stopped)["pid"], 0);
+    }
+
+    #[test]
+    fn a_terminal_needs_somewhere_to_send_its_pty() {
+        let e = console_for(None, true, false).expect_err("refused");
+        assert!(e.to_string().contains("no --console-socket"), "{e}");
+        let (theirs, ours) = console_for(None, true, true).expect("pair");
+        assert!(theirs.is_some() && ours.is_some());
+        let (a, b) = console_for(Some(Path::new("/nonexistent")), false, false).expect("none");
+        assert!(a.is_none() && b.is_none(), "no terminal: no console");
+    }
+
+    #[test]
+    fn device_rules_get_the_default_devices_after_a_deny_all() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "linux": {"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}
+        }))
+        .unwrap();
+        let res: LinuxResources = serde_json::from_value(serde_json::json!({
+            "devices": [{"allow": false, "access": "rwm"}]
+        }))
+        .unwrap();
+        let out = with_default_devices(&spec, &res);
+        let d = out.devices().as_ref().expect("devices");
+        assert!(!d[0].allow(), "the config's rules come first");
+        assert_eq!(d.len(), 1 + 9 + 1);
+        let last = d.last().unwrap();
+        assert_eq!((last.major(), last.minor()), (Some(10), Some(229)));
+        let none = LinuxResources::default();
+        assert!(with_default_devices(&spec, &none).devices().is_none());
+    }
+
+    #[test]
+    fn hook_state_carries_id_status_pid_and_annotations() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0", "annotations": {"k": "v"}
+        }))
+        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&hook_state("c9", &spec, Path::new("/b"), "creating", 42))
+                .unwrap();
+        assert_eq!(v["id"], "c9");
+        assert_eq!(v["status"], "creating");
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["bundle"], "/b");
+        assert_eq!(v["annotations"]["k"], "v");
+    }
+
+    #[test]
+    fn socket_paths_must_fit_sun_path() {
+        assert!(sockaddr("/run/x.sock").is_ok());
+        let long = format!("/{}", "a".repeat(120));
+        let e = sockaddr(&long).expect_err("too long");
+        assert_eq!(e.to_string(), format!("socket path {long} is too long"));
+    }
+
+    #[test]
+    fn preserved_fds_must_be_open_and_not_the_runtimes() {
+        assert!(check_preserved_fds(0, &[3, 4]).is_ok());
+        let e = check_preserved_fds(1000, &[]).expect_err("fd 1002 is not open");
+        assert!(e
+            .to_string()
+            .starts_with("--preserve-fds 1000: unable to stat preserved-fd"));
     }
 }

@@ -26,16 +26,16 @@ pub fn open_lower(target: &OwnedFd) -> Option<OwnedFd> {
 /// Copies everything under `lower` into `upper` (the new tmpfs's root). With `root_attrs` the
 /// tmpfs root also takes the hidden directory's mode and owner (when the mount's options set
 /// none of `mode=`, `uid=`, `gid=` themselves).
-pub fn copy(lower: &OwnedFd, upper: &OwnedFd, root_attrs: bool) -> Result<(), String> {
+pub fn copy(lower: &OwnedFd, upper: &OwnedFd, root_attrs: bool) -> crate::step::StepResult<()> {
     let (from, to) = (crate::sys::fd_path(lower), crate::sys::fd_path(upper));
     if root_attrs {
-        let md = std::fs::metadata(&from).map_err(|e| format!("tmpcopyup: {e}"))?;
+        let md = std::fs::metadata(&from).map_err(crate::step::os("tmpcopyup"))?;
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
-            .map_err(|e| format!("tmpcopyup: chmod: {e}"))?;
+            .map_err(crate::step::os("tmpcopyup: chmod"))?;
         std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
-            .map_err(|e| format!("tmpcopyup: chown: {e}"))?;
+            .map_err(crate::step::os("tmpcopyup: chown"))?;
     }
-    copy_tree(&from, &to).map_err(|e| format!("tmpcopyup: {e}"))
+    copy_tree(&from, &to).map_err(crate::step::os("tmpcopyup"))
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -61,4 +61,52 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opath(p: &Path) -> OwnedFd {
+        crate::sys::openat(libc::AT_FDCWD, p, libc::O_PATH | libc::O_DIRECTORY, 0).unwrap()
+    }
+
+    #[test]
+    fn the_hidden_directory_is_copied_with_modes_and_links() {
+        let lower = tempfile::tempdir().unwrap();
+        let upper = tempfile::tempdir().unwrap();
+        std::fs::write(lower.path().join("a"), "data").unwrap();
+        std::fs::set_permissions(
+            lower.path().join("a"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        std::fs::create_dir(lower.path().join("d")).unwrap();
+        std::fs::write(lower.path().join("d/b"), "").unwrap();
+        std::os::unix::fs::symlink("/nonexistent-carve", lower.path().join("l")).unwrap();
+        std::fs::set_permissions(lower.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let l = open_lower(&opath(lower.path())).expect("a directory with entries");
+        copy(&l, &opath(upper.path()), true).expect("copied");
+        let u = upper.path();
+        assert_eq!(std::fs::read_to_string(u.join("a")).unwrap(), "data");
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&u.join("a")), 0o640);
+        assert_eq!(
+            mode(u),
+            0o711,
+            "root_attrs: the tmpfs root takes the hidden dir's mode"
+        );
+        assert!(u.join("d/b").is_file());
+        assert_eq!(
+            std::fs::read_link(u.join("l")).unwrap(),
+            Path::new("/nonexistent-carve"),
+            "links are copied, not followed"
+        );
+    }
+
+    #[test]
+    fn an_empty_directory_has_nothing_to_copy() {
+        let empty = tempfile::tempdir().unwrap();
+        assert!(open_lower(&opath(empty.path())).is_none());
+    }
 }

@@ -143,3 +143,69 @@ pub fn dup(fd: &impl AsRawFd) -> std::io::Result<OwnedFd> {
     // SAFETY: a fresh fd that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(path: &str, args: &[&str], env: &[&str], timeout: Option<i64>) -> Hook {
+        serde_json::from_value(serde_json::json!({
+            "path": path, "args": args, "env": env, "timeout": timeout
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_hook_gets_the_state_on_stdin_and_only_its_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let script = format!(
+            "cat > {}; echo \"$ONLY\" >> {}",
+            out.display(),
+            out.display()
+        );
+        let h = hook("/bin/sh", &["sh", "-c", &script], &["ONLY=yes"], Some(5));
+        run("prestart", &[h], b"{\"id\":\"c\"}").expect("hook runs");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "{\"id\":\"c\"}yes\n"
+        );
+        // Without env of its own, startContainer's default applies.
+        let h = hook("/bin/sh", &["sh", "-c", "test \"$X\" = 1"], &[], None);
+        let h: Hook = {
+            let mut v = serde_json::to_value(&h).unwrap();
+            v.as_object_mut().unwrap().remove("env");
+            serde_json::from_value(v).unwrap()
+        };
+        run_with_env("startContainer", &[h], b"{}", &["X=1".into()]).expect("default env");
+    }
+
+    #[test]
+    fn failures_name_the_kind_the_status_and_stderr() {
+        let h = hook("/bin/sh", &["sh", "-c", "echo nope >&2; exit 3"], &[], None);
+        let e = run("poststart", &[h], b"{}").expect_err("fails");
+        assert_eq!(
+            e.to_string(),
+            "poststart hook /bin/sh failed with status 3: nope"
+        );
+        let e = run(
+            "prestart",
+            &[hook("/nonexistent/carve", &[], &[], None)],
+            b"{}",
+        )
+        .expect_err("no such program");
+        assert!(matches!(e, HookError::Spawn { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_hook_past_its_timeout_is_killed() {
+        let h = hook("/bin/sleep", &["sleep", "30"], &[], Some(1));
+        let t = std::time::Instant::now();
+        let e = run("createRuntime", &[h], b"{}").expect_err("times out");
+        assert_eq!(
+            e.to_string(),
+            "createRuntime hook /bin/sleep timed out after 1 s and was killed"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    }
+}

@@ -60,16 +60,17 @@ pub fn wanted(spec: &Spec, m: &Mount) -> Option<(Vec<LinuxIdMapping>, Vec<LinuxI
     ))
 }
 
-/// Checks an idmapped mount's shape: `Err((field, message))`.
-pub fn validate(spec: &Spec, m: &Mount, bind: bool) -> Result<(), (&'static str, String)> {
+/// Checks an idmapped mount's shape; the error's path is the field of the mount.
+pub fn validate(spec: &Spec, m: &Mount, bind: bool) -> Result<(), crate::config::FieldError> {
     let Some((uids, gids, _)) = wanted(spec, m) else {
         return Ok(());
     };
     if !bind {
         return Err((
             "uidMappings",
-            "idmapped mounts are bind mounts: add the \"bind\" or \"rbind\" option".into(),
-        ));
+            "idmapped mounts are bind mounts: add the \"bind\" or \"rbind\" option",
+        )
+            .into());
     }
     if uids.is_empty() || gids.is_empty() {
         let (f, what) = if uids.is_empty() {
@@ -83,10 +84,11 @@ pub fn validate(spec: &Spec, m: &Mount, bind: bool) -> Result<(), (&'static str,
                 "an idmapped mount needs both uid and gid mappings (no {what} mappings here or, \
                  for the idmap/ridmap options, in linux.{f})"
             ),
-        ));
+        )
+            .into());
     }
     if uids.iter().chain(gids.iter()).any(|x| x.size() == 0) {
-        return Err(("uidMappings", "a mapping of size 0".into()));
+        return Err(("uidMappings", "a mapping of size 0").into());
     }
     Ok(())
 }
@@ -98,7 +100,10 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
 }
 
 /// A user namespace with the given maps, as an fd of its `ns/user`.
-fn userns_with(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd, String> {
+fn userns_with(
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> crate::step::StepResult<OwnedFd> {
     // SAFETY: a raw clone without CLONE_VM is a fork; the child only makes syscalls (prctl,
     // pause, _exit), which is safe after forking this single-threaded runtime.
     let pid = unsafe {
@@ -112,10 +117,9 @@ fn userns_with(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<Owned
         )
     };
     if pid < 0 {
-        return Err(format!(
-            "cloning a user namespace for an idmapped mount: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(crate::step::os(
+            "cloning a user namespace for an idmapped mount",
+        )(std::io::Error::last_os_error()));
     }
     if pid == 0 {
         // SAFETY: plain syscalls in the child; it waits to be killed and never returns.
@@ -129,12 +133,14 @@ fn userns_with(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<Owned
     let pid = pid as i32;
     let result = (|| {
         let proc = format!("/proc/{pid}");
-        std::fs::write(format!("{proc}/uid_map"), map_text(uids))
-            .map_err(|e| format!("writing {proc}/uid_map for an idmapped mount: {e}"))?;
-        std::fs::write(format!("{proc}/gid_map"), map_text(gids))
-            .map_err(|e| format!("writing {proc}/gid_map for an idmapped mount: {e}"))?;
+        std::fs::write(format!("{proc}/uid_map"), map_text(uids)).map_err(crate::step::os(
+            format!("writing {proc}/uid_map for an idmapped mount"),
+        ))?;
+        std::fs::write(format!("{proc}/gid_map"), map_text(gids)).map_err(crate::step::os(
+            format!("writing {proc}/gid_map for an idmapped mount"),
+        ))?;
         let f = std::fs::File::open(format!("{proc}/ns/user"))
-            .map_err(|e| format!("opening {proc}/ns/user: {e}"))?;
+            .map_err(crate::step::os(format!("opening {proc}/ns/user")))?;
         Ok(OwnedFd::from(f))
     })();
     // SAFETY: our own child; kill and reap it.
@@ -146,7 +152,11 @@ fn userns_with(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<Owned
 }
 
 /// A detached copy of `src` (the whole tree when `recursive`) carrying `userns`'s mapping.
-fn idmapped_tree(src: &Path, userns: &OwnedFd, recursive: bool) -> Result<OwnedFd, String> {
+fn idmapped_tree(
+    src: &Path,
+    userns: &OwnedFd,
+    recursive: bool,
+) -> crate::step::StepResult<OwnedFd> {
     let c = CString::new(src.as_os_str().as_encoded_bytes())
         .map_err(|_| format!("{}: NUL in path", src.display()))?;
     let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
@@ -156,10 +166,8 @@ fn idmapped_tree(src: &Path, userns: &OwnedFd, recursive: bool) -> Result<OwnedF
     // SAFETY: valid C string; open_tree returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
     if fd < 0 {
-        return Err(format!(
-            "open_tree {}: {}",
-            src.display(),
-            std::io::Error::last_os_error()
+        return Err(crate::step::os(format!("open_tree {}", src.display()))(
+            std::io::Error::last_os_error(),
         ));
     }
     // SAFETY: a fresh fd that nothing else owns.
@@ -196,14 +204,15 @@ fn idmapped_tree(src: &Path, userns: &OwnedFd, recursive: bool) -> Result<OwnedF
         return Err(format!(
             "mount_setattr(MOUNT_ATTR_IDMAP) on {}: {err}{hint}",
             src.display()
-        ));
+        )
+        .into());
     }
     Ok(tree)
 }
 
 /// The detached idmapped trees of every idmapped mount of `spec`, by mount index. One user
 /// namespace is made per distinct mapping.
-pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedFd)>, String> {
+pub fn prepare(spec: &Spec, bundle: &Path) -> crate::step::StepResult<Vec<(usize, OwnedFd)>> {
     let mut out = Vec::new();
     let mut userns: Vec<(String, OwnedFd)> = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
@@ -284,7 +293,7 @@ mod tests {
         let (u, _, rec) = wanted(&s, &m[2]).unwrap();
         assert_eq!((u[0].host_id(), rec), (100000, true));
         assert!(validate(&s, &m[1], true).is_ok());
-        assert!(validate(&s, &m[3], false).unwrap_err().1.contains("bind"));
+        assert!(validate(&s, &m[3], false).unwrap_err().msg.contains("bind"));
         assert_eq!(map_text(&u), "0 100000 65536\n");
     }
 
@@ -295,7 +304,7 @@ mod tests {
                 {"destination":"/a","type":"bind","source":"/x","options":["bind","idmap"]}]}"#,
         );
         let m = &s.mounts().as_ref().unwrap()[0];
-        let (f, msg) = validate(&s, m, true).unwrap_err();
+        let crate::config::FieldError { path: f, msg } = validate(&s, m, true).unwrap_err();
         assert_eq!(f, "uidMappings");
         assert!(msg.contains("both uid and gid"), "{msg}");
     }

@@ -12,7 +12,7 @@ use oci_spec::runtime::{Process, Spec};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-type R<T> = Result<T, String>;
+use crate::step::StepResult as R;
 
 /// What the container process needs, computed by the runtime before forking (the child gets a
 /// copy-on-write copy of it).
@@ -83,10 +83,9 @@ pub fn close_fds_except(first: RawFd, keep: &[RawFd]) {
 pub fn become_ns_root() -> R<()> {
     // SAFETY: integer arguments.
     if unsafe { libc::setresgid(0, 0, 0) } < 0 || unsafe { libc::setresuid(0, 0, 0) } < 0 {
-        return Err(format!(
-            "becoming root in the user namespace (is uid/gid 0 mapped?): {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(crate::step::os(
+            "becoming root in the user namespace (is uid/gid 0 mapped?)",
+        )(std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -100,7 +99,7 @@ fn write_sysctls(spec: &Spec) -> R<()> {
         .flatten()
     {
         let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&p, v).map_err(|e| format!("sysctl {k}={v}: {e}"))?;
+        std::fs::write(&p, v).map_err(crate::step::os(format!("sysctl {k}={v}")))?;
     }
     Ok(())
 }
@@ -109,18 +108,16 @@ fn set_hostname(spec: &Spec) -> R<()> {
     if let Some(h) = spec.hostname() {
         // SAFETY: pointer and length of a live string.
         if unsafe { libc::sethostname(h.as_ptr() as *const libc::c_char, h.len()) } < 0 {
-            return Err(format!(
-                "sethostname {h:?}: {}",
-                std::io::Error::last_os_error()
+            return Err(crate::step::os(format!("sethostname {h:?}"))(
+                std::io::Error::last_os_error(),
             ));
         }
     }
     if let Some(d) = spec.domainname() {
         // SAFETY: pointer and length of a live string.
         if unsafe { libc::setdomainname(d.as_ptr() as *const libc::c_char, d.len()) } < 0 {
-            return Err(format!(
-                "setdomainname {d:?}: {}",
-                std::io::Error::last_os_error()
+            return Err(crate::step::os(format!("setdomainname {d:?}"))(
+                std::io::Error::last_os_error(),
             ));
         }
     }
@@ -136,12 +133,12 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
         libc::O_RDWR | libc::O_NOCTTY,
         0,
     )
-    .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+    .map_err(crate::step::os("open /dev/ptmx"))?;
     // SAFETY: ioctls on the pty master we own.
     unsafe {
         let unlock: libc::c_int = 0;
         if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
-            return Err(format!("unlockpt: {}", std::io::Error::last_os_error()));
+            return Err(crate::step::os("unlockpt")(std::io::Error::last_os_error()));
         }
     }
     // SAFETY: TIOCGPTPEER returns a fresh fd of the slave.
@@ -153,9 +150,8 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
         )
     };
     if slave < 0 {
-        return Err(format!(
-            "open pty slave: {}",
-            std::io::Error::last_os_error()
+        return Err(crate::step::os("open pty slave")(
+            std::io::Error::last_os_error(),
         ));
     }
     // SAFETY: a fresh fd that nobody else owns.
@@ -177,18 +173,19 @@ pub fn setup_console(console_sock: RawFd, process: &Process) -> R<()> {
     let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
         .to_bytes()
         .to_vec();
-    crate::channel::send_with_fds(console_sock, &name, &[master.as_raw_fd()])
-        .map_err(|e| format!("sending the pty master to the console socket: {e}"))?;
+    crate::channel::send_with_fds(console_sock, &name, &[master.as_raw_fd()]).map_err(
+        crate::step::os("sending the pty master to the console socket"),
+    )?;
     // SAFETY: setsid/dup2/ioctl on fds we own.
     unsafe {
         libc::setsid();
         for fd in 0..3 {
             if libc::dup2(slave.as_raw_fd(), fd) < 0 {
-                return Err(format!("dup2 pty: {}", std::io::Error::last_os_error()));
+                return Err(crate::step::os("dup2 pty")(std::io::Error::last_os_error()));
             }
         }
         if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-            return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
+            return Err(crate::step::os("TIOCSCTTY")(std::io::Error::last_os_error()));
         }
     }
     Ok(())
@@ -203,7 +200,7 @@ pub fn load_seccomp(c: &Compiled) -> R<Option<OwnedFd>> {
             flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
         }
         let l = sys::seccomp_set_filter(prog, flags)
-            .map_err(|e| format!("loading seccomp filter: {e}"))?;
+            .map_err(crate::step::os("loading seccomp filter"))?;
         if l.is_some() {
             listener = l;
         }
@@ -226,7 +223,9 @@ pub fn privileged_attrs(p: &Process, spec: &Spec) -> R<()> {
         };
         // SAFETY: personality with an integer argument.
         if unsafe { libc::personality(d) } < 0 {
-            return Err(format!("personality: {}", std::io::Error::last_os_error()));
+            return Err(crate::step::os("personality")(
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())
@@ -236,21 +235,16 @@ pub fn privileged_attrs(p: &Process, spec: &Spec) -> R<()> {
 /// leaked host fd shows as "(unreachable)" — the CVE-2024-21626 class).
 pub fn enter_cwd(p: &Process) -> R<()> {
     let cwd = p.cwd();
-    let c = sys::cstr(cwd).map_err(|e| e.to_string())?;
+    let c = sys::cstr(cwd)?;
     // SAFETY: valid C string.
     if unsafe { libc::chdir(c.as_ptr()) } < 0 {
-        return Err(format!(
-            "chdir to cwd {}: {}",
-            cwd.display(),
-            std::io::Error::last_os_error()
+        return Err(crate::step::os(format!("chdir to cwd {}", cwd.display()))(
+            std::io::Error::last_os_error(),
         ));
     }
-    let now = std::env::current_dir().map_err(|e| format!("getcwd: {e}"))?;
+    let now = std::env::current_dir().map_err(crate::step::os("getcwd"))?;
     if !now.is_absolute() || now.to_string_lossy().starts_with("(unreachable)") {
-        return Err(format!(
-            "cwd {} is outside the container root",
-            cwd.display()
-        ));
+        return Err(format!("cwd {} is outside the container root", cwd.display()).into());
     }
     Ok(())
 }
@@ -272,7 +266,7 @@ pub fn finalize_creds(plan: &Plan) -> R<(Option<OwnedFd>, bool)> {
         // SAFETY: fcntl on an fd number; a closed one just fails.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    sys::cloexec_from(3 + plan.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    sys::cloexec_from(3 + plan.preserve_fds).map_err(crate::step::os("close_range"))?;
     let mut listener = None;
     let mut late_seccomp = false;
     if let Some(c) = &plan.caps {
@@ -313,7 +307,7 @@ pub fn load_late_seccomp_and_exec(plan: &Plan, late: bool, target: &process::Exe
     if late {
         if let Some(sc) = plan.seccomp {
             if let Err(e) = load_seccomp(sc) {
-                return e;
+                return e.to_string();
             }
         }
     }
@@ -326,7 +320,7 @@ pub fn init_main(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Optio
     match init_inner(plan, chan, listener, console) {
         Ok(never) => match never {},
         Err(msg) => {
-            let _ = chan.send(&Msg::Error(msg), &[]);
+            let _ = chan.send(&Msg::Error(msg.to_string()), &[]);
             exit(1)
         }
     }
@@ -334,67 +328,118 @@ pub fn init_main(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Optio
 
 enum Never {}
 
+/// Whether the runtime has said `Joined` (init sits in its cgroups): awaited once, before the
+/// first step that needs it.
+struct JoinWait<'a> {
+    chan: &'a Channel,
+    joined: bool,
+}
+
+impl JoinWait<'_> {
+    fn wait(&mut self) -> R<()> {
+        if !self.joined {
+            self.chan.expect(&Msg::Joined, "waiting for the cgroups")?;
+            self.joined = true;
+        }
+        Ok(())
+    }
+}
+
+/// The phases of init in order: mounts, hooks, root switch, console, attributes and
+/// credentials, then the wait for `start` and the exec.
 fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<RawFd>) -> R<Never> {
-    let spec = plan.spec;
     chan.expect(&Msg::Go, "waiting for the runtime")?;
     if plan.new_userns {
         become_ns_root()?;
     }
     // The runtime moves us into our cgroups meanwhile; `Joined` says it is done.
-    let mut joined = !plan.await_joined;
-    let mut wait_joined = || -> R<()> {
-        if !joined {
-            chan.expect(&Msg::Joined, "waiting for the cgroups")?;
-            joined = true;
-        }
-        Ok(())
+    let mut joined = JoinWait {
+        chan,
+        joined: !plan.await_joined,
     };
-    set_hostname(spec)?;
-    let ctx = rootfs::Ctx {
-        spec,
+    set_hostname(plan.spec)?;
+    if plan.mount_ns {
+        drop(rootfs::prepare(&rootfs_ctx(plan))?);
+    }
+    create_hooks(plan, chan, &mut joined)?;
+    enter_root(plan, &mut joined)?;
+    attach_console(plan, console)?;
+    privileged_attrs(plan.process, plan.spec)?;
+    let target = process::exec_target(plan.process)?;
+    enter_cwd(plan.process)?;
+    // From here on, the runtime may exit: do not die with it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    let (notify, late_seccomp) = finalize_creds(plan)?;
+    let fds: Vec<RawFd> = notify.iter().map(|f| f.as_raw_fd()).collect();
+    chan.send(&Msg::Ready, &fds)?;
+    drop(notify);
+    let conn = await_start(listener)?;
+    start_hooks(plan, &conn);
+    let err = load_late_seccomp_and_exec(plan, late_seccomp, &target);
+    let _ = conn.send(&Msg::Error(err), &[]);
+    exit(127)
+}
+
+fn rootfs_ctx<'a>(plan: &'a Plan) -> rootfs::Ctx<'a> {
+    rootfs::Ctx {
+        spec: plan.spec,
         bundle: plan.bundle,
         rootfs: plan.rootfs,
         userns: plan.userns,
         cgroups: plan.cgroup_dirs.clone(),
         idmap: &plan.idmap_fds,
-    };
-    if plan.mount_ns {
-        drop(rootfs::prepare(&ctx)?);
     }
-    let hooks = spec.hooks().as_ref();
+}
+
+/// prestart and createRuntime (run by the runtime, in its namespaces, once init is in its
+/// cgroups), then createContainer (run here, before the root switch).
+fn create_hooks(plan: &Plan, chan: &Channel, joined: &mut JoinWait) -> R<()> {
+    let hooks = plan.spec.hooks().as_ref();
     let need_runtime_hooks = hooks.is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
     });
     if need_runtime_hooks {
-        wait_joined()?;
-        chan.send(&Msg::RunHooks, &[]).map_err(|e| e.to_string())?;
+        joined.wait()?;
+        chan.send(&Msg::RunHooks, &[])?;
         chan.expect(&Msg::HooksDone, "waiting for the runtime's hooks")?;
     }
     if let Some(list) = hooks.and_then(|h| h.create_container().as_ref()) {
         let st = crate::container::hook_state_json(
-            spec,
+            plan.spec,
             plan.bundle,
             "created",
             std::process::id() as i32,
         );
-        crate::hooks::run("createContainer", list, &st).map_err(|e| e.to_string())?;
+        crate::hooks::run("createContainer", list, &st)?;
     }
+    Ok(())
+}
+
+/// pivot_root (or chroot), then, inside the cgroups, the cgroup namespace, sysctls and the
+/// masked and readonly paths.
+fn enter_root(plan: &Plan, joined: &mut JoinWait) -> R<()> {
     if plan.mount_ns {
         rootfs::pivot(plan.rootfs, plan.no_pivot)?;
     } else {
         rootfs::chroot_into(plan.rootfs)?;
     }
-    wait_joined()?;
+    joined.wait()?;
     if plan.new_cgroupns {
         // Now that we sit in our cgroups, the namespace is rooted at them.
-        sys::unshare(libc::CLONE_NEWCGROUP)
-            .map_err(|e| format!("unshare cgroup namespace: {e}"))?;
+        sys::unshare(libc::CLONE_NEWCGROUP).map_err(crate::step::os("unshare cgroup namespace"))?;
     }
-    write_sysctls(spec)?;
+    write_sysctls(plan.spec)?;
     if plan.mount_ns {
-        rootfs::finalize(spec)?;
+        rootfs::finalize(plan.spec)?;
     }
+    Ok(())
+}
+
+/// The pty (its master sent through the console socket, which is closed after) and a fresh
+/// session keyring.
+fn attach_console(plan: &Plan, console: Option<RawFd>) -> R<()> {
     if plan.process.terminal().unwrap_or(false) {
         let Some(cs) = console else {
             return Err("process.terminal is true but no --console-socket was given".into());
@@ -411,19 +456,13 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
         // SAFETY: keyctl with a NULL name makes an anonymous keyring.
         unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) };
     }
-    privileged_attrs(plan.process, spec)?;
-    let target = process::exec_target(plan.process)?;
-    enter_cwd(plan.process)?;
-    // From here on, the runtime may exit: do not die with it.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-    let (notify, late_seccomp) = finalize_creds(plan)?;
-    let fds: Vec<RawFd> = notify.iter().map(|f| f.as_raw_fd()).collect();
-    chan.send(&Msg::Ready, &fds).map_err(|e| e.to_string())?;
-    drop(notify);
-    // Wait for `start`: it connects to init.sock and sends Start. The accepted socket is CLOEXEC,
-    // so `start` reads EOF exactly when the exec succeeded.
-    let conn = loop {
+    Ok(())
+}
+
+/// Waits for `start`: it connects to init.sock and sends Start. The accepted socket is CLOEXEC,
+/// so `start` reads EOF exactly when the exec succeeded.
+fn await_start(listener: &OwnedFd) -> R<Channel> {
+    loop {
         // SAFETY: accept4 on our listening socket; NULL address out-parameters.
         let fd = unsafe {
             libc::accept4(
@@ -438,17 +477,22 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(format!("accept on init.sock: {e}"));
+            return Err(format!("accept on init.sock: {e}").into());
         }
         // SAFETY: a fresh fd that nobody else owns.
         let c = Channel::from_owned(unsafe { OwnedFd::from_raw_fd(fd) });
         if let Ok(Some((Msg::Start, _))) = c.recv(0) {
-            break c;
+            return Ok(c);
         }
-    };
+    }
+}
+
+/// The startContainer hooks; a failure is reported to `start` and ends init.
+fn start_hooks(plan: &Plan, conn: &Channel) {
+    let hooks = plan.spec.hooks().as_ref();
     if let Some(list) = hooks.and_then(|h| h.start_container().as_ref()) {
         let st = crate::container::hook_state_json(
-            spec,
+            plan.spec,
             plan.bundle,
             "running",
             std::process::id() as i32,
@@ -459,7 +503,52 @@ fn init_inner(plan: &Plan, chan: &Channel, listener: &OwnedFd, console: Option<R
             exit(1);
         }
     }
-    let err = load_late_seccomp_and_exec(plan, late_seccomp, &target);
-    let _ = conn.send(&Msg::Error(err), &[]);
-    exit(127)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_is_awaited_once_and_only_when_asked() {
+        let (runtime, init) = Channel::pair().unwrap();
+        // exec: the runtime joined before `Go`, nothing is read.
+        let mut w = JoinWait {
+            chan: &init,
+            joined: true,
+        };
+        w.wait().expect("nothing to wait for");
+        let mut w = JoinWait {
+            chan: &init,
+            joined: false,
+        };
+        runtime.send(&Msg::Joined, &[]).unwrap();
+        w.wait().expect("joined");
+        assert!(w.joined);
+        // A second wait reads nothing: a message sent now is still there afterwards.
+        runtime.send(&Msg::Start, &[]).unwrap();
+        w.wait().expect("already joined");
+        assert!(matches!(init.recv(0), Ok(Some((Msg::Start, _)))));
+    }
+
+    #[test]
+    fn a_wrong_answer_while_waiting_names_the_step() {
+        let (runtime, init) = Channel::pair().unwrap();
+        let mut w = JoinWait {
+            chan: &init,
+            joined: false,
+        };
+        runtime.send(&Msg::HooksDone, &[]).unwrap();
+        let e = w.wait().expect_err("unexpected message");
+        assert_eq!(
+            e.to_string(),
+            "waiting for the cgroups: unexpected message HooksDone"
+        );
+        drop(runtime);
+        let e = w.wait().expect_err("runtime gone");
+        assert_eq!(
+            e.to_string(),
+            "waiting for the cgroups: the container process exited early"
+        );
+    }
 }

@@ -50,6 +50,7 @@ pub mod sdcgroup;
 pub mod seal;
 pub mod seccomp;
 pub mod state;
+pub mod step;
 pub mod sys;
 
 pub use container::{

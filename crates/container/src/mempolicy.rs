@@ -57,8 +57,8 @@ fn online_nodes() -> Option<Vec<usize>> {
 }
 
 /// The (mode | flags, nodemask) for set_mempolicy, or the error with the field that is wrong
-/// (`(field, message)`, field relative to `linux.memoryPolicy`).
-fn resolve(p: &LinuxMemoryPolicy) -> Result<(i32, Vec<u64>), (&'static str, String)> {
+/// (its path relative to `linux.memoryPolicy`).
+fn resolve(p: &LinuxMemoryPolicy) -> Result<(i32, Vec<u64>), crate::config::FieldError> {
     let mode = p.mode();
     let nodes = match p.nodes().as_deref() {
         Some(s) => parse_nodes(s).map_err(|m| ("nodes", m))?,
@@ -75,29 +75,31 @@ fn resolve(p: &LinuxMemoryPolicy) -> Result<(i32, Vec<u64>), (&'static str, Stri
     use MemoryPolicyModeType as M;
     match mode {
         M::MpolDefault | M::MpolLocal if !nodes.is_empty() => {
-            return Err(("nodes", format!("{mode} takes no nodes")))
+            return Err(("nodes", format!("{mode} takes no nodes")).into())
         }
         M::MpolBind | M::MpolInterleave | M::MpolWeightedInterleave | M::MpolPreferredMany
             if nodes.is_empty() =>
         {
-            return Err(("nodes", format!("{mode} needs at least one node")))
+            return Err(("nodes", format!("{mode} needs at least one node")).into())
         }
         _ => {}
     }
     if flags & MPOL_F_STATIC_NODES != 0 && flags & MPOL_F_RELATIVE_NODES != 0 {
         return Err((
             "flags",
-            "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other".into(),
-        ));
+            "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other",
+        )
+            .into());
     }
     if flags != 0 && matches!(mode, M::MpolDefault) {
-        return Err(("flags", "MPOL_DEFAULT takes no flags".into()));
+        return Err(("flags", "MPOL_DEFAULT takes no flags").into());
     }
     if flags & MPOL_F_NUMA_BALANCING != 0 && !matches!(mode, M::MpolBind | M::MpolPreferredMany) {
         return Err((
             "flags",
             format!("MPOL_F_NUMA_BALANCING needs MPOL_BIND or MPOL_PREFERRED_MANY, not {mode}"),
-        ));
+        )
+            .into());
     }
     // Relative and static node numbers need not exist now; plain ones must.
     if flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES) == 0 {
@@ -106,7 +108,8 @@ fn resolve(p: &LinuxMemoryPolicy) -> Result<(i32, Vec<u64>), (&'static str, Stri
                 return Err((
                     "nodes",
                     format!("node {n} is not online on this host (online: {online:?})"),
-                ));
+                )
+                    .into());
             }
         }
     }
@@ -117,15 +120,15 @@ fn resolve(p: &LinuxMemoryPolicy) -> Result<(i32, Vec<u64>), (&'static str, Stri
     Ok((mode_number(mode) | flags, mask))
 }
 
-/// Validates `linux.memoryPolicy`: Err((JSON path, message)).
-pub fn check(p: &LinuxMemoryPolicy) -> Result<(), (String, String)> {
-    resolve(p)
-        .map(|_| ())
-        .map_err(|(f, m)| (format!("linux.memoryPolicy.{f}"), m))
+/// Validates `linux.memoryPolicy`: the error names the JSON path of the value.
+pub fn check(p: &LinuxMemoryPolicy) -> Result<(), crate::config::FieldError> {
+    resolve(p).map(|_| ()).map_err(|f| {
+        crate::config::FieldError::new(format!("linux.memoryPolicy.{}", f.path), f.msg)
+    })
 }
 
 /// Sets the calling thread's memory policy from `linux.memoryPolicy` (nothing when absent).
-pub fn apply(spec: &Spec) -> Result<(), String> {
+pub fn apply(spec: &Spec) -> crate::step::StepResult<()> {
     let Some(p) = spec
         .linux()
         .as_ref()
@@ -133,7 +136,8 @@ pub fn apply(spec: &Spec) -> Result<(), String> {
     else {
         return Ok(());
     };
-    let (mode, mask) = resolve(p).map_err(|(f, m)| format!("linux.memoryPolicy.{f}: {m}"))?;
+    let (mode, mask) =
+        resolve(p).map_err(|f| format!("linux.memoryPolicy.{}: {}", f.path, f.msg))?;
     // The kernel reads maxnode - 1 bits (get_nodes decrements it first): pass one more than the
     // mask holds so the last node counts too.
     // SAFETY: set_mempolicy with a mask of MAX_NODES bits that outlives the call.
@@ -146,13 +150,12 @@ pub fn apply(spec: &Spec) -> Result<(), String> {
         )
     };
     if r < 0 {
-        return Err(format!(
-            "linux.memoryPolicy: set_mempolicy({}, nodes {:?}, flags {:?}): {}",
+        return Err(crate::step::os(format!(
+            "linux.memoryPolicy: set_mempolicy({}, nodes {:?}, flags {:?})",
             p.mode(),
             p.nodes().as_deref().unwrap_or(""),
             p.flags().as_deref().unwrap_or(&[]),
-            std::io::Error::last_os_error()
-        ));
+        ))(std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -201,7 +204,7 @@ mod tests {
             ),
         ] {
             let e = check(&pol(j)).unwrap_err();
-            assert_eq!(e.0, format!("linux.memoryPolicy.{field}"), "{j}: {e:?}");
+            assert_eq!(e.path, format!("linux.memoryPolicy.{field}"), "{j}: {e:?}");
         }
     }
 }

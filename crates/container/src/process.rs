@@ -7,7 +7,7 @@ use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-type R<T> = Result<T, String>;
+use crate::step::StepResult as R;
 
 const CAP_SYS_RESOURCE: u32 = 24;
 
@@ -62,7 +62,7 @@ pub fn set_rlimits(p: &Process) -> R<()> {
                     cur.rlim_max
                 ));
             }
-            return Err(msg);
+            return Err(msg.into());
         }
     }
     Ok(())
@@ -108,7 +108,7 @@ pub fn set_scheduler(p: &Process) -> R<()> {
         "SchedIso" => 4,
         "SchedIdle" => 5,
         "SchedDeadline" => 6,
-        other => return Err(format!("unknown scheduler policy {other}")),
+        other => return Err(format!("unknown scheduler policy {other}").into()),
     };
     let mut flags = 0u64;
     for f in s.flags().iter().flatten() {
@@ -140,7 +140,8 @@ pub fn set_scheduler(p: &Process) -> R<()> {
         return Err(format!(
             "process.scheduler: sched_setattr: {err}{}",
             crate::realtime::explain(policy, &err)
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -154,12 +155,14 @@ pub fn set_io_priority(p: &Process) -> R<()> {
         "IoprioClassRt" => 1,
         "IoprioClassBe" => 2,
         "IoprioClassIdle" => 3,
-        other => return Err(format!("unknown ioPriority class {other}")),
+        other => return Err(format!("unknown ioPriority class {other}").into()),
     };
     let prio = (class << 13) | io.priority();
     // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, 0 = self, prio).
     if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } < 0 {
-        return Err(format!("ioprio_set: {}", std::io::Error::last_os_error()));
+        return Err(crate::step::os("ioprio_set")(
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -172,7 +175,7 @@ pub fn parse_cpus(s: &str) -> R<Vec<usize>> {
         let a: usize = a.parse().map_err(|_| format!("bad cpu list {s:?}"))?;
         let b: usize = b.parse().map_err(|_| format!("bad cpu list {s:?}"))?;
         if a > b || b >= 1024 {
-            return Err(format!("bad cpu list {s:?}"));
+            return Err(format!("bad cpu list {s:?}").into());
         }
         v.extend(a..=b);
     }
@@ -195,9 +198,8 @@ pub fn set_affinity_of(pid: libc::pid_t, cpus: &str) -> R<()> {
     }
     // SAFETY: valid set of the declared size.
     if unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) } < 0 {
-        return Err(format!(
-            "sched_setaffinity {cpus}: {}",
-            std::io::Error::last_os_error()
+        return Err(crate::step::os(format!("sched_setaffinity {cpus}"))(
+            std::io::Error::last_os_error(),
         ));
     }
     Ok(())
@@ -218,10 +220,11 @@ pub fn reset_affinity() -> R<()> {
         )
     } < 0
     {
-        return Err(format!(
-            "sched_setaffinity to the container's cpus: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(
+            crate::step::os("sched_setaffinity to the container's cpus")(
+                std::io::Error::last_os_error(),
+            ),
+        );
     }
     Ok(())
 }
@@ -280,9 +283,9 @@ pub fn drop_bounding(m: &CapMasks) -> R<()> {
             if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
                 let er = std::io::Error::last_os_error();
                 if er.raw_os_error() != Some(libc::EINVAL) {
-                    return Err(format!(
-                        "dropping capability {cap} from the bounding set: {er}"
-                    ));
+                    return Err(
+                        format!("dropping capability {cap} from the bounding set: {er}").into(),
+                    );
                 }
             }
         }
@@ -303,23 +306,20 @@ pub fn set_user(p: &Process) -> R<()> {
     // groups were asked for.
     // SAFETY: valid array of the given length.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 && !groups.is_empty() {
-        return Err(format!(
-            "setgroups {groups:?}: {}",
-            std::io::Error::last_os_error()
+        return Err(crate::step::os(format!("setgroups {groups:?}"))(
+            std::io::Error::last_os_error(),
         ));
     }
     // SAFETY: integer arguments.
     if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
-        return Err(format!(
-            "setresgid {gid}: {}",
-            std::io::Error::last_os_error()
+        return Err(crate::step::os(format!("setresgid {gid}"))(
+            std::io::Error::last_os_error(),
         ));
     }
     // SAFETY: integer arguments.
     if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
-        return Err(format!(
-            "setresuid {uid}: {}",
-            std::io::Error::last_os_error()
+        return Err(crate::step::os(format!("setresuid {uid}"))(
+            std::io::Error::last_os_error(),
         ));
     }
     // SAFETY: prctl with integer arguments.
@@ -333,7 +333,7 @@ pub fn set_user(p: &Process) -> R<()> {
 
 /// Sets effective/permitted/inheritable at once, then the ambient set.
 pub fn set_caps(m: &CapMasks) -> R<()> {
-    sys::capset(m.effective, m.permitted, m.inheritable).map_err(|er| format!("capset: {er}"))?;
+    sys::capset(m.effective, m.permitted, m.inheritable).map_err(crate::step::os("capset"))?;
     // SAFETY: prctl with integer arguments.
     unsafe {
         libc::prctl(
@@ -369,7 +369,9 @@ pub fn set_caps(m: &CapMasks) -> R<()> {
 pub fn set_no_new_privs() -> R<()> {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-        return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
+        return Err(crate::step::os("no_new_privs")(
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -386,7 +388,7 @@ pub struct ExecTarget {
 }
 
 fn c(s: &str) -> R<CString> {
-    CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"))
+    CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte").into())
 }
 
 /// Resolves the program and builds argv/envp.
@@ -427,7 +429,7 @@ pub fn exec_target(p: &Process) -> R<ExecTarget> {
             Err(e) => format!("stat {}: {e}", path.display()),
             Ok(_) => "permission denied".into(),
         };
-        return Err(format!("exec: {:?}: {why}", path.display().to_string()));
+        return Err(format!("exec: {:?}: {why}", path.display().to_string()).into());
     }
     Ok(ExecTarget {
         path: c(&path.to_string_lossy())?,
@@ -484,5 +486,71 @@ mod tests {
         assert_eq!(parse_cpus("0-2,5").unwrap(), vec![0, 1, 2, 5]);
         assert!(parse_cpus("3-1").is_err());
         assert!(parse_cpus("x").is_err());
+    }
+    fn process(j: serde_json::Value) -> Process {
+        serde_json::from_value(j).unwrap()
+    }
+
+    #[test]
+    fn the_program_is_found_in_the_process_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("carve-prog");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("PATH=/nonexistent-carve:{}", dir.path().display());
+        let p = process(serde_json::json!({
+            "args": ["carve-prog", "x"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "env": [path, "HOME=/h"]
+        }));
+        let t = exec_target(&p).unwrap();
+        assert_eq!(t.path.to_str().unwrap(), prog.to_str().unwrap());
+        assert_eq!(t.argv.len(), 2);
+        let env: Vec<&str> = t.envp.iter().map(|e| e.to_str().unwrap()).collect();
+        assert_eq!(env.iter().filter(|e| e.starts_with("HOME=")).count(), 1);
+        // Without HOME the user's home (from /etc/passwd, else /) is added.
+        let p = process(serde_json::json!({
+            "args": [prog], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []
+        }));
+        let t = exec_target(&p).unwrap();
+        assert!(t
+            .envp
+            .iter()
+            .any(|e| e.to_str().unwrap().starts_with("HOME=")));
+    }
+
+    #[test]
+    fn a_missing_or_non_executable_program_is_named() {
+        let p = process(serde_json::json!({
+            "args": ["carve-no-such-prog"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "env": ["PATH=/nonexistent-carve"]
+        }));
+        assert_eq!(
+            exec_target(&p).err().unwrap().to_string(),
+            "exec: \"carve-no-such-prog\": executable file not found in $PATH"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        let p = process(serde_json::json!({
+            "args": [plain], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []
+        }));
+        assert_eq!(
+            exec_target(&p).err().unwrap().to_string(),
+            format!("exec: {:?}: permission denied", plain.display().to_string())
+        );
+    }
+
+    #[test]
+    fn capability_lists_become_masks() {
+        let c: LinuxCapabilities = serde_json::from_value(serde_json::json!({
+            "bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": [], "permitted": ["CAP_KILL"],
+            "inheritable": [], "ambient": []
+        }))
+        .unwrap();
+        let m = cap_masks(&c).unwrap();
+        assert_eq!(m.bounding, 1 | 1 << 5);
+        assert_eq!(m.permitted, 1 << 5);
+        assert_eq!((m.effective, m.inheritable, m.ambient), (0, 0, 0));
     }
 }

@@ -181,43 +181,12 @@ impl Drop for Signals {
 /// Without a master, SIGWINCH is forwarded like the others (the process shares the caller's
 /// terminal, if any).
 pub fn forward(pidfd: &OwnedFd, master: Option<&OwnedFd>, signals: &Signals) -> io::Result<()> {
-    let sfd = &signals.fd;
-    let mut stdin_open = master.is_some();
-    let mut master_open = master.is_some();
     if let Some(m) = master {
         set_nonblock(m.as_raw_fd());
     }
-    let mfd = master.map(|m| m.as_raw_fd()).unwrap_or(-1);
-    // Input read from stdin that the master did not take yet (its buffer was full).
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut p = Proxy::new(master.map(|m| m.as_raw_fd()), 0, 1);
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if stdin_open && pending.is_empty() {
-                    0
-                } else {
-                    -1
-                },
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: if master_open { mfd } else { -1 },
-                events: libc::POLLIN | if pending.is_empty() { 0 } else { libc::POLLOUT },
-                revents: 0,
-            },
-        ];
+        let mut fds = p.poll_set(pidfd.as_raw_fd(), signals.fd.as_raw_fd());
         // SAFETY: four valid pollfds (negative fds are ignored by poll).
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         if r < 0 {
@@ -228,87 +197,174 @@ pub fn forward(pidfd: &OwnedFd, master: Option<&OwnedFd>, signals: &Signals) -> 
             return Err(e);
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            // SAFETY: zeroed siginfo is a valid buffer of the size read.
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let size = std::mem::size_of_val(&info);
-            // SAFETY: reading one signalfd_siginfo into a live buffer.
-            while unsafe {
-                libc::read(
-                    sfd.as_raw_fd(),
-                    (&mut info as *mut libc::signalfd_siginfo).cast(),
-                    size,
-                )
-            } == size as isize
-            {
-                let sig = info.ssi_signo as i32;
-                match master {
-                    Some(m) if sig == libc::SIGWINCH => copy_window_size(m),
-                    _ => {
-                        let _ = crate::sys::pidfd_send_signal(pidfd, sig);
-                    }
-                }
-            }
+            relay_signals(pidfd, master, signals);
         }
-        if fds[3].revents & libc::POLLOUT != 0 && !pending.is_empty() {
-            match write_fd(mfd, &pending) {
-                Ok(n) => {
-                    pending.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => pending.clear(),
-            }
+        if fds[3].revents & libc::POLLOUT != 0 {
+            p.flush_pending();
         }
         if fds[3].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-            match read_fd(mfd, &mut buf) {
-                Ok(0) => master_open = false,
-                Ok(n) => {
-                    if !write_all(1, &buf[..n]) {
-                        // Nobody reads our stdout any more: keep draining the master so the
-                        // container does not block on a full pty.
-                    }
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted => {}
-                // EIO: every slave fd is closed (the process exited).
-                Err(_) => master_open = false,
-            }
+            p.copy_master_out();
         }
         if fds[2].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-            match read_fd(0, &mut buf) {
-                Ok(0) => stdin_open = false,
-                Ok(n) => {
-                    let mut data = &buf[..n];
-                    while !data.is_empty() {
-                        match write_fd(mfd, data) {
-                            Ok(w) => data = &data[w..],
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                pending.extend_from_slice(data);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => stdin_open = false,
-            }
+            p.copy_stdin_in();
         }
         if fds[0].revents != 0 {
             break;
         }
     }
-    // The process is gone: write out what the pty still holds (its children may keep the slave
-    // open; take only what is there now).
-    if master_open {
+    p.drain_master();
+    Ok(())
+}
+
+/// Reads every pending signal from the signalfd: SIGWINCH resizes the `master`, the others go
+/// to the process.
+fn relay_signals(pidfd: &OwnedFd, master: Option<&OwnedFd>, signals: &Signals) {
+    // SAFETY: zeroed siginfo is a valid buffer of the size read.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of_val(&info);
+    // SAFETY: reading one signalfd_siginfo into a live buffer.
+    while unsafe {
+        libc::read(
+            signals.fd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            size,
+        )
+    } == size as isize
+    {
+        let sig = info.ssi_signo as i32;
+        match master {
+            Some(m) if sig == libc::SIGWINCH => copy_window_size(m),
+            _ => {
+                let _ = crate::sys::pidfd_send_signal(pidfd, sig);
+            }
+        }
+    }
+}
+
+/// The copying half of [`forward`]: stdin → a non-blocking `master`, `master` → stdout (fds
+/// given, so the copy is tested over socket pairs).
+struct Proxy {
+    /// The pty master (-1: none).
+    master: RawFd,
+    stdin: RawFd,
+    stdout: RawFd,
+    stdin_open: bool,
+    master_open: bool,
+    /// Input read from stdin that the master did not take yet (its buffer was full).
+    pending: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Proxy {
+    fn new(master: Option<RawFd>, stdin: RawFd, stdout: RawFd) -> Proxy {
+        Proxy {
+            master: master.unwrap_or(-1),
+            stdin,
+            stdout,
+            stdin_open: master.is_some(),
+            master_open: master.is_some(),
+            pending: Vec::new(),
+            buf: vec![0u8; 16 * 1024],
+        }
+    }
+
+    /// pidfd, signalfd, stdin (unless input is pending) and master (writable wanted while
+    /// input is pending), in that order.
+    fn poll_set(&self, pidfd: RawFd, sfd: RawFd) -> [libc::pollfd; 4] {
+        let pfd = |fd, events| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        let stdin = if self.stdin_open && self.pending.is_empty() {
+            self.stdin
+        } else {
+            -1
+        };
+        let out = if self.pending.is_empty() {
+            0
+        } else {
+            libc::POLLOUT
+        };
+        [
+            pfd(pidfd, libc::POLLIN),
+            pfd(sfd, libc::POLLIN),
+            pfd(stdin, libc::POLLIN),
+            pfd(
+                if self.master_open { self.master } else { -1 },
+                libc::POLLIN | out,
+            ),
+        ]
+    }
+
+    /// Writes what the master can take of the pending input.
+    fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match write_fd(self.master, &self.pending) {
+            Ok(n) => {
+                self.pending.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.pending.clear(),
+        }
+    }
+
+    /// Copies what the master holds to stdout.
+    fn copy_master_out(&mut self) {
+        match read_fd(self.master, &mut self.buf) {
+            Ok(0) => self.master_open = false,
+            Ok(n) => {
+                if !write_all(self.stdout, &self.buf[..n]) {
+                    // Nobody reads our stdout any more: keep draining the master so the
+                    // container does not block on a full pty.
+                }
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            // EIO: every slave fd is closed (the process exited).
+            Err(_) => self.master_open = false,
+        }
+    }
+
+    /// Copies what stdin holds to the master; what the master cannot take waits in `pending`.
+    fn copy_stdin_in(&mut self) {
+        match read_fd(self.stdin, &mut self.buf) {
+            Ok(0) => self.stdin_open = false,
+            Ok(n) => {
+                let mut data = &self.buf[..n];
+                while !data.is_empty() {
+                    match write_fd(self.master, data) {
+                        Ok(w) => data = &data[w..],
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.pending.extend_from_slice(data);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.stdin_open = false,
+        }
+    }
+
+    /// The process is gone: writes out what the pty still holds (its children may keep the
+    /// slave open; takes only what is there now).
+    fn drain_master(&mut self) {
+        if !self.master_open {
+            return;
+        }
         loop {
-            match read_fd(mfd, &mut buf) {
+            match read_fd(self.master, &mut self.buf) {
                 Ok(n) if n > 0 => {
-                    if !write_all(1, &buf[..n]) {
+                    if !write_all(self.stdout, &self.buf[..n]) {
                         break;
                     }
                 }
@@ -317,5 +373,106 @@ pub fn forward(pidfd: &OwnedFd, master: Option<&OwnedFd>, signals: &Signals) -> 
             }
         }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair fills two fds into the array.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0);
+        // SAFETY: two fresh fds that nobody else owns.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn read_all(fd: &OwnedFd) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = read_fd(fd.as_raw_fd(), &mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    #[test]
+    fn copies_both_ways_and_stops_at_eof() {
+        let (master, container) = pair();
+        let (stdin, user_in) = pair();
+        let (stdout, user_out) = pair();
+        let mut p = Proxy::new(
+            Some(master.as_raw_fd()),
+            stdin.as_raw_fd(),
+            stdout.as_raw_fd(),
+        );
+        write_all(user_in.as_raw_fd(), b"ls\n");
+        p.copy_stdin_in();
+        assert_eq!(read_all(&container), b"ls\n");
+        write_all(container.as_raw_fd(), b"bin etc\n");
+        p.copy_master_out();
+        assert_eq!(read_all(&user_out), b"bin etc\n");
+        drop(user_in);
+        p.copy_stdin_in();
+        assert!(!p.stdin_open);
+        assert_eq!(p.poll_set(-1, -1)[2].fd, -1, "a closed stdin is not polled");
+        drop(container);
+        p.copy_master_out();
+        assert!(!p.master_open);
+    }
+
+    #[test]
+    fn input_the_master_cannot_take_waits_and_pauses_stdin() {
+        let (master, container) = pair();
+        let (stdin, user_in) = pair();
+        let (stdout, _user_out) = pair();
+        let mut p = Proxy::new(
+            Some(master.as_raw_fd()),
+            stdin.as_raw_fd(),
+            stdout.as_raw_fd(),
+        );
+        // Fill the master's send buffer until it refuses more.
+        let chunk = [b'x'; 4096];
+        while write_fd(master.as_raw_fd(), &chunk).is_ok() {}
+        write_all(user_in.as_raw_fd(), b"typed");
+        p.copy_stdin_in();
+        assert_eq!(p.pending, b"typed");
+        let set = p.poll_set(-1, -1);
+        assert_eq!(set[2].fd, -1, "stdin waits while input is pending");
+        assert_ne!(set[3].events & libc::POLLOUT, 0);
+        let got = read_all(&container);
+        assert!(got.iter().all(|b| *b == b'x'));
+        p.flush_pending();
+        assert!(p.pending.is_empty());
+        assert!(read_all(&container).ends_with(b"typed"));
+    }
+
+    #[test]
+    fn what_the_master_holds_at_exit_is_written_out() {
+        let (master, container) = pair();
+        let (stdout, user_out) = pair();
+        let mut p = Proxy::new(Some(master.as_raw_fd()), -1, stdout.as_raw_fd());
+        write_all(container.as_raw_fd(), b"last words");
+        p.drain_master();
+        assert_eq!(read_all(&user_out), b"last words");
+        let idle = Proxy::new(None, 0, 1);
+        assert_eq!(
+            idle.poll_set(-1, -1)[3].fd,
+            -1,
+            "no master, nothing to copy"
+        );
+        assert_eq!(idle.poll_set(-1, -1)[2].fd, -1);
+    }
 }

@@ -20,7 +20,7 @@ fn rt_policy(p: &Process) -> Option<(&'static str, i32)> {
 
 /// Whether `process` can get its real-time policy in the cgroup `cg` made for it: `Err` names
 /// the case and what to change.
-pub fn check(process: &Process, cg: Option<&Manager>) -> Result<(), String> {
+pub fn check(process: &Process, cg: Option<&Manager>) -> crate::step::StepResult<()> {
     let (Some((policy, prio)), Some(m)) = (rt_policy(process), cg) else {
         return Ok(());
     };
@@ -34,7 +34,8 @@ pub fn check(process: &Process, cg: Option<&Manager>) -> Result<(), String> {
              is 0); set linux.resources.cpu.realtimeRuntime (and realtimePeriod): carve raises \
              each parent cgroup's budget to fit",
             dir.display()
-        )),
+        )
+        .into()),
         Some(_) => Ok(()),
         None => {
             // cgroup v2: only a problem with RT_GROUP_SCHED and the cpu controller on.
@@ -48,7 +49,8 @@ pub fn check(process: &Process, cg: Option<&Manager>) -> Result<(), String> {
                      controller is on) can be real-time; boot with rt_group_sched=0 (Linux \
                      6.16+) or use the cgroup v1 cpu controller",
                     dir.display()
-                )),
+                )
+                .into()),
                 _ => Ok(()),
             }
         }
@@ -79,5 +81,38 @@ pub fn explain(policy: u32, err: &std::io::Error) -> &'static str {
             " (SCHED_DEADLINE needs 1024 ns <= runtime <= deadline <= period)"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(policy: &str) -> Process {
+        serde_json::from_value(serde_json::json!({
+            "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "scheduler": {"policy": policy, "priority": 10}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_fifo_and_rr_are_checked_against_the_cgroup() {
+        assert_eq!(rt_policy(&process("SCHED_FIFO")), Some(("SCHED_FIFO", 10)));
+        assert_eq!(rt_policy(&process("SCHED_RR")), Some(("SCHED_RR", 10)));
+        assert_eq!(rt_policy(&process("SCHED_DEADLINE")), None);
+        assert_eq!(rt_policy(&process("SCHED_OTHER")), None);
+        // No cgroup made (yet): nothing to check against.
+        assert!(check(&process("SCHED_FIFO"), None).is_ok());
+    }
+
+    #[test]
+    fn scheduler_errors_are_explained_per_policy() {
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert!(explain(1, &eperm).contains("RLIMIT_RTPRIO"));
+        assert!(explain(6, &eperm).contains("root domain"));
+        let ebusy = std::io::Error::from_raw_os_error(libc::EBUSY);
+        assert!(explain(6, &ebusy).contains("admission control"));
+        assert_eq!(explain(0, &eperm), "");
     }
 }

@@ -8,15 +8,17 @@
 
 use crate::sys::{self, cstr, fd_path, openat2};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::step::StepError;
 /// Errors are plain strings naming the step and path: they travel to the runtime as messages.
-pub type R<T> = Result<T, String>;
+pub use crate::step::StepResult as R;
 
-fn e(step: &str, p: &Path, err: std::io::Error) -> String {
-    format!("{step} {}: {err}", p.display())
+fn e(step: &str, p: &Path, err: std::io::Error) -> StepError {
+    crate::step::at(step, p)(err)
 }
 
 const RESOLVE_IN_ROOT: u64 = 0x10;
@@ -186,10 +188,7 @@ pub fn open_in_root(root: &OwnedFd, path: &Path) -> std::io::Result<OwnedFd> {
 /// Creates `path` inside the root (directories on the way; the last one a directory or an empty
 /// file) without following symlinks out of the root, and returns an O_PATH fd of it.
 pub fn mkdir_all_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> {
-    let mut todo: Vec<std::ffi::OsString> = rel(path)
-        .components()
-        .map(|c| c.as_os_str().to_os_string())
-        .collect();
+    let mut todo: Vec<OsString> = components(&rel(path));
     todo.reverse();
     let mut cur = PathBuf::new();
     let mut links = 0;
@@ -203,51 +202,15 @@ pub fn mkdir_all_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> 
         }
         let name = cstr(Path::new(&c)).map_err(|er| e("name", &next, er))?;
         // A dangling symlink: follow it by hand, inside the root.
-        let mut buf = [0u8; 4096];
-        // SAFETY: valid dirfd, C string and buffer of the given size.
-        let n = unsafe {
-            libc::readlinkat(
-                parent.as_raw_fd(),
-                name.as_ptr(),
-                buf.as_mut_ptr() as *mut libc::c_char,
-                buf.len(),
-            )
-        };
-        if n > 0 {
+        if let Some(target) = read_link_at(&parent, &name) {
             links += 1;
             if links > 40 {
-                return Err(format!(
-                    "{}: too many levels of symbolic links",
-                    path.display()
-                ));
+                return Err(
+                    format!("{}: too many levels of symbolic links", path.display()).into(),
+                );
             }
-            let target = PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..n as usize]));
-            let base = if target.is_absolute() {
-                PathBuf::new()
-            } else {
-                cur.clone()
-            };
-            let mut comps: Vec<std::ffi::OsString> = Vec::new();
-            let mut stack: Vec<std::ffi::OsString> = base
-                .components()
-                .map(|c| c.as_os_str().to_os_string())
-                .collect();
-            for tc in target.components() {
-                match tc {
-                    Component::Normal(x) => stack.push(x.to_os_string()),
-                    Component::ParentDir => {
-                        stack.pop();
-                    }
-                    _ => {}
-                }
-            }
-            comps.extend(stack);
             // Restart from the root with the link's target followed by what remained.
-            let mut rest: Vec<std::ffi::OsString> = todo.drain(..).rev().collect();
-            let mut all = comps;
-            all.append(&mut rest);
-            all.reverse();
-            todo = all;
+            todo = follow_link(&cur, &target, todo);
             cur = PathBuf::new();
             continue;
         }
@@ -274,6 +237,51 @@ pub fn mkdir_all_in_root(root: &OwnedFd, path: &Path, file: bool) -> R<OwnedFd> 
         cur = next;
     }
     open_in_root(root, path).map_err(|er| e("open", path, er))
+}
+
+fn components(p: &Path) -> Vec<OsString> {
+    p.components()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect()
+}
+
+/// The target of the symlink `name` in `dir`, if it is one.
+fn read_link_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Option<PathBuf> {
+    let mut buf = [0u8; 4096];
+    // SAFETY: valid dirfd, C string and buffer of the given size.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    };
+    (n > 0).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..n as usize])))
+}
+
+/// The components still to walk (reversed, as a stack) after the symlink at `cur/…` whose
+/// target is `target`: the target resolved lexically against the root (absolute) or `cur`
+/// (relative), `..` never above the root, then what remained of `todo`.
+fn follow_link(cur: &Path, target: &Path, mut todo: Vec<OsString>) -> Vec<OsString> {
+    let mut stack: Vec<OsString> = if target.is_absolute() {
+        Vec::new()
+    } else {
+        components(cur)
+    };
+    for tc in target.components() {
+        match tc {
+            Component::Normal(x) => stack.push(x.to_os_string()),
+            Component::ParentDir => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut rest: Vec<OsString> = todo.drain(..).rev().collect();
+    stack.append(&mut rest);
+    stack.reverse();
+    stack
 }
 
 /// Mount flags the kernel locks on a mount made in a less privileged namespace (nosuid, nodev,
@@ -374,8 +382,11 @@ pub fn prepare(ctx: &Ctx) -> R<OwnedFd> {
     let mut dev_tmpfs = false;
     for (i, m) in ctx.spec.mounts().iter().flatten().enumerate() {
         let idmapped = ctx.idmap.iter().find(|(j, _)| *j == i).map(|(_, fd)| *fd);
-        mount_one(ctx, &root, m, idmapped)
-            .map_err(|msg| format!("mounts[{i}] ({}): {msg}", m.destination().display()))?;
+        mount_one(ctx, &root, m, idmapped).map_err(|source| StepError::Mount {
+            index: i,
+            dest: m.destination().display().to_string(),
+            source: Box::new(source),
+        })?;
         if rel(m.destination()) == Path::new("dev") && m.typ().as_deref() != Some("bind") {
             dev_tmpfs = true;
         }
@@ -390,10 +401,10 @@ pub fn prepare(ctx: &Ctx) -> R<OwnedFd> {
     Ok(root)
 }
 
+/// One entry of `mounts`: a cgroup tree, a bind (idmapped or not) or a filesystem.
 fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount, idmapped: Option<RawFd>) -> R<()> {
     let o = parse_opts(m.options().as_deref().unwrap_or(&[]));
     let ty = m.typ().clone().unwrap_or_default();
-    let dest = m.destination();
     if ty == "cgroup" || ty == "cgroup2" {
         return mount_cgroups(ctx, root, m, &o);
     }
@@ -405,92 +416,113 @@ fn mount_one(ctx: &Ctx, root: &OwnedFd, m: &Mount, idmapped: Option<RawFd>) -> R
             s
         }
     });
-    let is_file = bind
-        && src
-            .as_ref()
-            .and_then(|s| std::fs::metadata(s).ok())
-            .is_some_and(|md| !md.is_dir());
     if bind {
-        if let Some(s) = &src {
-            if !s.exists() {
-                return Err(format!("bind source {} does not exist", s.display()));
-            }
+        mount_bind(root, m.destination(), src.as_deref(), &o, idmapped)
+    } else {
+        mount_fs(root, m, &ty, &o)
+    }
+}
+
+/// A bind mount of `src` (or the detached idmapped tree) on `dest`, remounted with the flags
+/// asked for.
+fn mount_bind(
+    root: &OwnedFd,
+    dest: &Path,
+    src: Option<&Path>,
+    o: &Opts,
+    idmapped: Option<RawFd>,
+) -> R<()> {
+    let is_file = src
+        .and_then(|s| std::fs::metadata(s).ok())
+        .is_some_and(|md| !md.is_dir());
+    if let Some(s) = src {
+        if !s.exists() {
+            return Err(format!("bind source {} does not exist", s.display()).into());
         }
     }
     let target = mkdir_all_in_root(root, dest, is_file)?;
-    let tpath = fd_path(&target);
-    if bind {
-        let mut f = libc::MS_BIND;
-        if o.rbind {
-            f |= libc::MS_REC;
-        }
-        match idmapped {
-            Some(tree) => crate::idmap::attach(tree, &target)
-                .map_err(|er| e("move_mount (idmapped)", dest, er))?,
-            None => sys::mount(src.as_deref(), &tpath, None, f, None)
-                .map_err(|er| e("bind", src.as_deref().unwrap_or(Path::new("")), er))?,
-        }
-        let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
-        let tp = fd_path(&top);
-        let want = o.flags & !(libc::MS_REMOUNT);
-        if want
-            & (libc::MS_RDONLY
-                | libc::MS_NOSUID
-                | libc::MS_NODEV
-                | libc::MS_NOEXEC
-                | libc::MS_NOATIME
-                | libc::MS_NODIRATIME
-                | libc::MS_RELATIME
-                | libc::MS_STRICTATIME
-                | MS_NOSYMFOLLOW)
-            != 0
-        {
-            bind_remount(&tp, want).map_err(|er| e("remount", dest, er))?;
-        }
-        finish(&top, dest, &o)
-    } else {
-        let data = o.data.join(",");
-        let src_s = m.source().clone().unwrap_or_else(|| PathBuf::from(&ty));
-        let lower = (o.copyup && ty == "tmpfs")
-            .then(|| crate::copyup::open_lower(&target))
-            .flatten();
-        let r = sys::mount(Some(&src_s), &tpath, Some(&ty), o.flags, Some(&data));
-        match r {
-            Ok(()) => {}
-            Err(er) if ty == "sysfs" && er.raw_os_error() == Some(libc::EPERM) => {
-                // No own network namespace inside a user namespace: sysfs cannot be mounted; bind
-                // the host's instead (as runc does), read-only when asked.
-                sys::mount(
-                    Some(Path::new("/sys")),
-                    &tpath,
-                    None,
-                    libc::MS_BIND | libc::MS_REC,
-                    None,
-                )
-                .map_err(|er| e("bind /sys", dest, er))?;
-                let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
-                bind_remount(&fd_path(&top), o.flags).map_err(|er| e("remount", dest, er))?;
-            }
-            Err(er) if ty == "mqueue" && er.raw_os_error() == Some(libc::EPERM) => {
-                sys::mount(
-                    Some(Path::new("/dev/mqueue")),
-                    &tpath,
-                    None,
-                    libc::MS_BIND,
-                    None,
-                )
-                .map_err(|er| e("bind /dev/mqueue", dest, er))?;
-            }
-            Err(er) => return Err(e(&format!("mount {ty}"), dest, er)),
-        }
-        let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
-        if let Some(l) = &lower {
-            let own = ["mode=", "uid=", "gid="];
-            let root_attrs = !o.data.iter().any(|d| own.iter().any(|p| d.starts_with(p)));
-            crate::copyup::copy(l, &top, root_attrs)?;
-        }
-        finish(&top, dest, &o)
+    let mut f = libc::MS_BIND;
+    if o.rbind {
+        f |= libc::MS_REC;
     }
+    match idmapped {
+        Some(tree) => crate::idmap::attach(tree, &target)
+            .map_err(|er| e("move_mount (idmapped)", dest, er))?,
+        None => sys::mount(src, &fd_path(&target), None, f, None)
+            .map_err(|er| e("bind", src.unwrap_or(Path::new("")), er))?,
+    }
+    let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+    let want = o.flags & !(libc::MS_REMOUNT);
+    if want & BIND_REMOUNT_FLAGS != 0 {
+        bind_remount(&fd_path(&top), want).map_err(|er| e("remount", dest, er))?;
+    }
+    finish(&top, dest, o)
+}
+
+/// The flags a bind mount gets only through a remount.
+const BIND_REMOUNT_FLAGS: libc::c_ulong = libc::MS_RDONLY
+    | libc::MS_NOSUID
+    | libc::MS_NODEV
+    | libc::MS_NOEXEC
+    | libc::MS_NOATIME
+    | libc::MS_NODIRATIME
+    | libc::MS_RELATIME
+    | libc::MS_STRICTATIME
+    | MS_NOSYMFOLLOW;
+
+/// A filesystem of type `ty` on the mount's destination (a tmpfs with `tmpcopyup` gets what
+/// was below it).
+fn mount_fs(root: &OwnedFd, m: &Mount, ty: &str, o: &Opts) -> R<()> {
+    let dest = m.destination();
+    let target = mkdir_all_in_root(root, dest, false)?;
+    let tpath = fd_path(&target);
+    let data = o.data.join(",");
+    let src_s = m.source().clone().unwrap_or_else(|| PathBuf::from(ty));
+    let lower = (o.copyup && ty == "tmpfs")
+        .then(|| crate::copyup::open_lower(&target))
+        .flatten();
+    match sys::mount(Some(&src_s), &tpath, Some(ty), o.flags, Some(&data)) {
+        Ok(()) => {}
+        Err(er) if er.raw_os_error() == Some(libc::EPERM) && (ty == "sysfs" || ty == "mqueue") => {
+            bind_host_instead(root, dest, &tpath, ty, o)?
+        }
+        Err(er) => return Err(e(&format!("mount {ty}"), dest, er)),
+    }
+    let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+    if let Some(l) = &lower {
+        let own = ["mode=", "uid=", "gid="];
+        let root_attrs = !o.data.iter().any(|d| own.iter().any(|p| d.starts_with(p)));
+        crate::copyup::copy(l, &top, root_attrs)?;
+    }
+    finish(&top, dest, o)
+}
+
+/// sysfs or mqueue refused (EPERM): without its own network namespace inside a user namespace,
+/// sysfs cannot be mounted, so the host's is bound instead (as runc does), read-only when
+/// asked; likewise the host's /dev/mqueue.
+fn bind_host_instead(root: &OwnedFd, dest: &Path, tpath: &Path, ty: &str, o: &Opts) -> R<()> {
+    if ty == "sysfs" {
+        sys::mount(
+            Some(Path::new("/sys")),
+            tpath,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|er| e("bind /sys", dest, er))?;
+        let top = open_in_root(root, dest).map_err(|er| e("reopen", dest, er))?;
+        bind_remount(&fd_path(&top), o.flags).map_err(|er| e("remount", dest, er))?;
+    } else {
+        sys::mount(
+            Some(Path::new("/dev/mqueue")),
+            tpath,
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(|er| e("bind /dev/mqueue", dest, er))?;
+    }
+    Ok(())
 }
 
 /// Propagation and recursive attributes of a mount just made.
@@ -629,8 +661,8 @@ fn create_devices(ctx: &Ctx, root: &OwnedFd) -> R<()> {
 }
 
 fn symlinkat(target: &str, dir: &OwnedFd, name: &str) -> R<()> {
-    let t = cstr(Path::new(target)).map_err(|er| er.to_string())?;
-    let n = cstr(Path::new(name)).map_err(|er| er.to_string())?;
+    let t = cstr(Path::new(target))?;
+    let n = cstr(Path::new(name))?;
     // An O_PATH dirfd works for *at() calls.
     // SAFETY: valid C strings and dirfd.
     if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } < 0 {
@@ -649,7 +681,7 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
     let name = path
         .file_name()
         .ok_or_else(|| format!("bad device path {}", path.display()))?;
-    let cname = cstr(Path::new(name)).map_err(|er| er.to_string())?;
+    let cname = cstr(Path::new(name))?;
     if ctx.userns {
         // mknod is not allowed in a user namespace: bind the host's node onto an empty file.
         let t = mkdir_all_in_root(root, path, true)?;
@@ -662,10 +694,7 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
         LinuxDeviceType::B => libc::S_IFBLK,
         LinuxDeviceType::P => libc::S_IFIFO,
         LinuxDeviceType::A => {
-            return Err(format!(
-                "device {}: type 'a' cannot be created",
-                path.display()
-            ))
+            return Err(format!("device {}: type 'a' cannot be created", path.display()).into())
         }
     };
     let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
@@ -677,12 +706,13 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
         if er.raw_os_error() != Some(libc::EEXIST) {
             return Err(e("mknod", path, er));
         }
-        same_node(&pfd, &cname, kind, dev).map_err(|have| {
-            format!(
+        if let Some(have) = same_node(&pfd, &cname, kind, dev) {
+            return Err(format!(
                 "linux.devices: {} exists in the rootfs as {have}, not the device asked for",
                 path.display()
             )
-        })?;
+            .into());
+        }
     }
     let uid = d.uid().unwrap_or(0);
     let gid = d.gid().unwrap_or(0);
@@ -702,7 +732,7 @@ fn create_device(ctx: &Ctx, root: &OwnedFd, d: &LinuxDevice) -> R<()> {
 /// Enters the root without a mount namespace of our own (runc's `chroot()` path): nothing is
 /// mounted or moved in the runtime's namespace.
 pub fn chroot_into(rootfs: &Path) -> R<()> {
-    let c = cstr(rootfs).map_err(|er| er.to_string())?;
+    let c = cstr(rootfs)?;
     // SAFETY: valid C strings.
     unsafe {
         if libc::chdir(c.as_ptr()) < 0 {
@@ -722,7 +752,7 @@ pub fn chroot_into(rootfs: &Path) -> R<()> {
 /// rootfs on ramfs, where pivot_root is impossible).
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> R<()> {
     let chdir = |p: &Path| -> R<()> {
-        let c = cstr(p).map_err(|er| er.to_string())?;
+        let c = cstr(p)?;
         // SAFETY: valid C string.
         if unsafe { libc::chdir(c.as_ptr()) } < 0 {
             return Err(e("chdir", p, std::io::Error::last_os_error()));
@@ -877,7 +907,7 @@ fn same_node(
     name: &std::ffi::CStr,
     kind: libc::mode_t,
     dev: libc::dev_t,
-) -> Result<(), String> {
+) -> Option<String> {
     // SAFETY: zeroed stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid dirfd, C string and stat pointer.
@@ -890,13 +920,13 @@ fn same_node(
         )
     } < 0
     {
-        return Err(std::io::Error::last_os_error().to_string());
+        return Some(std::io::Error::last_os_error().to_string());
     }
     let fmt = st.st_mode & libc::S_IFMT;
     if fmt == kind && (kind == libc::S_IFIFO || st.st_rdev == dev) {
-        return Ok(());
+        return None;
     }
-    Err(match fmt {
+    Some(match fmt {
         libc::S_IFCHR | libc::S_IFBLK => format!(
             "device {}:{}",
             libc::major(st.st_rdev),
@@ -927,6 +957,79 @@ mod tests {
         assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
         assert_eq!(o.rec_set, sys::MOUNT_ATTR_RDONLY);
         assert_eq!(o.data, vec!["mode=755", "size=1k"]);
+    }
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn links_are_followed_lexically_inside_the_root() {
+        // todo is a stack: "d" is walked next, then "e".
+        let todo = os(&["e", "d"]);
+        assert_eq!(
+            follow_link(Path::new("a/b"), Path::new("../c"), todo.clone()),
+            os(&["e", "d", "c", "a"])
+        );
+        assert_eq!(
+            follow_link(Path::new("a/b"), Path::new("/x/y"), todo.clone()),
+            os(&["e", "d", "y", "x"])
+        );
+        // `..` never climbs above the root.
+        assert_eq!(
+            follow_link(Path::new("a"), Path::new("../../../etc"), Vec::new()),
+            os(&["etc"])
+        );
+    }
+
+    fn root_of(dir: &Path) -> OwnedFd {
+        sys::openat(libc::AT_FDCWD, dir, libc::O_PATH | libc::O_DIRECTORY, 0).expect("root")
+    }
+
+    #[test]
+    fn mkdir_all_in_root_keeps_dangling_links_inside_the_root() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let rootfs = top.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        let outside = top.path().join("outside");
+        // An absolute link and a relative one climbing out: both resolve inside the rootfs.
+        std::os::unix::fs::symlink(&outside, rootfs.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../outside2", rootfs.join("rel")).unwrap();
+        let root = root_of(&rootfs);
+        mkdir_all_in_root(&root, Path::new("/abs/sub"), false).expect("abs");
+        mkdir_all_in_root(&root, Path::new("/rel/f"), true).expect("rel");
+        assert!(!outside.exists() && !top.path().join("outside2").exists());
+        assert!(rootfs.join(rel(&outside)).join("sub").is_dir());
+        assert!(rootfs.join("outside2/f").is_file());
+    }
+
+    #[test]
+    fn mkdir_all_in_root_makes_files_and_refuses_link_loops() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let root = root_of(top.path());
+        mkdir_all_in_root(&root, Path::new("/a/b/file"), true).expect("file");
+        assert!(top.path().join("a/b/file").is_file());
+        mkdir_all_in_root(&root, Path::new("/a/b/file"), true).expect("again: nothing to do");
+        std::os::unix::fs::symlink("l2", top.path().join("l1")).unwrap();
+        std::os::unix::fs::symlink("l1", top.path().join("l2")).unwrap();
+        let e = mkdir_all_in_root(&root, Path::new("/l1/x"), false).expect_err("loop");
+        assert_eq!(e.to_string(), "/l1/x: too many levels of symbolic links");
+    }
+
+    #[test]
+    fn a_failed_mount_names_its_index_and_destination() {
+        let inner = crate::step::at("mount proc", Path::new("/proc"))(
+            std::io::Error::from_raw_os_error(libc::EPERM),
+        );
+        let e = StepError::Mount {
+            index: 2,
+            dest: "/proc".into(),
+            source: Box::new(inner),
+        };
+        assert_eq!(
+            e.to_string(),
+            "mounts[2] (/proc): mount proc /proc: Operation not permitted (os error 1)"
+        );
     }
 
     #[test]

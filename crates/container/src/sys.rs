@@ -455,3 +455,30 @@ pub fn unblock_all_signals() {
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_with_nul_are_refused() {
+        assert!(cstr(Path::new("/ok")).is_ok());
+        let bad = std::ffi::OsStr::from_bytes(b"/a\0b");
+        assert!(cstr(Path::new(bad)).is_err());
+    }
+
+    #[test]
+    fn a_pidfd_sees_the_exit_of_a_killed_process() {
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let fd = pidfd_open(child.id() as i32).expect("pidfd");
+        let (start, zombie) = proc_start_time(child.id() as i32).expect("start time");
+        assert!(start > 0 && !zombie);
+        assert!(!pidfd_wait_exit(&fd, 0).expect("poll"), "still running");
+        pidfd_send_signal(&fd, libc::SIGKILL).expect("kill");
+        assert!(pidfd_wait_exit(&fd, 5000).expect("poll"), "exited");
+        let _ = child.wait();
+    }
+}

@@ -168,7 +168,7 @@ struct Rule {
     conds: Vec<Cond>,
 }
 
-type Err = (String, String);
+type Err = crate::config::FieldError;
 
 /// The kernel's precedence of an action: lower is more restrictive (it compares the action bits
 /// as a signed number).
@@ -196,24 +196,61 @@ fn check_errno(path: String, v: u32) -> Result<u32, Err> {
         return Err((
             path,
             format!("{v} does not fit the 16-bit seccomp return data"),
-        ));
+        )
+            .into());
     }
     Ok(v)
 }
 
 /// Compiles a profile; errors carry a JSON sub-path below `linux.seccomp` and a message.
 pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
+    let default = default_ret(s)?;
+    let abis = abis_of(s);
+    let plan = rules_of(s, &abis)?;
+    if plan.has_notify && s.listener_path().is_none() {
+        return Err((".listenerPath", "SCMP_ACT_NOTIFY needs a listenerPath").into());
+    }
+    // runc's patchbpf: permissive defaults (a tracer handles ENOSYS itself) get no ENOSYS stub.
+    let enosys = !matches!(
+        s.default_action(),
+        Act::ScmpActAllow | Act::ScmpActLog | Act::ScmpActTrace
+    );
+    let prog = generate(&plan.rules, &plan.newest, default, enosys);
+    if prog.len() > MAX_INSNS {
+        return Err((
+            String::new(),
+            format!(
+                "the profile compiles to {} BPF instructions, more than the kernel's limit of {MAX_INSNS}",
+                prog.len()
+            ),
+        ).into());
+    }
+    Ok(Compiled {
+        programs: vec![(prog, plan.has_notify)],
+        flags: filter_flags(s),
+        listener_path: s.listener_path().clone(),
+        listener_metadata: s.listener_metadata().clone().unwrap_or_default(),
+    })
+}
+
+/// The default action's return value (`defaultErrnoRet` checked; NOTIFY refused).
+fn default_ret(s: &LinuxSeccomp) -> Result<u32, Err> {
     let default_errno = check_errno(
         ".defaultErrnoRet".into(),
         s.default_errno_ret().unwrap_or(libc::EPERM as u32),
     )?;
     if s.default_action() == Act::ScmpActNotify {
         return Err((
-            ".defaultAction".into(),
-            "SCMP_ACT_NOTIFY cannot be the default action".into(),
-        ));
+            ".defaultAction",
+            "SCMP_ACT_NOTIFY cannot be the default action",
+        )
+            .into());
     }
-    let default = ret_value(s.default_action(), default_errno);
+    Ok(ret_value(s.default_action(), default_errno))
+}
+
+/// The ABIs filtered: the native one first, then i386 and x32 when listed.
+fn abis_of(s: &LinuxSeccomp) -> Vec<Abi> {
     let mut abis = vec![Abi::X86_64];
     for a in s.architectures().iter().flatten() {
         let abi = match a {
@@ -226,6 +263,11 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
             abis.push(abi);
         }
     }
+    abis
+}
+
+/// `SECCOMP_FILTER_FLAG_*` bits of `flags`.
+fn filter_flags(s: &LinuxSeccomp) -> u64 {
     let mut flags = 0u64;
     for f in s.flags().iter().flatten() {
         flags |= match f {
@@ -235,56 +277,34 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
             Flag::SeccompFilterFlagWaitKillableRecv => 32,
         };
     }
-    let mut rules: Vec<(Abi, Vec<Rule>)> = abis.iter().map(|a| (*a, Vec::new())).collect();
-    // The largest number the profile names per ABI, whatever the rule's action (runc's
-    // findLastSyscalls).
-    let mut newest: Vec<Option<u32>> = vec![None; abis.len()];
-    let mut has_notify = false;
+    flags
+}
+
+/// The rules of a profile per ABI, before ordering.
+struct RulePlan {
+    rules: Vec<(Abi, Vec<Rule>)>,
+    /// The largest number the profile names per ABI, whatever the rule's action (runc's
+    /// findLastSyscalls).
+    newest: Vec<Option<u32>>,
+    /// Some rule is `SCMP_ACT_NOTIFY`.
+    has_notify: bool,
+}
+
+/// Every `syscalls[i]` entry as rules of each ABI that has its names.
+fn rules_of(s: &LinuxSeccomp, abis: &[Abi]) -> Result<RulePlan, Err> {
+    let mut plan = RulePlan {
+        rules: abis.iter().map(|a| (*a, Vec::new())).collect(),
+        newest: vec![None; abis.len()],
+        has_notify: false,
+    };
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
-        let errno = match (sc.action(), sc.errno_ret()) {
-            (Act::ScmpActErrno | Act::ScmpActTrace, e) => check_errno(
-                format!(".syscalls[{i}].errnoRet"),
-                e.unwrap_or(libc::EPERM as u32),
-            )?,
-            (_, None) => 0,
-            (a, Some(_)) => {
-                return Err((
-                    format!(".syscalls[{i}].errnoRet"),
-                    format!(
-                        "errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {a}"
-                    ),
-                ))
-            }
-        };
-        let action = ret_value(sc.action(), errno);
-        has_notify |= sc.action() == Act::ScmpActNotify;
-        let mut conds = Vec::new();
-        for (j, a) in sc.args().iter().flatten().enumerate() {
-            if a.index() > 5 {
-                return Err((
-                    format!(".syscalls[{i}].args[{j}].index"),
-                    "argument index must be 0..=5".into(),
-                ));
-            }
-            conds.push(Cond {
-                index: a.index() as u32,
-                op: a.op(),
-                value: a.value(),
-                value_two: a.value_two().unwrap_or(0),
-            });
-        }
-        // Several conditions on one argument are alternatives (OR), as in runc.
-        let mut idx: Vec<u32> = conds.iter().map(|c| c.index).collect();
-        idx.sort_unstable();
-        let cond_sets: Vec<Vec<Cond>> = if idx.windows(2).any(|w| w[0] == w[1]) {
-            conds.into_iter().map(|c| vec![c]).collect()
-        } else {
-            vec![conds]
-        };
+        let action = ret_value(sc.action(), rule_errno(i, sc)?);
+        plan.has_notify |= sc.action() == Act::ScmpActNotify;
+        let cond_sets = cond_sets(i, sc)?;
         for name in sc.names() {
-            for (k, (abi, list)) in rules.iter_mut().enumerate() {
+            for (k, (abi, list)) in plan.rules.iter_mut().enumerate() {
                 let Some(nr) = abi.number(name) else { continue };
-                newest[k] = newest[k].max(Some(nr));
+                plan.newest[k] = plan.newest[k].max(Some(nr));
                 for cs in &cond_sets {
                     list.push(Rule {
                         nr,
@@ -295,32 +315,51 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled, Err> {
             }
         }
     }
-    if has_notify && s.listener_path().is_none() {
-        return Err((
-            ".listenerPath".into(),
-            "SCMP_ACT_NOTIFY needs a listenerPath".into(),
-        ));
+    Ok(plan)
+}
+
+/// The return data of `syscalls[i]`: its errno for ERRNO and TRACE, else none (and refused).
+fn rule_errno(i: usize, sc: &oci_spec::runtime::LinuxSyscall) -> Result<u32, Err> {
+    match (sc.action(), sc.errno_ret()) {
+        (Act::ScmpActErrno | Act::ScmpActTrace, e) => check_errno(
+            format!(".syscalls[{i}].errnoRet"),
+            e.unwrap_or(libc::EPERM as u32),
+        ),
+        (_, None) => Ok(0),
+        (a, Some(_)) => Err((
+            format!(".syscalls[{i}].errnoRet"),
+            format!("errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {a}"),
+        )
+            .into()),
     }
-    // runc's patchbpf: permissive defaults (a tracer handles ENOSYS itself) get no ENOSYS stub.
-    let enosys = !matches!(
-        s.default_action(),
-        Act::ScmpActAllow | Act::ScmpActLog | Act::ScmpActTrace
-    );
-    let prog = generate(&rules, &newest, default, enosys);
-    if prog.len() > MAX_INSNS {
-        return Err((
-            String::new(),
-            format!(
-                "the profile compiles to {} BPF instructions, more than the kernel's limit of {MAX_INSNS}",
-                prog.len()
-            ),
-        ));
+}
+
+/// The condition sets of `syscalls[i]`, any of which makes the rule match: one set with every
+/// condition, or — several conditions on one argument being alternatives (OR), as in runc —
+/// one set per condition.
+fn cond_sets(i: usize, sc: &oci_spec::runtime::LinuxSyscall) -> Result<Vec<Vec<Cond>>, Err> {
+    let mut conds = Vec::new();
+    for (j, a) in sc.args().iter().flatten().enumerate() {
+        if a.index() > 5 {
+            return Err((
+                format!(".syscalls[{i}].args[{j}].index"),
+                "argument index must be 0..=5",
+            )
+                .into());
+        }
+        conds.push(Cond {
+            index: a.index() as u32,
+            op: a.op(),
+            value: a.value(),
+            value_two: a.value_two().unwrap_or(0),
+        });
     }
-    Ok(Compiled {
-        programs: vec![(prog, has_notify)],
-        flags,
-        listener_path: s.listener_path().clone(),
-        listener_metadata: s.listener_metadata().clone().unwrap_or_default(),
+    let mut idx: Vec<u32> = conds.iter().map(|c| c.index).collect();
+    idx.sort_unstable();
+    Ok(if idx.windows(2).any(|w| w[0] == w[1]) {
+        conds.into_iter().map(|c| vec![c]).collect()
+    } else {
+        vec![conds]
     })
 }
 

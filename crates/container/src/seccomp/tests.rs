@@ -444,8 +444,8 @@ fn long_programs_use_trampolines_and_too_long_ones_are_refused() {
     let e = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules})))
     .unwrap_err();
-    assert_eq!(e.0, "");
-    assert!(e.1.contains("4096"), "{}", e.1);
+    assert_eq!(e.path, "");
+    assert!(e.msg.contains("4096"), "{}", e.msg);
 }
 
 #[test]
@@ -486,18 +486,18 @@ fn errors_name_the_json_path() {
     let e = |j: Value| compile(&profile(j)).unwrap_err();
     let r = e(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}));
-    assert_eq!(r.0, ".syscalls[0].args[0].index");
+    assert_eq!(r.path, ".syscalls[0].args[0].index");
     let r = e(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
-    assert_eq!(r.0, ".defaultAction");
+    assert_eq!(r.path, ".defaultAction");
     let r = e(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}));
-    assert_eq!(r.0, ".listenerPath");
+    assert_eq!(r.path, ".listenerPath");
     let r = e(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"},
         {"names": ["mkdir"], "action": "SCMP_ACT_KILL", "errnoRet": 3}]}));
-    assert_eq!(r.0, ".syscalls[1].errnoRet");
+    assert_eq!(r.path, ".syscalls[1].errnoRet");
     let r = e(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}));
-    assert_eq!(r.0, ".defaultErrnoRet");
+    assert_eq!(r.path, ".defaultErrnoRet");
 }
 
 #[test]
@@ -540,4 +540,55 @@ fn assembler_trampolines_reach_far_targets() {
     assert_eq!(p.len(), 1 + 3 + 1000 + 1 + 600 + 1);
     assert_eq!(run(&p, X64, 1, NONE), 11);
     assert_eq!(run(&p, X64, 2, NONE), 22);
+}
+
+#[test]
+fn abis_are_native_first_and_once_each() {
+    let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]}));
+    assert_eq!(abis_of(&p), vec![Abi::X86_64, Abi::X32, Abi::I386]);
+}
+
+#[test]
+fn filter_flags_are_the_kernel_bits() {
+    let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}));
+    assert_eq!(filter_flags(&p), 2 | 4);
+}
+
+#[test]
+fn conditions_on_one_argument_are_alternatives() {
+    let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "args": [
+            {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+            {"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "args": [
+            {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+            {"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}]}]}));
+    let sc = p.syscalls().as_ref().unwrap();
+    let or = cond_sets(0, &sc[0]).unwrap();
+    assert_eq!(or.len(), 2);
+    assert!(or.iter().all(|s| s.len() == 1));
+    let and = cond_sets(1, &sc[1]).unwrap();
+    assert_eq!(and.len(), 1);
+    assert_eq!(and[0].len(), 2);
+}
+
+#[test]
+fn rule_plan_counts_each_abi_and_its_newest_syscall() {
+    let p = profile(json!({"defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86"], "syscalls": [
+        {"names": ["read", "openat2"], "action": "SCMP_ACT_ALLOW"}]}));
+    let plan = rules_of(&p, &abis_of(&p)).unwrap();
+    assert_eq!(plan.rules.len(), 2);
+    assert_eq!(plan.rules[0].1.len(), 2);
+    assert_eq!(plan.newest[0], Abi::X86_64.number("openat2"));
+    assert_eq!(plan.newest[1], Abi::I386.number("openat2"));
+    assert!(!plan.has_notify);
+    let bad = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_KILL", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}));
+    assert_eq!(
+        rules_of(&bad, &[Abi::X86_64]).err().unwrap().path,
+        ".syscalls[0].args[0].index"
+    );
 }
