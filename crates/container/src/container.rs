@@ -119,6 +119,13 @@ pub struct ExecOptions {
     /// runc's `exec --cgroup`: an existing sub-cgroup of the container's to run the process in,
     /// `PATH` (every hierarchy) or `CTRL[,CTRL]:PATH` (the hierarchies of those controllers).
     pub cgroups: Vec<String>,
+    /// Run the process on these CPUs (a CPU list) although the container's cpuset holds others:
+    /// on a v1 cpuset hierarchy it joins the parent of the container's cpuset cgroup (every
+    /// other hierarchy as usual, so its memory, pids and freezer are the container's) with this
+    /// affinity. carve-oci sends `exec` into a dedicated-core container to the host's
+    /// housekeeping CPUs this way. On cgroup2, where the cpuset cannot be left alone, it is
+    /// ignored with a warning.
+    pub outside_cpus: Option<String>,
 }
 
 /// A process started by [`Runtime::exec_spawn`].
@@ -1493,9 +1500,10 @@ impl Runtime {
         // With execCPUAffinity.initial the child does its setup on those CPUs outside the
         // container's cpuset and is migrated into the cgroups after (runc#3922: where real-time
         // threads own the container's CPUs, a runtime process inside the cpuset would starve).
+        let outside = outside_cpuset(cg.as_ref(), o)?;
         let here = cg
             .as_ref()
-            .filter(|_| initial_cpus(&process).is_none())
+            .filter(|_| initial_cpus(&process).is_none() && outside.is_none())
             .and_then(|m| {
                 Manager::new(&self.cgroup_root, &st.cgroups_path)
                     .ok()
@@ -1522,6 +1530,7 @@ impl Runtime {
                     &init_fd,
                     join_flags,
                     console.as_ref().map(|c| c.as_raw_fd()),
+                    outside.as_ref().map(|(_, c)| c.as_str()),
                 );
                 let _ = child.send(&Msg::Error(r), &[]);
                 init::exit(1)
@@ -1547,10 +1556,23 @@ impl Runtime {
                 )))
             })?;
         }
+        // Outside the cpuset from the first instruction: a real-time task may own the container's
+        // CPUs (runc#3922).
+        if let Some((_, cpus)) = &outside {
+            crate::process::set_affinity_of(pid, cpus)
+                .map_err(|e| fail(Error::Setup(format!("exec on CPUs {cpus}: {e}"))))?;
+        }
         let _ = parent.send(&Msg::Go, &[]);
         if let Some(m) = &cg {
             m.add_task_to(pid, !v1_joined, !v2_joined)
                 .map_err(|e| fail(e.into()))?;
+        }
+        if let Some((dir, cpus)) = &outside {
+            // Joining a v1 cpuset resets the affinity to its CPUs: set it again after.
+            carve_cgroups::fs::write(dir, "cgroup.procs", &pid.to_string())
+                .map_err(|e| fail(Error::Setup(format!("exec on CPUs {cpus}: {e}"))))?;
+            crate::process::set_affinity_of(pid, cpus)
+                .map_err(|e| fail(Error::Setup(format!("exec on CPUs {cpus}: {e}"))))?;
         }
         // exec --cgroup: from the container's cgroups on into the sub-cgroups (a migration, as
         // runc does; the process has not exec'd yet: it waits for `Joined`).
@@ -1604,6 +1626,34 @@ impl Runtime {
             console,
         })
     }
+}
+
+/// For [`ExecOptions::outside_cpus`]: the cpuset cgroup the process joins instead of the
+/// container's (its parent on a v1 cpuset hierarchy) and the CPUs; `None` when not asked for, when
+/// the container has no cgroup, or on cgroup2 (warned).
+fn outside_cpuset(
+    cg: Option<&Manager>,
+    o: &ExecOptions,
+) -> Result<Option<(PathBuf, String)>, Error> {
+    let (Some(cpus), Some(m)) = (&o.outside_cpus, cg) else {
+        return Ok(None);
+    };
+    let dir = m.path_on("cpuset");
+    if dir.is_some() && dir.as_deref() == m.v2_dir() {
+        tracing::warn!(
+            "exec on CPUs {cpus}: on cgroup2 the process stays in the container's cpuset"
+        );
+        return Ok(None);
+    }
+    let parent = dir
+        .and_then(|d| d.parent().map(Path::to_path_buf))
+        .ok_or_else(|| {
+            Error::Status(format!(
+                "exec on CPUs {cpus}: container {} has no v1 cpuset cgroup",
+                o.id
+            ))
+        })?;
+    Ok(Some((parent, cpus.clone())))
 }
 
 /// The directories of runc's `exec --cgroup` values below the container's cgroup `m`. Each value
@@ -1895,6 +1945,7 @@ fn exec_child(
     init_fd: &OwnedFd,
     join_flags: i32,
     console: Option<RawFd>,
+    outside_cpus: Option<&str>,
 ) -> String {
     let r = (|| -> Result<std::convert::Infallible, String> {
         chan.expect(&Msg::Go, "waiting for the runtime")?;
@@ -1915,15 +1966,17 @@ fn exec_child(
         let target = crate::process::exec_target(plan.process)?;
         init::enter_cwd(plan.process)?;
         chan.expect(&Msg::Joined, "waiting for the cgroups")?;
-        // execCPUAffinity.final, else the container's own CPUs (runtime-spec): since Linux 6.2 a
-        // cpuset move keeps an affinity set before it (`initial`, or the runtime's own when its
-        // caller pinned it), so it is reset explicitly, as runc 1.3 does.
+        // execCPUAffinity.final, else ExecOptions::outside_cpus, else the container's own CPUs
+        // (runtime-spec): since Linux 6.2 a cpuset move keeps an affinity set before it
+        // (`initial`, or the runtime's own when its caller pinned it), so it is reset
+        // explicitly, as runc 1.3 does.
         match plan
             .process
             .exec_cpu_affinity()
             .as_ref()
             .and_then(|a| a.cpu_affinity_final().clone())
             .filter(|s| !s.trim().is_empty())
+            .or(outside_cpus.map(str::to_string))
         {
             Some(a) => crate::process::set_affinity(&a)?,
             None => crate::process::reset_affinity()?,
