@@ -166,6 +166,9 @@ pub struct NoiseRun {
     pub report: serde_json::Value,
 }
 
+/// One pod of [`noise`]: label, annotations, the probe's policy.
+type Variant<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 /// What [`noise`] runs.
 #[derive(Debug, Clone)]
 pub struct NoiseOptions {
@@ -190,7 +193,7 @@ pub struct NoiseOptions {
 pub fn noise(node: &Node, o: &NoiseOptions) -> Result<Vec<NoiseRun>, NoiseError> {
     let mut c = Client::connect(&node.socket(), Duration::from_secs_f64(o.seconds + 60.0))?;
     let rt = o.sched != "other";
-    let mut variants: Vec<(&str, Vec<(&str, &str)>, &str)> = Vec::new();
+    let mut variants: Vec<Variant> = Vec::new();
     if rt {
         variants.push((
             "dedicated",
