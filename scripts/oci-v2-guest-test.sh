@@ -9,7 +9,8 @@
 #   (OOM kill counted in memory.events, forks beyond pids.max fail, io.max throttles reads,
 #   hugetlb.2MB.max refuses a second page, the device program returns EPERM), empty, relative
 #   and --systemd-cgroup "slice:prefix:name" cgroupsPaths, the cgroup namespace view, bad input
-#   leaving no cgroup or state, namespaces (each new, user with maps), mounts (ro root, tmpfs
+#   leaving no cgroup or state, a dedicated container (carve.dev/dedicated: its cgroup an
+#   isolated cpuset partition, host masks moved and restored), namespaces (each new, user with maps), mounts (ro root, tmpfs
 #   options, masked and readonly paths), process attributes (user, groups, cwd, env, rlimit,
 #   no_new_privs, capabilities); then the integration tests crates/carve-oci/tests/{lifecycle,
 #   isolation,process,security,seccomp,reliability_fault_points}.rs, static, one
@@ -81,6 +82,11 @@ mkb() { # NAME JQ-FILTER [jq args...]: bundle /b/NAME from the base config
   mkdir -p "$root/b/$n"
   jq "$@" "$f" <<<"$base" >"$root/b/$n/config.json"
 }
+# A dedicated container (carve-oci's dedicated-pod path, issue 13): CPU 1, below the root cgroup.
+mkb ded '.process.args = ["sleep", "1000"]
+  | .linux.cgroupsPath = "/carve-ded"
+  | .annotations = {"carve.dev/dedicated": "true"}
+  | .linux.resources.cpu = {"cpus": "1", "mems": "0"}'
 # The main container prints its own cgroup's limits, then waits to be paused, resumed and killed.
 mkb main '.process.args = ["sh", "-c", $sh]
   | .linux.cgroupsPath = "/carve-ociv2"
@@ -408,6 +414,20 @@ for b in bad1 bad2; do
 done
 check "bad1: the error names the file" grep -q "memory.nonexistent" /tmp/bad1.out
 check "bad2: the error names cpuset.cpus" grep -q "cpuset.cpus" /tmp/bad2.out
+
+# --- a dedicated container (issue 13): an isolated cpuset partition below the root cgroup ---
+wq0=$(cat /sys/devices/virtual/workqueue/cpumask)
+run ded ded; check "start ded (dedicated: CPU 1)" [ $? = 0 ]
+cat /tmp/ded.out
+dcg=/sys/fs/cgroup/carve-ded
+check "ded: cpuset.cpus.partition ($(val $dcg/cpuset.cpus.partition))" [ "$(val $dcg/cpuset.cpus.partition)" = isolated ]
+check "ded: workqueue mask moved ($(cat /sys/devices/virtual/workqueue/cpumask), was $wq0)" [ "$(cat /sys/devices/virtual/workqueue/cpumask)" != "$wq0" ]
+carve-oci exec ded grep Cpus_allowed_list /proc/self/status >/tmp/ded.exec 2>&1
+cat /tmp/ded.exec
+check "ded: exec on cgroup2 stays in the container's cpuset" grep -q "^Cpus_allowed_list:[[:space:]]*1$" /tmp/ded.exec
+carve-oci delete --force ded
+check "ded: workqueue mask restored ($(cat /sys/devices/virtual/workqueue/cpumask))" [ "$(cat /sys/devices/virtual/workqueue/cpumask)" = "$wq0" ]
+check "ded: no cgroup, no journal left ($(ls /run/carve/journal 2>/dev/null))" sh -c "[ ! -e $dcg ] && [ -z \"\$(ls /run/carve/journal 2>/dev/null)\" ]"
 
 # --- namespaces, mounts, process attributes ----------------------------------------------
 run probe probe; check "start probe" [ $? = 0 ]

@@ -13,6 +13,11 @@
 //! live, so it never undoes another pod's change; the last one undoes the shared journal, which
 //! restores every file byte for byte. After a crash, `carve restore` undoes the journals whose
 //! holders are gone.
+//!
+//! On a cgroup2 host whose kernel has `cpuset.cpus.partition` the container's cgroup becomes an
+//! isolated partition when its parent is a partition root (see [`partition_plan`]). `exec` into
+//! the container runs on the housekeeping CPUs unless the pod says
+//! `carve.dev/exec-cpus: dedicated` (see [`exec_cpus`]).
 
 use anyhow::{bail, Context, Result};
 use carve_core::CpuSet;
@@ -31,6 +36,9 @@ pub const DEDICATED: &str = "carve.dev/dedicated";
 pub const SCHED: &str = "carve.dev/sched";
 /// IRQ numbers routed onto the pod's CPUs ("N" or "N,M").
 pub const IRQ: &str = "carve.dev/irq";
+/// Where `exec` into the container runs: "housekeeping" (the default) or "dedicated".
+pub const EXEC_CPUS: &str = "carve.dev/exec-cpus";
+const KNOWN: [&str; 4] = [DEDICATED, SCHED, IRQ, EXEC_CPUS];
 const SHARED_OWNER: &str = "dedicated-pods";
 
 /// What a container asks for.
@@ -39,6 +47,7 @@ pub struct Request {
     cpus: CpuSet,
     sched: SchedPolicy,
     irqs: Vec<u32>,
+    exec_dedicated: bool,
 }
 
 /// A live dedicated pod's registration (RUN/dedicated/pod-ID.json; a superset of
@@ -50,6 +59,9 @@ struct PodState {
     cpus: CpuSet,
     irqs: Vec<u32>,
     rt: bool,
+    /// `carve.dev/exec-cpus: dedicated` (absent in registrations older than the annotation).
+    #[serde(default)]
+    exec_dedicated: bool,
 }
 
 fn pod_name(id: &str) -> String {
@@ -71,15 +83,15 @@ pub fn request(bundle: &Path) -> Result<Option<Request>> {
     let get = |k: &str| ann[k].as_str();
     if let Some(obj) = ann.as_object() {
         for k in obj.keys().filter(|k| k.starts_with("carve.dev/")) {
-            if ![DEDICATED, SCHED, IRQ].contains(&k.as_str()) {
-                bail!("annotation {k}: unknown (carve knows {DEDICATED}, {SCHED}, {IRQ})");
+            if !KNOWN.contains(&k.as_str()) {
+                bail!("annotation {k}: unknown (carve knows {})", KNOWN.join(", "));
             }
         }
     }
     match get(DEDICATED) {
         Some("true") => {}
         None | Some("false") => {
-            for k in [SCHED, IRQ] {
+            for k in [SCHED, IRQ, EXEC_CPUS] {
                 if get(k).is_some() {
                     bail!("annotation {k} needs {DEDICATED}: \"true\" on the pod");
                 }
@@ -104,6 +116,13 @@ pub fn request(bundle: &Path) -> Result<Option<Request>> {
             .with_context(|| format!("annotation {IRQ}: {s:?} is not a list of IRQ numbers"))?,
         None => Vec::new(),
     };
+    let exec_dedicated = match get(EXEC_CPUS) {
+        None | Some("housekeeping") => false,
+        Some("dedicated") => true,
+        Some(v) => bail!(
+            "annotation {EXEC_CPUS}: unknown value {v:?} (expected \"housekeeping\" or \"dedicated\")"
+        ),
+    };
     // The sandbox (pause) container carries the pod's annotations too: its values are checked
     // above (a bad pod is refused at RunPodSandbox), but it holds no CPU.
     if get("io.kubernetes.cri.container-type") == Some("sandbox") {
@@ -117,7 +136,12 @@ pub fn request(bundle: &Path) -> Result<Option<Request>> {
     }
     let cpus =
         CpuSet::parse_list(cpus).with_context(|| format!("linux.resources.cpu.cpus {cpus:?}"))?;
-    Ok(Some(Request { cpus, sched, irqs }))
+    Ok(Some(Request {
+        cpus,
+        sched,
+        irqs,
+        exec_dedicated,
+    }))
 }
 
 /// Holds RUN/dedicated/.pods.lock: pod setups and teardowns run one at a time.
@@ -199,10 +223,12 @@ pub fn setup(id: &str, req: &Request, init_pid: i32) -> Result<()> {
         cpus: req.cpus.clone(),
         irqs: req.irqs.clone(),
         rt: req.sched.is_rt(),
+        exec_dedicated: req.exec_dedicated,
     };
     let r = std::fs::write(&state_file, serde_json::to_string(&st)?)
         .with_context(|| format!("writing {}", state_file.display()))
         .and_then(|()| apply_shared(&paths, &online, &live_pods(&paths)))
+        .and_then(|()| isolate(&mut j, &paths, init_pid))
         .and_then(|()| {
             launch::set_sched(init_pid, &req.sched)
                 .with_context(|| format!("{SCHED}: setting {} on pid {init_pid}", req.sched))
@@ -299,4 +325,191 @@ fn apply_shared(paths: &HostPaths, online: &CpuSet, live: &[PodState]) -> Result
     }
     scratch.forget()?;
     r
+}
+
+/// The CPUs `exec` into container `id` runs on: the host's housekeeping CPUs (online minus every
+/// live dedicated partition's) when `id` is a live dedicated container whose pod did not ask for
+/// `carve.dev/exec-cpus: dedicated`; `None` (the container's own cpuset) otherwise.
+pub fn exec_cpus(id: &str) -> Result<Option<String>> {
+    let paths = HostPaths::default();
+    let f = paths.state_root().join(format!("{}.json", pod_name(id)));
+    let Ok(text) = std::fs::read(&f) else {
+        return Ok(None);
+    };
+    let st: PodState =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", f.display()))?;
+    if st.exec_dedicated || !st.holder.is_alive() {
+        return Ok(None);
+    }
+    let online = online_cpus(&paths.sys).context("reading the online CPUs")?;
+    let dedicated = other_runs(&paths)
+        .iter()
+        .fold(CpuSet::new(), |acc, r| acc.union(&r.cpus));
+    let hk = online.difference(&dedicated);
+    if hk.is_empty() {
+        bail!("exec into {id}: no housekeeping CPU is left (every online CPU is dedicated); set {EXEC_CPUS}: dedicated on the pod");
+    }
+    Ok(Some(hk.to_string()))
+}
+
+/// What `cpuset.cpus.partition=isolated` needs on this host, decided from the files alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionPlan {
+    /// Write "isolated" to this `cpuset.cpus.partition`: the container's cgroup sits on cgroup2
+    /// with the cpuset controller and its parent is a partition root (the root cgroup, or one
+    /// the admin made "root"/"isolated"), so the kernel accepts a local partition.
+    Isolate(PathBuf),
+    /// Not done, and why (a v1 cpuset, a kernel without partitions, a parent that is no
+    /// partition root: a remote partition needs `cpuset.cpus.exclusive` written down the whole
+    /// chain of shared ancestors, which carve does not do).
+    Skip(String),
+}
+
+/// Decides [`PartitionPlan`] for the cgroup2 directory `dir` of a container below the cgroup2
+/// mount `root` (`None` when the container has no cgroup2 directory with the cpuset controller).
+pub fn partition_plan(root: &Path, dir: Option<&Path>) -> PartitionPlan {
+    let Some(dir) = dir else {
+        return PartitionPlan::Skip(
+            "cpuset is not a cgroup2 controller here (a v1 or hybrid host): the v1 cpuset with the moved IRQs and workqueues is the partition".into(),
+        );
+    };
+    let file = dir.join("cpuset.cpus.partition");
+    if !file.exists() {
+        return PartitionPlan::Skip(format!(
+            "{} does not exist: the kernel has no cpuset partitions (5.11+, isolated 5.15+)",
+            file.display()
+        ));
+    }
+    let parent = match dir.parent() {
+        Some(p) if p.starts_with(root) => p,
+        _ => return PartitionPlan::Skip(format!("{} has no parent cgroup", dir.display())),
+    };
+    if parent == root {
+        return PartitionPlan::Isolate(file);
+    }
+    let kind = std::fs::read_to_string(parent.join("cpuset.cpus.partition")).unwrap_or_default();
+    match kind.split_whitespace().next() {
+        Some("root" | "isolated") if !kind.contains("invalid") => PartitionPlan::Isolate(file),
+        _ => PartitionPlan::Skip(format!(
+            "the parent {} is not a partition root ({:?}); carve makes local partitions only",
+            parent.display(),
+            kind.trim()
+        )),
+    }
+}
+
+/// The cgroup2 directory of `pid` when cgroup2 is mounted at `root` with the cpuset controller
+/// (a pure v2 host); `None` otherwise.
+fn v2_cpuset_dir(root: &Path, pid: i32) -> Option<PathBuf> {
+    let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).ok()?;
+    if !controllers.split_whitespace().any(|c| c == "cpuset") {
+        return None;
+    }
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = cg.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(root.join(rel.trim_start_matches('/')))
+}
+
+/// Makes the container of `init_pid` an isolated cpuset partition where [`partition_plan`] says
+/// the kernel accepts it (through the pod's journal; the file goes with the cgroup at delete).
+/// A partition the kernel marks invalid is put back and reported, not fatal: the rest of the
+/// dedication stands without it.
+fn isolate(j: &mut Journal, paths: &HostPaths, init_pid: i32) -> Result<()> {
+    let root = paths.sys.join("fs/cgroup");
+    let plan = partition_plan(&root, v2_cpuset_dir(&root, init_pid).as_deref());
+    let file = match plan {
+        PartitionPlan::Isolate(f) => f,
+        PartitionPlan::Skip(why) => {
+            tracing::info!("cpuset.cpus.partition not set: {why}");
+            return Ok(());
+        }
+    };
+    let old = std::fs::read_to_string(&file).unwrap_or_default();
+    if let Err(e) = j.write_file(&file, "isolated") {
+        tracing::warn!("cpuset.cpus.partition=isolated refused: {e}");
+        return Ok(());
+    }
+    let now = std::fs::read_to_string(&file).unwrap_or_default();
+    if now.contains("invalid") {
+        std::fs::write(&file, old.split_whitespace().next().unwrap_or("member"))
+            .with_context(|| format!("putting {} back", file.display()))?;
+        tracing::warn!(
+            "cpuset.cpus.partition=isolated is invalid here ({}); left a member",
+            now.trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cg(root: &Path, rel: &str, partition: Option<&str>) -> PathBuf {
+        let d = root.join(rel);
+        std::fs::create_dir_all(&d).unwrap();
+        if let Some(p) = partition {
+            std::fs::write(d.join("cpuset.cpus.partition"), format!("{p}\n")).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn partition_plan_isolates_below_a_partition_root_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        // Directly below the root cgroup (always a partition root).
+        let top = cg(root, "carve-ctr", Some("member"));
+        assert_eq!(
+            partition_plan(root, Some(&top)),
+            PartitionPlan::Isolate(top.join("cpuset.cpus.partition"))
+        );
+        // Below a parent the admin made a partition root.
+        cg(root, "kubepods", Some("root"));
+        let ok = cg(root, "kubepods/ctr", Some("member"));
+        assert_eq!(
+            partition_plan(root, Some(&ok)),
+            PartitionPlan::Isolate(ok.join("cpuset.cpus.partition"))
+        );
+        // Below a member parent, or an invalid partition root: no local partition.
+        cg(root, "system", Some("member"));
+        let member = cg(root, "system/ctr", Some("member"));
+        assert!(matches!(partition_plan(root, Some(&member)),
+            PartitionPlan::Skip(w) if w.contains("not a partition root")));
+        cg(
+            root,
+            "bad",
+            Some("root invalid (Cpu list in cpuset.cpus not exclusive)"),
+        );
+        let bad = cg(root, "bad/ctr", Some("member"));
+        assert!(matches!(
+            partition_plan(root, Some(&bad)),
+            PartitionPlan::Skip(_)
+        ));
+        // A kernel without partitions, and a host whose cpuset is v1.
+        let old = cg(root, "old", None);
+        assert!(matches!(partition_plan(root, Some(&old)),
+            PartitionPlan::Skip(w) if w.contains("no cpuset partitions")));
+        assert!(matches!(partition_plan(root, None),
+            PartitionPlan::Skip(w) if w.contains("v1")));
+    }
+
+    #[test]
+    fn exec_cpus_annotation_values_are_checked() {
+        let t = tempfile::tempdir().unwrap();
+        let write = |v: &str| {
+            let cfg = serde_json::json!({
+                "annotations": {DEDICATED: "true", EXEC_CPUS: v},
+                "linux": {"resources": {"cpu": {"cpus": "1"}}}
+            });
+            std::fs::write(t.path().join("config.json"), cfg.to_string()).unwrap();
+        };
+        write("dedicated");
+        assert!(request(t.path()).unwrap().unwrap().exec_dedicated);
+        write("housekeeping");
+        assert!(!request(t.path()).unwrap().unwrap().exec_dedicated);
+        write("fast");
+        let e = request(t.path()).unwrap_err().to_string();
+        assert!(e.contains(EXEC_CPUS) && e.contains("\"fast\""), "{e}");
+    }
 }

@@ -271,6 +271,8 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 Some(carve_container::pty::Signals::block().context("blocking signals")?)
             };
+            // A dedicated container's exec runs on housekeeping CPUs unless its pod says otherwise.
+            let outside_cpus = dedicated::exec_cpus(&id)?;
             let spawned = rt.exec_spawn(&ExecOptions {
                 id,
                 process,
@@ -288,6 +290,7 @@ fn run(cli: Cli) -> Result<i32> {
                 preserve_fds,
                 tty_proxy: !detach,
                 cgroups: cgroup,
+                outside_cpus,
             })?;
             if detach {
                 return Ok(0);

@@ -116,6 +116,24 @@ fn check_tuned(irq: u32) {
     }
 }
 
+/// (Cpus_allowed_list, the memory line of /proc/self/cgroup) of a process run by ExecSync in
+/// container `id`.
+fn exec_placement(w: &mut World, id: &str) -> (String, String) {
+    let status = w.sh(id, "cat /proc/self/status; cat /proc/self/cgroup");
+    let cpus = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_else(|| panic!("no Cpus_allowed_list in {status}"))
+        .trim()
+        .to_string();
+    let memcg = status
+        .lines()
+        .find(|l| l.contains(":memory:"))
+        .unwrap_or_default()
+        .to_string();
+    (cpus, memcg)
+}
+
 #[test]
 fn cri_dedicated_pod_host_tuning_applied_then_restored_and_refusals() {
     let Some(mut w) = world() else { return };
@@ -138,6 +156,22 @@ fn cri_dedicated_pod_host_tuning_applied_then_restored_and_refusals() {
         "carve.dev/sched not applied"
     );
     assert_eq!(cgroup_value(pid, "cpuset", "cpuset.cpus"), "1");
+    // ExecSync lands on the housekeeping CPU (outside the pod's cpuset), still in the
+    // container's memory cgroup.
+    let (cpus, memcg) = exec_placement(&mut w, &c);
+    assert_eq!(
+        cpus, "0",
+        "exec into a dedicated pod is not on the housekeeping CPU"
+    );
+    let init_memcg = read(&format!("/proc/{pid}/cgroup"))
+        .lines()
+        .find(|l| l.contains(":memory:"))
+        .map(str::to_string)
+        .unwrap();
+    assert_eq!(
+        memcg, init_memcg,
+        "the exec'd process left the container's memory cgroup"
+    );
 
     // Refusals, each a clear CRI error with nothing created.
     let busy = w.pod_spec("ded2", "carve", &[(DED, "true")]);
@@ -169,6 +203,13 @@ fn cri_dedicated_pod_host_tuning_applied_then_restored_and_refusals() {
     );
     let e = w.client.run_pod_sandbox(bad.request()).unwrap_err();
     assert!(e.to_string().contains("carve.dev/sched"), "{e}");
+    let bad = w.pod_spec(
+        "bad3",
+        "carve",
+        &[(DED, "true"), ("carve.dev/exec-cpus", "anywhere")],
+    );
+    let e = w.client.run_pod_sandbox(bad.request()).unwrap_err();
+    assert!(e.to_string().contains("carve.dev/exec-cpus"), "{e}");
     w.remove_pod(&busy_id, &busy);
     check_tuned(irq); // refused pods changed nothing
 
@@ -209,10 +250,20 @@ fn carve_restore() {
 fn cri_dedicated_pod_host_tuning_restored_after_shim_sigkill_and_carve_restore() {
     let Some(mut w) = world() else { return };
     let before = Snapshot::take();
-    let pod = w.pod_spec("crash", "carve", &[(DED, "true")]);
+    // This pod keeps exec on its dedicated CPU.
+    let pod = w.pod_spec(
+        "crash",
+        "carve",
+        &[(DED, "true"), ("carve.dev/exec-cpus", "dedicated")],
+    );
     let pod_id = w.run_pod(&pod);
     let c = w.create_start(&pod_id, &pod, &dedicated_container(&w, "fast", "1"));
     let pid = w.pid(&c);
+    assert_eq!(
+        exec_placement(&mut w, &c).0,
+        "1",
+        "exec-cpus: dedicated ignored"
+    );
     assert_eq!(
         u64::from_str_radix(
             &read("/sys/devices/virtual/workqueue/cpumask").replace(',', ""),

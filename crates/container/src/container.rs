@@ -125,6 +125,13 @@ pub struct ExecOptions {
     /// runc's `exec --cgroup`: an existing sub-cgroup of the container's to run the process in,
     /// `PATH` (every hierarchy) or `CTRL[,CTRL]:PATH` (the hierarchies of those controllers).
     pub cgroups: Vec<String>,
+    /// Run the process on these CPUs (a CPU list) although the container's cpuset holds others:
+    /// on a v1 cpuset hierarchy it joins the parent of the container's cpuset cgroup (every
+    /// other hierarchy as usual, so its memory, pids and freezer are the container's) with this
+    /// affinity. carve-oci sends `exec` into a dedicated-core container to the host's
+    /// housekeeping CPUs this way. On cgroup2, where the cpuset cannot be left alone, it is
+    /// ignored with a warning.
+    pub outside_cpus: Option<String>,
 }
 
 /// A process started by [`Runtime::exec_spawn`].

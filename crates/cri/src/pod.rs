@@ -88,6 +88,10 @@ pub struct ContainerSpec {
     pub cpuset_cpus: String,
     /// Container annotations.
     pub annotations: HashMap<String, String>,
+    /// Host paths bind-mounted read-only: (host path, container path).
+    pub ro_mounts: Vec<(String, String)>,
+    /// Capabilities added to the runtime's default set ("SYS_NICE").
+    pub add_capabilities: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -119,9 +123,25 @@ impl ContainerSpec {
                 command: self.command.clone(),
                 log_path: self.log_path.clone(),
                 annotations: self.annotations.clone(),
+                mounts: self
+                    .ro_mounts
+                    .iter()
+                    .map(|(h, c)| cri::Mount {
+                        host_path: h.clone(),
+                        container_path: c.clone(),
+                        readonly: true,
+                        ..Default::default()
+                    })
+                    .collect(),
                 linux: Some(cri::LinuxContainerConfig {
                     resources: Some(self.resources()),
                     security_context: Some(cri::LinuxContainerSecurityContext {
+                        capabilities: (!self.add_capabilities.is_empty()).then(|| {
+                            cri::Capability {
+                                add_capabilities: self.add_capabilities.clone(),
+                                ..Default::default()
+                            }
+                        }),
                         namespace_options: pod
                             .config()
                             .linux

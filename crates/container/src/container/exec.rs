@@ -14,6 +14,9 @@ pub(super) struct ExecTarget {
     pub(super) status: Status,
     /// `exec --cgroup` directories to move the process into.
     pub(super) sub_cgroups: Vec<PathBuf>,
+    /// [`ExecOptions::outside_cpus`]: the cpuset cgroup joined instead of the container's, and
+    /// the CPUs.
+    pub(super) outside: Option<(PathBuf, String)>,
     pub(super) spec: Spec,
     pub(super) process: Process,
     pub(super) seccomp: Option<Compiled>,
@@ -82,6 +85,7 @@ impl Runtime {
                 )))
             }
         };
+        let outside = outside_cpuset(cg.as_ref(), o)?;
         let spec = stored_spec(&dir)?;
         let process = exec_process(&spec, o)?;
         // A stored profile that no longer compiles must not let the process run unfiltered.
@@ -97,6 +101,7 @@ impl Runtime {
                 cg,
                 status,
                 sub_cgroups,
+                outside,
                 spec,
                 process,
                 seccomp,
@@ -130,7 +135,7 @@ impl Runtime {
         // threads own the container's CPUs, a runtime process inside the cpuset would starve).
         let here =
             t.cg.as_ref()
-                .filter(|_| initial_cpus(&t.process).is_none())
+                .filter(|_| initial_cpus(&t.process).is_none() && t.outside.is_none())
                 .and_then(|m| {
                     Manager::new(&self.cgroup_root, &t.st.cgroups_path)
                         .ok()
@@ -151,7 +156,8 @@ impl Runtime {
                 sys::unblock_all_signals();
                 // SAFETY: prctl with integer arguments.
                 unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-                let r = exec_child(plan, child, &t.init_fd, ns.join_flags, console);
+                let outside = t.outside.as_ref().map(|(_, c)| c.as_str());
+                let r = exec_child(plan, child, &t.init_fd, ns.join_flags, console, outside);
                 let _ = child.send(&Msg::Error(r), &[]);
                 init::exit(1)
             }
@@ -197,11 +203,24 @@ pub(super) fn place(
             )))
         })?;
     }
+    // Outside the cpuset from the first instruction: a real-time task may own the container's
+    // CPUs (runc#3922).
+    if let Some((_, cpus)) = &t.outside {
+        crate::process::set_affinity_of(pid, cpus)
+            .map_err(|e| fail(Error::Setup(format!("exec on CPUs {cpus}: {e}"))))?;
+    }
     // A failed send means it already reported an error.
     let _ = parent.send(&Msg::Go, &[]);
     if let Some(m) = &t.cg {
         m.add_task_to(pid, !v1_joined, !v2_joined)
             .map_err(|e| fail(e.into()))?;
+    }
+    if let Some((dir, cpus)) = &t.outside {
+        // Joining a v1 cpuset resets the affinity to its CPUs: set it again after.
+        carve_cgroups::fs::write(dir, "cgroup.procs", &pid.to_string())
+            .map_err(|e| fail(Error::Setup(format!("exec on CPUs {cpus}: {e}"))))?;
+        crate::process::set_affinity_of(pid, cpus)
+            .map_err(|e| fail(Error::Setup(format!("exec on CPUs {cpus}: {e}"))))?;
     }
     // exec --cgroup: from the container's cgroups on into the sub-cgroups (a migration, as
     // runc does; the process has not exec'd yet: it waits for `Joined`).
@@ -352,6 +371,34 @@ fn add_caps(p: &mut Process, names: &[String]) -> Result<(), Error> {
 }
 
 /// `process.execCPUAffinity.initial` when set and not empty.
+/// For [`ExecOptions::outside_cpus`]: the cpuset cgroup the process joins instead of the
+/// container's (its parent on a v1 cpuset hierarchy) and the CPUs; `None` when not asked for, when
+/// the container has no cgroup, or on cgroup2 (warned).
+fn outside_cpuset(
+    cg: Option<&Manager>,
+    o: &ExecOptions,
+) -> Result<Option<(PathBuf, String)>, Error> {
+    let (Some(cpus), Some(m)) = (&o.outside_cpus, cg) else {
+        return Ok(None);
+    };
+    let dir = m.path_on("cpuset");
+    if dir.is_some() && dir.as_deref() == m.v2_dir() {
+        tracing::warn!(
+            "exec on CPUs {cpus}: on cgroup2 the process stays in the container's cpuset"
+        );
+        return Ok(None);
+    }
+    let parent = dir
+        .and_then(|d| d.parent().map(Path::to_path_buf))
+        .ok_or_else(|| {
+            Error::Status(format!(
+                "exec on CPUs {cpus}: container {} has no v1 cpuset cgroup",
+                o.id
+            ))
+        })?;
+    Ok(Some((parent, cpus.clone())))
+}
+
 fn initial_cpus(p: &Process) -> Option<String> {
     p.exec_cpu_affinity()
         .as_ref()
@@ -365,6 +412,7 @@ fn exec_child(
     init_fd: &OwnedFd,
     join_flags: i32,
     console: Option<RawFd>,
+    outside_cpus: Option<&str>,
 ) -> String {
     let r = (|| -> crate::step::StepResult<std::convert::Infallible> {
         chan.expect(&Msg::Go, "waiting for the runtime")?;
@@ -385,15 +433,17 @@ fn exec_child(
         let target = crate::process::exec_target(plan.process)?;
         init::enter_cwd(plan.process)?;
         chan.expect(&Msg::Joined, "waiting for the cgroups")?;
-        // execCPUAffinity.final, else the container's own CPUs (runtime-spec): since Linux 6.2 a
-        // cpuset move keeps an affinity set before it (`initial`, or the runtime's own when its
-        // caller pinned it), so it is reset explicitly, as runc 1.3 does.
+        // execCPUAffinity.final, else ExecOptions::outside_cpus, else the container's own CPUs
+        // (runtime-spec): since Linux 6.2 a cpuset move keeps an affinity set before it
+        // (`initial`, or the runtime's own when its caller pinned it), so it is reset
+        // explicitly, as runc 1.3 does.
         match plan
             .process
             .exec_cpu_affinity()
             .as_ref()
             .and_then(|a| a.cpu_affinity_final().clone())
             .filter(|s| !s.trim().is_empty())
+            .or(outside_cpus.map(str::to_string))
         {
             Some(a) => crate::process::set_affinity(&a)?,
             None => crate::process::reset_affinity()?,
