@@ -7,7 +7,38 @@ use std::time::{Duration, Instant};
 
 /// Deletes a network link or namespace recorded as [`Change::Link`] or [`Change::Netns`]. The
 /// journal speaks no netlink itself; `carve_net::journal_undo` is the implementation.
-pub type LinkUndo = fn(&Change) -> Result<(), String>;
+pub type LinkUndo = fn(&Change) -> Result<(), ChangeError>;
+
+/// Why one change could not be undone.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The file, directory or mount call failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A link or namespace change, but no netlink undo was given to the journal.
+    #[error("no netlink undo was given to the journal")]
+    NoLinkUndo,
+    /// The process survived SIGKILL.
+    #[error("process {0} did not exit after SIGKILL")]
+    Unkillable(i32),
+    /// The recorded affinity is not a CPU list.
+    #[error(transparent)]
+    CpuList(#[from] carve_core::cpuset::CpuSetError),
+    /// The recorded affinity names a CPU `cpu_set_t` cannot hold.
+    #[error("affinity {list:?}: CPU {cpu} is beyond CPU_SETSIZE ({})", libc::CPU_SETSIZE)]
+    BeyondSetSize {
+        /// The recorded list.
+        list: String,
+        /// The first CPU beyond the set.
+        cpu: usize,
+    },
+    /// The change is not one the link undo handles.
+    #[error("{0}: not a network change")]
+    NotNetwork(Box<Change>),
+    /// The link undo failed (its own error, e.g. a netlink error).
+    #[error(transparent)]
+    Link(Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// One change to the host, as recorded before it was made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -90,17 +121,17 @@ impl std::fmt::Display for Change {
     }
 }
 
-fn ignore_missing(r: std::io::Result<()>) -> Result<(), String> {
+fn ignore_missing(r: std::io::Result<()>) -> Result<(), ChangeError> {
     match r {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        r => r.map_err(|e| e.to_string()),
+        r => Ok(r?),
     }
 }
 
 impl Change {
     /// Undoes this change. Changes that are already gone (a removed directory, a dead process)
     /// count as undone.
-    pub fn undo(&self, link_undo: Option<LinkUndo>) -> Result<(), String> {
+    pub fn undo(&self, link_undo: Option<LinkUndo>) -> Result<(), ChangeError> {
         match self {
             Change::File { path, old } => ignore_missing(std::fs::write(path, format!("{old}\n"))),
             Change::WriteBack { path, value } => ignore_missing(std::fs::write(path, value)),
@@ -111,14 +142,14 @@ impl Change {
             Change::Affinity { id, old } => restore_affinity(*id, old),
             Change::Link { .. } | Change::Netns { .. } => match link_undo {
                 Some(f) => f(self),
-                None => Err("no netlink undo was given to the journal".into()),
+                None => Err(ChangeError::NoLinkUndo),
             },
         }
     }
 }
 
 /// A cgroup directory stays busy for a moment after its last task is killed: retry briefly.
-fn remove_dir_patiently(path: &std::path::Path) -> Result<(), String> {
+fn remove_dir_patiently(path: &std::path::Path) -> Result<(), ChangeError> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match std::fs::remove_dir(path) {
@@ -127,14 +158,15 @@ fn remove_dir_patiently(path: &std::path::Path) -> Result<(), String> {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10))
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-fn unmount(target: &std::path::Path) -> Result<(), String> {
+fn unmount(target: &std::path::Path) -> Result<(), ChangeError> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let c = std::ffi::CString::new(target.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     // SAFETY: c is a valid NUL-terminated path; umount2 does not keep the pointer.
     let r = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     if r == 0 {
@@ -144,11 +176,11 @@ fn unmount(target: &std::path::Path) -> Result<(), String> {
     match e.raw_os_error() {
         // Not a mount point (any more) or already gone: nothing to undo.
         Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
-        _ => Err(e.to_string()),
+        _ => Err(e.into()),
     }
 }
 
-fn stop_process(id: ProcessId, grace: Duration) -> Result<(), String> {
+fn stop_process(id: ProcessId, grace: Duration) -> Result<(), ChangeError> {
     if !id.is_alive() {
         return Ok(());
     }
@@ -198,11 +230,11 @@ fn stop_process(id: ProcessId, grace: Duration) -> Result<(), String> {
     if done {
         Ok(())
     } else {
-        Err(format!("process {} did not exit after SIGKILL", id.pid))
+        Err(ChangeError::Unkillable(id.pid))
     }
 }
 
-fn restore_affinity(id: ProcessId, old: &str) -> Result<(), String> {
+fn restore_affinity(id: ProcessId, old: &str) -> Result<(), ChangeError> {
     if !id.is_alive() {
         return Ok(());
     }
@@ -218,25 +250,25 @@ fn restore_affinity(id: ProcessId, old: &str) -> Result<(), String> {
     if r == 0 || !id.is_alive() {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error().to_string())
+        Err(std::io::Error::last_os_error().into())
     }
 }
 
 /// The CPUs of an affinity list (core's list grammar), each below `CPU_SETSIZE` so `CPU_SET` stays
 /// inside its set.
-fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
-    let set = carve_core::CpuSet::parse_list(s).map_err(|e| e.to_string())?;
+fn parse_cpu_list(s: &str) -> Result<Vec<usize>, ChangeError> {
+    let set = carve_core::CpuSet::parse_list(s)?;
     let cpus: Vec<usize> = set.iter().collect();
     match cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
-        Some(c) => Err(format!(
-            "affinity {s:?}: CPU {c} is beyond CPU_SETSIZE ({})",
-            libc::CPU_SETSIZE
-        )),
+        Some(&cpu) => Err(ChangeError::BeyondSetSize {
+            list: s.to_string(),
+            cpu,
+        }),
         None => Ok(cpus),
     }
 }
 
 #[cfg(test)]
-pub(crate) fn tests_parse(s: &str) -> Result<Vec<usize>, String> {
+pub(crate) fn tests_parse(s: &str) -> Result<Vec<usize>, ChangeError> {
     parse_cpu_list(s)
 }

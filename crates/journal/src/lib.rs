@@ -23,7 +23,7 @@
 mod change;
 mod proc_identity;
 
-pub use change::{Change, LinkUndo};
+pub use change::{Change, ChangeError, LinkUndo};
 pub use proc_identity::{process_start_time, ProcessId};
 
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,7 @@ pub enum Error {
 #[error("{} change(s) could not be undone: {}", .failures.len(), .failures.iter().map(|(c, e)| format!("{c}: {e}")).collect::<Vec<_>>().join("; "))]
 pub struct UndoError {
     /// The change and why undoing it failed.
-    pub failures: Vec<(Change, String)>,
+    pub failures: Vec<(Change, ChangeError)>,
 }
 
 /// The first line of a journal file: who owns it.

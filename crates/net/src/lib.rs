@@ -43,8 +43,8 @@ pub use tap::{create_tap, Tap, TapError, TapOptions};
 ///
 /// A link that is already gone (ENODEV), or whose namespace is gone, counts as undone; so does a
 /// namespace that no longer exists.
-pub fn journal_undo(change: &carve_journal::Change) -> Result<(), String> {
-    use carve_journal::Change;
+pub fn journal_undo(change: &carve_journal::Change) -> Result<(), carve_journal::ChangeError> {
+    use carve_journal::{Change, ChangeError};
     match change {
         Change::Link { name, netns } => {
             let nl = match netns {
@@ -54,17 +54,17 @@ pub fn journal_undo(change: &carve_journal::Change) -> Result<(), String> {
                 },
                 None => Netlink::open(),
             };
-            let mut nl = nl.map_err(|e| e.to_string())?;
+            let mut nl = nl.map_err(|e| ChangeError::Link(e.into()))?;
             match nl.delete_link(name) {
                 Ok(()) => Ok(()),
                 Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(ChangeError::Link(e.into())),
             }
         }
         Change::Netns { name } => match delete_netns(name) {
             Ok(()) | Err(NetnsError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(ChangeError::Link(e.into())),
         },
-        other => Err(format!("{other}: not a network change")),
+        other => Err(ChangeError::NotNetwork(Box::new(other.clone()))),
     }
 }

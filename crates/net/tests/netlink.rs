@@ -306,17 +306,12 @@ fn journal_undo_removes_links_and_namespaces() {
     assert!(!nl.link_exists(&br).unwrap());
     assert!(!netns_exists(&ns));
     // Undoing again, with everything gone, is still fine.
-    assert_eq!(
-        journal_undo(&carve_journal::Change::Netns { name: ns.clone() }),
-        Ok(())
-    );
-    assert_eq!(
-        journal_undo(&carve_journal::Change::Link {
-            name: br,
-            netns: Some(ns)
-        }),
-        Ok(())
-    );
+    journal_undo(&carve_journal::Change::Netns { name: ns.clone() }).unwrap();
+    journal_undo(&carve_journal::Change::Link {
+        name: br,
+        netns: Some(ns),
+    })
+    .unwrap();
 }
 
 /// Kills and reaps a child on drop.

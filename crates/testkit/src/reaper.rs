@@ -315,7 +315,7 @@ fn run_bounded<S: AsRef<str>>(argv: &[S], limit: Duration) {
 
 /// The journal's link undo, with `ip` (testkit speaks no netlink): a missing link or namespace
 /// counts as removed.
-pub fn ip_link_undo(change: &carve_journal::Change) -> Result<(), String> {
+pub fn ip_link_undo(change: &carve_journal::Change) -> Result<(), carve_journal::ChangeError> {
     let argv: Vec<String> = match change {
         carve_journal::Change::Link { name, netns } => match netns {
             Some(ns) => ["ip", "-n", ns, "link", "del", name]
