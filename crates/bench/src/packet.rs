@@ -116,9 +116,11 @@ fn share_here(cpu: usize, seconds: f64, sched: SchedPolicy) -> Result<(f64, f64)
         threshold: Duration::from_micros(1),
         sched,
     };
-    let pin = |tid: i32, c: usize| {
-        carve_dedicated::sys::set_affinity(tid, &[c].into_iter().collect())
-            .map_err(|e| e.to_string())
+    let pin = |tid: i32, c: usize| -> Result<(), noise::JoinError> {
+        Ok(carve_dedicated::sys::set_affinity(
+            tid,
+            &[c].into_iter().collect(),
+        )?)
     };
     let raw = noise::probe(&cpus, &opts, &pin, &|| {})?;
     let s = noise::stats(&raw[0], &opts.sched);

@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             // The command already printed what went wrong.
             Some(commands::Exit(code)) => ExitCode::from(*code),
             None => {
-                eprintln!("carve: {e:#}");
+                eprintln!("carve: {}", commands::report(&e));
                 ExitCode::from(commands::EXIT_ERROR)
             }
         },

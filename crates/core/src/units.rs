@@ -1,17 +1,48 @@
 //! Sizes and durations as people write them in plans: "64MiB", "2M", "1GiB"; "100us", "1ms".
 
+/// A size or duration that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// No number in front.
+    #[error("{0:?} is not a size: expected a number and a unit such as \"64MiB\"")]
+    NotSize(String),
+    /// No number in front.
+    #[error("{0:?} is not a duration: expected a number and a unit such as \"500us\"")]
+    NotDuration(String),
+    /// Beyond 64 bits.
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+    /// A size unit that is not one of ours.
+    #[error("{text:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB or TiB)")]
+    SizeUnit {
+        /// The text.
+        text: String,
+        /// Its unit.
+        unit: String,
+    },
+    /// A duration without a unit.
+    #[error("{0:?}: a duration needs a unit (ns, us, ms, s)")]
+    NoDurationUnit(String),
+    /// A duration unit that is not one of ours.
+    #[error("{text:?}: unknown unit {unit:?} (use ns, us, ms or s)")]
+    DurationUnit {
+        /// The text.
+        text: String,
+        /// Its unit.
+        unit: String,
+    },
+}
+
 /// Parses a byte size: a whole number with an optional binary unit (K/Ki/KiB, M/Mi/MiB, G, T;
 /// also "KB"/"MB" meaning the same binary units, as the kernel does; "B" or none for bytes).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, UnitError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!(
-            "{text:?} is not a size: expected a number and a unit such as \"64MiB\""
-        ));
+        return Err(UnitError::NotSize(text.into()));
     }
-    let n: u64 = num.parse().map_err(|_| format!("{text:?} is too large"))?;
+    let n: u64 = num.parse().map_err(|_| UnitError::TooLarge(text.into()))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "ki" | "kib" | "kb" => 1 << 10,
@@ -19,13 +50,14 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "g" | "gi" | "gib" | "gb" => 1 << 30,
         "t" | "ti" | "tib" | "tb" => 1 << 40,
         _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB or TiB)"
-            ))
+            return Err(UnitError::SizeUnit {
+                text: text.into(),
+                unit: unit.into(),
+            })
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| UnitError::TooLarge(text.into()))
 }
 
 /// Formats bytes with the largest binary unit that keeps it readable: "64 MiB", "23.5 GiB".
@@ -56,30 +88,29 @@ pub fn format_bytes_exact(n: u64) -> String {
 }
 
 /// Parses a duration into nanoseconds: a whole number with ns, us (or µs), ms or s.
-pub fn parse_duration_ns(text: &str) -> Result<u64, String> {
+pub fn parse_duration_ns(text: &str) -> Result<u64, UnitError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!(
-            "{text:?} is not a duration: expected a number and a unit such as \"500us\""
-        ));
+        return Err(UnitError::NotDuration(text.into()));
     }
-    let n: u64 = num.parse().map_err(|_| format!("{text:?} is too large"))?;
+    let n: u64 = num.parse().map_err(|_| UnitError::TooLarge(text.into()))?;
     let mult: u64 = match unit.trim() {
         "ns" => 1,
         "us" | "µs" => 1_000,
         "ms" => 1_000_000,
         "s" => 1_000_000_000,
-        "" => return Err(format!("{text:?}: a duration needs a unit (ns, us, ms, s)")),
+        "" => return Err(UnitError::NoDurationUnit(text.into())),
         u => {
-            return Err(format!(
-                "{text:?}: unknown unit {u:?} (use ns, us, ms or s)"
-            ))
+            return Err(UnitError::DurationUnit {
+                text: text.into(),
+                unit: u.into(),
+            })
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| UnitError::TooLarge(text.into()))
 }
 
 #[cfg(test)]

@@ -44,8 +44,34 @@ pub enum LaunchError {
         /// The child.
         pid: i32,
         /// What failed.
-        why: String,
+        #[source]
+        why: MlockError,
     },
+}
+
+/// Why the launched program's memory could not be locked (ptrace'd `mlockall` after exec).
+#[derive(Debug, thiserror::Error)]
+pub enum MlockError {
+    /// A ptrace or wait call failed.
+    #[error("{call}: {source}")]
+    Call {
+        /// The call.
+        call: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The child was not stopped at its exec.
+    #[error("child did not stop after exec (status {0:#x})")]
+    NoExecStop(i32),
+    /// The child did not stop after the single step.
+    #[error("child did not stop after the step (status {0:#x})")]
+    NoStepStop(i32),
+    /// `mlockall` ran in the program and failed.
+    #[error("mlockall in the program failed: {0}")]
+    Mlockall(#[source] std::io::Error),
+    /// Not implemented on this architecture.
+    #[error("memory locking of a launched program is implemented for x86_64 only")]
+    Unsupported,
 }
 
 /// How to start the dedicated process.
@@ -268,8 +294,11 @@ pub fn launch_with_output(
 }
 
 #[cfg(target_arch = "x86_64")]
-fn lock_after_exec(pid: i32) -> Result<(), String> {
-    let os = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+fn lock_after_exec(pid: i32) -> Result<(), MlockError> {
+    let os = |call: &'static str| MlockError::Call {
+        call,
+        source: std::io::Error::last_os_error(),
+    };
     let mut status = 0;
     // SAFETY: waits for our own child; status is a valid out pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
@@ -277,9 +306,7 @@ fn lock_after_exec(pid: i32) -> Result<(), String> {
         return Err(os("waitpid"));
     }
     if !libc::WIFSTOPPED(status) || libc::WSTOPSIG(status) != libc::SIGTRAP {
-        return Err(format!(
-            "child did not stop after exec (status {status:#x})"
-        ));
+        return Err(MlockError::NoExecStop(status));
     }
     // SAFETY: (this block and the ptrace calls in it) the child is our tracee, stopped; regs is a
     // valid user_regs_struct; addresses come from the tracee's own registers.
@@ -317,9 +344,7 @@ fn lock_after_exec(pid: i32) -> Result<(), String> {
             return Err(os("PTRACE_SINGLESTEP"));
         }
         if libc::waitpid(pid, &mut status, libc::__WALL) != pid || !libc::WIFSTOPPED(status) {
-            return Err(format!(
-                "child did not stop after the step (status {status:#x})"
-            ));
+            return Err(MlockError::NoStepStop(status));
         }
         let mut after: libc::user_regs_struct = std::mem::zeroed();
         if libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut after) < 0 {
@@ -331,18 +356,17 @@ fn lock_after_exec(pid: i32) -> Result<(), String> {
         }
         let ret = after.rax as i64;
         if ret != 0 {
-            return Err(format!(
-                "mlockall in the program failed: {}",
-                std::io::Error::from_raw_os_error(-ret as i32)
-            ));
+            return Err(MlockError::Mlockall(std::io::Error::from_raw_os_error(
+                -ret as i32,
+            )));
         }
     }
     Ok(())
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn lock_after_exec(_pid: i32) -> Result<(), String> {
-    Err("memory locking of a launched program is implemented for x86_64 only".into())
+fn lock_after_exec(_pid: i32) -> Result<(), MlockError> {
+    Err(MlockError::Unsupported)
 }
 
 /// One field of /proc/PID/status ("VmLck", "Cpus_allowed_list", "THP_enabled").

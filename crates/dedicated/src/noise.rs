@@ -21,9 +21,21 @@ use std::time::{Duration, Instant};
 
 use crate::spec::SchedPolicy;
 
+/// Why a probe thread could not be placed: the caller's own error (a partition's, an affinity
+/// call's), kept whole so its source chain survives.
+pub type JoinError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a measurement failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NoiseError {
+    /// The caller's `join` could not place the probe thread.
+    #[error("probe on CPU {cpu}: {source}")]
+    Join {
+        /// The core.
+        cpu: usize,
+        /// Why.
+        source: JoinError,
+    },
     /// The probe thread could not be placed or scheduled as asked.
     #[error("probe on CPU {cpu}: {why}")]
     Probe {
@@ -179,7 +191,7 @@ fn spin(
 pub fn probe(
     cpus: &CpuSet,
     opts: &ProbeOptions,
-    join: &(dyn Fn(i32, usize) -> Result<(), String> + Sync),
+    join: &(dyn Fn(i32, usize) -> Result<(), JoinError> + Sync),
     ready: &dyn Fn(),
 ) -> Result<Vec<RawProbe>, NoiseError> {
     let est_hz = calibrate_tsc(Duration::from_millis(50));
@@ -203,7 +215,7 @@ pub fn probe(
                     // Touch every slot now: a page fault while spinning would be our own noise.
                     let mut gaps = vec![(1u64, 1u64); cap];
                     let placed = join(tid, cpu)
-                        .map_err(|why| NoiseError::Probe { cpu, why })
+                        .map_err(|source| NoiseError::Join { cpu, source })
                         .and_then(|()| {
                             crate::launch::set_sched(0, &sched).map_err(|e| NoiseError::Probe {
                                 cpu,
@@ -826,10 +838,7 @@ mod tests {
         let raw = probe(
             &cpus,
             &opts,
-            &|tid, cpu| {
-                crate::sys::set_affinity(tid, &[cpu].into_iter().collect())
-                    .map_err(|e| e.to_string())
-            },
+            &|tid, cpu| Ok(crate::sys::set_affinity(tid, &[cpu].into_iter().collect())?),
             &|| {},
         )
         .unwrap();

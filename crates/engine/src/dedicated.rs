@@ -4,7 +4,7 @@
 
 use crate::spec::KindSpec;
 use crate::state::PartitionState;
-use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierResult};
+use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierError, TierResult};
 use carve_dedicated::{ActivePartition, DedicatedSpec, HugePagesSpec, Partition};
 use carve_journal::{Journal, ProcessId};
 use std::collections::HashMap;
@@ -24,10 +24,11 @@ impl std::fmt::Debug for DedicatedTier {
     }
 }
 
-fn online_cpus() -> TierResult<carve_core::CpuSet> {
-    let t = std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .map_err(|e| format!("/sys/devices/system/cpu/online: {e}"))?;
-    carve_core::CpuSet::parse_list(t.trim()).map_err(|e| e.to_string())
+/// The host's online CPUs.
+pub(crate) fn online_cpus() -> TierResult<carve_core::CpuSet> {
+    const ONLINE: &str = "/sys/devices/system/cpu/online";
+    let t = std::fs::read_to_string(ONLINE).map_err(TierError::io(ONLINE))?;
+    Ok(carve_core::CpuSet::parse_list(t.trim())?)
 }
 
 impl DedicatedTier {
@@ -38,8 +39,8 @@ impl DedicatedTier {
         let live = self.live.lock().expect("dedicated tier lock");
         let (active, _) = live
             .get(name)
-            .ok_or_else(|| format!("dedicated partition {name} is not running here"))?;
-        active.join_thread(tid, cpu).map_err(|e| e.to_string())
+            .ok_or_else(|| TierError::NotRunningHere(name.to_string()))?;
+        Ok(active.join_thread(tid, cpu)?)
     }
 }
 
@@ -50,13 +51,16 @@ impl Tier for DedicatedTier {
 
     fn start(&self, ctx: &TierCtx<'_>, _journal: &mut Journal) -> TierResult<Launched> {
         let KindSpec::Dedicated(d) = &ctx.part.kind else {
-            return Err("not a dedicated partition".into());
+            return Err(TierError::WrongKind("dedicated"));
         };
         let name = &ctx.part.name;
         let online = online_cpus()?;
         let mut spec = DedicatedSpec::new(name, ctx.part.cpus.clone(), &online);
         if let Some(s) = &d.sched {
-            spec.sched = s.parse().map_err(|e| format!("sched {s:?}: {e}"))?;
+            spec.sched = s.parse().map_err(|source| TierError::Sched {
+                text: s.clone(),
+                source,
+            })?;
         }
         if let Some((size, count)) = d.hugepages {
             spec.hugepages = vec![HugePagesSpec {
@@ -68,17 +72,15 @@ impl Tier for DedicatedTier {
         spec.irqs = d.irqs.clone();
         spec.env = d.env.clone();
         spec.command = d.command.clone();
-        let mut active = Partition::new(spec).setup().map_err(|e| e.to_string())?;
+        let mut active = Partition::new(spec).setup()?;
         let log = ctx.dir.partition_dir(name).join("log");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
+            .map_err(TierError::io(&log))?;
         // On failure `active` is dropped here, which tears the partition down.
-        let child = active
-            .launch_logged(Some(&file))
-            .map_err(|e| e.to_string())?;
+        let child = active.launch_logged(Some(&file))?;
         let pid = child.id() as i32;
         let cgroup = active.cpuset().map(|c| {
             format!(
@@ -138,7 +140,7 @@ impl Tier for DedicatedTier {
                     }
                 }
                 let _ = child.wait();
-                active.teardown().map(|_| ()).map_err(|e| e.to_string())
+                Ok(active.teardown().map(|_| ())?)
             }
             // Not ours (the holder crashed): undo the tier's orphaned journal.
             None => restore_journal(&Partition::journal_owner(&part.name)),
@@ -149,10 +151,8 @@ impl Tier for DedicatedTier {
 /// Undoes the journal `owner` under the default root if its holder is gone.
 pub(crate) fn restore_journal(owner: &str) -> TierResult<()> {
     let path = carve_journal::journal_path(carve_journal::DEFAULT_ROOT.as_ref(), owner);
-    let Some(j) = Journal::load_if_present(&path).map_err(|e| e.to_string())? else {
+    let Some(j) = Journal::load_if_present(&path)? else {
         return Ok(()); // never made, or another undoer finished it
     };
-    j.with_link_undo(carve_net::journal_undo)
-        .undo()
-        .map_err(|e| e.to_string())
+    Ok(j.with_link_undo(carve_net::journal_undo).undo()?)
 }

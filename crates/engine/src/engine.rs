@@ -10,7 +10,7 @@ use crate::state::{
     check_collisions, check_plan_name, Desired, Lock, PartState, PartitionState, PlanDir,
     PlanState, StateError,
 };
-use crate::tier::{PlanRef, Tier, TierCtx};
+use crate::tier::{PlanRef, Tier, TierCtx, TierError, TierResult};
 use crate::vm::VmTier;
 use carve_journal::{Change, Journal};
 use std::collections::HashMap;
@@ -82,7 +82,8 @@ pub enum UpError {
         /// The step ("container web", "network carve0").
         step: String,
         /// Why it failed.
-        reason: String,
+        #[source]
+        reason: Box<TierError>,
         /// What the rollback could not undo (empty when the host is back as it was).
         rollback: Vec<String>,
     },
@@ -144,10 +145,10 @@ impl Engine {
         }
     }
 
-    fn fault(&self, point: &str) -> Result<(), String> {
+    fn fault(&self, point: &str) -> TierResult<()> {
         crash_point(point);
         if self.faults.iter().any(|f| f == point) {
-            Err(format!("fault injected at {point} ({FAULT_ENV})"))
+            Err(TierError::Fault(point.to_string()))
         } else {
             Ok(())
         }
@@ -180,10 +181,7 @@ impl Engine {
             if self.tier(&p.kind).is_none() {
                 return Err(UpError::Step {
                     step: format!("{} {}", p.kind.name(), p.name),
-                    reason: format!(
-                        "the {} tier is not wired into the engine yet",
-                        p.kind.name()
-                    ),
+                    reason: Box::new(TierError::NoTier(p.kind.name())),
                     rollback: vec![],
                 });
             }
@@ -207,11 +205,11 @@ impl Engine {
                 let rollback = undo_all(journal);
                 progress(Event::Failed {
                     what: step.clone(),
-                    error: reason.clone(),
+                    error: reason.to_string(),
                 });
                 return Err(UpError::Step {
                     step,
-                    reason,
+                    reason: Box::new(reason),
                     rollback,
                 });
             }
@@ -225,7 +223,7 @@ impl Engine {
         if let Err((step, reason)) = self.realize(&mut run, progress) {
             progress(Event::Failed {
                 what: step.clone(),
-                error: reason.clone(),
+                error: reason.to_string(),
             });
             progress(Event::Info {
                 text: "rolling back".into(),
@@ -233,7 +231,7 @@ impl Engine {
             let rollback = run.teardown(self, Duration::from_secs(2));
             return Err(UpError::Step {
                 step,
-                reason,
+                reason: Box::new(reason),
                 rollback,
             });
         }
@@ -242,28 +240,25 @@ impl Engine {
 
     /// Journal, state folder (a tmpfs, so undo removes every file in it at once), lock, plan copy.
     #[allow(clippy::type_complexity, clippy::result_large_err)]
-    fn open_state(&self, plan: &PlanSpec) -> Result<Running, (String, String, Option<Journal>)> {
+    fn open_state(&self, plan: &PlanSpec) -> Result<Running, (String, TierError, Option<Journal>)> {
         let owner = Self::journal_owner(&plan.name);
         let journal = Journal::create(&self.journal_root, &owner)
-            .map_err(|e| ("journal".to_string(), e.to_string(), None))?
+            .map_err(|e| ("journal".to_string(), e.into(), None))?
             .with_link_undo(carve_net::journal_undo);
         if let Err(e) = self.fault("journal") {
             return Err(("journal".to_string(), e, Some(journal)));
         }
         let mut journal = Some(journal);
-        let r = (|| -> Result<Running, String> {
+        let r = (|| -> TierResult<Running> {
             let j = journal.as_mut().expect("journal");
             let dir = PlanDir::new(&self.root, &plan.name);
-            j.create_dir(&dir.dir).map_err(|e| e.to_string())?;
+            j.create_dir(&dir.dir)?;
             j.record(Change::Mount {
                 target: dir.dir.clone(),
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
             mount_tmpfs(&dir.dir)?;
-            let lock = Lock::take(&dir.lock_file(), false)
-                .map_err(|e| e.to_string())?
-                .ok_or("plan lock is held")?;
-            dir.write_plan(plan).map_err(|e| e.to_string())?;
+            let lock = Lock::take(&dir.lock_file(), false)?.ok_or(TierError::LockHeld)?;
+            dir.write_plan(plan)?;
             let state = PlanState {
                 plan: plan.name.clone(),
                 holder: std::process::id() as i32,
@@ -290,10 +285,10 @@ impl Engine {
                 bridges: plan.networks.iter().map(|n| n.name.clone()).collect(),
                 netns: vec![],
             };
-            dir.write_state(&state).map_err(|e| e.to_string())?;
+            dir.write_state(&state)?;
             for p in &plan.partitions {
                 let d = dir.partition_dir(&p.name);
-                std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+                std::fs::create_dir_all(&d).map_err(TierError::io(&d))?;
             }
             self.fault("state")?;
             Ok(Running {
@@ -315,15 +310,15 @@ impl Engine {
         &self,
         run: &mut Running,
         progress: &mut dyn FnMut(Event),
-    ) -> Result<(), (String, String)> {
+    ) -> Result<(), (String, TierError)> {
         for net in run.plan.networks.clone() {
             let what = format!("network {}", net.name);
             progress(Event::Step { what: what.clone() });
             let t = Instant::now();
             let point = format!("network:{}", net.name);
             self.fault(&point).map_err(|e| (what.clone(), e))?;
-            let made = create_bridge(run.journal_mut(), &net)
-                .map_err(|e| (what.clone(), e.to_string()))?;
+            let made =
+                create_bridge(run.journal_mut(), &net).map_err(|e| (what.clone(), e.into()))?;
             run.state.netns.extend(made);
             self.fault(&format!("{point}:after"))
                 .map_err(|e| (what.clone(), e))?;
@@ -440,7 +435,7 @@ impl Engine {
         progress: &mut dyn FnMut(Event),
         kind: &str,
         name: &str,
-    ) -> Result<(), (String, String)> {
+    ) -> Result<(), (String, TierError)> {
         let what = format!("{kind} {name}");
         progress(Event::Step { what: what.clone() });
         let t = Instant::now();
@@ -526,10 +521,15 @@ fn undo_all(journal: Option<Journal>) -> Vec<String> {
     }
 }
 
-fn mount_tmpfs(dir: &Path) -> Result<(), String> {
+fn mount_tmpfs(dir: &Path) -> TierResult<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let target = CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    let mount_err = |source| TierError::Mount {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let target = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| mount_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
     let fstype = CString::new("tmpfs").expect("no NUL");
     let data = CString::new("mode=0700,size=64m").expect("no NUL");
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
@@ -545,11 +545,7 @@ fn mount_tmpfs(dir: &Path) -> Result<(), String> {
     if r == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "mount tmpfs on {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        ))
+        Err(mount_err(std::io::Error::last_os_error()))
     }
 }
 
@@ -600,23 +596,22 @@ impl Running {
             .expect("partition of the plan")
     }
 
-    fn start_partition(&mut self, engine: &Engine, name: &str) -> Result<(), String> {
+    fn start_partition(&mut self, engine: &Engine, name: &str) -> TierResult<()> {
         let spec = self
             .plan
             .partition(name)
             .cloned()
-            .ok_or("no such partition")?;
+            .ok_or(TierError::NoPartition)?;
         let tier = engine
             .tier(&spec.kind)
-            .ok_or_else(|| format!("no {} tier", spec.kind.name()))?;
+            .ok_or(TierError::NoTier(spec.kind.name()))?;
         let mut netns = None;
         if let KindSpec::Container(c) = &spec.kind {
             if let Some(att) = &c.network {
                 let ns = container_netns(&self.plan.name, name);
                 if !self.state.netns.contains(&ns) {
                     let plan = self.plan.clone();
-                    attach_container(self.journal_mut(), &plan, name, att)
-                        .map_err(|e| e.to_string())?;
+                    attach_container(self.journal_mut(), &plan, name, att)?;
                     self.state.netns.push(ns.clone());
                 }
                 netns = Some(ns);
@@ -648,17 +643,12 @@ impl Running {
         self.save();
     }
 
-    fn stop_partition(
-        &mut self,
-        engine: &Engine,
-        name: &str,
-        grace: Duration,
-    ) -> Result<(), String> {
+    fn stop_partition(&mut self, engine: &Engine, name: &str, grace: Duration) -> TierResult<()> {
         let spec = self
             .plan
             .partition(name)
             .cloned()
-            .ok_or("no such partition")?;
+            .ok_or(TierError::NoPartition)?;
         let Some(tier) = engine.tier(&spec.kind) else {
             return Ok(());
         };

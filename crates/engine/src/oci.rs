@@ -6,7 +6,7 @@ use crate::cgroup::dir_in;
 use crate::process::{poll_exit, wait_exit};
 use crate::spec::{ContainerSpec, KindSpec, RootfsSource};
 use crate::state::PartitionState;
-use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierResult};
+use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierError, TierResult};
 use carve_journal::{Change, Journal, ProcessId};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -41,23 +41,29 @@ impl OciRuntime {
         c
     }
 
+    fn spawn_err(&self) -> impl FnOnce(std::io::Error) -> TierError + '_ {
+        |source| TierError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        }
+    }
+
     fn run(&self, root: &Path, args: &[&str]) -> TierResult<()> {
         let out = self
             .cmd(root)
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("{}: {e}", self.binary.display()))?;
+            .map_err(self.spawn_err())?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!(
-                "{} {}: {}: {}",
-                self.binary.display(),
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            Err(TierError::Runtime {
+                binary: self.binary.clone(),
+                args: args.join(" "),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
         }
     }
 
@@ -69,9 +75,7 @@ impl OciRuntime {
             c.arg("--tty");
         }
         c.arg(id).args(cmd);
-        let st = c
-            .status()
-            .map_err(|e| format!("{}: {e}", self.binary.display()))?;
+        let st = c.status().map_err(self.spawn_err())?;
         Ok(st.code().unwrap_or(128 + libc::SIGKILL))
     }
 }
@@ -89,7 +93,7 @@ impl OciRuntime {
         c.arg("exec").arg(id).args(cmd);
         c.stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| format!("{}: {e}", self.binary.display()))
+            .map_err(self.spawn_err())
     }
 }
 
@@ -125,7 +129,7 @@ pub fn stop_signal(c: &ContainerSpec) -> i32 {
 fn container_of(plan: &PlanRef<'_>, name: &str) -> TierResult<ContainerSpec> {
     match plan.plan.partition(name).map(|p| &p.kind) {
         Some(KindSpec::Container(c)) => Ok(c.clone()),
-        _ => Err(format!("{name} is not a container partition")),
+        _ => Err(TierError::NotContainer(name.to_string())),
     }
 }
 
@@ -136,7 +140,7 @@ impl Tier for OciRuntime {
 
     fn start(&self, ctx: &TierCtx<'_>, journal: &mut Journal) -> TierResult<Launched> {
         let KindSpec::Container(c) = &ctx.part.kind else {
-            return Err("not a container partition".into());
+            return Err(TierError::WrongKind("container"));
         };
         let name = &ctx.part.name;
         let pdir = ctx.dir.partition_dir(name);
@@ -147,7 +151,7 @@ impl Tier for OciRuntime {
             netns: ctx.netns.as_deref().map(carve_net::netns::netns_path),
             mems: host_mems(),
         };
-        write_bundle(ctx.part, c, &bundle).map_err(|e| e.to_string())?;
+        write_bundle(ctx.part, c, &bundle)?;
         // carve makes the plan's parent cgroup itself, so its cpuset holds just the plan's
         // container cores (a runtime copying the root's set would fail while another plan holds
         // a core exclusively); the runtime makes the leaf, recorded first so undo removes it.
@@ -160,7 +164,7 @@ impl Tier for OciRuntime {
             .fold(carve_core::CpuSet::new(), |acc, p| acc.union(&p.cpus));
         for h in ctx.hierarchies {
             let pdir = dir_in(h, &parent);
-            journal.create_dir(&pdir).map_err(|e| e.to_string())?;
+            journal.create_dir(&pdir)?;
             if h.controllers.iter().any(|c| c == "cpuset") {
                 for (file, value) in [
                     ("cpuset.cpus", plan_cpus.to_string()),
@@ -169,30 +173,29 @@ impl Tier for OciRuntime {
                     let f = pdir.join(file);
                     let cur = std::fs::read_to_string(&f).unwrap_or_default();
                     if cur.trim().is_empty() {
-                        std::fs::write(&f, &value)
-                            .map_err(|e| format!("writing {value:?} to {}: {e}", f.display()))?;
+                        std::fs::write(&f, &value).map_err(|source| TierError::Write {
+                            value,
+                            path: f.clone(),
+                            source,
+                        })?;
                     }
                 }
             }
-            journal
-                .record(Change::Dir {
-                    path: dir_in(h, &cgroup),
-                })
-                .map_err(|e| e.to_string())?;
+            journal.record(Change::Dir {
+                path: dir_in(h, &cgroup),
+            })?;
         }
         // On cgroup2 (the unified hierarchy of a hybrid host too) undo can kill every process of
         // the container at once, even one whose init was never journaled (carve killed between
         // the runtime's create and the record below).
         for h in ctx.hierarchies.iter().filter(|h| h.v2) {
-            journal
-                .record(Change::WriteBack {
-                    path: dir_in(h, &cgroup).join("cgroup.kill"),
-                    value: "1".into(),
-                })
-                .map_err(|e| e.to_string())?;
+            journal.record(Change::WriteBack {
+                path: dir_in(h, &cgroup).join("cgroup.kill"),
+                value: "1".into(),
+            })?;
         }
         let root = ctx.dir.oci_root();
-        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        std::fs::create_dir_all(&root).map_err(TierError::io(&root))?;
         let id = container_id(&ctx.plan.name, name);
         // A container of this id left by a crash of the same plan goes first.
         let _ = self.run(&root, &["delete", "--force", &id]);
@@ -201,8 +204,8 @@ impl Tier for OciRuntime {
             .create(true)
             .append(true)
             .open(&log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+            .map_err(TierError::io(&log))?;
+        let err = out.try_clone().map_err(TierError::io(&log))?;
         let pid_file = pdir.join("pid");
         let _ = std::fs::remove_file(&pid_file);
         // A system container's init runs on a pty whose master the runtime sends to this socket
@@ -211,8 +214,7 @@ impl Tier for OciRuntime {
         let console = if c.init {
             let path = pdir.join("console-runtime.sock");
             let _ = std::fs::remove_file(&path);
-            let l = std::os::unix::net::UnixListener::bind(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let l = std::os::unix::net::UnixListener::bind(&path).map_err(TierError::io(&path))?;
             Some((l, path))
         } else {
             None
@@ -232,15 +234,17 @@ impl Tier for OciRuntime {
             .stdout(out)
             .stderr(err)
             .status()
-            .map_err(|e| format!("{}: {e}", self.binary.display()))?;
+            .map_err(self.spawn_err())?;
         if !st.success() {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let last = tail.lines().last().unwrap_or("").to_string();
             let _ = self.run(&root, &["delete", "--force", &id]);
-            return Err(format!(
-                "{} create {id}: {st}: {last}",
-                self.binary.display()
-            ));
+            return Err(TierError::Create {
+                binary: self.binary.clone(),
+                id,
+                status: st,
+                last,
+            });
         }
         if let Some((listener, path)) = console {
             // create has sent the master (or failed): it waits in the socket's queue.
@@ -251,22 +255,23 @@ impl Tier for OciRuntime {
             let _ = std::fs::remove_file(&path);
             if let Err(e) = master {
                 let _ = self.run(&root, &["delete", "--force", &id]);
-                return Err(format!("the console of {id}: {e}"));
+                return Err(TierError::Console { id, source: e });
             }
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| format!("{} create {id}: no pid file", self.binary.display()))?;
+            .ok_or_else(|| TierError::NoPidFile {
+                binary: self.binary.clone(),
+                id: id.clone(),
+            })?;
         crate::engine::crash_point(&format!("container:{name}:created"));
         // The init exists now: record it so a crash of carve still ends it.
         if let Some(pid_id) = ProcessId::of(pid) {
-            journal
-                .record(Change::Process {
-                    id: pid_id,
-                    grace_ms: 1000,
-                })
-                .map_err(|e| e.to_string())?;
+            journal.record(Change::Process {
+                id: pid_id,
+                grace_ms: 1000,
+            })?;
         }
         if let Err(e) = self.run(&root, &["start", &id]) {
             let _ = self.run(&root, &["delete", "--force", &id]);
@@ -290,14 +295,14 @@ impl Tier for OciRuntime {
             if wait_exit(pid, grace).is_none() {
                 let _ = self.run(&root, &["kill", &part.id, "KILL"]);
                 if wait_exit(pid, Duration::from_secs(5)).is_none() {
-                    return Err(format!("container {} did not die after SIGKILL", part.id));
+                    return Err(TierError::Unkillable(part.id.clone()));
                 }
             }
         }
         match self.run(&root, &["delete", "--force", &part.id]) {
             Ok(()) => Ok(()),
             // Already gone is what we wanted.
-            Err(e) if e.contains("does not exist") || e.contains("not exist") => Ok(()),
+            Err(TierError::Runtime { stderr, .. }) if stderr.contains("not exist") => Ok(()),
             Err(e) => Err(e),
         }
     }

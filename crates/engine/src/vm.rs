@@ -4,7 +4,7 @@
 
 use crate::spec::KindSpec;
 use crate::state::PartitionState;
-use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierResult};
+use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierError, TierResult};
 use carve_journal::Journal;
 use carve_vm::spec::NetSpec;
 use carve_vm::{Boot, Context, Vm};
@@ -34,14 +34,17 @@ fn prepare_cpuset(
             continue;
         }
         let dir = crate::cgroup::dir_in(h, &path);
-        journal.create_dir(&dir).map_err(|e| e.to_string())?;
+        journal.create_dir(&dir)?;
         for (file, value) in [
             ("cpuset.cpus", cpus.to_string()),
             ("cpuset.mems", crate::bundle::host_mems()),
         ] {
             let f = dir.join(file);
-            std::fs::write(&f, &value)
-                .map_err(|e| format!("writing {value:?} to {}: {e}", f.display()))?;
+            std::fs::write(&f, &value).map_err(|source| TierError::Write {
+                value,
+                path: f.clone(),
+                source,
+            })?;
         }
     }
     Ok(())
@@ -57,15 +60,10 @@ impl VmTier {
         journal: &mut Journal,
     ) -> TierResult<carve_vm::VmSpec> {
         let KindSpec::Vm(v) = &ctx.part.kind else {
-            return Err("not a vm partition".into());
+            return Err(TierError::WrongKind("vm"));
         };
         let name = &ctx.part.name;
-        let online = carve_core::CpuSet::parse_list(
-            std::fs::read_to_string("/sys/devices/system/cpu/online")
-                .map_err(|e| e.to_string())?
-                .trim(),
-        )
-        .map_err(|e| e.to_string())?;
+        let online = crate::dedicated::online_cpus()?;
         // QEMU's own threads stay off every dedicated core on the host (this plan's included:
         // dedicated partitions are set up before VMs).
         let dedicated = carve_dedicated::partition::registered_runs(
@@ -77,20 +75,16 @@ impl VmTier {
         if housekeeping.is_empty() {
             housekeeping = ctx.part.cpus.clone();
         }
-        let e = |e: carve_vm::spec::SpecError| e.to_string();
-        let mut b = carve_vm::VmSpec::builder(name)
-            .map_err(e)?
-            .vcpus(v.vcpus as usize)
-            .map_err(e)?
+        let mut b = carve_vm::VmSpec::builder(name)?
+            .vcpus(v.vcpus as usize)?
             .cpus(ctx.part.cpus.clone())
             .housekeeping(housekeeping.clone())
-            .memory(&ctx.part.memory.to_string())
-            .map_err(e)?;
+            .memory(&ctx.part.memory.to_string())?;
         if let Some(k) = &v.kernel {
-            b = b.kernel(k).map_err(e)?;
+            b = b.kernel(k)?;
         }
         if let Some(i) = &v.initrd {
-            b = b.initrd(i).map_err(e)?;
+            b = b.initrd(i)?;
         }
         if let Some(a) = &v.append {
             b = b.append(a);
@@ -98,17 +92,20 @@ impl VmTier {
         // Each entry is a path (already made absolute against the plan file's folder) with
         // carve-vm's optional drive options: `PATH[,format=raw|qcow2][,readonly][,cache=MODE]`.
         for d in &v.disks {
-            let disk: carve_vm::spec::Disk = d
-                .to_string_lossy()
-                .parse()
-                .map_err(|err: carve_vm::spec::SpecError| format!("disk {}: {err}", d.display()))?;
-            b = b.disk(disk).map_err(e)?;
+            let disk: carve_vm::spec::Disk =
+                d.to_string_lossy()
+                    .parse()
+                    .map_err(|source| TierError::Disk {
+                        path: d.clone(),
+                        source,
+                    })?;
+            b = b.disk(disk)?;
         }
         if let Some(att) = &v.network {
             let net = ctx
                 .plan
                 .network(&att.bridge)
-                .ok_or_else(|| format!("no network {}", att.bridge))?;
+                .ok_or_else(|| TierError::NoNetwork(att.bridge.clone()))?;
             b = b.net(NetSpec {
                 bridge: att.bridge.clone(),
                 netns: net.namespace.clone(),
@@ -117,7 +114,7 @@ impl VmTier {
                 gw: att.gateway.or(net.gateway).map(|g| g.to_string()),
             });
         }
-        let spec = b.build(&online).map_err(e)?;
+        let spec = b.build(&online)?;
         if self.ctx.cgroup_root.is_some() {
             prepare_cpuset(journal, ctx, &ctx.part.cpus.union(&housekeeping))?;
         }
@@ -137,7 +134,10 @@ impl VmTier {
             Err(e) => {
                 // A launch that failed half-way may leave the VM's state folder: clear it.
                 let _ = carve_vm::vm::stop(&self.ctx, name, true, Duration::ZERO);
-                return Err(format!("{e} (QEMU's own threads on {hk})"));
+                return Err(TierError::VmLaunch {
+                    source: Box::new(e),
+                    housekeeping: hk,
+                });
             }
         };
         let launched = Launched {
@@ -183,13 +183,13 @@ impl Tier for VmTier {
         let vm = self.live.lock().expect("vm tier lock").remove(&part.name);
         if let Some(mut vm) = vm {
             vm.stop(grace.is_zero(), grace);
-            return vm.remove_state().map_err(|e| e.to_string());
+            return Ok(vm.remove_state()?);
         }
         // Not ours (the holder crashed, or it already ended): stop it by name.
         match carve_vm::vm::stop(&self.ctx, &part.name, grace.is_zero(), grace) {
             Ok(_) => Ok(()),
             Err(carve_vm::VmError::State(_)) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 }

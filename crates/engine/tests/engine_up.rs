@@ -256,7 +256,7 @@ fn a_failure_at_each_step_rolls_everything_back() {
         else {
             panic!("{point}: unexpected error {err}");
         };
-        assert!(reason.contains(&point), "{point}: {err}");
+        assert!(reason.to_string().contains(&point), "{point}: {err}");
         assert!(rollback.is_empty(), "{point}: {err}");
         let want_step = point.trim_end_matches(":after").replacen(':', " ", 1);
         assert!(

@@ -25,7 +25,10 @@ pub enum ChangeError {
     #[error(transparent)]
     CpuList(#[from] carve_core::cpuset::CpuSetError),
     /// The recorded affinity names a CPU `cpu_set_t` cannot hold.
-    #[error("affinity {list:?}: CPU {cpu} is beyond CPU_SETSIZE ({})", libc::CPU_SETSIZE)]
+    #[error(
+        "affinity {list:?}: CPU {cpu} is beyond CPU_SETSIZE ({})",
+        libc::CPU_SETSIZE
+    )]
     BeyondSetSize {
         /// The recorded list.
         list: String,

@@ -393,7 +393,7 @@ async fn exec(sh: &Arc<Shared>, name: &str, req: Request<Incoming>) -> Response<
                 stderr: String::from_utf8_lossy(&o.stderr).into(),
             },
         ),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

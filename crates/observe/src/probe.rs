@@ -47,14 +47,14 @@ pub struct Window {
 pub fn probe(
     cpus: &carve_core::CpuSet,
     window: Duration,
-    join: &(dyn Fn(i32, usize) -> Result<(), String> + Sync),
-) -> Result<Vec<Window>, String> {
+    join: &(dyn Fn(i32, usize) -> Result<(), noise::JoinError> + Sync),
+) -> Result<Vec<Window>, noise::NoiseError> {
     let opts = ProbeOptions {
         duration: window,
         threshold: THRESHOLD,
         sched: SchedPolicy::Fifo(99),
     };
-    let raw = noise::probe(cpus, &opts, join, &|| {}).map_err(|e| e.to_string())?;
+    let raw = noise::probe(cpus, &opts, join, &|| {})?;
     Ok(raw
         .iter()
         .map(|r| {

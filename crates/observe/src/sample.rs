@@ -5,6 +5,7 @@
 use crate::model::*;
 use crate::probe;
 use crate::procfs::{self, CpuTimes, IrqLine};
+use carve_dedicated::noise::JoinError;
 use carve_engine::cgroup::{controller_dir, hierarchies, usage, Hierarchy};
 use carve_engine::spec::PlanSpec;
 use carve_engine::state::{Desired, PartState, PartitionState, PlanDir};
@@ -22,7 +23,7 @@ pub const PART_HISTORY: usize = 120;
 pub const SPIKE: Duration = Duration::from_micros(500);
 
 /// Places a probe thread (partition, tid, cpu) on a dedicated core.
-pub type JoinHook = Arc<dyn Fn(&str, i32, usize) -> Result<(), String> + Send + Sync>;
+pub type JoinHook = Arc<dyn Fn(&str, i32, usize) -> Result<(), JoinError> + Send + Sync>;
 
 /// Seconds since the Unix epoch.
 pub fn now() -> f64 {
@@ -387,7 +388,7 @@ impl Sampler {
             .map(|(c, p)| (*c, (p.name.clone(), p.cgroup.clone())))
             .collect();
         let hs = &self.hs;
-        let join = |tid: i32, cpu: usize| -> Result<(), String> {
+        let join = |tid: i32, cpu: usize| -> Result<(), JoinError> {
             let (name, cg) = owner.get(&cpu).ok_or("no owner")?;
             match &self.join {
                 Some(j) => j(name, tid, cpu),
@@ -396,8 +397,10 @@ impl Sampler {
                         std::fs::write(d.join("tasks"), tid.to_string())
                             .map_err(|e| format!("{}: {e}", d.display()))?;
                     }
-                    carve_dedicated::sys::set_affinity(tid, &[cpu].into_iter().collect())
-                        .map_err(|e| e.to_string())
+                    Ok(carve_dedicated::sys::set_affinity(
+                        tid,
+                        &[cpu].into_iter().collect(),
+                    )?)
                 }
             }
         };
@@ -494,24 +497,42 @@ fn net_dev_in(ns: &str) -> Option<String> {
     })
 }
 
+/// Why a VM's QMP status could not be read.
+#[derive(Debug, thiserror::Error)]
+enum QmpFailure {
+    /// Its QMP socket did not answer.
+    #[error("{}: {source}", path.display())]
+    Connect {
+        /// The socket.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// QMP failed.
+    #[error(transparent)]
+    Qmp(#[from] carve_vm::qmp::QmpError),
+}
+
 /// (vCPU index, host thread id) of each vCPU.
 type VcpuThreads = Vec<(usize, i32)>;
 
 /// QMP status of VM `id`, and its vCPU threads when `want_cpus`. The connection waits at most
 /// half a second for QEMU (it serves one QMP client at a time).
-fn qmp(id: &str, want_cpus: bool) -> Result<(String, Option<VcpuThreads>), String> {
+fn qmp(id: &str, want_cpus: bool) -> Result<(String, Option<VcpuThreads>), QmpFailure> {
     use carve_vm::qmp::{Qmp, QmpClient};
     let path = carve_vm::Context::default().paths(id).qmp();
-    let s = std::os::unix::net::UnixStream::connect(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let s =
+        std::os::unix::net::UnixStream::connect(&path).map_err(|source| QmpFailure::Connect {
+            path: path.clone(),
+            source,
+        })?;
     let t = Duration::from_millis(500);
     let _ = s.set_read_timeout(Some(t));
-    let mut c = QmpClient::handshake(s, t).map_err(|e| e.to_string())?;
-    let status = c.query_status().map_err(|e| e.to_string())?.status;
+    let mut c = QmpClient::handshake(s, t)?;
+    let status = c.query_status()?.status;
     let cpus = if want_cpus {
         Some(
-            c.query_cpus_fast()
-                .map_err(|e| e.to_string())?
+            c.query_cpus_fast()?
                 .into_iter()
                 .map(|c| (c.cpu_index, c.thread_id))
                 .collect(),

@@ -8,6 +8,38 @@ use carve_journal::{Change, Journal};
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
 use std::path::{Path, PathBuf};
 
+/// Why the VM's cgroup could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// The host's cgroup layout could not be read.
+    #[error(transparent)]
+    Layout(#[from] carve_cgroups::LayoutError),
+    /// The journal refused the record.
+    #[error(transparent)]
+    Journal(#[from] carve_journal::Error),
+    /// The cpu controller has no real-time budget left for SCHED_FIFO vCPUs.
+    #[error(
+        "no real-time budget left in {} ({free} µs per period free): SCHED_FIFO vCPUs need some",
+        mount.display()
+    )]
+    NoRtBudget {
+        /// The cpu hierarchy.
+        mount: PathBuf,
+        /// What is free, in µs per period.
+        free: i64,
+    },
+    /// The cgroup could not be made or configured; `hint` says what usually causes it.
+    #[error("{path}: {source}{hint}")]
+    Manager {
+        /// The cgroup path.
+        path: String,
+        /// The cause.
+        source: carve_cgroups::Error,
+        /// Empty, or why the kernel said no.
+        hint: String,
+    },
+}
+
 /// The cgroup path of VM `name`: at the top of each hierarchy, carrying "carve" so leak checks
 /// see it, with no shared parent directory to remove.
 pub fn cgroup_path(name: &str) -> String {
@@ -45,17 +77,15 @@ pub fn make(
     cpus: &CpuSet,
     memory_limit: u64,
     realtime: bool,
-) -> Result<(Manager, Vec<PathBuf>), String> {
+) -> Result<(Manager, Vec<PathBuf>), CgroupError> {
     let path = cgroup_path(name);
-    let layout = Layout::detect(root).map_err(|e| e.to_string())?;
+    let layout = Layout::detect(root)?;
     let mut dirs: Vec<PathBuf> = layout.v1.iter().map(|h| h.dir_of(&path)).collect();
     if let Some(u) = &layout.unified {
         dirs.push(u.dir_of(&path));
     }
     for d in &dirs {
-        journal
-            .record(Change::Dir { path: d.clone() })
-            .map_err(|e| e.to_string())?;
+        journal.record(Change::Dir { path: d.clone() })?;
     }
     let mut cpu = LinuxCpu::default();
     cpu.set_cpus(Some(cpus.to_string()));
@@ -63,11 +93,10 @@ pub fn make(
         if let Some(h) = layout.v1_with("cpu") {
             if let Some(free) = free_rt_runtime(&h.mount, &h.dir_of(&path)) {
                 if free < 10_000 {
-                    return Err(format!(
-                        "no real-time budget left in {} ({free} µs per period free): \
-                         SCHED_FIFO vCPUs need some",
-                        h.mount.display()
-                    ));
+                    return Err(CgroupError::NoRtBudget {
+                        mount: h.mount.clone(),
+                        free,
+                    });
                 }
                 cpu.set_realtime_runtime(Some(free));
             }
@@ -78,18 +107,25 @@ pub fn make(
     let mut res = LinuxResources::default();
     res.set_cpu(Some(cpu));
     res.set_memory(Some(mem));
-    let mut m = Manager::with_layout(&layout, &path).map_err(|e| format!("{path}: {e}"))?;
-    m.create().map_err(|e| format!("{path}: {e}"))?;
-    if let Err(e) = m.apply(&res) {
+    let manager_err = |source| CgroupError::Manager {
+        path: path.clone(),
+        source,
+        hint: String::new(),
+    };
+    let mut m = Manager::with_layout(&layout, &path).map_err(manager_err)?;
+    m.create().map_err(manager_err)?;
+    if let Err(source) = m.apply(&res) {
         let _ = m.remove();
-        let mut msg = format!("{path}: {e}");
-        if msg.contains("cpuset.cpus") && msg.contains("Invalid argument") {
-            msg.push_str(&format!(
+        let msg = source.to_string();
+        let hint = if msg.contains("cpuset.cpus") && msg.contains("Invalid argument") {
+            format!(
                 " (another cpuset holds one of the cores {cpus} exclusively — a dedicated \
                  partition? choose --cpus/--housekeeping outside it)"
-            ));
-        }
-        return Err(msg);
+            )
+        } else {
+            String::new()
+        };
+        return Err(CgroupError::Manager { path, source, hint });
     }
     Ok((m, dirs))
 }

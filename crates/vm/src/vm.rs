@@ -67,6 +67,14 @@ pub enum VmError {
         /// What failed.
         detail: String,
     },
+    /// Making the VM's cgroup.
+    #[error("VM {name} cgroup: {source}")]
+    CgroupSetup {
+        /// The VM.
+        name: String,
+        /// What failed.
+        source: Box<crate::cgroup::CgroupError>,
+    },
     /// QEMU could not be started.
     #[error("could not start {qemu}: {source}")]
     Spawn {
@@ -503,9 +511,9 @@ impl Vm {
         let name = self.spec.name.clone();
         let rt = self.spec.rt_priority.is_some();
         let (m, dirs) = crate::cgroup::make(self.journal_mut(), root, &name, &cpus, limit, rt)
-            .map_err(|detail| VmError::Cgroup {
+            .map_err(|source| VmError::CgroupSetup {
                 name: name.clone(),
-                detail,
+                source: Box::new(source),
             })?;
         self.runtime.cgroups = dirs;
         Ok(Some(m))

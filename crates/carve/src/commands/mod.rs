@@ -46,3 +46,35 @@ impl std::fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
+
+/// An error and its causes on one line, each cause only when the text so far does not already
+/// hold it: the libraries' messages embed their source's text (thiserror `{source}`) and also
+/// keep it as `source()`, so `{:#}` would print it twice.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn report_prints_each_cause_once() {
+        let io = std::io::Error::other("disk on fire");
+        let inner = carve_engine::tier::TierError::Io {
+            path: "/x".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(inner).context("container web failed");
+        assert_eq!(super::report(&e), "container web failed: /x: disk on fire");
+        // A cause the message does not hold is still printed.
+        let e = anyhow::anyhow!("outer").context("top");
+        assert_eq!(super::report(&e), "top: outer");
+    }
+}

@@ -101,7 +101,7 @@ fn measure(
     cpus: &CpuSet,
     opts: &ProbeOptions,
     tracer: Option<&Tracer>,
-    join: &(dyn Fn(i32, usize) -> Result<(), String> + Sync),
+    join: &(dyn Fn(i32, usize) -> Result<(), noise::JoinError> + Sync),
 ) -> anyhow::Result<Vec<RunStats>> {
     let started = std::cell::Cell::new(None);
     let raw = noise::probe(cpus, opts, join, &|| {
@@ -270,9 +270,11 @@ fn untuned_run(
     opts: &ProbeOptions,
     tracer: Option<&Tracer>,
 ) -> anyhow::Result<Vec<RunStats>> {
-    let pin = |tid: i32, cpu: usize| {
-        carve_dedicated::sys::set_affinity(tid, &[cpu].into_iter().collect())
-            .map_err(|e| e.to_string())
+    let pin = |tid: i32, cpu: usize| -> Result<(), noise::JoinError> {
+        Ok(carve_dedicated::sys::set_affinity(
+            tid,
+            &[cpu].into_iter().collect(),
+        )?)
     };
     let load = start_load(a, cpus, carve_bench::load::Placement::Untuned)?;
     let measured = measure(cpus, opts, tracer, &pin);
@@ -313,7 +315,9 @@ fn dedicated_run(
         sched: SchedPolicy::Fifo(a.fifo),
         ..base.clone()
     };
-    let join = |tid: i32, cpu: usize| active.join_thread(tid, cpu).map_err(|e| e.to_string());
+    let join = |tid: i32, cpu: usize| -> Result<(), noise::JoinError> {
+        Ok(active.join_thread(tid, cpu)?)
+    };
     let measured = measure(cpus, &opts, tracer, &join);
     let setup = active.report().clone();
     let torn = active.teardown();

@@ -52,7 +52,7 @@ fn check(path: &Path, json: bool, fixture: Option<&Path>) -> anyhow::Result<()> 
     let host = match super::host::load_host(fixture) {
         Ok(h) => h,
         Err(e) if fixture.is_some() => {
-            eprintln!("carve: {e:#}");
+            eprintln!("carve: {}", super::report(&e));
             return Err(Exit(EXIT_INVALID).into());
         }
         Err(e) => return Err(e),

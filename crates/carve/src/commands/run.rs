@@ -133,7 +133,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let spec = match spec_of(&a) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("carve run: {e:#}");
+            eprintln!("carve run: {}", super::report(&e));
             return Err(super::Exit(super::EXIT_INVALID).into());
         }
     };

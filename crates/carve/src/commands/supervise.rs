@@ -66,7 +66,7 @@ pub fn run(_args: Args, debug: bool) -> anyhow::Result<()> {
     let cfg = carve_observe::Config {
         listen: observe.listen,
         join: Some(Arc::new(move |name: &str, tid, cpu| {
-            join_engine.dedicated.join_thread(name, tid, cpu)
+            Ok(join_engine.dedicated.join_thread(name, tid, cpu)?)
         })),
         // CARVE_NO_PROBE=1: no noise probe on dedicated cores (to measure what it costs).
         no_probe: std::env::var("CARVE_NO_PROBE").is_ok_and(|v| v == "1"),

@@ -276,7 +276,10 @@ impl Systemd {
         }
         self.wait(&unit.name, "active", |s| match s {
             Some("active") => Some(Ok(())),
-            Some("failed") => Some(Err(format!("failed to start (ActiveState {s:?})"))),
+            Some("failed") => Some(Err(SdError::Unit {
+                unit: unit.name.clone(),
+                msg: format!("failed to start (ActiveState {s:?})"),
+            })),
             _ => None,
         })
         .inspect_err(|_| {
@@ -322,16 +325,13 @@ impl Systemd {
         &self,
         unit: &str,
         what: &str,
-        mut done: impl FnMut(Option<&str>) -> Option<Result<(), String>>,
+        mut done: impl FnMut(Option<&str>) -> Option<Result<(), SdError>>,
     ) -> Result<(), SdError> {
         let deadline = Instant::now() + JOB_TIMEOUT;
         loop {
             let s = self.active_state(unit)?;
             if let Some(r) = done(s.as_deref()) {
-                return r.map_err(|msg| SdError::Unit {
-                    unit: unit.into(),
-                    msg,
-                });
+                return r;
             }
             if Instant::now() > deadline {
                 return Err(SdError::Unit {

@@ -101,15 +101,25 @@ impl ObserveSection {
 
     /// Why this section is refused, if it is: a listener that is not loopback without
     /// `allow_remote`.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ObserveError> {
         match self.listen {
-            Some(a) if !a.ip().is_loopback() && !self.allow_remote => Err(format!(
-                "{a} is not a loopback address; the metrics listener has no authentication: \
-                 use 127.0.0.1, or set `allow_remote = true` to serve it beyond this host"
-            )),
+            Some(a) if !a.ip().is_loopback() && !self.allow_remote => {
+                Err(ObserveError::NotLoopback(a))
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// Why an `[observe]` section is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObserveError {
+    /// A listener beyond loopback without `allow_remote`.
+    #[error(
+        "{0} is not a loopback address; the metrics listener has no authentication: \
+         use 127.0.0.1, or set `allow_remote = true` to serve it beyond this host"
+    )]
+    NotLoopback(std::net::SocketAddr),
 }
 
 /// `[network.NAME]`: a bridge for partitions.

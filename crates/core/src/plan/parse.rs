@@ -202,11 +202,11 @@ impl Plan {
                 "observe" => match ObserveSection::deserialize(ValueDeserializer::from(value)) {
                     Ok(o) => match o.check() {
                         Ok(()) => plan.observe = o,
-                        Err(message) => problems.push(Problem {
+                        Err(e) => problems.push(Problem {
                             partition: None,
                             field: "observe.listen".into(),
                             location: map.locate("observe.listen"),
-                            message,
+                            message: e.to_string(),
                         }),
                     },
                     Err(e) => problems.push(map.serde_problem(&e, &names)),

@@ -1,7 +1,7 @@
 //! Value types of the plan that are written as strings or in several shapes ("64MiB", "fifo:80",
 //! `cpus = 2` or `cpus = [1, 2]`), each with its own parser, error message and schema.
 
-use crate::units::{format_bytes_exact, parse_bytes, parse_duration_ns};
+use crate::units::{format_bytes_exact, parse_bytes, parse_duration_ns, UnitError};
 use crate::CpuSet;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -11,6 +11,37 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+/// A plan value that does not parse; the message names the text and what a valid one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// A size or duration.
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    /// A size or duration inside a longer value (`deadline:RUNTIME/PERIOD`).
+    #[error("{text:?}: {source}")]
+    In {
+        /// The whole value.
+        text: String,
+        /// Why its part does not parse.
+        source: UnitError,
+    },
+    /// Anything else, with the message the user sees.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for ValueError {
+    fn from(why: String) -> Self {
+        ValueError::Invalid(why)
+    }
+}
+
+impl From<&str> for ValueError {
+    fn from(why: &str) -> Self {
+        ValueError::Invalid(why.into())
+    }
+}
 
 /// Implements Serialize via Display, Deserialize via FromStr (with the parser's message), and a
 /// string JSON Schema with a description and examples.
@@ -63,17 +94,19 @@ impl Size {
 }
 
 impl FromStr for Size {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let n = parse_bytes(s)?;
         if n == 0 {
-            return Err(format!("{s:?}: a size must be above zero"));
+            return Err(ValueError::Invalid(format!(
+                "{s:?}: a size must be above zero"
+            )));
         }
         if !s.trim().ends_with(|c: char| c.is_ascii_alphabetic()) {
-            return Err(format!(
+            return Err(ValueError::Invalid(format!(
                 "{s:?} has no unit: write it as \"{}\" or with B for bytes",
                 format_bytes_exact(n.max(1) << 20)
-            ));
+            )));
         }
         Ok(Size(n))
     }
@@ -104,9 +137,9 @@ impl Duration {
 }
 
 impl FromStr for Duration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_duration_ns(s).map(Duration)
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Ok(Duration(parse_duration_ns(s)?))
     }
 }
 
@@ -319,8 +352,8 @@ pub struct HugePagesRequest {
 }
 
 impl FromStr for HugePagesRequest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let (size, count) = match s.split_once(':') {
             Some((size, count)) => {
                 let n: u64 = count.trim().parse().map_err(|_| {
@@ -336,13 +369,13 @@ impl FromStr for HugePagesRequest {
 }
 
 impl HugePagesRequest {
-    fn checked(self) -> Result<Self, String> {
+    fn checked(self) -> Result<Self, ValueError> {
         let kib = self.size.0 / 1024;
         if !self.size.0.is_power_of_two() || kib < 64 {
-            return Err(format!(
+            return Err(ValueError::Invalid(format!(
                 "{} is not a huge page size (2MiB and 1GiB on x86-64)",
                 self.size
-            ));
+            )));
         }
         if self.count == Some(0) {
             return Err("a huge page count must be at least 1".into());
@@ -415,23 +448,27 @@ impl Sched {
 }
 
 impl FromStr for Sched {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let (policy, arg) = match s.split_once(':') {
             Some((p, a)) => (p.trim(), Some(a.trim())),
             None => (s.trim(), None),
         };
-        let prio = |a: Option<&str>| -> Result<u8, String> {
+        let prio = |a: Option<&str>| -> Result<u8, ValueError> {
             let a = a.ok_or_else(|| format!("{s:?}: give a priority, e.g. \"{policy}:80\""))?;
             match a.parse::<u8>() {
                 Ok(p @ 1..=99) => Ok(p),
-                _ => Err(format!("{s:?}: the priority must be 1 to 99")),
+                _ => Err(ValueError::Invalid(format!(
+                    "{s:?}: the priority must be 1 to 99"
+                ))),
             }
         };
-        let no_arg = |v: Sched| -> Result<Sched, String> {
+        let no_arg = |v: Sched| -> Result<Sched, ValueError> {
             match arg {
                 None => Ok(v),
-                Some(_) => Err(format!("{s:?}: {policy} takes no argument")),
+                Some(_) => Err(ValueError::Invalid(format!(
+                    "{s:?}: {policy} takes no argument"
+                ))),
             }
         };
         match policy {
@@ -446,24 +483,29 @@ impl FromStr for Sched {
                 })?;
                 let parts: Vec<u64> = a
                     .split('/')
-                    .map(|p| parse_duration_ns(p).map_err(|e| format!("{s:?}: {e}")))
+                    .map(|p| {
+                        parse_duration_ns(p).map_err(|source| ValueError::In {
+                            text: s.to_string(),
+                            source,
+                        })
+                    })
                     .collect::<Result<_, _>>()?;
                 let (runtime, deadline, period) = match parts[..] {
                     [r, p] => (r, p, p),
                     [r, d, p] => (r, d, p),
                     _ => {
-                        return Err(format!(
+                        return Err(ValueError::Invalid(format!(
                             "{s:?}: write runtime/period or runtime/deadline/period"
-                        ))
+                        )))
                     }
                 };
                 if runtime < 1024 {
-                    return Err(format!("{s:?}: the runtime must be at least 1024ns"));
+                    return Err(ValueError::Invalid(format!("{s:?}: the runtime must be at least 1024ns")));
                 }
                 if !(runtime <= deadline && deadline <= period) {
-                    return Err(format!(
+                    return Err(ValueError::Invalid(format!(
                         "{s:?}: needs runtime <= deadline <= period"
-                    ));
+                    )));
                 }
                 Ok(Sched::Deadline {
                     runtime,
@@ -471,9 +513,9 @@ impl FromStr for Sched {
                     period,
                 })
             }
-            _ => Err(format!(
+            _ => Err(ValueError::Invalid(format!(
                 "{s:?}: unknown policy {policy:?} (use other, batch, idle, fifo:PRIO, rr:PRIO or deadline:RUNTIME/PERIOD)"
-            )),
+            ))),
         }
     }
 }
@@ -582,14 +624,13 @@ pub enum Limit {
 }
 
 impl FromStr for Limit {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         match s.trim() {
             "unlimited" | "infinity" => Ok(Limit::Unlimited),
-            t => t
-                .parse()
-                .map(Limit::Value)
-                .map_err(|_| format!("{s:?} is not a limit (a number or \"unlimited\")")),
+            t => t.parse().map(Limit::Value).map_err(|_| {
+                ValueError::Invalid(format!("{s:?} is not a limit (a number or \"unlimited\")"))
+            }),
         }
     }
 }
@@ -636,14 +677,14 @@ impl Serialize for Rlimit {
 }
 
 impl Rlimit {
-    fn checked(self) -> Result<Self, String> {
+    fn checked(self) -> Result<Self, ValueError> {
         if self.soft.le(self.hard) {
             Ok(self)
         } else {
-            Err(format!(
+            Err(ValueError::Invalid(format!(
                 "the soft limit {} is above the hard limit {}",
                 self.soft, self.hard
-            ))
+            )))
         }
     }
 }
@@ -838,8 +879,8 @@ impl Cidr {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let (a, p) = s.split_once('/').ok_or_else(|| {
             format!("{s:?}: write an address with its prefix, e.g. \"10.77.0.2/24\"")
         })?;
@@ -849,7 +890,11 @@ impl FromStr for Cidr {
             .map_err(|_| format!("{s:?}: {a:?} is not an IPv4 address"))?;
         let prefix = match p.trim().parse::<u8>() {
             Ok(p @ 0..=32) => p,
-            _ => return Err(format!("{s:?}: the prefix length must be 0 to 32")),
+            _ => {
+                return Err(ValueError::Invalid(format!(
+                    "{s:?}: the prefix length must be 0 to 32"
+                )))
+            }
         };
         Ok(Cidr { addr, prefix })
     }
@@ -873,8 +918,8 @@ string_value!(
 pub struct PciAddress(pub String);
 
 impl FromStr for PciAddress {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let full = if s.matches(':').count() == 1 {
             format!("0000:{s}")
         } else {
@@ -890,7 +935,7 @@ impl FromStr for PciAddress {
             || !hex(parts[2], 2)
             || !matches!(func, "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7")
         {
-            return Err(bad());
+            return Err(bad().into());
         }
         Ok(PciAddress(full.to_ascii_lowercase()))
     }
