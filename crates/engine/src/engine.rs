@@ -25,6 +25,7 @@ pub const FAULT_ENV: &str = "CARVE_FAULT";
 /// Kills this process with SIGKILL when `CARVE_FAULT` names `crash:POINT` (points as for
 /// [`FAULT_ENV`], plus `container:NAME:created`, between the runtime's create and the journal
 /// record of the container's init): crash tests of the holder at chosen moments.
+#[cfg(feature = "fault-injection")]
 pub fn crash_point(point: &str) {
     let want = format!("crash:{point}");
     if std::env::var(FAULT_ENV)
@@ -34,6 +35,27 @@ pub fn crash_point(point: &str) {
         // SAFETY: kill on our own pid; SIGKILL does not return.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     }
+}
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn crash_point(_point: &str) {}
+
+/// Fault points named by `CARVE_FAULT`; none without the `fault-injection` feature.
+fn faults_from_env() -> Vec<String> {
+    if !cfg!(feature = "fault-injection") {
+        return Vec::new();
+    }
+    std::env::var(FAULT_ENV)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// How long a partition's graceful stop may take before it is killed.
@@ -125,7 +147,7 @@ pub struct Engine {
 
 impl Engine {
     /// The engine with the default roots, the runtime from the environment and fault points
-    /// from `CARVE_FAULT`.
+    /// from `CARVE_FAULT` (with the `fault-injection` feature only).
     pub fn from_env() -> Self {
         Engine {
             root: crate::state::DEFAULT_ROOT.into(),
@@ -133,15 +155,7 @@ impl Engine {
             containers: OciRuntime::from_env(),
             dedicated: DedicatedTier::default(),
             vms: VmTier::default(),
-            faults: std::env::var(FAULT_ENV)
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            faults: faults_from_env(),
         }
     }
 
