@@ -7,6 +7,7 @@
 //! budget; see docs/oci.md).
 
 use carve_container::CreateOptions;
+use carve_core::units::{parse_duration as parse_duration_in, DurationForm};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -705,37 +706,11 @@ pub fn parse(argv: &[String]) -> Result<Parsed, UsageError> {
 }
 
 /// A Go duration as runc's `--interval` takes it: "5s", "500ms", "1m30s", "1.5s", "2h" (a bare
-/// "0" too); `None` if malformed or zero-length otherwise.
+/// "0" too); `None` if malformed (core's duration grammar, [`DurationForm::Go`]).
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    if s == "0" {
-        return Some(std::time::Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (n, r) = rest.split_at(n_end);
-        let n: f64 = n.parse().ok()?;
-        let u_end = r
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(r.len());
-        let (u, r) = r.split_at(u_end);
-        let secs = match u {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * secs;
-        rest = r;
-    }
-    Some(std::time::Duration::from_secs_f64(total))
+    parse_duration_in(s, DurationForm::Go)
+        .ok()
+        .map(std::time::Duration::from_nanos)
 }
 
 #[cfg(test)]

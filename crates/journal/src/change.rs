@@ -225,15 +225,9 @@ fn restore_affinity(id: ProcessId, old: &str) -> Result<(), String> {
 /// The CPUs of an affinity list (core's list grammar), each below `CPU_SETSIZE` so `CPU_SET` stays
 /// inside its set.
 fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
-    let set = carve_core::CpuSet::parse_list(s).map_err(|e| e.to_string())?;
-    let cpus: Vec<usize> = set.iter().collect();
-    match cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
-        Some(c) => Err(format!(
-            "affinity {s:?}: CPU {c} is beyond CPU_SETSIZE ({})",
-            libc::CPU_SETSIZE
-        )),
-        None => Ok(cpus),
-    }
+    carve_core::CpuSet::parse_list_below(s, libc::CPU_SETSIZE as usize)
+        .map(|set| set.iter().collect())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
