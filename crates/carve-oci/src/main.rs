@@ -435,10 +435,8 @@ fn run(cli: Cli) -> Result<i32> {
 
 /// Puts the caller's stdin into raw mode if it is a terminal (restored when dropped, also on
 /// the error paths: `main` exits only after `run` returned).
-fn raw_stdin() -> Option<carve_container::pty::RawMode> {
-    // SAFETY: fd 0 stays open for the life of the process.
-    let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
-    match carve_container::pty::RawMode::enter(stdin) {
+fn raw_stdin() -> Option<carve_container::pty::RawMode<'static>> {
+    match carve_container::pty::RawMode::stdin() {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("putting the terminal into raw mode: {e}");
