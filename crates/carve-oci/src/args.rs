@@ -6,7 +6,7 @@
 //! command tree alone doubled the peak RSS of a CLI call (3.7 MB for `--version` against a 3 MB
 //! budget; see docs/oci.md).
 
-use carve_container::CreateOptions;
+use carve_container::{CreateOptions, ExecOptions};
 use carve_core::units::{parse_duration as parse_duration_in, DurationForm};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -78,26 +78,16 @@ pub enum Cmd {
     Features,
 }
 
-/// `exec` options: runc's flags, then the container id and the program.
+/// `exec` options: the library's, and the runc flags carve-oci accepts without passing on.
 pub struct ExecArgs {
-    pub process: Option<PathBuf>,
-    pub detach: bool,
-    pub pid_file: Option<PathBuf>,
-    pub console_socket: Option<PathBuf>,
-    pub tty: bool,
-    pub env: Vec<String>,
-    pub cwd: Option<PathBuf>,
-    pub user: Option<String>,
-    pub additional_gids: Vec<u32>,
-    pub cap: Vec<String>,
-    pub no_new_privs: bool,
-    pub preserve_fds: u32,
+    /// What the runtime library takes (`tty_proxy` is decided in main.rs).
+    pub opts: ExecOptions,
+    /// --process-label (no SELinux here: warned about).
     pub process_label: Option<String>,
+    /// --apparmor (no AppArmor here: warned about).
     pub apparmor: Option<String>,
-    pub cgroup: Vec<String>,
+    /// --ignore-paused (refused).
     pub ignore_paused: bool,
-    pub id: String,
-    pub args: Vec<String>,
 }
 
 /// `update` options: runc's flags, memory sizes already in bytes (-1 = unlimited).
@@ -149,25 +139,26 @@ const GLOBAL_BOOLS: &[&str] = &["systemd-cgroup", "debug"];
 
 /// (long name, short letter or ' ', takes a value) per subcommand.
 fn flags(cmd: &str) -> Option<&'static [(&'static str, char, bool)]> {
-    const CREATE: &[(&str, char, bool)] = &[
-        ("bundle", 'b', true),
-        ("pid-file", ' ', true),
-        ("console-socket", ' ', true),
-        ("no-pivot", ' ', false),
-        ("no-new-keyring", ' ', false),
-        ("preserve-fds", ' ', true),
-    ];
-    const RUN: &[(&str, char, bool)] = &[
-        ("bundle", 'b', true),
-        ("pid-file", ' ', true),
-        ("console-socket", ' ', true),
-        ("no-pivot", ' ', false),
-        ("no-new-keyring", ' ', false),
-        ("preserve-fds", ' ', true),
+    // create's flags, which run shares and extends.
+    macro_rules! create_flags {
+        ($($extra:expr),*) => {
+            &[
+                ("bundle", 'b', true),
+                ("pid-file", ' ', true),
+                ("console-socket", ' ', true),
+                ("no-pivot", ' ', false),
+                ("no-new-keyring", ' ', false),
+                ("preserve-fds", ' ', true),
+                $($extra),*
+            ]
+        };
+    }
+    const CREATE: &[(&str, char, bool)] = create_flags!();
+    const RUN: &[(&str, char, bool)] = create_flags!(
         ("detach", 'd', false),
         ("keep", ' ', false),
-        ("no-subreaper", ' ', false),
-    ];
+        ("no-subreaper", ' ', false)
+    );
     const EXEC: &[(&str, char, bool)] = &[
         ("process", 'p', true),
         ("detach", 'd', false),
@@ -725,8 +716,10 @@ fn command(cmd: &str, f: &Flags, pos: Vec<String>) -> Result<Cmd, String> {
 }
 
 fn exec_args(f: &Flags, id: String, args: Vec<String>) -> Result<ExecArgs, String> {
-    Ok(ExecArgs {
+    let opts = ExecOptions {
+        id,
         process: f.p("process"),
+        args,
         detach: f.b("detach"),
         pid_file: f.p("pid-file"),
         console_socket: f.p("console-socket"),
@@ -740,15 +733,19 @@ fn exec_args(f: &Flags, id: String, args: Vec<String>) -> Result<ExecArgs, Strin
             .flat_map(|s| s.split(','))
             .map(|g| g.parse().map_err(|_| bad("additional-gids", g)))
             .collect::<Result<_, _>>()?,
-        cap: f.all("cap"),
+        caps: f.all("cap"),
         no_new_privs: f.b("no-new-privs"),
         preserve_fds: f.parsed::<u64>("preserve-fds")?.unwrap_or(0) as u32,
+        tty_proxy: false,
+        cgroups: f.all("cgroup"),
+        // Decided in main.rs from the pod's annotations.
+        outside_cpus: None,
+    };
+    Ok(ExecArgs {
+        opts,
         process_label: f.v("process-label"),
         apparmor: f.v("apparmor"),
-        cgroup: f.all("cgroup"),
         ignore_paused: f.b("ignore-paused"),
-        id,
-        args,
     })
 }
 
@@ -813,11 +810,15 @@ mod tests {
         );
         let c = run("--root /r exec -d -e A=1 --env B=2 c1 sh -c -x --tty");
         let Cmd::Exec(ExecArgs {
-            detach,
-            env,
-            id,
-            args,
-            tty,
+            opts:
+                ExecOptions {
+                    detach,
+                    env,
+                    id,
+                    args,
+                    tty,
+                    ..
+                },
             ..
         }) = c.cmd
         else {

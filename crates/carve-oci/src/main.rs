@@ -267,31 +267,18 @@ fn exec(rt: &Runtime, e: ExecArgs) -> Result<i32> {
             "--process-label/--apparmor ignored: this host has neither SELinux nor AppArmor"
         );
     }
-    if e.process.is_none() && e.args.is_empty() {
+    if e.opts.process.is_none() && e.opts.args.is_empty() {
         bail!("exec: give a --process file or the program to run");
     }
     carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
-    let signals = block_signals_unless(e.detach)?;
+    let signals = block_signals_unless(e.opts.detach)?;
     // A dedicated container's exec runs on housekeeping CPUs unless its pod says otherwise.
-    let outside_cpus = dedicated::exec_cpus(&e.id)?;
+    let outside_cpus = dedicated::exec_cpus(&e.opts.id)?;
     let spawned = rt.exec_spawn(&ExecOptions {
-        id: e.id,
-        process: e.process,
-        args: e.args,
-        detach: e.detach,
-        pid_file: e.pid_file,
-        console_socket: e.console_socket,
-        tty: e.tty,
-        env: e.env,
-        cwd: e.cwd,
-        user: e.user,
-        additional_gids: e.additional_gids,
-        caps: e.cap,
-        no_new_privs: e.no_new_privs,
-        preserve_fds: e.preserve_fds,
-        tty_proxy: !e.detach,
-        cgroups: e.cgroup,
+        // In the foreground, a terminal without --console-socket is proxied here.
+        tty_proxy: !e.opts.detach,
         outside_cpus,
+        ..e.opts
     })?;
     let Some(signals) = signals else {
         return Ok(0);
@@ -514,7 +501,7 @@ fn main() {
     // Before anything is opened: the log file would take fd 3 (runc checks the same).
     let preserve = match &cli.cmd {
         Cmd::Create(c) | Cmd::Run { c, .. } => c.preserve_fds,
-        Cmd::Exec(e) => e.preserve_fds,
+        Cmd::Exec(e) => e.opts.preserve_fds,
         _ => 0,
     };
     let preserve_err = carve_container::check_preserved_fds(preserve, &[]).err();
