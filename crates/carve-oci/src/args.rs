@@ -6,7 +6,8 @@
 //! command tree alone doubled the peak RSS of a CLI call (3.7 MB for `--version` against a 3 MB
 //! budget; see docs/oci.md).
 
-use carve_container::CreateOptions;
+use carve_container::{CreateOptions, ExecOptions};
+use carve_core::units::{parse_duration as parse_duration_in, DurationForm};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -52,26 +53,7 @@ pub enum Cmd {
         force: bool,
         id: String,
     },
-    Exec {
-        process: Option<PathBuf>,
-        detach: bool,
-        pid_file: Option<PathBuf>,
-        console_socket: Option<PathBuf>,
-        tty: bool,
-        env: Vec<String>,
-        cwd: Option<PathBuf>,
-        user: Option<String>,
-        additional_gids: Vec<u32>,
-        cap: Vec<String>,
-        no_new_privs: bool,
-        preserve_fds: u32,
-        process_label: Option<String>,
-        apparmor: Option<String>,
-        cgroup: Vec<String>,
-        ignore_paused: bool,
-        id: String,
-        args: Vec<String>,
-    },
+    Exec(ExecArgs),
     Ps {
         format: String,
         id: String,
@@ -94,6 +76,18 @@ pub enum Cmd {
         quiet: bool,
     },
     Features,
+}
+
+/// `exec` options: the library's, and the runc flags carve-oci accepts without passing on.
+pub struct ExecArgs {
+    /// What the runtime library takes (`tty_proxy` is decided in main.rs).
+    pub opts: ExecOptions,
+    /// --process-label (no SELinux here: warned about).
+    pub process_label: Option<String>,
+    /// --apparmor (no AppArmor here: warned about).
+    pub apparmor: Option<String>,
+    /// --ignore-paused (refused).
+    pub ignore_paused: bool,
 }
 
 /// `update` options: runc's flags, memory sizes already in bytes (-1 = unlimited).
@@ -145,25 +139,26 @@ const GLOBAL_BOOLS: &[&str] = &["systemd-cgroup", "debug"];
 
 /// (long name, short letter or ' ', takes a value) per subcommand.
 fn flags(cmd: &str) -> Option<&'static [(&'static str, char, bool)]> {
-    const CREATE: &[(&str, char, bool)] = &[
-        ("bundle", 'b', true),
-        ("pid-file", ' ', true),
-        ("console-socket", ' ', true),
-        ("no-pivot", ' ', false),
-        ("no-new-keyring", ' ', false),
-        ("preserve-fds", ' ', true),
-    ];
-    const RUN: &[(&str, char, bool)] = &[
-        ("bundle", 'b', true),
-        ("pid-file", ' ', true),
-        ("console-socket", ' ', true),
-        ("no-pivot", ' ', false),
-        ("no-new-keyring", ' ', false),
-        ("preserve-fds", ' ', true),
+    // create's flags, which run shares and extends.
+    macro_rules! create_flags {
+        ($($extra:expr),*) => {
+            &[
+                ("bundle", 'b', true),
+                ("pid-file", ' ', true),
+                ("console-socket", ' ', true),
+                ("no-pivot", ' ', false),
+                ("no-new-keyring", ' ', false),
+                ("preserve-fds", ' ', true),
+                $($extra),*
+            ]
+        };
+    }
+    const CREATE: &[(&str, char, bool)] = create_flags!();
+    const RUN: &[(&str, char, bool)] = create_flags!(
         ("detach", 'd', false),
         ("keep", ' ', false),
-        ("no-subreaper", ' ', false),
-    ];
+        ("no-subreaper", ' ', false)
+    );
     const EXEC: &[(&str, char, bool)] = &[
         ("process", 'p', true),
         ("detach", 'd', false),
@@ -399,60 +394,115 @@ fn arity(cmd: &str) -> (usize, usize) {
     }
 }
 
+/// What the scan of argv found: global and subcommand flags, positionals, the subcommand.
+#[derive(Default)]
+struct Scan<'a> {
+    g_vals: HashMap<&'static str, String>,
+    g_bools: Vec<&'static str>,
+    vals: HashMap<&'static str, Vec<String>>,
+    bools: Vec<&'static str>,
+    pos: Vec<String>,
+    cmd: Option<&'a str>,
+    table: &'static [(&'static str, char, bool)],
+    /// After `--`, or after the container id of exec/ps: everything is positional.
+    rest_positional: bool,
+    /// `ps ID --` seen.
+    ps_sep: bool,
+}
+
 /// Parses argv (including argv[0]).
 pub fn parse(argv: &[String]) -> Result<Parsed, UsageError> {
-    let mut g_vals: HashMap<&'static str, String> = HashMap::new();
-    let mut g_bools: Vec<&'static str> = Vec::new();
-    let mut vals: HashMap<&'static str, Vec<String>> = HashMap::new();
-    let mut bools: Vec<&'static str> = Vec::new();
-    let mut pos: Vec<String> = Vec::new();
-    let mut cmd: Option<&str> = None;
-    let mut table: &[(&str, char, bool)] = &[];
-    let mut i = 1;
-    let mut rest_positional = false;
-    let mut ps_sep = false;
     if argv.len() <= 1 {
         // runc without arguments prints its help and succeeds.
         return Ok(Parsed::Print(USAGE.to_string()));
     }
+    let mut s = Scan::default();
+    let mut i = 1;
     while i < argv.len() {
         let a = &argv[i];
         i += 1;
-        if rest_positional || a == "-" || !a.starts_with('-') {
-            if cmd.is_none() {
-                let c = a.as_str();
-                if c == "help" || c == "h" {
-                    return match argv.get(i).map(String::as_str) {
-                        None => Ok(Parsed::Print(USAGE.to_string())),
-                        Some(t) if flags(t).is_some() => Ok(Parsed::Print(command_help(t))),
-                        Some(t) => Err(UsageError {
-                            msg: format!("no help topic for {t:?}"),
-                            code: 3,
-                        }),
-                    };
-                }
-                table = flags(c).ok_or_else(|| UsageError {
-                    msg: format!("unknown command {c:?}; see carve-oci --help"),
-                    code: 3,
-                })?;
-                cmd = Some(c);
-                continue;
-            }
-            // `ps ID -- ps-options`: the `--` separates ours from ps's (runc would hand it to ps).
-            if cmd == Some("ps") && pos.len() == 1 && a == "--" && !ps_sep {
-                ps_sep = true;
-                continue;
-            }
-            pos.push(a.clone());
-            // exec and ps: everything after the container id is the program's.
-            if matches!(cmd, Some("exec") | Some("ps")) {
-                rest_positional = true;
-            }
-            continue;
+        let printed = if s.rest_positional || a == "-" || !a.starts_with('-') {
+            s.positional(a, argv.get(i).map(String::as_str))?
+        } else {
+            s.flag(a, argv, &mut i)?
+        };
+        if let Some(p) = printed {
+            return Ok(p);
         }
+    }
+    let Some(cmd) = s.cmd else {
+        // Global flags only: runc prints its help and succeeds.
+        return Ok(Parsed::Print(USAGE.to_string()));
+    };
+    check_arity(cmd, s.pos.len())?;
+    let f = Flags {
+        vals: &s.vals,
+        bools: &s.bools,
+    };
+    let c = command(cmd, &f, std::mem::take(&mut s.pos))?;
+    Ok(Parsed::Run(Box::new(Cli {
+        root: s
+            .g_vals
+            .get("root")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/run/carve-oci")),
+        log: s.g_vals.get("log").map(PathBuf::from),
+        log_format: s
+            .g_vals
+            .get("log-format")
+            .cloned()
+            .unwrap_or_else(|| "text".into()),
+        systemd_cgroup: s.g_bools.contains(&"systemd-cgroup"),
+        debug: s.g_bools.contains(&"debug"),
+        cmd: c,
+    })))
+}
+
+impl<'a> Scan<'a> {
+    /// A word that is not a flag: the subcommand (or `help TOPIC`), else a positional.
+    fn positional(&mut self, a: &'a str, next: Option<&str>) -> Result<Option<Parsed>, UsageError> {
+        let Some(cmd) = self.cmd else {
+            if a == "help" || a == "h" {
+                return match next {
+                    None => Ok(Some(Parsed::Print(USAGE.to_string()))),
+                    Some(t) if flags(t).is_some() => Ok(Some(Parsed::Print(command_help(t)))),
+                    Some(t) => Err(UsageError {
+                        msg: format!("no help topic for {t:?}"),
+                        code: 3,
+                    }),
+                };
+            }
+            self.table = flags(a).ok_or_else(|| UsageError {
+                msg: format!("unknown command {a:?}; see carve-oci --help"),
+                code: 3,
+            })?;
+            self.cmd = Some(a);
+            return Ok(None);
+        };
+        // `ps ID -- ps-options`: the `--` separates ours from ps's (runc would hand it to ps).
+        if cmd == "ps" && self.pos.len() == 1 && a == "--" && !self.ps_sep {
+            self.ps_sep = true;
+            return Ok(None);
+        }
+        self.pos.push(a.to_string());
+        // exec and ps: everything after the container id is the program's.
+        if matches!(cmd, "exec" | "ps") {
+            self.rest_positional = true;
+        }
+        Ok(None)
+    }
+
+    /// A flag (`-f`, `--flag`, `-flag`, `--flag=value`): help and version print; a flag of the
+    /// subcommand or a global one is recorded, taking its value from `argv[*i]` when not inline.
+    fn flag(
+        &mut self,
+        a: &str,
+        argv: &[String],
+        i: &mut usize,
+    ) -> Result<Option<Parsed>, UsageError> {
         if a == "--" {
-            rest_positional = true;
-            continue;
+            self.rest_positional = true;
+            return Ok(None);
         }
         let body = a.trim_start_matches('-');
         let (name, inline) = match body.split_once('=') {
@@ -460,16 +510,16 @@ pub fn parse(argv: &[String]) -> Result<Parsed, UsageError> {
             None => (body, None),
         };
         if name == "help" || name == "h" {
-            return Ok(Parsed::Print(match cmd {
+            return Ok(Some(Parsed::Print(match self.cmd {
                 Some(c) => command_help(c),
                 None => USAGE.to_string(),
-            }));
+            })));
         }
-        if (name == "version" || name == "v") && cmd.is_none() {
-            return Ok(Parsed::Print(format!(
+        if (name == "version" || name == "v") && self.cmd.is_none() {
+            return Ok(Some(Parsed::Print(format!(
                 "carve-oci version {}\nspec: 1.2.0\n",
                 env!("CARGO_PKG_VERSION")
-            )));
+            ))));
         }
         let take = |i: &mut usize| -> Result<String, String> {
             if let Some(v) = &inline {
@@ -482,260 +532,255 @@ pub fn parse(argv: &[String]) -> Result<Parsed, UsageError> {
             *i += 1;
             Ok(v)
         };
-        let local = table.iter().find(|(l, s, _)| {
+        let local = self.table.iter().find(|(l, s, _)| {
             *l == name || (name.chars().count() == 1 && name.starts_with(*s) && *s != ' ')
         });
         if let Some((long, _, has_value)) = local {
             if *has_value {
-                vals.entry(long).or_default().push(take(&mut i)?);
+                self.vals.entry(long).or_default().push(take(i)?);
             } else if inline.as_deref() != Some("false") {
-                bools.push(long);
+                self.bools.push(long);
             }
         } else if let Some(g) = GLOBAL_VALUES.iter().find(|g| **g == name) {
-            if *g == "rootless" && inline.is_none() {
-                // `--rootless` alone is a boolean in some callers.
-                continue;
+            // `--rootless` alone is a boolean in some callers.
+            if *g != "rootless" || inline.is_some() {
+                let v = take(i)?;
+                self.g_vals.insert(g, v);
             }
-            let v = take(&mut i)?;
-            g_vals.insert(g, v);
         } else if let Some(g) = GLOBAL_BOOLS.iter().find(|g| **g == name) {
             if inline.as_deref() != Some("false") {
-                g_bools.push(g);
+                self.g_bools.push(g);
             }
         } else {
             // runc (urfave/cli): "flag provided but not defined: -bogus", exit status 1.
             return Err(format!(
                 "flag provided but not defined: {a}{}; see carve-oci {}--help",
-                cmd.map(|c| format!(" (for {c})")).unwrap_or_default(),
-                cmd.map(|c| format!("{c} ")).unwrap_or_default()
+                self.cmd.map(|c| format!(" (for {c})")).unwrap_or_default(),
+                self.cmd.map(|c| format!("{c} ")).unwrap_or_default()
             )
             .into());
         }
+        Ok(None)
     }
-    let Some(cmd) = cmd else {
-        // Global flags only: runc prints its help and succeeds.
-        return Ok(Parsed::Print(USAGE.to_string()));
-    };
+}
+
+/// runc's checkArgs: too few or too many positionals is a usage error naming the count.
+fn check_arity(cmd: &str, n: usize) -> Result<(), UsageError> {
     let (min, max) = arity(cmd);
-    if pos.len() < min || pos.len() > max {
-        let what = if min == max {
-            format!("exactly {min}")
-        } else if pos.len() < min {
-            format!("a minimum of {min}")
-        } else {
-            format!("a maximum of {max}")
-        };
-        let id_hint = if min > 0 && pos.is_empty() {
-            " (the container id)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "{cmd:?} requires {what} argument(s){id_hint}; see carve-oci {cmd} --help"
-        )
-        .into());
+    if n >= min && n <= max {
+        return Ok(());
     }
-    let v = |k: &str| vals.get(k).and_then(|v| v.last().cloned());
-    let b = |k: &str| bools.contains(&k);
-    let p = |k: &str| v(k).map(PathBuf::from);
-    // runc's wording for a flag value that does not parse, naming the flag.
-    let bad = |k: &str, s: &str| format!("invalid value {s:?} for flag --{k}: parse error");
-    let num = |k: &str| -> Result<Option<i64>, String> {
-        v(k).map(|s| s.parse::<i64>().map_err(|_| bad(k, &s)))
-            .transpose()
+    let what = if min == max {
+        format!("exactly {min}")
+    } else if n < min {
+        format!("a minimum of {min}")
+    } else {
+        format!("a maximum of {max}")
     };
-    let unum = |k: &str| -> Result<Option<u64>, String> {
-        v(k).map(|s| s.parse::<u64>().map_err(|_| bad(k, &s)))
-            .transpose()
+    let id_hint = if min > 0 && n == 0 {
+        " (the container id)"
+    } else {
+        ""
     };
-    let size = |k: &str| -> Result<Option<i64>, String> {
-        v(k).map(|s| {
-            parse_size(&s).ok_or_else(|| {
-                format!(
-                    "invalid value for --{k}: invalid size: {s:?} (bytes, or a number with a k/m/g/t/p suffix such as 512m or 1g; -1 for unlimited)"
-                )
+    Err(format!("{cmd:?} requires {what} argument(s){id_hint}; see carve-oci {cmd} --help").into())
+}
+
+/// The subcommand's flags as scanned, read by name and parsed as runc does.
+struct Flags<'s> {
+    vals: &'s HashMap<&'static str, Vec<String>>,
+    bools: &'s [&'static str],
+}
+
+impl Flags<'_> {
+    /// The last value given.
+    fn v(&self, k: &str) -> Option<String> {
+        self.vals.get(k).and_then(|v| v.last().cloned())
+    }
+
+    /// Every value given (repeatable flags).
+    fn all(&self, k: &str) -> Vec<String> {
+        self.vals.get(k).cloned().unwrap_or_default()
+    }
+
+    fn b(&self, k: &str) -> bool {
+        self.bools.contains(&k)
+    }
+
+    fn p(&self, k: &str) -> Option<PathBuf> {
+        self.v(k).map(PathBuf::from)
+    }
+
+    /// A flag value that parses as `T`, with runc's wording for one that does not.
+    fn parsed<T: std::str::FromStr>(&self, k: &str) -> Result<Option<T>, String> {
+        self.v(k)
+            .map(|s| s.parse::<T>().map_err(|_| bad(k, &s)))
+            .transpose()
+    }
+
+    /// A size in bytes (runc's RAMInBytes, [`parse_size`]).
+    fn size(&self, k: &str) -> Result<Option<i64>, String> {
+        self.v(k)
+            .map(|s| {
+                parse_size(&s).ok_or_else(|| {
+                    format!(
+                        "invalid value for --{k}: invalid size: {s:?} (bytes, or a number with a k/m/g/t/p suffix such as 512m or 1g; -1 for unlimited)"
+                    )
+                })
             })
-        })
-        .transpose()
-    };
-    let mut pos_iter = pos.into_iter();
-    let mut id = || -> Result<String, String> {
-        pos_iter
-            .next()
-            .ok_or_else(|| format!("{cmd}: missing the container id"))
-    };
-    let create = |id: String| -> Result<CreateOptions, String> {
-        Ok(CreateOptions {
-            bundle: p("bundle").unwrap_or_else(|| PathBuf::from(".")),
-            pid_file: p("pid-file"),
-            console_socket: p("console-socket"),
-            no_pivot: b("no-pivot"),
-            no_new_keyring: b("no-new-keyring"),
-            preserve_fds: unum("preserve-fds")?.unwrap_or(0) as u32,
-            id,
-            // `run` in the foreground turns this on (main.rs); `create` never proxies.
-            tty_proxy: false,
-        })
-    };
-    let format = |k: &str| -> Result<String, String> {
-        match v(k).as_deref() {
+            .transpose()
+    }
+
+    /// `table` (the default) or `json`.
+    fn format(&self, k: &str) -> Result<String, String> {
+        match self.v(k).as_deref() {
             None | Some("table") => Ok("table".into()),
             Some("json") => Ok("json".into()),
             Some(f) => Err(format!(
                 "invalid format option {f:?} for --{k}: select one of table or json"
             )),
         }
+    }
+
+    /// create's and run's options.
+    fn create(&self, id: String) -> Result<CreateOptions, String> {
+        Ok(CreateOptions {
+            bundle: self.p("bundle").unwrap_or_else(|| PathBuf::from(".")),
+            pid_file: self.p("pid-file"),
+            console_socket: self.p("console-socket"),
+            no_pivot: self.b("no-pivot"),
+            no_new_keyring: self.b("no-new-keyring"),
+            preserve_fds: self.parsed::<u64>("preserve-fds")?.unwrap_or(0) as u32,
+            id,
+            // `run` in the foreground turns this on (main.rs); `create` never proxies.
+            tty_proxy: false,
+        })
+    }
+}
+
+/// runc's wording for a flag value that does not parse, naming the flag.
+fn bad(k: &str, s: &str) -> String {
+    format!("invalid value {s:?} for flag --{k}: parse error")
+}
+
+/// The subcommand from its flags and positionals (arity already checked).
+fn command(cmd: &str, f: &Flags, pos: Vec<String>) -> Result<Cmd, String> {
+    let mut pos = pos.into_iter();
+    let mut id = || -> Result<String, String> {
+        pos.next()
+            .ok_or_else(|| format!("{cmd}: missing the container id"))
     };
-    let c = match cmd {
+    Ok(match cmd {
         "spec" => Cmd::Spec {
-            bundle: p("bundle").unwrap_or_else(|| PathBuf::from(".")),
+            bundle: f.p("bundle").unwrap_or_else(|| PathBuf::from(".")),
         },
-        "create" => Cmd::Create(create(id()?)?),
+        "create" => Cmd::Create(f.create(id()?)?),
         "run" => Cmd::Run {
-            c: create(id()?)?,
-            detach: b("detach"),
-            keep: b("keep"),
+            c: f.create(id()?)?,
+            detach: f.b("detach"),
+            keep: f.b("keep"),
         },
         "start" => Cmd::Start { id: id()? },
         "state" => Cmd::State { id: id()? },
         "pause" => Cmd::Pause { id: id()? },
         "resume" => Cmd::Resume { id: id()? },
-        "kill" => {
-            let i = id()?;
-            Cmd::Kill {
-                all: b("all"),
-                id: i,
-                signal: pos_iter.next(),
-            }
-        }
+        "kill" => Cmd::Kill {
+            all: f.b("all"),
+            id: id()?,
+            signal: pos.next(),
+        },
         "delete" => Cmd::Delete {
-            force: b("force"),
+            force: f.b("force"),
             id: id()?,
         },
-        "exec" => {
-            let i = id()?;
-            Cmd::Exec {
-                process: p("process"),
-                detach: b("detach"),
-                pid_file: p("pid-file"),
-                console_socket: p("console-socket"),
-                tty: b("tty"),
-                env: vals.get("env").cloned().unwrap_or_default(),
-                cwd: p("cwd"),
-                user: v("user"),
-                additional_gids: vals
-                    .get("additional-gids")
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|s| s.split(','))
-                    .map(|g| g.parse().map_err(|_| bad("additional-gids", g)))
-                    .collect::<Result<_, _>>()?,
-                cap: vals.get("cap").cloned().unwrap_or_default(),
-                no_new_privs: b("no-new-privs"),
-                preserve_fds: unum("preserve-fds")?.unwrap_or(0) as u32,
-                process_label: v("process-label"),
-                apparmor: v("apparmor"),
-                cgroup: vals.get("cgroup").cloned().unwrap_or_default(),
-                ignore_paused: b("ignore-paused"),
-                id: i,
-                args: pos_iter.collect(),
-            }
-        }
-        "ps" => {
-            let i = id()?;
-            Cmd::Ps {
-                format: format("format")?,
-                id: i,
-                ps_args: pos_iter.collect(),
-            }
-        }
-        "update" => Cmd::Update(UpdateArgs {
-            resources: p("resources"),
-            blkio_weight: v("blkio-weight")
-                .map(|s| s.parse::<u16>().map_err(|_| bad("blkio-weight", &s)))
-                .transpose()?,
-            cpu_period: unum("cpu-period")?,
-            cpu_quota: num("cpu-quota")?,
-            cpu_share: unum("cpu-share")?,
-            cpu_rt_period: unum("cpu-rt-period")?,
-            cpu_rt_runtime: num("cpu-rt-runtime")?,
-            cpuset_cpus: v("cpuset-cpus"),
-            cpuset_mems: v("cpuset-mems"),
-            memory: size("memory")?,
-            memory_reservation: size("memory-reservation")?,
-            memory_swap: size("memory-swap")?,
-            kernel_memory: {
-                size("kernel-memory")?;
-                size("kernel-memory-tcp")?;
-                v("kernel-memory").is_some() || v("kernel-memory-tcp").is_some()
-            },
-            pids_limit: num("pids-limit")?,
-            l3_cache_schema: v("l3-cache-schema"),
-            mem_bw_schema: v("mem-bw-schema"),
+        "exec" => Cmd::Exec(exec_args(f, id()?, pos.collect())?),
+        "ps" => Cmd::Ps {
+            format: f.format("format")?,
             id: id()?,
-        }),
+            ps_args: pos.collect(),
+        },
+        "update" => Cmd::Update(update_args(f, id()?)?),
         "events" => Cmd::Events {
-            stats: b("stats"),
-            interval: match v("interval") {
+            stats: f.b("stats"),
+            interval: match f.v("interval") {
                 None => std::time::Duration::from_secs(5),
                 Some(s) => parse_duration(&s).ok_or_else(|| bad("interval", &s))?,
             },
             id: id()?,
         },
         "list" | "ls" => Cmd::List {
-            format: format("format")?,
-            quiet: b("quiet"),
+            format: f.format("format")?,
+            quiet: f.b("quiet"),
         },
         _ => Cmd::Features,
+    })
+}
+
+fn exec_args(f: &Flags, id: String, args: Vec<String>) -> Result<ExecArgs, String> {
+    let opts = ExecOptions {
+        id,
+        process: f.p("process"),
+        args,
+        detach: f.b("detach"),
+        pid_file: f.p("pid-file"),
+        console_socket: f.p("console-socket"),
+        tty: f.b("tty"),
+        env: f.all("env"),
+        cwd: f.p("cwd"),
+        user: f.v("user"),
+        additional_gids: f
+            .all("additional-gids")
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(|g| g.parse().map_err(|_| bad("additional-gids", g)))
+            .collect::<Result<_, _>>()?,
+        caps: f.all("cap"),
+        no_new_privs: f.b("no-new-privs"),
+        preserve_fds: f.parsed::<u64>("preserve-fds")?.unwrap_or(0) as u32,
+        tty_proxy: false,
+        cgroups: f.all("cgroup"),
+        // Decided in main.rs from the pod's annotations.
+        outside_cpus: None,
     };
-    Ok(Parsed::Run(Box::new(Cli {
-        root: g_vals
-            .get("root")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/run/carve-oci")),
-        log: g_vals.get("log").map(PathBuf::from),
-        log_format: g_vals
-            .get("log-format")
-            .cloned()
-            .unwrap_or_else(|| "text".into()),
-        systemd_cgroup: g_bools.contains(&"systemd-cgroup"),
-        debug: g_bools.contains(&"debug"),
-        cmd: c,
-    })))
+    Ok(ExecArgs {
+        opts,
+        process_label: f.v("process-label"),
+        apparmor: f.v("apparmor"),
+        ignore_paused: f.b("ignore-paused"),
+    })
+}
+
+fn update_args(f: &Flags, id: String) -> Result<UpdateArgs, String> {
+    Ok(UpdateArgs {
+        resources: f.p("resources"),
+        blkio_weight: f.parsed("blkio-weight")?,
+        cpu_period: f.parsed("cpu-period")?,
+        cpu_quota: f.parsed("cpu-quota")?,
+        cpu_share: f.parsed("cpu-share")?,
+        cpu_rt_period: f.parsed("cpu-rt-period")?,
+        cpu_rt_runtime: f.parsed("cpu-rt-runtime")?,
+        cpuset_cpus: f.v("cpuset-cpus"),
+        cpuset_mems: f.v("cpuset-mems"),
+        memory: f.size("memory")?,
+        memory_reservation: f.size("memory-reservation")?,
+        memory_swap: f.size("memory-swap")?,
+        kernel_memory: {
+            f.size("kernel-memory")?;
+            f.size("kernel-memory-tcp")?;
+            f.v("kernel-memory").is_some() || f.v("kernel-memory-tcp").is_some()
+        },
+        pids_limit: f.parsed("pids-limit")?,
+        l3_cache_schema: f.v("l3-cache-schema"),
+        mem_bw_schema: f.v("mem-bw-schema"),
+        id,
+    })
 }
 
 /// A Go duration as runc's `--interval` takes it: "5s", "500ms", "1m30s", "1.5s", "2h" (a bare
-/// "0" too); `None` if malformed or zero-length otherwise.
+/// "0" too); `None` if malformed (core's duration grammar, [`DurationForm::Go`]).
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    if s == "0" {
-        return Some(std::time::Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (n, r) = rest.split_at(n_end);
-        let n: f64 = n.parse().ok()?;
-        let u_end = r
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(r.len());
-        let (u, r) = r.split_at(u_end);
-        let secs = match u {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * secs;
-        rest = r;
-    }
-    Some(std::time::Duration::from_secs_f64(total))
+    parse_duration_in(s, DurationForm::Go)
+        .ok()
+        .map(std::time::Duration::from_nanos)
 }
 
 #[cfg(test)]
@@ -764,14 +809,18 @@ mod tests {
             (Some("/b"), "id1", 2)
         );
         let c = run("--root /r exec -d -e A=1 --env B=2 c1 sh -c -x --tty");
-        let Cmd::Exec {
-            detach,
-            env,
-            id,
-            args,
-            tty,
+        let Cmd::Exec(ExecArgs {
+            opts:
+                ExecOptions {
+                    detach,
+                    env,
+                    id,
+                    args,
+                    tty,
+                    ..
+                },
             ..
-        } = c.cmd
+        }) = c.cmd
         else {
             panic!()
         };
@@ -842,5 +891,71 @@ mod tests {
             parse(&v("carve-oci --version")),
             Ok(Parsed::Print(_))
         ));
+    }
+
+    #[test]
+    fn update_flags_parse_into_their_types() {
+        let c = run(
+            "update --memory 64m --memory-swap=-1 --cpu-quota -1 --cpu-share 512 \
+             --blkio-weight 300 --pids-limit 7 --cpuset-cpus 0-1 --kernel-memory 1m c9",
+        );
+        let Cmd::Update(u) = c.cmd else { panic!() };
+        assert_eq!(u.id, "c9");
+        assert_eq!((u.memory, u.memory_swap), (Some(64 << 20), Some(-1)));
+        assert_eq!((u.cpu_quota, u.cpu_share), (Some(-1), Some(512)));
+        assert_eq!((u.blkio_weight, u.pids_limit), (Some(300), Some(7)));
+        assert_eq!(u.cpuset_cpus.as_deref(), Some("0-1"));
+        assert!(u.kernel_memory);
+        let v = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
+        let e = parse(&v("carve-oci update --blkio-weight 70000 c"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.msg,
+            "invalid value \"70000\" for flag --blkio-weight: parse error"
+        );
+        let e = parse(&v("carve-oci update --memory lots c")).err().unwrap();
+        assert!(e
+            .msg
+            .starts_with("invalid value for --memory: invalid size: \"lots\""));
+    }
+
+    #[test]
+    fn usage_errors_keep_runc_words_and_codes() {
+        let v = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
+        let e = parse(&v("carve-oci start")).err().unwrap();
+        assert_eq!(
+            (e.msg.as_str(), e.code),
+            ("\"start\" requires exactly 1 argument(s) (the container id); see carve-oci start --help", 1)
+        );
+        let e = parse(&v("carve-oci kill a b c")).err().unwrap();
+        assert!(e.msg.contains("a maximum of 2"), "{}", e.msg);
+        let e = parse(&v("carve-oci bogus")).err().unwrap();
+        assert_eq!(e.code, 3);
+        let e = parse(&v("carve-oci help bogus")).err().unwrap();
+        assert_eq!((e.msg.as_str(), e.code), ("no help topic for \"bogus\"", 3));
+        let e = parse(&v("carve-oci delete -x c")).err().unwrap();
+        assert_eq!(
+            e.msg,
+            "flag provided but not defined: -x (for delete); see carve-oci delete --help"
+        );
+        let e = parse(&v("carve-oci create --pid-file")).err().unwrap();
+        assert_eq!(e.msg, "flag needs an argument: --pid-file");
+        assert!(
+            matches!(parse(&v("carve-oci help exec")), Ok(Parsed::Print(t)) if t.contains("--tty"))
+        );
+        assert!(
+            matches!(parse(&v("carve-oci --root /r")), Ok(Parsed::Print(t)) if t.starts_with("usage:"))
+        );
+        let c = run("ps c1 -- -o pid");
+        let Cmd::Ps { id, ps_args, .. } = c.cmd else {
+            panic!()
+        };
+        assert_eq!(
+            (id.as_str(), ps_args),
+            ("c1", vec!["-o".to_string(), "pid".into()])
+        );
+        let c = run("--rootless create --rootless=true x");
+        assert!(matches!(c.cmd, Cmd::Create(_)));
     }
 }

@@ -4,7 +4,7 @@ mod args;
 mod dedicated;
 mod log;
 
-use args::{Cli, Cmd, Parsed, UpdateArgs};
+use args::{Cli, Cmd, ExecArgs, Parsed, UpdateArgs};
 
 use anyhow::{bail, Context, Result};
 use carve_container::{CreateOptions, ExecOptions, Runtime, Status};
@@ -75,72 +75,77 @@ fn update(rt: &Runtime, u: UpdateArgs) -> Result<()> {
         tracing::warn!("Kernel memory settings are ignored and will be removed");
     }
     let mut v = match &u.resources {
-        Some(p) => {
-            let b = if p.as_os_str() == "-" {
-                let mut b = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
-                b
-            } else {
-                std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
-            };
-            let res: carve_container::oci_spec::runtime::LinuxResources =
-                carve_container::config::parse_json(p, &b)?;
-            serde_json::to_value(&res)?
-        }
+        Some(p) => resources_document(p)?,
         None => serde_json::json!({}),
     };
+    let memsw = std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    apply_update_flags(&mut v, &u, memsw);
+    let res: carve_container::oci_spec::runtime::LinuxResources =
+        serde_json::from_value(v).context("building the resources")?;
+    rt.update(&u.id, &res)?;
+    Ok(())
+}
+
+/// `--resources FILE` (or `-`, stdin): a LinuxResources document, checked, as JSON to patch.
+fn resources_document(p: &std::path::Path) -> Result<serde_json::Value> {
+    let b = if p.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+        b
+    } else {
+        std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
+    };
+    let res: carve_container::oci_spec::runtime::LinuxResources =
+        carve_container::config::parse_json(p, &b)?;
+    Ok(serde_json::to_value(&res)?)
+}
+
+/// One `update` flag: where it lands in LinuxResources and how it is read from the arguments.
+type UpdateField = (
+    &'static str,
+    &'static str,
+    fn(&UpdateArgs) -> Option<serde_json::Value>,
+);
+
+/// runc's `update` flags → LinuxResources fields (section, key), in runc's order.
+const UPDATE_FIELDS: &[UpdateField] = &[
+    ("blockIO", "weight", |u| u.blkio_weight.map(Into::into)),
+    ("cpu", "period", |u| u.cpu_period.map(Into::into)),
+    ("cpu", "quota", |u| u.cpu_quota.map(Into::into)),
+    ("cpu", "shares", |u| u.cpu_share.map(Into::into)),
+    ("cpu", "realtimePeriod", |u| u.cpu_rt_period.map(Into::into)),
+    ("cpu", "realtimeRuntime", |u| {
+        u.cpu_rt_runtime.map(Into::into)
+    }),
+    ("cpu", "cpus", |u| u.cpuset_cpus.clone().map(Into::into)),
+    ("cpu", "mems", |u| u.cpuset_mems.clone().map(Into::into)),
+    ("memory", "limit", |u| u.memory.map(Into::into)),
+    ("memory", "reservation", |u| {
+        u.memory_reservation.map(Into::into)
+    }),
+    ("memory", "swap", |u| u.memory_swap.map(Into::into)),
+    ("pids", "limit", |u| u.pids_limit.map(Into::into)),
+];
+
+/// Sets every given flag over the resources document `v` (flags win over `--resources`).
+/// `memsw`: the v1 memory+swap file exists, so an unlimited memory lifts the swap limit too.
+fn apply_update_flags(v: &mut serde_json::Value, u: &UpdateArgs, memsw: bool) {
     let mut set = |section: &str, key: &str, val: serde_json::Value| {
         if !v[section].is_object() {
             v[section] = serde_json::json!({});
         }
         v[section][key] = val;
     };
-    if let Some(w) = u.blkio_weight {
-        set("blockIO", "weight", w.into());
+    for (section, key, get) in UPDATE_FIELDS {
+        if let Some(val) = get(u) {
+            set(section, key, val);
+        }
     }
-    if let Some(x) = u.cpu_period {
-        set("cpu", "period", x.into());
-    }
-    if let Some(x) = u.cpu_quota {
-        set("cpu", "quota", x.into());
-    }
-    if let Some(x) = u.cpu_share {
-        set("cpu", "shares", x.into());
-    }
-    if let Some(x) = u.cpu_rt_period {
-        set("cpu", "realtimePeriod", x.into());
-    }
-    if let Some(x) = u.cpu_rt_runtime {
-        set("cpu", "realtimeRuntime", x.into());
-    }
-    if let Some(x) = u.cpuset_cpus {
-        set("cpu", "cpus", x.into());
-    }
-    if let Some(x) = u.cpuset_mems {
-        set("cpu", "mems", x.into());
-    }
-    if let Some(x) = u.memory {
-        set("memory", "limit", x.into());
-    }
-    if let Some(x) = u.memory_reservation {
-        set("memory", "reservation", x.into());
-    }
-    if let Some(x) = u.memory_swap {
-        set("memory", "swap", x.into());
-    } else if u.memory == Some(-1)
-        && std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
-    {
+    if u.memory_swap.is_none() && u.memory == Some(-1) && memsw {
         // As runc: an unlimited memory without a swap value lifts the v1 memory+swap limit too
         // (the kernel keeps memory.limit_in_bytes at or below it).
         set("memory", "swap", (-1).into());
     }
-    if let Some(x) = u.pids_limit {
-        set("pids", "limit", x.into());
-    }
-    let res: carve_container::oci_spec::runtime::LinuxResources =
-        serde_json::from_value(v).context("building the resources")?;
-    rt.update(&u.id, &res)?;
-    Ok(())
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
@@ -154,77 +159,10 @@ fn run(cli: Cli) -> Result<i32> {
     let mut rt = Runtime::new(cli.root);
     rt.systemd_cgroup = cli.systemd_cgroup;
     match cli.cmd {
-        Cmd::Spec { bundle } => {
-            let p = bundle.join("config.json");
-            if p.exists() {
-                bail!("File {} exists. Remove it first", p.display());
-            }
-            let body = serde_json::to_string_pretty(&carve_container::config::default_spec_json())?;
-            std::fs::write(&p, body + "\n").with_context(|| format!("writing {}", p.display()))?;
-        }
-        Cmd::Create(c) => {
-            carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
-            // Checked before anything exists: a bad annotation leaves nothing behind.
-            let dedicated = dedicated::request(&c.bundle)?;
-            rt.create(&c)?;
-            if let Some(req) = dedicated {
-                let r = rt.state(&c.id).map_err(anyhow::Error::from).and_then(|st| {
-                    let pid = st["pid"]
-                        .as_i64()
-                        .context("the created container has no pid")?;
-                    dedicated::setup(&c.id, &req, pid as i32)
-                });
-                if let Err(e) = r {
-                    let _ = rt.delete(&c.id, true);
-                    return Err(e);
-                }
-            }
-        }
+        Cmd::Spec { bundle } => spec(&bundle)?,
+        Cmd::Create(c) => create(&rt, &c)?,
         Cmd::Start { id } => rt.start(&id)?,
-        Cmd::Run { c, detach, keep } => {
-            carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
-            // Become the subreaper so init is our child on every create path, and wait for it.
-            // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-            let id = c.id.clone();
-            let signals = if detach {
-                None
-            } else {
-                Some(carve_container::pty::Signals::block().context("blocking signals")?)
-            };
-            // In the foreground, a terminal without --console-socket is proxied here.
-            let created = rt.create(&CreateOptions {
-                tty_proxy: !detach,
-                ..c
-            })?;
-            // The caller's terminal: its size for the pty, raw mode until the container exits.
-            let raw = match &created.console {
-                Some(m) => {
-                    carve_container::pty::copy_window_size(m);
-                    raw_stdin()
-                }
-                None => None,
-            };
-            if let Err(e) = rt.start(&id) {
-                drop(raw);
-                let _ = rt.delete(&id, true);
-                return Err(e.into());
-            }
-            if detach {
-                return Ok(0);
-            }
-            let signals = signals.expect("foreground");
-            let r =
-                carve_container::pty::forward(&created.pidfd, created.console.as_ref(), &signals);
-            drop(raw);
-            r.context("forwarding to the container")?;
-            let code = carve_container::sys::pidfd_wait_child(&created.pidfd)
-                .context("waiting for the container's init")?;
-            if !keep {
-                rt.delete(&id, true)?;
-            }
-            return Ok(code);
-        }
+        Cmd::Run { c, detach, keep } => return run_container(&rt, c, detach, keep),
         Cmd::State { id } => print_json(&rt.state(&id)?)?,
         Cmd::Kill { all, id, signal } => {
             let sig = parse_signal(signal.as_deref().unwrap_or("TERM"))?;
@@ -234,126 +172,12 @@ fn run(cli: Cli) -> Result<i32> {
             rt.delete(&id, force)?;
             dedicated::teardown(&id)?;
         }
-        Cmd::Exec {
-            process,
-            detach,
-            pid_file,
-            console_socket,
-            tty,
-            env,
-            cwd,
-            user,
-            additional_gids,
-            cap,
-            no_new_privs,
-            preserve_fds,
-            process_label,
-            apparmor,
-            cgroup,
-            ignore_paused,
-            id,
-            args,
-        } => {
-            if ignore_paused {
-                bail!(
-                    "exec --ignore-paused is not supported by carve-oci: resume the container first"
-                );
-            }
-            if process_label.is_some() || apparmor.is_some() {
-                tracing::warn!("--process-label/--apparmor ignored: this host has neither SELinux nor AppArmor");
-            }
-            if process.is_none() && args.is_empty() {
-                bail!("exec: give a --process file or the program to run");
-            }
-            carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
-            let signals = if detach {
-                None
-            } else {
-                Some(carve_container::pty::Signals::block().context("blocking signals")?)
-            };
-            // A dedicated container's exec runs on housekeeping CPUs unless its pod says otherwise.
-            let outside_cpus = dedicated::exec_cpus(&id)?;
-            let spawned = rt.exec_spawn(&ExecOptions {
-                id,
-                process,
-                args,
-                detach,
-                pid_file,
-                console_socket,
-                tty,
-                env,
-                cwd,
-                user,
-                additional_gids,
-                caps: cap,
-                no_new_privs,
-                preserve_fds,
-                tty_proxy: !detach,
-                cgroups: cgroup,
-                outside_cpus,
-            })?;
-            if detach {
-                return Ok(0);
-            }
-            let raw = match &spawned.console {
-                Some(m) => {
-                    carve_container::pty::copy_window_size(m);
-                    raw_stdin()
-                }
-                None => None,
-            };
-            let signals = signals.expect("foreground");
-            let r =
-                carve_container::pty::forward(&spawned.pidfd, spawned.console.as_ref(), &signals);
-            drop(raw);
-            r.context("forwarding to the process")?;
-            return carve_container::sys::pidfd_wait_child(&spawned.pidfd)
-                .context("waiting for the process");
-        }
+        Cmd::Exec(e) => return exec(&rt, e),
         Cmd::Ps {
             format,
             id,
             ps_args,
-        } => {
-            let pids = rt.pids(&id)?;
-            if format == "json" {
-                print_json(&serde_json::json!(pids))?;
-            } else {
-                let args = if ps_args.is_empty() {
-                    vec!["-ef".to_string()]
-                } else {
-                    ps_args
-                };
-                let out = std::process::Command::new("ps")
-                    .args(&args)
-                    .output()
-                    .context("running ps")?;
-                if !out.status.success() {
-                    bail!(
-                        "ps {}: {}: {}",
-                        args.join(" "),
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
-                let text = String::from_utf8_lossy(&out.stdout);
-                let mut lines = text.lines();
-                let header = lines.next().unwrap_or("");
-                let col = header.split_whitespace().position(|h| h == "PID").context(
-                    "couldn't find PID field in ps output (give ps options that print PID)",
-                )?;
-                println!("{header}");
-                for l in lines {
-                    if l.split_whitespace()
-                        .nth(col)
-                        .and_then(|p| p.parse::<i32>().ok())
-                        .is_some_and(|p| pids.contains(&p))
-                    {
-                        println!("{l}");
-                    }
-                }
-            }
-        }
+        } => ps(&rt, &id, &format, ps_args)?,
         Cmd::Pause { id } => rt.pause(&id)?,
         Cmd::Resume { id } => rt.resume(&id)?,
         Cmd::Update(u) => update(&rt, u)?,
@@ -361,84 +185,250 @@ fn run(cli: Cli) -> Result<i32> {
             stats,
             interval,
             id,
-        } => {
-            let every = interval;
-            // OOM kills: the memory cgroup's `oom_kill` counter, polled every OOM_POLL (or each
-            // interval if that is shorter); one `oom` event per new kill, as runc's notifier
-            // gives one per OOM. Kills before `events` started are not reported.
-            const OOM_POLL: std::time::Duration = std::time::Duration::from_millis(100);
-            let mut ooms = if stats { None } else { rt.oom_kills(&id)? };
-            let oom_events = |ooms: &mut Option<u64>| -> Result<()> {
-                let Some(seen) = *ooms else { return Ok(()) };
-                let now = rt.oom_kills(&id)?.unwrap_or(seen);
-                for _ in seen..now {
-                    println!("{}", serde_json::json!({"type": "oom", "id": id}));
-                }
-                *ooms = Some(now.max(seen));
-                Ok(())
-            };
-            let mut first = true;
-            loop {
-                let (data, status) = rt.stats(&id)?;
-                if first && !stats && status == Status::Stopped {
-                    // runc's words. (`--stats` still gives a stopped container's last counters.)
-                    bail!("container with id {id} is not running");
-                }
-                first = false;
-                oom_events(&mut ooms)?;
-                let ev = serde_json::json!({"type": "stats", "id": id, "data": data});
-                println!("{ev}");
-                if stats || status == Status::Stopped {
-                    break;
-                }
-                let until = std::time::Instant::now() + every;
-                loop {
-                    let left = until.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    std::thread::sleep(left.min(OOM_POLL));
-                    oom_events(&mut ooms)?;
-                }
-            }
-        }
-        Cmd::List { format, quiet } => {
-            let all = rt.list();
-            if quiet {
-                for s in &all {
-                    println!("{}", s["id"].as_str().unwrap_or(""));
-                }
-            } else if format == "json" {
-                print_json(&serde_json::Value::Array(all))?;
-            } else {
-                println!(
-                    "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
-                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
-                );
-                for s in &all {
-                    println!(
-                        "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
-                        s["id"].as_str().unwrap_or(""),
-                        s["pid"],
-                        s["status"].as_str().unwrap_or(""),
-                        s["bundle"].as_str().unwrap_or(""),
-                        s["created"].as_str().unwrap_or(""),
-                        s["owner"].as_str().unwrap_or("")
-                    );
-                }
-            }
-        }
+        } => events(&rt, &id, stats, interval)?,
+        Cmd::List { format, quiet } => list(&rt, &format, quiet)?,
         Cmd::Features => print_json(&features())?,
     }
     Ok(0)
 }
 
+/// `spec`: a default config.json in the bundle, never over an existing one.
+fn spec(bundle: &std::path::Path) -> Result<()> {
+    let p = bundle.join("config.json");
+    if p.exists() {
+        bail!("File {} exists. Remove it first", p.display());
+    }
+    let body = serde_json::to_string_pretty(&carve_container::config::default_spec_json())?;
+    std::fs::write(&p, body + "\n").with_context(|| format!("writing {}", p.display()))?;
+    Ok(())
+}
+
+/// `create`, with the dedicated-core pod setup when the bundle asks for it.
+fn create(rt: &Runtime, c: &CreateOptions) -> Result<()> {
+    carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
+    // Checked before anything exists: a bad annotation leaves nothing behind.
+    let dedicated = dedicated::request(&c.bundle)?;
+    rt.create(c)?;
+    if let Some(req) = dedicated {
+        let r = rt.state(&c.id).map_err(anyhow::Error::from).and_then(|st| {
+            let pid = st["pid"]
+                .as_i64()
+                .context("the created container has no pid")?;
+            dedicated::setup(&c.id, &req, pid as i32)
+        });
+        if let Err(e) = r {
+            let _ = rt.delete(&c.id, true);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// `run`: create and start; in the foreground, proxy the terminal and signals, wait, delete.
+fn run_container(rt: &Runtime, c: CreateOptions, detach: bool, keep: bool) -> Result<i32> {
+    carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
+    // Become the subreaper so init is our child on every create path, and wait for it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let id = c.id.clone();
+    let signals = block_signals_unless(detach)?;
+    // In the foreground, a terminal without --console-socket is proxied here.
+    let created = rt.create(&CreateOptions {
+        tty_proxy: !detach,
+        ..c
+    })?;
+    let raw = terminal_for(created.console.as_ref());
+    if let Err(e) = rt.start(&id) {
+        drop(raw);
+        let _ = rt.delete(&id, true);
+        return Err(e.into());
+    }
+    let Some(signals) = signals else {
+        return Ok(0);
+    };
+    let r = carve_container::pty::forward(&created.pidfd, created.console.as_ref(), &signals);
+    drop(raw);
+    r.context("forwarding to the container")?;
+    let code = carve_container::sys::pidfd_wait_child(&created.pidfd)
+        .context("waiting for the container's init")?;
+    if !keep {
+        rt.delete(&id, true)?;
+    }
+    Ok(code)
+}
+
+/// `exec`: a new process in the container; in the foreground, proxied and waited for.
+fn exec(rt: &Runtime, e: ExecArgs) -> Result<i32> {
+    if e.ignore_paused {
+        bail!("exec --ignore-paused is not supported by carve-oci: resume the container first");
+    }
+    if e.process_label.is_some() || e.apparmor.is_some() {
+        tracing::warn!(
+            "--process-label/--apparmor ignored: this host has neither SELinux nor AppArmor"
+        );
+    }
+    if e.opts.process.is_none() && e.opts.args.is_empty() {
+        bail!("exec: give a --process file or the program to run");
+    }
+    carve_container::seal::ensure_sealed().context("re-executing from a sealed copy")?;
+    let signals = block_signals_unless(e.opts.detach)?;
+    // A dedicated container's exec runs on housekeeping CPUs unless its pod says otherwise.
+    let outside_cpus = dedicated::exec_cpus(&e.opts.id)?;
+    let spawned = rt.exec_spawn(&ExecOptions {
+        // In the foreground, a terminal without --console-socket is proxied here.
+        tty_proxy: !e.opts.detach,
+        outside_cpus,
+        ..e.opts
+    })?;
+    let Some(signals) = signals else {
+        return Ok(0);
+    };
+    let raw = terminal_for(spawned.console.as_ref());
+    let r = carve_container::pty::forward(&spawned.pidfd, spawned.console.as_ref(), &signals);
+    drop(raw);
+    r.context("forwarding to the process")?;
+    carve_container::sys::pidfd_wait_child(&spawned.pidfd).context("waiting for the process")
+}
+
+/// The forwarded signals blocked (to be read from a signalfd), unless the caller detaches.
+fn block_signals_unless(detach: bool) -> Result<Option<carve_container::pty::Signals>> {
+    if detach {
+        return Ok(None);
+    }
+    Ok(Some(
+        carve_container::pty::Signals::block().context("blocking signals")?,
+    ))
+}
+
+/// With a proxied pty master: the caller's terminal size copied to it and the caller's stdin in
+/// raw mode until the guard drops.
+fn terminal_for(
+    console: Option<&std::os::fd::OwnedFd>,
+) -> Option<carve_container::pty::RawMode<'static>> {
+    let m = console?;
+    carve_container::pty::copy_window_size(m);
+    raw_stdin()
+}
+
+/// `ps`: the container's pids as JSON, or the host's `ps` output narrowed to them.
+fn ps(rt: &Runtime, id: &str, format: &str, ps_args: Vec<String>) -> Result<()> {
+    let pids = rt.pids(id)?;
+    if format == "json" {
+        return print_json(&serde_json::json!(pids));
+    }
+    let args = if ps_args.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        ps_args
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("couldn't find PID field in ps output (give ps options that print PID)")?;
+    println!("{header}");
+    for l in lines {
+        if l.split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+/// `events`: stats every `every` (once with `--stats`) and an `oom` event per new OOM kill.
+fn events(rt: &Runtime, id: &str, stats: bool, every: std::time::Duration) -> Result<()> {
+    // OOM kills: the memory cgroup's `oom_kill` counter, polled every OOM_POLL (or each
+    // interval if that is shorter); one `oom` event per new kill, as runc's notifier
+    // gives one per OOM. Kills before `events` started are not reported.
+    const OOM_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+    let mut ooms = if stats { None } else { rt.oom_kills(id)? };
+    let oom_events = |ooms: &mut Option<u64>| -> Result<()> {
+        let Some(seen) = *ooms else { return Ok(()) };
+        let now = rt.oom_kills(id)?.unwrap_or(seen);
+        for _ in seen..now {
+            println!("{}", serde_json::json!({"type": "oom", "id": id}));
+        }
+        *ooms = Some(now.max(seen));
+        Ok(())
+    };
+    let mut first = true;
+    loop {
+        let (data, status) = rt.stats(id)?;
+        if first && !stats && status == Status::Stopped {
+            // runc's words. (`--stats` still gives a stopped container's last counters.)
+            bail!("container with id {id} is not running");
+        }
+        first = false;
+        oom_events(&mut ooms)?;
+        let ev = serde_json::json!({"type": "stats", "id": id, "data": data});
+        println!("{ev}");
+        if stats || status == Status::Stopped {
+            return Ok(());
+        }
+        let until = std::time::Instant::now() + every;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(OOM_POLL));
+            oom_events(&mut ooms)?;
+        }
+    }
+}
+
+/// `list`: ids only, JSON, or runc's table.
+fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
+    let all = rt.list();
+    if quiet {
+        for s in &all {
+            println!("{}", s["id"].as_str().unwrap_or(""));
+        }
+        return Ok(());
+    }
+    if format == "json" {
+        return print_json(&serde_json::Value::Array(all));
+    }
+    println!(
+        "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+    );
+    for s in &all {
+        println!(
+            "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
+            s["id"].as_str().unwrap_or(""),
+            s["pid"],
+            s["status"].as_str().unwrap_or(""),
+            s["bundle"].as_str().unwrap_or(""),
+            s["created"].as_str().unwrap_or(""),
+            s["owner"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
 /// Puts the caller's stdin into raw mode if it is a terminal (restored when dropped, also on
 /// the error paths: `main` exits only after `run` returned).
-fn raw_stdin() -> Option<carve_container::pty::RawMode> {
-    // SAFETY: fd 0 stays open for the life of the process.
-    let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
-    match carve_container::pty::RawMode::enter(stdin) {
+fn raw_stdin() -> Option<carve_container::pty::RawMode<'static>> {
+    match carve_container::pty::RawMode::stdin() {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("putting the terminal into raw mode: {e}");
@@ -511,7 +501,7 @@ fn main() {
     // Before anything is opened: the log file would take fd 3 (runc checks the same).
     let preserve = match &cli.cmd {
         Cmd::Create(c) | Cmd::Run { c, .. } => c.preserve_fds,
-        Cmd::Exec { preserve_fds, .. } => *preserve_fds,
+        Cmd::Exec(e) => e.opts.preserve_fds,
         _ => 0,
     };
     let preserve_err = carve_container::check_preserved_fds(preserve, &[]).err();
@@ -527,7 +517,7 @@ fn main() {
     };
     let _ = tracing::subscriber::set_global_default(logger);
     // runc exits 255 when exec fails before the process ran (its own status otherwise).
-    let fail_code = if matches!(cli.cmd, Cmd::Exec { .. }) {
+    let fail_code = if matches!(cli.cmd, Cmd::Exec(_)) {
         255
     } else {
         1
@@ -549,5 +539,107 @@ fn main() {
             }
             std::process::exit(fail_code);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args() -> UpdateArgs {
+        UpdateArgs {
+            id: "c".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_update_flag_lands_in_its_resources_field() {
+        let u = UpdateArgs {
+            blkio_weight: Some(300),
+            cpu_period: Some(100_000),
+            cpu_quota: Some(-1),
+            cpu_share: Some(512),
+            cpu_rt_period: Some(1_000_000),
+            cpu_rt_runtime: Some(950_000),
+            cpuset_cpus: Some("0-1".into()),
+            cpuset_mems: Some("0".into()),
+            memory: Some(64 << 20),
+            memory_reservation: Some(32 << 20),
+            memory_swap: Some(128 << 20),
+            pids_limit: Some(42),
+            ..args()
+        };
+        let mut v = json!({});
+        apply_update_flags(&mut v, &u, true);
+        assert_eq!(
+            v,
+            json!({
+                "blockIO": {"weight": 300},
+                "cpu": {"period": 100_000, "quota": -1, "shares": 512, "realtimePeriod": 1_000_000,
+                    "realtimeRuntime": 950_000, "cpus": "0-1", "mems": "0"},
+                "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20},
+                "pids": {"limit": 42}
+            })
+        );
+        // The document must still be LinuxResources.
+        let _: carve_container::oci_spec::runtime::LinuxResources =
+            serde_json::from_value(v).unwrap();
+    }
+
+    #[test]
+    fn flags_override_the_document_and_keep_the_rest() {
+        let mut v = json!({"memory": {"limit": 1, "swap": 2}, "cpu": null, "pids": {"limit": 5}});
+        let u = UpdateArgs {
+            memory: Some(10),
+            cpu_share: Some(2),
+            ..args()
+        };
+        apply_update_flags(&mut v, &u, true);
+        assert_eq!(v["memory"], json!({"limit": 10, "swap": 2}));
+        assert_eq!(
+            v["cpu"],
+            json!({"shares": 2}),
+            "a null section becomes an object"
+        );
+        assert_eq!(v["pids"], json!({"limit": 5}));
+        let mut none = json!({});
+        apply_update_flags(&mut none, &args(), true);
+        assert_eq!(none, json!({}), "no flag, no change");
+    }
+
+    #[test]
+    fn unlimited_memory_lifts_v1_swap_only_when_swap_is_not_given() {
+        let unlimited = UpdateArgs {
+            memory: Some(-1),
+            ..args()
+        };
+        let mut v = json!({});
+        apply_update_flags(&mut v, &unlimited, true);
+        assert_eq!(v["memory"], json!({"limit": -1, "swap": -1}));
+        let mut v = json!({});
+        apply_update_flags(&mut v, &unlimited, false);
+        assert_eq!(
+            v["memory"],
+            json!({"limit": -1}),
+            "no memsw file: no swap value"
+        );
+        let with_swap = UpdateArgs {
+            memory_swap: Some(1 << 30),
+            ..unlimited
+        };
+        let mut v = json!({});
+        apply_update_flags(&mut v, &with_swap, true);
+        assert_eq!(v["memory"], json!({"limit": -1, "swap": 1 << 30}));
+    }
+
+    #[test]
+    fn signals_by_name_number_and_rtmin_offset() {
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("RTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
+        assert!(parse_signal("NOPE").is_err());
     }
 }

@@ -138,75 +138,18 @@ struct MountEntry {
     controllers: Vec<String>,
 }
 
-fn unescape(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            let oct = std::str::from_utf8(&b[i + 1..i + 4]).ok();
-            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// The cgroup mounts of mountinfo text (core's parser: escapes undone, controllers split).
 fn parse_mountinfo(content: &str) -> Vec<MountEntry> {
-    let mut out = Vec::new();
-    for line in content.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or("");
-        if fstype != "cgroup" && fstype != "cgroup2" {
-            continue;
-        }
-        let _source = post.next();
-        let superopts = post.next().unwrap_or("");
-        let f: Vec<&str> = pre.split(' ').collect();
-        if f.len() < 5 {
-            continue;
-        }
-        let controllers = if fstype == "cgroup" {
-            superopts
-                .split(',')
-                .filter(|o| {
-                    !matches!(
-                        *o,
-                        "rw" | "ro"
-                            | "relatime"
-                            | "noatime"
-                            | "nosuid"
-                            | "nodev"
-                            | "noexec"
-                            | "xattr"
-                            | "clone_children"
-                            | "noprefix"
-                            | "cpuset_v2_mode"
-                            | "favordynmods"
-                    ) && !o.starts_with("release_agent=")
-                })
-                .map(str::to_string)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        out.push(MountEntry {
-            root: unescape(f[3]),
-            mount_point: PathBuf::from(unescape(f[4])),
-            v2: fstype == "cgroup2",
-            controllers,
-        });
-    }
-    out
+    carve_core::mountinfo::parse(content)
+        .into_iter()
+        .filter(|m| m.is_cgroup_v1() || m.is_cgroup_v2())
+        .map(|m| MountEntry {
+            controllers: m.cgroup_controllers(),
+            v2: m.is_cgroup_v2(),
+            root: m.root,
+            mount_point: m.mount_point,
+        })
+        .collect()
 }
 
 /// Own cgroup paths from /proc/self/cgroup: `(controllers of the line, path)`; v2's line has none.
@@ -439,7 +382,6 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
         );
         assert_eq!(m[3].root, "/inner");
-        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
     }
 
     #[test]

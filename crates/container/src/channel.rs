@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Every message of the create/start/exec handshakes. The order is fixed per flow (see
 /// docs/oci.md): runtime → child `Go`, `Joined`; child → runtime `NeedMaps` / `InitPid` (general path
@@ -115,51 +115,12 @@ impl Channel {
     }
 }
 
-/// sendmsg with `SCM_RIGHTS`.
+/// sendmsg with `SCM_RIGHTS` (carve-unix's), the whole body in one packet. `sock` is held open
+/// by the caller for the call.
 pub fn send_with_fds(sock: RawFd, body: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: body.as_ptr() as *mut libc::c_void,
-        iov_len: body.len(),
-    };
-    let space = if fds.is_empty() {
-        0
-    } else {
-        // SAFETY: CMSG_SPACE is a pure computation.
-        unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) as usize }
-    };
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    // SAFETY: zeroed msghdr is valid; we fill in the pointers below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = space;
-        // SAFETY: msg_control points at `space` bytes, enough for one header with the fds.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
-            std::ptr::copy_nonoverlapping(
-                fds.as_ptr() as *const u8,
-                libc::CMSG_DATA(c),
-                std::mem::size_of_val(fds),
-            );
-        }
-    }
-    loop {
-        // SAFETY: msg points at live buffers for the duration of the call.
-        let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(());
-    }
+    // SAFETY: every caller passes a socket it owns and keeps open across this call.
+    let sock = unsafe { BorrowedFd::borrow_raw(sock) };
+    carve_unix::send_with_fds(sock, body, fds).map(drop)
 }
 
 /// Sets `SO_RCVTIMEO` and `SO_SNDTIMEO` of a socket (a unix `connect` honours the latter).
@@ -198,61 +159,24 @@ pub fn timed_out(e: io::Error) -> io::Error {
     }
 }
 
-/// recvmsg with `SCM_RIGHTS` (received fds are CLOEXEC).
+/// recvmsg with `SCM_RIGHTS` (carve-unix's; received fds are CLOEXEC). `sock` is held open by
+/// the caller for the call.
 pub fn recv_with_fds(
     sock: RawFd,
     buf: &mut [u8],
     max_fds: usize,
 ) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE((max_fds.max(1) * 4) as u32) as usize };
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    // SAFETY: zeroed msghdr is valid; pointers filled below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space;
-    let mut reset_seen = false;
-    let n = loop {
-        // SAFETY: msg points at live buffers.
-        let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            // A peer that exits with a message of ours unread makes the kernel report
-            // ECONNRESET once, ahead of what the peer sent before exiting (often its Error):
-            // read on, so that message is not lost (then EOF).
-            if e.raw_os_error() == Some(libc::ECONNRESET) && !reset_seen {
-                reset_seen = true;
-                continue;
-            }
-            return Err(e);
+    // SAFETY: every caller passes a socket it owns and keeps open across this call.
+    let sock = unsafe { BorrowedFd::borrow_raw(sock) };
+    match carve_unix::recv_with_fds(sock, buf, max_fds) {
+        // A peer that exits with a message of ours unread makes the kernel report ECONNRESET
+        // once, ahead of what the peer sent before exiting (often its Error): read on, so that
+        // message is not lost (then EOF).
+        Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+            carve_unix::recv_with_fds(sock, buf, max_fds)
         }
-        break r as usize;
-    };
-    let mut fds = Vec::new();
-    // SAFETY: walking the control buffer the kernel filled, with the libc CMSG macros.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c) as *const RawFd;
-                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
-                for i in 0..count {
-                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
+        r => r,
     }
-    Ok((n, fds))
 }
 
 #[cfg(test)]

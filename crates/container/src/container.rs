@@ -689,34 +689,25 @@ fn run_poststop(st: &Persisted) {
 /// mounts inside the container).
 fn cgroup_dirs(m: Option<&Manager>) -> Vec<(PathBuf, PathBuf)> {
     let Some(m) = m else { return Vec::new() };
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut out = Vec::new();
-    for line in mi.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post_f = post.split(' ');
-        let fstype = post_f.next().unwrap_or("");
-        let superopts = post_f.nth(1).unwrap_or("");
-        let mp = pre.split(' ').nth(4).unwrap_or("");
-        if !mp.starts_with("/sys/fs/cgroup") {
+    for mount in carve_core::mountinfo::read(Path::new("/proc")) {
+        if !mount.mount_point.starts_with("/sys/fs/cgroup") {
             continue;
         }
-        let controller = match fstype {
-            "cgroup2" => "unified",
-            "cgroup" => superopts
-                .split(',')
-                .find(|o| {
-                    *o != "rw"
-                        && *o != "ro"
-                        && !o.starts_with("release_agent")
-                        && !o.starts_with("clone_children")
-                })
-                .unwrap_or(""),
-            _ => continue,
+        // A v1 hierarchy is found by its first controller ("cpu" of cpu,cpuacct).
+        let controller = if mount.is_cgroup_v2() {
+            "unified".to_string()
+        } else if mount.is_cgroup_v1() {
+            mount
+                .cgroup_controllers()
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+        } else {
+            continue;
         };
-        if let Some(dir) = m.path_on(controller) {
-            out.push((PathBuf::from(mp), dir));
+        if let Some(dir) = m.path_on(&controller) {
+            out.push((mount.mount_point, dir));
         }
     }
     out

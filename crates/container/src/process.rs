@@ -167,19 +167,12 @@ pub fn set_io_priority(p: &Process) -> R<()> {
     Ok(())
 }
 
-/// Parses a cpu list like "0-2,5".
+/// Parses a cpu list like "0-2,5" (core's list grammar), each CPU below `CPU_SETSIZE` so
+/// `CPU_SET` stays inside its set.
 pub fn parse_cpus(s: &str) -> R<Vec<usize>> {
-    let mut v = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let a: usize = a.parse().map_err(|_| format!("bad cpu list {s:?}"))?;
-        let b: usize = b.parse().map_err(|_| format!("bad cpu list {s:?}"))?;
-        if a > b || b >= 1024 {
-            return Err(format!("bad cpu list {s:?}").into());
-        }
-        v.extend(a..=b);
-    }
-    Ok(v)
+    carve_core::CpuSet::parse_list_below(s, libc::CPU_SETSIZE as usize)
+        .map(|set| set.iter().collect())
+        .map_err(|e| format!("bad cpu list {s:?}: {e}").into())
 }
 
 /// Sets this process's CPU affinity.
@@ -486,6 +479,7 @@ mod tests {
         assert_eq!(parse_cpus("0-2,5").unwrap(), vec![0, 1, 2, 5]);
         assert!(parse_cpus("3-1").is_err());
         assert!(parse_cpus("x").is_err());
+        assert!(parse_cpus("0,1024").is_err(), "beyond cpu_set_t");
     }
     fn process(j: serde_json::Value) -> Process {
         serde_json::from_value(j).unwrap()

@@ -8,7 +8,7 @@
 //! signalfd; no threads, no async runtime.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Signals forwarded to the container process (as `runc run` / `runc exec` do). SIGWINCH is
 /// handled here instead: it resizes the pty.
@@ -21,41 +21,9 @@ const FORWARD: [i32; 6] = [
     libc::SIGUSR2,
 ];
 
-/// A terminal put into raw mode; its previous settings come back on drop.
-pub struct RawMode {
-    fd: RawFd,
-    saved: libc::termios,
-}
-
-impl RawMode {
-    /// Puts `fd` into raw mode if it is a terminal (`None` if it is not).
-    pub fn enter(fd: BorrowedFd<'_>) -> io::Result<Option<RawMode>> {
-        let fd = fd.as_raw_fd();
-        // SAFETY: tcgetattr/cfmakeraw/tcsetattr on a live fd with a local termios buffer.
-        unsafe {
-            if libc::isatty(fd) != 1 {
-                return Ok(None);
-            }
-            let mut saved: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(fd, &mut saved) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let mut raw = saved;
-            libc::cfmakeraw(&mut raw);
-            if libc::tcsetattr(fd, libc::TCSANOW, &raw) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(Some(RawMode { fd, saved }))
-        }
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: restoring the settings read from the same fd.
-        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
-    }
-}
+/// A terminal put into raw mode; its previous settings come back on drop (carve-unix's guard,
+/// shared with the engine's and the VM's consoles).
+pub use carve_unix::RawMode;
 
 /// The window size of the terminal on `fd`, if it is one.
 pub fn window_size(fd: RawFd) -> Option<libc::winsize> {

@@ -59,6 +59,22 @@ impl CpuSet {
         Ok(CpuSet(set))
     }
 
+    /// Parses the list format for an affinity mask of `limit` bits (`CPU_SETSIZE` for
+    /// sched_setaffinity's `cpu_set_t`): every member must be below `limit`, so setting its bit
+    /// stays inside the mask.
+    pub fn parse_list_below(s: &str, limit: usize) -> Result<Self, CpuSetError> {
+        let set = Self::parse_list(s)?;
+        let beyond = set.iter().find(|&c| c >= limit);
+        match beyond {
+            Some(c) => Err(CpuSetError {
+                kind: "list",
+                text: s.to_string(),
+                why: format!("CPU {c} is beyond the affinity mask's {limit} CPUs"),
+            }),
+            None => Ok(set),
+        }
+    }
+
     /// Parses the hex mask format of /proc/irq/N/smp_affinity: comma-separated 32-bit words,
     /// most significant first.
     pub fn parse_mask(s: &str) -> Result<Self, CpuSetError> {
@@ -206,6 +222,14 @@ impl<'de> Deserialize<'de> for CpuSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn affinity_lists_stay_inside_their_mask() {
+        assert_eq!(CpuSet::parse_list_below("0-2,1023", 1024).unwrap().len(), 4);
+        let e = CpuSet::parse_list_below("0,1024", 1024).unwrap_err();
+        assert!(e.to_string().contains("CPU 1024 is beyond"), "{e}");
+        assert!(CpuSet::parse_list_below("3-1", 1024).is_err());
+    }
 
     #[test]
     fn list_round_trips() {

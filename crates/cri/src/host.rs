@@ -24,14 +24,10 @@ pub fn pids_matching(needle: &str) -> Vec<i32> {
 
 /// Every cgroup hierarchy mounted on this host (v1 controllers and the unified one).
 pub fn hierarchies() -> Vec<PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            let t = l.split(" - ").nth(1).unwrap_or("");
-            t.starts_with("cgroup ") || t.starts_with("cgroup2 ")
-        })
-        .filter_map(|l| l.split_whitespace().nth(4).map(PathBuf::from))
+    carve_core::mountinfo::read(Path::new("/proc"))
+        .into_iter()
+        .filter(|m| m.is_cgroup_v1() || m.is_cgroup_v2())
+        .map(|m| m.mount_point)
         .collect()
 }
 
@@ -104,13 +100,10 @@ pub fn remove_cgroup_tree(name: &str) -> Vec<PathBuf> {
 
 /// Mount points at or below `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let prefix = dir.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|t| *t == prefix || t.starts_with(&format!("{prefix}/")))
-        .map(PathBuf::from)
+    carve_core::mountinfo::read(Path::new("/proc"))
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|t| t.starts_with(dir))
         .collect()
 }
 

@@ -640,12 +640,10 @@ impl Tracer {
             path: path.to_path_buf(),
             why,
         };
-        let mi = std::fs::read_to_string(proc.join("self/mountinfo")).unwrap_or_default();
-        let mounted = mi.lines().find_map(|l| {
-            let fstype = l.split(" - ").nth(1)?.split_whitespace().next()?;
-            let target = l.split_whitespace().nth(4)?;
-            (fstype == "tracefs").then(|| PathBuf::from(target))
-        });
+        let mounted = carve_core::mountinfo::read(proc)
+            .into_iter()
+            .find(|m| m.fstype == "tracefs")
+            .map(|m| m.mount_point);
         let root = match mounted {
             Some(p) => p,
             None => {

@@ -1,5 +1,6 @@
 //! What a dedicated partition asks for: [`DedicatedSpec`] and its parsed parts.
 
+use carve_core::units::DurationForm;
 use carve_core::CpuSet;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -54,70 +55,33 @@ impl SchedPolicy {
     }
 }
 
-fn parse_duration_ns(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ns") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix("us") {
-        (n, 1_000)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1_000_000)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1_000_000_000)
-    } else {
-        (s, 1)
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
-}
-
 impl FromStr for SchedPolicy {
     type Err = ParseError;
-    /// "other", "fifo:80", "rr:10", "deadline:RUNTIME/PERIOD" or "deadline:RUNTIME/DEADLINE/PERIOD"
-    /// (durations in ns, or with a ns/us/ms/s suffix: "deadline:200us/1ms").
+    /// core's policy grammar ([`carve_core::plan::Sched::parse_with`]) with bare numbers as
+    /// nanoseconds, so [`Display`](fmt::Display)'s "deadline:R/D/P" reads back: "other" (or
+    /// "normal"), "fifo:80", "rr:10", "deadline:RUNTIME/PERIOD" or
+    /// "deadline:RUNTIME/DEADLINE/PERIOD" ("deadline:200us/1ms", "deadline:200000/1000000").
+    /// batch and idle are not offered here: a dedicated core runs one real-time or normal task.
     fn from_str(s: &str) -> Result<Self, ParseError> {
+        use carve_core::plan::Sched;
         let what = "sched policy";
-        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
-        let prio = |arg: &str| -> Result<u8, ParseError> {
-            let p: u8 = arg
-                .parse()
-                .map_err(|_| perr(what, s, "the priority must be a number 1..=99"))?;
-            if (1..=99).contains(&p) {
-                Ok(p)
-            } else {
-                Err(perr(what, s, "the priority must be 1..=99"))
-            }
-        };
-        match kind {
-            "other" | "normal" if arg.is_empty() => Ok(SchedPolicy::Other),
-            "fifo" => Ok(SchedPolicy::Fifo(prio(arg)?)),
-            "rr" => Ok(SchedPolicy::Rr(prio(arg)?)),
-            "deadline" => {
-                let parts: Vec<Option<u64>> = arg.split('/').map(parse_duration_ns).collect();
-                let (runtime_ns, deadline_ns, period_ns) =
-                    match parts.as_slice() {
-                        [Some(r), Some(p)] => (*r, *p, *p),
-                        [Some(r), Some(d), Some(p)] => (*r, *d, *p),
-                        _ => return Err(perr(
-                            what,
-                            s,
-                            "expected deadline:RUNTIME/PERIOD or deadline:RUNTIME/DEADLINE/PERIOD",
-                        )),
-                    };
-                // The kernel's own admission rules (sched_dl_overflow aside): 1 µs granularity.
-                if runtime_ns < 1024 || runtime_ns > deadline_ns || deadline_ns > period_ns {
-                    return Err(perr(
-                        what,
-                        s,
-                        "need 1024 ns <= runtime <= deadline <= period",
-                    ));
-                }
-                Ok(SchedPolicy::Deadline {
-                    runtime_ns,
-                    deadline_ns,
-                    period_ns,
-                })
-            }
-            _ => Err(perr(
+        let text = if s == "normal" { "other" } else { s };
+        match Sched::parse_with(text, DurationForm::BareNanos)
+            .map_err(|why| perr(what, s, why.to_string()))?
+        {
+            Sched::Other => Ok(SchedPolicy::Other),
+            Sched::Fifo(p) => Ok(SchedPolicy::Fifo(p)),
+            Sched::Rr(p) => Ok(SchedPolicy::Rr(p)),
+            Sched::Deadline {
+                runtime,
+                deadline,
+                period,
+            } => Ok(SchedPolicy::Deadline {
+                runtime_ns: runtime,
+                deadline_ns: deadline,
+                period_ns: period,
+            }),
+            Sched::Batch | Sched::Idle => Err(perr(
                 what,
                 s,
                 "expected other, fifo:PRIO, rr:PRIO or deadline:RUNTIME/PERIOD",
@@ -367,6 +331,15 @@ mod tests {
         assert!("fifo:100".parse::<SchedPolicy>().is_err());
         assert!("deadline:2ms/1ms".parse::<SchedPolicy>().is_err());
         assert!("batch".parse::<SchedPolicy>().is_err());
+        // Bare numbers are nanoseconds, so Display reads back.
+        let d: SchedPolicy = "deadline:200000/500000/1000000".parse().unwrap();
+        assert_eq!(d.to_string().parse(), Ok(d));
+        assert_eq!("normal".parse(), Ok(SchedPolicy::Other));
+        let e = "fifo:0".parse::<SchedPolicy>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid sched policy \"fifo:0\": the priority must be 1 to 99"
+        );
         assert_eq!(SchedPolicy::Fifo(80).to_string(), "fifo:80");
         assert!(SchedPolicy::Rr(3).is_rt());
     }

@@ -65,25 +65,15 @@ pub enum CpusetRoot {
 /// else a cgroup2 mount whose root offers the cpuset controller.
 pub fn detect_cpuset_root(mountinfo: &str) -> Option<CpusetRoot> {
     let mut v2 = None;
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let Some(target) = fields.get(4) else {
-            continue;
-        };
-        let Some(tail) = line.split(" - ").nth(1) else {
-            continue;
-        };
-        let tail: Vec<&str> = tail.split_whitespace().collect();
-        let fstype = tail.first().copied().unwrap_or("");
-        let opts = tail.get(2).copied().unwrap_or("");
-        if fstype == "cgroup" && opts.split(',').any(|o| o == "cpuset") {
-            return Some(CpusetRoot::V1(PathBuf::from(target)));
+    for m in carve_core::mountinfo::parse(mountinfo) {
+        if m.is_cgroup_v1() && m.cgroup_controllers().iter().any(|c| c == "cpuset") {
+            return Some(CpusetRoot::V1(m.mount_point));
         }
-        if fstype == "cgroup2" && v2.is_none() {
-            let c = std::fs::read_to_string(Path::new(target).join("cgroup.controllers"))
+        if m.is_cgroup_v2() && v2.is_none() {
+            let c = std::fs::read_to_string(m.mount_point.join("cgroup.controllers"))
                 .unwrap_or_default();
             if c.split_whitespace().any(|x| x == "cpuset") {
-                v2 = Some(CpusetRoot::V2(PathBuf::from(target)));
+                v2 = Some(CpusetRoot::V2(m.mount_point));
             }
         }
     }

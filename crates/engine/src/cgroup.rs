@@ -13,41 +13,18 @@ pub struct Hierarchy {
     pub v2: bool,
 }
 
-/// Every cgroup hierarchy in `mountinfo` text (/proc/self/mountinfo).
+/// Every cgroup hierarchy in `mountinfo` text (/proc/self/mountinfo), each mount point once.
 pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
-    let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for m in carve_core::mountinfo::parse(mountinfo) {
+        if !(m.is_cgroup_v1() || m.is_cgroup_v2()) || out.iter().any(|h| h.mount == m.mount_point) {
             continue;
-        };
-        let mount = left.split_whitespace().nth(4).unwrap_or("");
-        let mut r = right.split_whitespace();
-        let fstype = r.next().unwrap_or("");
-        let _source = r.next();
-        let opts = r.next().unwrap_or("");
-        let hier = match fstype {
-            "cgroup2" => Hierarchy {
-                mount: mount.into(),
-                controllers: vec![],
-                v2: true,
-            },
-            "cgroup" => Hierarchy {
-                mount: mount.into(),
-                controllers: opts
-                    .split(',')
-                    .filter(|o| {
-                        !matches!(*o, "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime")
-                            && !o.starts_with("release_agent")
-                    })
-                    .map(str::to_string)
-                    .collect(),
-                v2: false,
-            },
-            _ => continue,
-        };
-        if !out.iter().any(|h: &Hierarchy| h.mount == hier.mount) {
-            out.push(hier);
         }
+        out.push(Hierarchy {
+            controllers: m.cgroup_controllers(),
+            v2: m.is_cgroup_v2(),
+            mount: m.mount_point,
+        });
     }
     out
 }
@@ -128,7 +105,8 @@ mod tests {
         let hs = hierarchies_from(HYBRID);
         assert_eq!(hs.len(), 4);
         assert!(hs[0].v2);
-        assert_eq!(hs[1].controllers, vec!["xattr", "name=systemd"]);
+        // xattr is a mount option, not a controller (core's one list of them).
+        assert_eq!(hs[1].controllers, vec!["name=systemd"]);
         assert_eq!(
             controller_dir(&hs, "cpuacct", "/carve-p/web").unwrap(),
             Path::new("/sys/fs/cgroup/cpu,cpuacct/carve-p/web")

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,34 +21,10 @@ pub fn socket_path(partition_dir: &Path) -> PathBuf {
 pub fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
     let (conn, _) = listener.accept()?;
     let mut buf = [0u8; 512];
-    let mut cmsg = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: a zeroed msghdr is valid; its pointers are set to live buffers below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
-    // SAFETY: recvmsg into the buffers above, which outlive the call.
-    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the headers are walked with the kernel's macros within msg_controllen.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
-                return Ok(OwnedFd::from_raw_fd(fd));
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Err(std::io::Error::other("the runtime sent no console fd"))
+    let (_, fds) = carve_unix::recv_with_fds(conn.as_fd(), &mut buf, 1)?;
+    fds.into_iter()
+        .next()
+        .ok_or_else(|| std::io::Error::other("the runtime sent no console fd"))
 }
 
 /// Serves `master`: its output appended to `log` and sent to every client of a unix socket at
@@ -124,7 +100,8 @@ pub fn serve(master: OwnedFd, log: &Path, sock: &Path) -> std::io::Result<()> {
 pub fn attach(sock: &Path, linger: std::time::Duration) -> std::io::Result<()> {
     let conn = UnixStream::connect(sock)?;
     let mut input = conn.try_clone()?;
-    let raw = RawMode::enter();
+    // On a terminal, raw mode until we return (a failure to set it leaves cooked mode).
+    let raw = carve_unix::RawMode::stdin().ok().flatten();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let done = done.clone();
@@ -177,32 +154,4 @@ pub fn attach(sock: &Path, linger: std::time::Duration) -> std::io::Result<()> {
     }
     drop(raw);
     Ok(())
-}
-
-/// stdin in raw mode while alive (when it is a terminal).
-struct RawMode(libc::termios);
-
-impl RawMode {
-    fn enter() -> Option<RawMode> {
-        // SAFETY: termios is plain data; tcgetattr fills it or fails on a non-terminal.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd 0 and a live termios.
-        if unsafe { libc::tcgetattr(0, &mut t) } != 0 {
-            return None;
-        }
-        let saved = t;
-        // SAFETY: cfmakeraw edits the live termios; tcsetattr applies it to fd 0.
-        unsafe {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-        }
-        Some(RawMode(saved))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: restores the saved settings of fd 0.
-        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.0) };
-    }
 }

@@ -3,10 +3,10 @@
 
 use crate::spec::{
     Attachment, ContainerSpec, DedicatedSpec, KindSpec, NetworkSpec, PartitionSpec, PlanSpec,
-    Restart, RestartPolicy, RootfsSource, VmSpec,
+    Restart, RootfsSource, VmSpec,
 };
 use carve_core::alloc::{Allocation, PlacedAttachment};
-use carve_core::plan::{self, Kind, Plan};
+use carve_core::plan::{Kind, Plan};
 use std::path::{Path, PathBuf};
 
 /// A plan the engine cannot act on although the allocator accepted it.
@@ -117,11 +117,7 @@ pub fn resolve(
             cpus: placed.cpus.clone(),
             memory: placed.memory,
             restart: Restart {
-                policy: match p.restart.policy {
-                    plan::RestartPolicy::No => RestartPolicy::No,
-                    plan::RestartPolicy::OnFailure => RestartPolicy::OnFailure,
-                    plan::RestartPolicy::Always => RestartPolicy::Always,
-                },
+                policy: p.restart.policy,
                 max_retries: p.restart.max_retries,
                 backoff_ms: p
                     .restart

@@ -47,18 +47,9 @@ pub struct Attachment {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// What the supervisor does when a partition's process exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    /// Leave it stopped.
-    #[default]
-    No,
-    /// Restart after a non-zero exit, with exponential backoff.
-    OnFailure,
-    /// Restart after any exit, with exponential backoff.
-    Always,
-}
+/// What the supervisor does when a partition's process exits: the plan's own type (one
+/// grammar, `no` / `on-failure` / `always`), restarted with exponential backoff.
+pub use carve_core::plan::RestartPolicy;
 
 /// A restart policy with its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -260,15 +260,11 @@ fn restore_affinity(id: ProcessId, old: &str) -> Result<(), ChangeError> {
 /// The CPUs of an affinity list (core's list grammar), each below `CPU_SETSIZE` so `CPU_SET` stays
 /// inside its set.
 fn parse_cpu_list(s: &str) -> Result<Vec<usize>, ChangeError> {
-    let set = carve_core::CpuSet::parse_list(s)?;
-    let cpus: Vec<usize> = set.iter().collect();
-    match cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
-        Some(&cpu) => Err(ChangeError::BeyondSetSize {
-            list: s.to_string(),
-            cpu,
-        }),
-        None => Ok(cpus),
-    }
+    Ok(
+        carve_core::CpuSet::parse_list_below(s, libc::CPU_SETSIZE as usize)?
+            .iter()
+            .collect(),
+    )
 }
 
 #[cfg(test)]

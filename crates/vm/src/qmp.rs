@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, IoSlice, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -302,18 +302,8 @@ impl QmpClient {
                 _ => io("write")(e),
             }),
             Some(fd) => {
-                use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-                let fds = [fd];
-                let cmsg = [ControlMessage::ScmRights(&fds)];
-                let iov = [IoSlice::new(&data)];
-                let n = sendmsg::<()>(
-                    self.writer.as_raw_fd(),
-                    &iov,
-                    &cmsg,
-                    MsgFlags::MSG_NOSIGNAL,
-                    None,
-                )
-                .map_err(|e| io("sendmsg")(e.into()))?;
+                let n = carve_unix::send_with_fds(self.writer.as_fd(), &data, &[fd])
+                    .map_err(io("sendmsg"))?;
                 // The fd rides with the first byte; the rest of the line follows plainly.
                 self.writer.write_all(&data[n..]).map_err(io("write"))
             }

@@ -181,18 +181,7 @@ pub fn describe(out: &Output) -> String {
 
 /// Every cgroup hierarchy mounted on this host (v1 controllers and the unified one).
 pub fn hierarchies() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-        for line in m.lines() {
-            let fstype = line.split(" - ").nth(1).unwrap_or("");
-            if fstype.starts_with("cgroup ") || fstype.starts_with("cgroup2 ") {
-                if let Some(t) = line.split_whitespace().nth(4) {
-                    v.push(PathBuf::from(t));
-                }
-            }
-        }
-    }
-    v
+    carve_cri::host::hierarchies()
 }
 
 /// Directories named `name` directly under a hierarchy root, with everything below them.

@@ -19,33 +19,18 @@ pub fn wait_readable(fd: std::os::fd::RawFd, what: &str) {
 
 /// Accepts one connection on `l` and reads one message: its bytes and the fd passed with it.
 pub fn accept_with_fd(l: &std::os::unix::net::UnixListener) -> (Vec<u8>, std::os::fd::OwnedFd) {
-    use std::os::fd::FromRawFd;
+    use std::os::fd::AsFd;
     wait_readable(l.as_raw_fd(), "the runtime to connect");
     let (conn, _) = l.accept().unwrap();
     let mut buf = vec![0u8; 8192];
-    let mut cmsg = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: zeroed msghdr, pointers to live buffers.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cmsg);
-    // SAFETY: recvmsg into the buffers above.
-    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
-    assert!(n > 0);
-    // SAFETY: the runtime sent one SCM_RIGHTS header with one fd.
-    let fd = unsafe {
-        let h = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!h.is_null() && (*h).cmsg_type == libc::SCM_RIGHTS);
-        *(libc::CMSG_DATA(h) as *const i32)
-    };
-    buf.truncate(n as usize);
-    // SAFETY: a fresh fd we own now.
-    (buf, unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    let (n, fds) = carve_unix::recv_with_fds(conn.as_fd(), &mut buf, 1).unwrap();
+    assert!(n > 0, "an empty message");
+    let fd = fds
+        .into_iter()
+        .next()
+        .expect("the runtime sent an fd beside the message");
+    buf.truncate(n);
+    (buf, fd)
 }
 
 /// Accepts one connection on a `listenerPath` socket: the JSON state and the notify fd.

@@ -505,7 +505,8 @@ fn console(ctx: &Context, name: &str) -> anyhow::Result<()> {
     let sock = std::os::unix::net::UnixStream::connect(paths.console_sock())
         .with_context(|| format!("connecting to {}", paths.console_sock().display()))?;
     eprintln!("carve: connected to VM {name}'s console; Ctrl-] detaches");
-    let raw = RawTerminal::enter();
+    // Raw mode while attached, when stdin is a terminal (restored on every return path).
+    let raw = carve_unix::RawMode::stdin().ok().flatten();
     let mut to_vm = sock.try_clone()?;
     std::thread::spawn(move || {
         let mut buf = [0u8; 1024];
@@ -540,35 +541,6 @@ fn console(ctx: &Context, name: &str) -> anyhow::Result<()> {
     drop(raw);
     eprintln!("\ncarve: detached from VM {name}'s console");
     Ok(())
-}
-
-/// The terminal in raw mode while it lives (when stdin is a terminal).
-struct RawTerminal(Option<libc::termios>);
-
-impl RawTerminal {
-    fn enter() -> Self {
-        // SAFETY: termios is plain data; tcgetattr fills it for fd 0 or fails.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd 0 and a valid termios pointer.
-        if unsafe { libc::tcgetattr(0, &mut t) } != 0 {
-            return RawTerminal(None);
-        }
-        let old = t;
-        // SAFETY: t is a valid termios; cfmakeraw only edits it.
-        unsafe { libc::cfmakeraw(&mut t) };
-        // SAFETY: fd 0 and a valid termios pointer.
-        unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
-        RawTerminal(Some(old))
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        if let Some(old) = &self.0 {
-            // SAFETY: fd 0 and the termios saved by enter().
-            unsafe { libc::tcsetattr(0, libc::TCSANOW, old) };
-        }
-    }
 }
 
 /// `carve bench vm` arguments.

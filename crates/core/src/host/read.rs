@@ -470,43 +470,26 @@ fn parse_isolcpus(raw: &str, present: &CpuSet) -> Isolcpus {
 /// cgroup hierarchies from /proc/self/mountinfo, controllers of cgroup2 mounts from their
 /// cgroup.controllers, and enabled controllers from /proc/cgroups.
 fn read_cgroups(roots: &Roots) -> Cgroups {
-    let text = fs::read_to_string(roots.proc.join("self/mountinfo")).unwrap_or_default();
     let mut hierarchies: Vec<Hierarchy> = Vec::new();
     let mut seen_devices: Vec<String> = Vec::new();
-    for line in text.lines() {
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let l: Vec<&str> = left.split_whitespace().collect();
-        let r: Vec<&str> = right.split_whitespace().collect();
-        let (Some(dev), Some(mount), Some(fstype)) = (l.get(2), l.get(4), r.first()) else {
-            continue;
-        };
-        if *fstype != "cgroup" && *fstype != "cgroup2" {
+    for m in crate::mountinfo::read(&roots.proc) {
+        if !m.is_cgroup_v1() && !m.is_cgroup_v2() {
             continue;
         }
-        if seen_devices.iter().any(|d| d == dev) {
+        if seen_devices.contains(&m.device) {
             continue; // the same hierarchy bind-mounted again
         }
-        seen_devices.push(dev.to_string());
-        let mount = PathBuf::from(unescape_mount(mount));
-        let (version, controllers) = if *fstype == "cgroup2" {
-            let file = resolve_mount(roots, &mount).join("cgroup.controllers");
+        seen_devices.push(m.device.clone());
+        let (version, controllers) = if m.is_cgroup_v2() {
+            let file = resolve_mount(roots, &m.mount_point).join("cgroup.controllers");
             let list = read_trim(&file).unwrap_or_default();
             (2, list.split_whitespace().map(String::from).collect())
         } else {
-            let opts = r.get(2).copied().unwrap_or("");
-            let ctrls: Vec<String> = opts
-                .split(',')
-                .filter(|o| !V1_MOUNT_OPTIONS.contains(o) && !o.starts_with("release_agent="))
-                .map(String::from)
-                .collect();
-            (1, ctrls)
+            (1, m.cgroup_controllers())
         };
         hierarchies.push(Hierarchy {
             version,
-            mount,
+            mount: m.mount_point,
             controllers,
         });
     }
@@ -538,30 +521,6 @@ fn read_cgroups(roots: &Roots) -> Cgroups {
         hierarchies,
         unmounted,
     }
-}
-
-/// Generic mount options of a v1 cgroup mount, which are not controllers.
-const V1_MOUNT_OPTIONS: [&str; 12] = [
-    "rw",
-    "ro",
-    "relatime",
-    "noatime",
-    "nosuid",
-    "nodev",
-    "noexec",
-    "clone_children",
-    "noprefix",
-    "xattr",
-    "cpuset_v2_mode",
-    "favordynmods",
-];
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mount(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 /// A host mount point under /sys maps into `roots.sys` (so fake trees work).

@@ -1,7 +1,9 @@
 //! Value types of the plan that are written as strings or in several shapes ("64MiB", "fifo:80",
 //! `cpus = 2` or `cpus = [1, 2]`), each with its own parser, error message and schema.
 
-use crate::units::{format_bytes_exact, parse_bytes, parse_duration_ns, UnitError};
+use crate::units::{
+    format_bytes_exact, parse_bytes, parse_duration, parse_duration_ns, DurationForm, UnitError,
+};
 use crate::CpuSet;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -447,76 +449,76 @@ impl Sched {
     }
 }
 
-impl FromStr for Sched {
-    type Err = ValueError;
-    fn from_str(s: &str) -> Result<Self, ValueError> {
+impl Sched {
+    /// The policy grammar, shared by the plan and the dedicated tier's spec: "other", "batch",
+    /// "idle", "fifo:PRIO", "rr:PRIO" (1..=99) or "deadline:RUNTIME/PERIOD" (or
+    /// RUNTIME/DEADLINE/PERIOD), the durations written as `durations` says (the plan requires
+    /// units; `carve run --sched` also takes bare nanoseconds). The error says why, without
+    /// repeating `s` (callers name it their own way).
+    pub fn parse_with(s: &str, durations: DurationForm) -> Result<Sched, ValueError> {
         let (policy, arg) = match s.split_once(':') {
             Some((p, a)) => (p.trim(), Some(a.trim())),
             None => (s.trim(), None),
         };
-        let prio = |a: Option<&str>| -> Result<u8, ValueError> {
-            let a = a.ok_or_else(|| format!("{s:?}: give a priority, e.g. \"{policy}:80\""))?;
-            match a.parse::<u8>() {
-                Ok(p @ 1..=99) => Ok(p),
-                _ => Err(ValueError::Invalid(format!(
-                    "{s:?}: the priority must be 1 to 99"
-                ))),
-            }
-        };
         let no_arg = |v: Sched| -> Result<Sched, ValueError> {
             match arg {
                 None => Ok(v),
-                Some(_) => Err(ValueError::Invalid(format!(
-                    "{s:?}: {policy} takes no argument"
-                ))),
+                Some(_) => Err(format!("{policy} takes no argument").into()),
             }
         };
         match policy {
             "other" => no_arg(Sched::Other),
             "batch" => no_arg(Sched::Batch),
             "idle" => no_arg(Sched::Idle),
-            "fifo" => Ok(Sched::Fifo(prio(arg)?)),
-            "rr" => Ok(Sched::Rr(prio(arg)?)),
-            "deadline" => {
-                let a = arg.ok_or_else(|| {
-                    format!("{s:?}: give runtime/period, e.g. \"deadline:200us/1ms\"")
-                })?;
-                let parts: Vec<u64> = a
-                    .split('/')
-                    .map(|p| {
-                        parse_duration_ns(p).map_err(|source| ValueError::In {
-                            text: s.to_string(),
-                            source,
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                let (runtime, deadline, period) = match parts[..] {
-                    [r, p] => (r, p, p),
-                    [r, d, p] => (r, d, p),
-                    _ => {
-                        return Err(ValueError::Invalid(format!(
-                            "{s:?}: write runtime/period or runtime/deadline/period"
-                        )))
-                    }
-                };
-                if runtime < 1024 {
-                    return Err(ValueError::Invalid(format!("{s:?}: the runtime must be at least 1024ns")));
-                }
-                if !(runtime <= deadline && deadline <= period) {
-                    return Err(ValueError::Invalid(format!(
-                        "{s:?}: needs runtime <= deadline <= period"
-                    )));
-                }
-                Ok(Sched::Deadline {
-                    runtime,
-                    deadline,
-                    period,
-                })
-            }
-            _ => Err(ValueError::Invalid(format!(
-                "{s:?}: unknown policy {policy:?} (use other, batch, idle, fifo:PRIO, rr:PRIO or deadline:RUNTIME/PERIOD)"
-            ))),
+            "fifo" => Ok(Sched::Fifo(sched_priority(policy, arg)?)),
+            "rr" => Ok(Sched::Rr(sched_priority(policy, arg)?)),
+            "deadline" => sched_deadline(arg, durations),
+            _ => Err(format!(
+                "unknown policy {policy:?} (use other, batch, idle, fifo:PRIO, rr:PRIO or deadline:RUNTIME/PERIOD)"
+            )
+            .into()),
         }
+    }
+}
+
+fn sched_priority(policy: &str, arg: Option<&str>) -> Result<u8, ValueError> {
+    let a = arg.ok_or_else(|| format!("give a priority, e.g. \"{policy}:80\""))?;
+    match a.parse::<u8>() {
+        Ok(p @ 1..=99) => Ok(p),
+        _ => Err("the priority must be 1 to 99".into()),
+    }
+}
+
+fn sched_deadline(arg: Option<&str>, durations: DurationForm) -> Result<Sched, ValueError> {
+    let a = arg.ok_or("give runtime/period, e.g. \"deadline:200us/1ms\"")?;
+    let parts: Vec<u64> = a
+        .split('/')
+        .map(|p| parse_duration(p, durations))
+        .collect::<Result<_, _>>()?;
+    let (runtime, deadline, period) = match parts[..] {
+        [r, p] => (r, p, p),
+        [r, d, p] => (r, d, p),
+        _ => return Err("write runtime/period or runtime/deadline/period".into()),
+    };
+    // The kernel's own admission rules (sched_dl_overflow aside): 1 µs granularity.
+    if runtime < 1024 {
+        return Err("the runtime must be at least 1024ns".into());
+    }
+    if !(runtime <= deadline && deadline <= period) {
+        return Err("needs runtime <= deadline <= period".into());
+    }
+    Ok(Sched::Deadline {
+        runtime,
+        deadline,
+        period,
+    })
+}
+
+impl FromStr for Sched {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Sched::parse_with(s, DurationForm::Plan)
+            .map_err(|why| ValueError::Invalid(format!("{s:?}: {why}")))
     }
 }
 

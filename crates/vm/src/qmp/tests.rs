@@ -45,10 +45,7 @@ fn peer(script: Vec<Step>) -> (QmpClient, JoinHandle<()>) {
                     let v: Value = serde_json::from_str(&msg).unwrap();
                     assert_eq!(v["execute"], command, "peer expected {command}, got {v}");
                     assert_eq!(got_fd.is_some(), fd, "fd presence for {command}");
-                    if let Some(f) = got_fd {
-                        // SAFETY: f was received by recvmsg and is owned here.
-                        unsafe { libc::close(f) };
-                    }
+                    drop(got_fd); // closes the received fd
                     let id = v["id"].clone();
                     let reply = match ret {
                         Some(r) => json!({"return": r, "id": id}),
@@ -70,8 +67,10 @@ fn peer(script: Vec<Step>) -> (QmpClient, JoinHandle<()>) {
 }
 
 /// Reads one line, taking any fd that came with its bytes.
-fn read_line_with_fd(b: &mut UnixStream, pending: &mut Vec<u8>) -> (String, Option<RawFd>) {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+fn read_line_with_fd(
+    b: &mut UnixStream,
+    pending: &mut Vec<u8>,
+) -> (String, Option<std::os::fd::OwnedFd>) {
     let mut fd = None;
     loop {
         if let Some(i) = pending.iter().position(|&c| c == b'\n') {
@@ -79,22 +78,10 @@ fn read_line_with_fd(b: &mut UnixStream, pending: &mut Vec<u8>) -> (String, Opti
             return (String::from_utf8(line).unwrap(), fd);
         }
         let mut buf = [0u8; 4096];
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let (n, fds) = {
-            let msg =
-                recvmsg::<()>(b.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
-            let mut fds = Vec::new();
-            for c in msg.cmsgs().unwrap() {
-                if let ControlMessageOwned::ScmRights(f) = c {
-                    fds.extend(f);
-                }
-            }
-            (msg.bytes, fds)
-        };
+        let (n, fds) = carve_unix::recv_with_fds(b.as_fd(), &mut buf, 1).unwrap();
         assert!(n > 0, "client hung up");
-        if let Some(f) = fds.first() {
-            fd = Some(*f);
+        if let Some(f) = fds.into_iter().next() {
+            fd = Some(f);
         }
         pending.extend_from_slice(&buf[..n]);
     }
@@ -209,7 +196,8 @@ fn fds_travel_with_getfd() {
         ok("migrate", json!({})),
     ]);
     let f = tempfile::tempfile().unwrap();
-    c.getfd("snap", f.as_raw_fd()).unwrap();
+    c.getfd("snap", std::os::fd::AsRawFd::as_raw_fd(&f))
+        .unwrap();
     c.migrate("fd:snap").unwrap();
     drop(c);
     h.join().unwrap();
