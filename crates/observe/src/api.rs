@@ -402,7 +402,15 @@ fn logs(sh: &Arc<Shared>, name: &str, follow: bool, tail: Option<u64>) -> Respon
     if let Err(r) = known(sh, name) {
         return *r;
     }
-    let log = sh.dir.partition_dir(name).join("log");
+    // The partition's own log path from the plan state (a VM's is its console log in the VM's
+    // state folder); the partition folder's `log` only when the state does not say.
+    let log = sh
+        .dir
+        .read_state()
+        .ok()
+        .and_then(|st| st.partitions.into_iter().find(|p| p.name == name))
+        .map(|p| p.log)
+        .unwrap_or_else(|| sh.dir.partition_dir(name).join("log"));
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
