@@ -33,9 +33,10 @@ list=$(find "${paths[@]}" -name '*.rs' -not -path '*/tests/*' -not -name 'tests.
     else if (seen && depth <= 0) { printf "%d\t%s:%d\t%s\n", FNR - start + 1, FILENAME, start, name; open = 0 }
   }' | sort -rn)
 [ -n "$list" ] || { echo "no functions"; exit 0; }
-echo "$list" | head -n "$top" | awk -F '\t' '{printf "%5d  %s  %s\n", $1, $2, $3}'
+# awk reads all of its input: `head` would close the pipe early and pipefail turns SIGPIPE into exit 141.
+awk -F '\t' -v top="$top" 'NR <= top {printf "%5d  %s  %s\n", $1, $2, $3}' <<<"$list"
 if [ "$max" -gt 0 ]; then
-  over=$(echo "$list" | awk -F '\t' -v m="$max" '$1 > m' | wc -l)
+  over=$(awk -F '\t' -v m="$max" '$1 > m' <<<"$list" | wc -l)
   if [ "$over" -gt 0 ]; then
     echo "longest-fns: $over function(s) over $max lines" >&2
     exit 1
