@@ -24,6 +24,9 @@ pub struct Snapshot {
     pub journals: Vec<String>,
     /// Container state directories under the default carve-oci root.
     pub oci_state: Vec<String>,
+    /// Entries of the temp dir whose name contains "carve" (test bundles, built helpers).
+    #[serde(default)]
+    pub temp: Vec<String>,
 }
 
 const SYSCTLS: &[&str] = &[
@@ -99,6 +102,8 @@ impl Snapshot {
         }
         s.journals = list_dir("/run/carve/journal");
         s.oci_state = list_dir("/run/carve-oci");
+        s.temp = list_dir(&std::env::temp_dir().to_string_lossy());
+        s.temp.retain(|n| n.contains("carve"));
         s
     }
 
@@ -117,7 +122,7 @@ impl Snapshot {
                 out.push(format!("{k}: (new) {w:?}"));
             }
         }
-        let lists: [(&str, &Vec<String>, &Vec<String>); 7] = [
+        let lists: [(&str, &Vec<String>, &Vec<String>); 8] = [
             ("cgroup", &self.carve_cgroups, &after.carve_cgroups),
             ("mount", &self.carve_mounts, &after.carve_mounts),
             ("netns", &self.netns, &after.netns),
@@ -125,6 +130,7 @@ impl Snapshot {
             ("qemu", &self.qemu, &after.qemu),
             ("journal", &self.journals, &after.journals),
             ("oci state", &self.oci_state, &after.oci_state),
+            ("temp entry", &self.temp, &after.temp),
         ];
         for (what, a, b) in lists {
             for x in b.iter().filter(|x| !a.contains(x)) {

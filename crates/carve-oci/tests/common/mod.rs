@@ -41,6 +41,8 @@ impl Env {
             .prefix("carve-oci-t")
             .tempdir()
             .unwrap();
+        // TempDir's Drop does not run when nextest kills the test (it may wait on the host lock).
+        carve_testkit::reaper().remove(dir.path());
         let bundle = dir.path().join("bundle");
         std::fs::create_dir_all(&bundle).unwrap();
         busybox_rootfs(&bundle.join("rootfs"));

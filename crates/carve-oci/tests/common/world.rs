@@ -156,6 +156,8 @@ pub fn thread_program() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let dir = std::env::temp_dir().join(format!("carve-oci-world-{}", std::process::id()));
+            // Lives as long as the test process: the reaper removes it once the process is gone.
+            carve_testkit::reaper().remove(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let src = dir.join("world.c");
             std::fs::write(
