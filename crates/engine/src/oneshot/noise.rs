@@ -434,3 +434,66 @@ fn probe(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> NoiseRequest {
+        NoiseRequest {
+            cpus: "1".into(),
+            seconds: 1.0,
+            compare: true,
+            dedicated: false,
+            fifo: 99,
+            untuned_sched: "other".into(),
+            threshold_us: 1.0,
+            no_trace: true,
+            load: false,
+        }
+    }
+
+    fn check_of(r: &NoiseRequest, cpus: &str, online: &str) -> Result<SchedPolicy, InvalidRequest> {
+        let cpus = CpuSet::parse_list(cpus).unwrap();
+        check(r, &cpus, &CpuSet::parse_list(online).unwrap())
+    }
+
+    #[test]
+    fn each_bad_request_is_refused_with_its_reason() {
+        assert_eq!(check_of(&req(), "1", "0-1").unwrap(), SchedPolicy::Other);
+        let e = check_of(&req(), "2", "0-1").unwrap_err();
+        assert_eq!(e.to_string(), "--cpus 2 must be online CPUs (online: 0-1)");
+        let mut r = req();
+        r.fifo = 0;
+        assert!(matches!(
+            check_of(&r, "1", "0-1"),
+            Err(InvalidRequest::Range)
+        ));
+        let mut r = req();
+        r.seconds = 0.0;
+        assert!(matches!(
+            check_of(&r, "1", "0-1"),
+            Err(InvalidRequest::Range)
+        ));
+        let mut r = req();
+        r.compare = false;
+        r.load = true;
+        assert!(matches!(
+            check_of(&r, "1", "0-1"),
+            Err(InvalidRequest::LoadAlone)
+        ));
+        let e = check_of(&req(), "0-1", "0-1").unwrap_err();
+        assert!(
+            e.to_string().contains("would leave no housekeeping core"),
+            "{e}"
+        );
+        // Untuned only may probe every core: nothing is dedicated.
+        let mut r = req();
+        r.compare = false;
+        assert!(check_of(&r, "0-1", "0-1").is_ok());
+        let mut r = req();
+        r.untuned_sched = "fast".into();
+        let e = check_of(&r, "1", "0-1").unwrap_err();
+        assert!(e.to_string().starts_with("--untuned-sched: "), "{e}");
+    }
+}

@@ -185,3 +185,50 @@ pub fn run_dedicated(
     };
     Ok(RunOutcome { ended, restored })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> RunRequest {
+        RunRequest {
+            dedicated: "1".into(),
+            sched: "fifo:80".into(),
+            mlock: true,
+            name: Some("t".into()),
+            command: vec!["true".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_request_becomes_the_partitions_spec() {
+        let mut r = req();
+        r.hugepages = vec!["2MiB:4".into()];
+        r.rlimits = vec!["nofile=1024:4096".into()];
+        r.env = vec!["A=b=c".into()];
+        r.irqs = vec![41];
+        let s = spec_of(&r).unwrap();
+        assert_eq!(s.cpus.to_string(), "1");
+        assert_eq!(s.sched, carve_dedicated::SchedPolicy::Fifo(80));
+        assert_eq!(s.hugepages.len(), 1);
+        assert_eq!(s.rlimits.len(), 1);
+        assert_eq!(s.env, vec![("A".to_string(), "b=c".to_string())]);
+        assert_eq!(s.irqs, vec![41]);
+        assert!(s.mlock);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let mut r = req();
+        r.env = vec!["NOEQUALS".into()];
+        let e = spec_of(&r).unwrap_err();
+        assert_eq!(e.to_string(), "--env \"NOEQUALS\": expected KEY=VALUE");
+        let mut r = req();
+        r.sched = "fifo:0".into();
+        assert!(matches!(spec_of(&r), Err(RequestError::Value(_))));
+        let mut r = req();
+        r.dedicated = "x".into();
+        assert!(matches!(spec_of(&r), Err(RequestError::Cpus(_))));
+    }
+}

@@ -15,8 +15,8 @@ pub enum ForegroundEvent<'a> {
 }
 
 /// Launches `spec` and supervises it until QEMU ends: its console is copied to `out`, and
-/// SIGINT/SIGTERM/SIGHUP ([`crate::process::catch_stop_signals`], as a plan's holder) stop
-/// the VM gracefully. Removes the VM's state and returns how it ended.
+/// SIGINT/SIGTERM (caught as a plan's holder catches them, [`crate::process::catch_signals`])
+/// stop the VM gracefully. Removes the VM's state and returns how it ended.
 pub fn run_foreground(
     ctx: &Context,
     spec: VmSpec,
@@ -37,7 +37,7 @@ pub fn run_foreground(
     if let Some(w) = vm.warning() {
         on(ForegroundEvent::Warning(w));
     }
-    crate::process::catch_stop_signals();
+    crate::process::catch_signals(&[libc::SIGINT, libc::SIGTERM]);
     let log = vm.paths().console_log();
     let mut pos = vm.console_start();
     let report = loop {

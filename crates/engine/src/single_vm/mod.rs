@@ -239,3 +239,45 @@ pub fn migrate_spec(
     }
     Ok((spec, Mode::Migrate(name.to_string())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> VmRequest {
+        VmRequest {
+            name: "t".into(),
+            kernel: Some("/bin/true".into()),
+            memory: "256MiB".into(),
+            vcpus: 2,
+            prealloc: true,
+            machine: "q35".into(),
+            qemu: "qemu-system-x86_64".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn vcpus_default_to_the_last_online_cores() {
+        let online = CpuSet::parse_list("0-3").unwrap();
+        let spec = spec_from(&req(), &online).unwrap();
+        assert_eq!(spec.cpus.to_string(), "2-3");
+        let mut r = req();
+        r.cpus = Some("0-1".into());
+        assert_eq!(spec_from(&r, &online).unwrap().cpus.to_string(), "0-1");
+    }
+
+    #[test]
+    fn a_snapshot_without_its_spec_file_names_that_file() {
+        let d = tempfile::tempdir().unwrap();
+        let snap = d.path().join("s.bin");
+        let e = restore_spec("t", &snap).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("reading {}", d.path().join("s.bin.spec.json").display())
+        );
+        std::fs::write(d.path().join("s.bin.spec.json"), "{").unwrap();
+        let e = restore_spec("t", &snap).unwrap_err();
+        assert!(e.to_string().starts_with("parsing "), "{e}");
+    }
+}
