@@ -11,6 +11,8 @@
 use crate::stats::median;
 use crate::BenchError;
 use carve_fastpath::memory;
+/// Packets per batch in the ring path (re-exported for the benchmark's report).
+pub use carve_fastpath::pktcrypt::BATCH;
 use carve_fastpath::pktcrypt::{self, LoopStats, ProducerMode, ThreadPlacement};
 use serde_json::{json, Value};
 

@@ -12,7 +12,8 @@
 
 use crate::{run_with_deadline, BenchError, Tools};
 use carve_dedicated::noise::{self, ProbeOptions};
-use carve_dedicated::SchedPolicy;
+/// The worker's scheduling policy (re-exported so callers need not name the dedicated tier).
+pub use carve_dedicated::SchedPolicy;
 use carve_fastpath::pktcrypt::{self, Sealer, ThreadPlacement, BATCH};
 use carve_fastpath::ring::RingMap;
 use serde::Serialize;

@@ -78,7 +78,12 @@ extern "C" fn on_stop_signal(_sig: libc::c_int) {
 /// Makes SIGINT, SIGTERM and SIGHUP set a flag instead of killing this process, so a holder of a
 /// plan tears it down before exiting ([`stop_requested`]).
 pub fn catch_stop_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    catch_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP]);
+}
+
+/// Makes each of `signals` set the [`stop_requested`] flag instead of its default action.
+pub fn catch_signals(signals: &[i32]) {
+    for &sig in signals {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
         // sigaction struct is fully initialized before the call.
         unsafe {
@@ -91,7 +96,7 @@ pub fn catch_stop_signals() {
     }
 }
 
-/// Whether a stop signal arrived since [`catch_stop_signals`].
+/// Whether a stop signal arrived since [`catch_stop_signals`] (or [`catch_signals`]).
 pub fn stop_requested() -> bool {
     STOP.load(std::sync::atomic::Ordering::SeqCst)
 }

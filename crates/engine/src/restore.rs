@@ -7,6 +7,9 @@
 use carve_journal::{Header, Journal, Restored};
 use std::path::Path;
 
+/// Where carve keeps its journals (`carve restore --journals` by default).
+pub const JOURNAL_ROOT: &str = carve_journal::DEFAULT_ROOT;
+
 /// An orphaned journal: its holder process is gone.
 #[derive(Debug, Clone)]
 pub struct Orphan {

@@ -3,7 +3,6 @@
 //! this file parses and prints.
 
 use carve_bench::fastpath::{self, Medians, Placement, Round, TARGET_RATIO};
-use carve_fastpath::pktcrypt;
 
 /// Arguments of `carve bench fastpath`.
 #[derive(clap::Args)]
@@ -111,7 +110,7 @@ fn print_summary(m: &Medians) {
         "ns/packet (median of full {}-packet batches, medians over runs): bare {:.1}, \
          ring {:.1} -> the ring path runs at {ratio:.2}x the bare speed \
          (target >= {TARGET_RATIO}x: {})",
-        pktcrypt::BATCH,
+        fastpath::BATCH,
         m.bare,
         m.ring,
         if ratio >= TARGET_RATIO {

@@ -37,7 +37,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let w = carve_bench::packet::worker(
             &ring,
             packets,
-            carve_dedicated::SchedPolicy::Fifo(99),
+            carve_bench::packet::SchedPolicy::Fifo(99),
             cpu,
         )?;
         println!("{}", serde_json::to_string(&w)?);

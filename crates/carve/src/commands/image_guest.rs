@@ -12,7 +12,7 @@ pub struct Args {
 
 /// Runs `carve image guest`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let g = carve_vm::assets::prepare_guest(&args.dir)?;
+    let g = carve_engine::single_vm::prepare_guest(&args.dir)?;
     println!(
         "guest assets in {}: kernel {} ({} {}), initrd {} ({} modules), disk {}",
         args.dir.display(),

@@ -5,7 +5,7 @@
 #[derive(clap::Args)]
 pub struct Args {
     /// The journal directory.
-    #[arg(long, default_value = carve_journal::DEFAULT_ROOT)]
+    #[arg(long, default_value = carve_engine::restore::JOURNAL_ROOT)]
     pub journals: std::path::PathBuf,
     /// List every change as it will be undone (newest first).
     #[arg(long, short)]

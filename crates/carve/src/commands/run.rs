@@ -1,11 +1,9 @@
 //! `carve run --dedicated CPUS [--sched fifo:80] [--hugepages 2MiB:32] [--irq N] -- CMD...`: one
 //! command on dedicated cores; the host is restored when it exits or carve gets SIGINT/SIGTERM.
 
-use anyhow::Context;
-use carve_core::CpuSet;
-use carve_dedicated::supervise::TermSignals;
-use carve_dedicated::{DedicatedSpec, Partition};
-use std::time::Duration;
+use carve_engine::oneshot::run::{
+    run_dedicated, Ended, RunError, RunEvent, RunRequest, SetupReport,
+};
 
 /// Arguments of `carve run`.
 #[derive(clap::Args)]
@@ -45,40 +43,24 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-fn spec_of(a: &Args) -> anyhow::Result<DedicatedSpec> {
-    let online = carve_dedicated::sys::online_cpus("/sys".as_ref())
-        .context("cannot read the online CPUs")?;
-    let cpus = CpuSet::parse_list(&a.dedicated)?;
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("run-{}", std::process::id()));
-    let mut spec = DedicatedSpec::new(&name, cpus, &online);
-    if let Some(hk) = &a.housekeeping {
-        spec.housekeeping = CpuSet::parse_list(hk)?;
+fn request_of(a: Args) -> RunRequest {
+    RunRequest {
+        dedicated: a.dedicated,
+        housekeeping: a.housekeeping,
+        sched: a.sched,
+        hugepages: a.hugepages,
+        irqs: a.irqs,
+        rlimits: a.rlimits,
+        env: a.env,
+        dma_latency: a.dma_latency,
+        mlock: !a.no_mlock,
+        name: a.name,
+        command: a.command,
     }
-    spec.sched = a.sched.parse()?;
-    for h in &a.hugepages {
-        spec.hugepages.push(h.parse()?);
-    }
-    spec.irqs = a.irqs.clone();
-    for r in &a.rlimits {
-        spec.rlimits.push(r.parse()?);
-    }
-    for e in &a.env {
-        let (k, v) = e
-            .split_once('=')
-            .with_context(|| format!("--env {e:?}: expected KEY=VALUE"))?;
-        spec.env.push((k.into(), v.into()));
-    }
-    spec.dma_latency = a.dma_latency;
-    spec.mlock = !a.no_mlock;
-    spec.command = a.command.clone();
-    Ok(spec)
 }
 
 /// Prints what setup did, on stderr (stdout belongs to the command).
-pub fn print_setup(r: &carve_dedicated::SetupReport) {
+pub fn print_setup(r: &SetupReport) {
     eprintln!(
         "carve: dedicated CPUs {} (housekeeping {}), cpuset {}",
         r.cpus, r.housekeeping, r.cpuset
@@ -125,65 +107,55 @@ pub fn print_setup(r: &carve_dedicated::SetupReport) {
     }
 }
 
+/// Prints one step of the run, on stderr.
+fn show(e: RunEvent<'_>) {
+    match e {
+        RunEvent::Ready { report, journal } => {
+            print_setup(report);
+            if let Some(j) = journal {
+                eprintln!(
+                    "carve: journal {} (if carve is killed: carve restore)",
+                    j.display()
+                );
+            }
+        }
+        RunEvent::LaunchFailed(e) => eprintln!("carve run: {e}"),
+        RunEvent::Restored(t) => {
+            for w in &t.warnings {
+                eprintln!("carve: warning: {w}");
+            }
+            eprintln!(
+                "carve: host restored ({} changes undone; {} tasks that landed on the cores were moved during the run)",
+                t.changes_undone, t.tasks_moved_later
+            );
+        }
+        RunEvent::RestoreFailed(e) => {
+            eprintln!("carve: restoring the host failed: {e} (see carve restore)")
+        }
+    }
+}
+
 /// Runs `carve run`.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    // First, before any thread exists: the signals are then only ever received by the signal
-    // thread, and the host is restored in ordinary code.
-    let signals = TermSignals::block(Duration::from_secs(5));
-    let spec = match spec_of(&a) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("carve run: {}", super::report(&e));
+    let outcome = match run_dedicated(&request_of(a), &mut show) {
+        Ok(o) => o,
+        Err(RunError::Invalid(e)) => {
+            eprintln!("carve run: {}", super::report(&e.into()));
             return Err(super::Exit(super::EXIT_INVALID).into());
         }
-    };
-    let mut active = match Partition::new(spec).setup() {
-        Ok(p) => p,
-        Err(e @ carve_dedicated::Error::Refused(_)) => {
+        Err(RunError::Refused(e)) => {
             eprintln!("carve run: {e}");
             return Err(super::Exit(super::EXIT_INVALID).into());
         }
-        Err(e) => return Err(e.into()),
+        Err(RunError::Setup(e)) => return Err(e.into()),
     };
-    print_setup(active.report());
-    if let Some(j) = active.journal_path() {
-        eprintln!(
-            "carve: journal {} (if carve is killed: carve restore)",
-            j.display()
-        );
-    }
-    let status = match active.launch() {
-        Ok(mut child) => {
-            signals.forward_to(child.id() as i32);
-            let st = child.wait();
-            signals.forward_to(0);
-            Some(st)
-        }
-        Err(e) => {
-            eprintln!("carve run: {e}");
-            None
-        }
-    };
-    let torn = active.teardown();
-    if let Ok(t) = &torn {
-        for w in &t.warnings {
-            eprintln!("carve: warning: {w}");
-        }
-    }
-    match &torn {
-        Ok(t) => eprintln!(
-            "carve: host restored ({} changes undone; {} tasks that landed on the cores were moved during the run)",
-            t.changes_undone, t.tasks_moved_later
-        ),
-        Err(e) => eprintln!("carve: restoring the host failed: {e} (see carve restore)"),
-    }
-    let code: u8 = match status {
-        None => super::EXIT_ERROR,
-        Some(Err(e)) => {
+    let code: u8 = match outcome.ended {
+        Ended::NotLaunched => super::EXIT_ERROR,
+        Ended::WaitFailed(e) => {
             eprintln!("carve run: waiting for the command: {e}");
             super::EXIT_ERROR
         }
-        Some(Ok(st)) => {
+        Ended::Exited(st) => {
             use std::os::unix::process::ExitStatusExt;
             match (st.code(), st.signal()) {
                 (Some(c), _) => c as u8,
@@ -192,7 +164,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
         }
     };
-    if torn.is_err() && code == 0 {
+    if !outcome.restored && code == 0 {
         return Err(super::Exit(super::EXIT_ERROR).into());
     }
     if code != 0 {

@@ -5,15 +5,12 @@
 //! otherwise carve starts a detached `carve vm supervise` (same binary), hands it the spec on
 //! stdin, and waits for its one-line ready message.
 
-use anyhow::Context as _;
-use carve_core::CpuSet;
-use carve_vm::spec::{Disk, Machine, NetSpec, VmSpec};
-use carve_vm::supervisor::{self, Mode, SupervisorError};
-use carve_vm::vm::{self, Boot, Context, StopOutcome, Vm, VmError};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use carve_engine::single_vm::{
+    self as vm, CmdError, Context, ForegroundEvent, Mode, StopOutcome, SuperviseEvent,
+    SupervisorError, VmError, VmRequest, VmSpec,
+};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// `carve vm ...`.
@@ -175,7 +172,7 @@ fn fail(e: VmError) -> anyhow::Error {
     let code = match e {
         VmError::Spec(_) | VmError::Vfio(_) => super::EXIT_INVALID,
         VmError::Console {
-            source: carve_vm::console::WaitError::Timeout { .. },
+            source: vm::WaitError::Timeout { .. },
             ..
         } => EXIT_TIMEOUT,
         _ => super::EXIT_ERROR,
@@ -184,57 +181,35 @@ fn fail(e: VmError) -> anyhow::Error {
     super::Exit(code).into()
 }
 
-/// Turns `carve vm run` arguments into a checked spec.
-pub fn spec_from(a: &RunArgs, online: &CpuSet) -> Result<VmSpec, VmError> {
-    let mut b = VmSpec::builder(&a.name)?
-        .machine(a.machine.parse::<Machine>()?)
-        .vcpus(a.vcpus)?
-        .memory(&a.memory)?
-        .hugepages(a.hugepages)
-        .mem_lock(a.mem_lock)
-        .prealloc(!a.no_prealloc)
-        .gdb(a.gdb)
-        .qemu(&a.qemu);
-    let cpus = match &a.cpus {
-        Some(c) => CpuSet::parse_list(c).map_err(|e| VmError::Host(e.to_string()))?,
-        None => {
-            let all: Vec<usize> = online.iter().collect();
-            all[all.len().saturating_sub(a.vcpus)..]
-                .iter()
-                .copied()
-                .collect()
-        }
-    };
-    b = b.cpus(cpus);
-    if let Some(h) = &a.housekeeping {
-        b = b.housekeeping(CpuSet::parse_list(h).map_err(|e| VmError::Host(e.to_string()))?);
+/// A VM's own errors print with their exit code ([`fail`]); the rest as any error.
+fn fail_cmd(e: CmdError) -> anyhow::Error {
+    match e {
+        CmdError::Vm(e) => fail(e),
+        e => e.into(),
     }
-    if let Some(k) = &a.kernel {
-        b = b.kernel(k)?;
-    }
-    if let Some(i) = &a.initrd {
-        b = b.initrd(i)?;
-    }
-    if let Some(ap) = &a.append {
-        b = b.append(ap);
-    }
-    for d in &a.disk {
-        b = b.disk(d.parse::<Disk>()?)?;
-    }
-    if let Some(n) = &a.net {
-        b = b.net(n.parse::<NetSpec>()?);
-    }
-    for d in &a.device {
-        b = b.device(d)?;
-    }
-    if let Some(p) = a.rt_priority {
-        b = b.rt_priority(p)?;
-    }
-    Ok(b.build(online)?)
 }
 
-fn online(ctx: &Context) -> anyhow::Result<CpuSet> {
-    Ok(carve_core::read_host(&ctx.roots)?.online_cpus())
+fn request_of(a: &RunArgs) -> VmRequest {
+    VmRequest {
+        name: a.name.clone(),
+        kernel: a.kernel.clone(),
+        initrd: a.initrd.clone(),
+        append: a.append.clone(),
+        disk: a.disk.clone(),
+        memory: a.memory.clone(),
+        vcpus: a.vcpus,
+        cpus: a.cpus.clone(),
+        housekeeping: a.housekeeping.clone(),
+        hugepages: a.hugepages,
+        mem_lock: a.mem_lock,
+        prealloc: !a.no_prealloc,
+        machine: a.machine.clone(),
+        net: a.net.clone(),
+        device: a.device.clone(),
+        gdb: a.gdb,
+        rt_priority: a.rt_priority,
+        qemu: a.qemu.clone(),
+    }
 }
 
 /// Runs a `carve vm` subcommand.
@@ -264,40 +239,9 @@ pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
         VmCommand::Pause { name } => vm::pause(&ctx, &name).map_err(fail),
         VmCommand::Resume { name } => vm::resume(&ctx, &name).map_err(fail),
         VmCommand::Console { name } => console(&ctx, &name),
-        VmCommand::Status { name, json } => {
-            let st = vm::status(&ctx, &name).map_err(fail)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
-            } else {
-                println!("vm {}: {}", st.name, st.state);
-                if let Some(p) = st.qemu_pid {
-                    println!(
-                        "  qemu pid {p}, accel {}",
-                        st.accel.as_deref().unwrap_or("?")
-                    );
-                }
-                for v in &st.vcpus {
-                    println!(
-                        "  vcpu {} thread {} cores {}",
-                        v.index, v.thread_id, v.allowed_cores
-                    );
-                }
-                if let Some(t) = &st.tap {
-                    println!("  tap {t}");
-                }
-                if let Some(e) = &st.exit {
-                    println!("  {}", e.message);
-                }
-                println!("  console log {}", st.console_log.display());
-            }
-            Ok(())
-        }
+        VmCommand::Status { name, json } => status(&ctx, &name, json),
         VmCommand::Snapshot { name, file } => {
-            let spec = ctx.paths(&name).read_spec().map_err(|e| fail(e.into()))?;
-            vm::snapshot(&ctx, &name, &file).map_err(fail)?;
-            let side = spec_sidecar(&file);
-            std::fs::write(&side, serde_json::to_vec_pretty(&spec)?)
-                .with_context(|| format!("writing {}", side.display()))?;
+            let side = vm::snapshot(&ctx, &name, &file).map_err(fail_cmd)?;
             println!(
                 "vm {name}: snapshot in {} (spec {})",
                 file.display(),
@@ -311,45 +255,51 @@ pub fn run(cmd: VmCommand) -> anyhow::Result<()> {
             wait_for,
             timeout,
         } => {
-            let side = spec_sidecar(&file);
-            let mut spec: VmSpec = serde_json::from_slice(
-                &std::fs::read(&side).with_context(|| format!("reading {}", side.display()))?,
-            )
-            .with_context(|| format!("parsing {}", side.display()))?;
-            spec.name = name;
-            let file = file
-                .canonicalize()
-                .with_context(|| format!("{}", file.display()))?;
-            detach(&ctx, &spec, Mode::Restore(file), wait_for, timeout)
+            let (spec, mode) = vm::restore_spec(&name, &file).map_err(fail_cmd)?;
+            detach(&ctx, &spec, mode, wait_for, timeout)
         }
         VmCommand::Migrate { name, to, cpus } => {
-            let mut spec = ctx.paths(&name).read_spec().map_err(|e| fail(e.into()))?;
-            spec.name = to;
-            if let Some(c) = cpus {
-                spec.cpus = CpuSet::parse_list(&c)?;
-            }
-            detach(&ctx, &spec, Mode::Migrate(name), None, 60.0)
+            let (spec, mode) =
+                vm::migrate_spec(&ctx, &name, &to, cpus.as_deref()).map_err(fail_cmd)?;
+            detach(&ctx, &spec, mode, None, 60.0)
         }
         VmCommand::Supervise { mode } => supervise(&ctx, &mode),
     }
 }
 
-fn spec_sidecar(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_owned();
-    s.push(".spec.json");
-    PathBuf::from(s)
+fn status(ctx: &Context, name: &str, json: bool) -> anyhow::Result<()> {
+    let st = vm::status(ctx, name).map_err(fail)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(());
+    }
+    println!("vm {}: {}", st.name, st.state);
+    if let Some(p) = st.qemu_pid {
+        println!(
+            "  qemu pid {p}, accel {}",
+            st.accel.as_deref().unwrap_or("?")
+        );
+    }
+    for v in &st.vcpus {
+        println!(
+            "  vcpu {} thread {} cores {}",
+            v.index, v.thread_id, v.allowed_cores
+        );
+    }
+    if let Some(t) = &st.tap {
+        println!("  tap {t}");
+    }
+    if let Some(e) = &st.exit {
+        println!("  {}", e.message);
+    }
+    println!("  console log {}", st.console_log.display());
+    Ok(())
 }
 
 fn run_vm(ctx: &Context, a: RunArgs) -> anyhow::Result<()> {
-    let spec = spec_from(&a, &online(ctx)?).map_err(fail)?;
+    let spec = vm::spec_on_host(ctx, &request_of(&a)).map_err(fail_cmd)?;
     if a.dry_run {
-        let (accel, _) = vm::host_accel(ctx).map_err(fail)?;
-        let la = carve_vm::cmdline::LaunchArgs {
-            tsc_khz: carve_vm::host::guest_tsc_khz(&spec, accel),
-            ..Default::default()
-        };
-        let argv = carve_vm::cmdline::qemu_argv(&spec, &ctx.paths(&spec.name), accel, &la);
-        println!("{}", carve_vm::cmdline::shell_quote(&argv));
+        println!("{}", vm::dry_run(ctx, &spec).map_err(fail)?);
         return Ok(());
     }
     if a.detach || a.wait_for.is_some() {
@@ -358,54 +308,14 @@ fn run_vm(ctx: &Context, a: RunArgs) -> anyhow::Result<()> {
     foreground(ctx, spec)
 }
 
-static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP_REQUESTED.store(true, Ordering::SeqCst);
-}
-
 /// Foreground: this process supervises; the console is copied to stdout; Ctrl-C or SIGTERM
 /// stops the VM gracefully.
 fn foreground(ctx: &Context, spec: VmSpec) -> anyhow::Result<()> {
-    let paths = ctx.paths(&spec.name);
-    let mut vm = match Vm::launch(ctx, spec, Boot::Fresh) {
-        Ok(vm) => vm,
-        Err(e) => {
-            // Nothing runs: leave no state behind for a VM that never started.
-            if paths.read_runtime().ok().flatten().is_none() {
-                let _ = std::fs::remove_dir_all(&paths.dir);
-            }
-            return Err(fail(e));
-        }
-    };
-    if let Some(w) = vm.warning() {
-        eprintln!("carve: {w}");
-    }
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    }
-    let log = vm.paths().console_log();
-    let mut pos = vm.console_start();
-    let mut out = std::io::stdout();
-    let report = loop {
-        let chunk = carve_vm::console::read_from_str(&log, pos);
-        if !chunk.is_empty() {
-            pos += chunk.len() as u64;
-            let _ = out.write_all(chunk.as_bytes());
-            let _ = out.flush();
-        }
-        if let Some(r) = vm.try_exit() {
-            break r;
-        }
-        if STOP_REQUESTED.swap(false, Ordering::SeqCst) {
-            eprintln!("carve: stopping VM {}", vm.spec().name);
-            break vm.stop(false, Duration::from_secs(30)).1;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let name = vm.spec().name.clone();
-    vm.remove_state().map_err(fail)?;
+    let (name, report) = vm::run_foreground(ctx, spec, &mut std::io::stdout(), &mut |e| match e {
+        ForegroundEvent::Warning(w) => eprintln!("carve: {w}"),
+        ForegroundEvent::Stopping(name) => eprintln!("carve: stopping VM {name}"),
+    })
+    .map_err(fail)?;
     if report.clean {
         eprintln!("carve: VM {name}: {}", report.message);
         Ok(())
@@ -429,7 +339,7 @@ fn detach(
 ) -> anyhow::Result<()> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["vm", "supervise", "--mode", &mode.arg()]);
-    let d = match supervisor::start(ctx, spec, cmd) {
+    let d = match vm::detach(ctx, spec, cmd) {
         Ok(d) => d,
         Err(SupervisorError::Launch { message, invalid }) => {
             eprintln!("carve: {message}");
@@ -448,7 +358,7 @@ fn detach(
     if let Some(text) = wait_for {
         if let Err(e) = d.wait_for(&text, Duration::from_secs_f64(timeout)) {
             let code = match e {
-                carve_vm::console::WaitError::Timeout { .. } => EXIT_TIMEOUT,
+                vm::WaitError::Timeout { .. } => EXIT_TIMEOUT,
                 _ => super::EXIT_ERROR,
             };
             eprintln!("carve: VM {}: {e}", spec.name);
@@ -467,78 +377,30 @@ fn detach(
 
 /// The detached supervisor: launches, reports ready on stdout, then supervises until QEMU ends.
 fn supervise(ctx: &Context, mode: &str) -> anyhow::Result<()> {
-    let mode: Mode = mode.parse()?;
-    let launched = supervisor::serve(
-        ctx,
-        &mode,
-        &mut std::io::stdin().lock(),
-        &mut std::io::stdout().lock(),
-    )?;
-    let Ok(mut vm) = launched else {
+    let launched = vm::supervise(ctx, mode, &mut |e| match e {
+        SuperviseEvent::Warning(w) => eprintln!("carve: {w}"),
+        SuperviseEvent::Supervising { name, qemu_pid } => {
+            eprintln!("carve: supervising VM {name} (qemu pid {qemu_pid})")
+        }
+        SuperviseEvent::Ended { name, report } => {
+            eprintln!(
+                "carve: VM {name}: {} {}",
+                report.message, report.stderr_tail
+            )
+        }
+    })?;
+    if !launched {
         return Err(super::Exit(super::EXIT_ERROR).into());
-    };
-    if let Some(w) = vm.warning() {
-        eprintln!("carve: {w}");
     }
-    eprintln!(
-        "carve: supervising VM {} (qemu pid {})",
-        vm.spec().name,
-        vm.pid()
-    );
-    let r = vm.wait();
-    eprintln!(
-        "carve: VM {}: {} {}",
-        vm.spec().name,
-        r.message,
-        r.stderr_tail
-    );
     Ok(())
 }
 
 /// Attaches the terminal to the VM's serial console socket until Ctrl-] or EOF.
 fn console(ctx: &Context, name: &str) -> anyhow::Result<()> {
-    let paths = ctx.paths(name);
-    let st = vm::status(ctx, name).map_err(fail)?;
-    if st.qemu_pid.is_none() {
-        return Err(fail(VmError::NotRunning(name.into())));
-    }
-    let sock = std::os::unix::net::UnixStream::connect(paths.console_sock())
-        .with_context(|| format!("connecting to {}", paths.console_sock().display()))?;
-    eprintln!("carve: connected to VM {name}'s console; Ctrl-] detaches");
-    // Raw mode while attached, when stdin is a terminal (restored on every return path).
-    let raw = carve_unix::RawMode::stdin().ok().flatten();
-    let mut to_vm = sock.try_clone()?;
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        let mut stdin = std::io::stdin();
-        loop {
-            let n = match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if let Some(i) = buf[..n].iter().position(|&c| c == 0x1d) {
-                let _ = to_vm.write_all(&buf[..i]);
-                break;
-            }
-            if to_vm.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to_vm.shutdown(std::net::Shutdown::Both);
-    });
-    let mut from_vm = sock;
-    let mut out = std::io::stdout();
-    let mut buf = [0u8; 4096];
-    loop {
-        match from_vm.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let _ = out.write_all(&buf[..n]);
-                let _ = out.flush();
-            }
-        }
-    }
-    drop(raw);
+    vm::attach(ctx, name, &mut || {
+        eprintln!("carve: connected to VM {name}'s console; Ctrl-] detaches")
+    })
+    .map_err(fail_cmd)?;
     eprintln!("\ncarve: detached from VM {name}'s console");
     Ok(())
 }
@@ -595,7 +457,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
     println!(
         "boot to {:?} under {}, {}, {} runs each, interleaved:",
-        carve_vm::assets::READY_MARKER,
+        vm::READY_MARKER,
         report.accel,
         report.machine,
         report.runs
