@@ -20,14 +20,7 @@ use std::time::{Duration, Instant};
 
 /// Root, and a v1/hybrid host (the pure-v2 guest runs its own cgroup tests).
 fn hybrid() -> bool {
-    if !require_root() {
-        return false;
-    }
-    if pure_v2() {
-        carve_testkit::skip(
-            carve_testkit::SkipKind::Host,
-            "pure cgroup2 host (these are the v1/hybrid tests)",
-        );
+    if !require_hybrid("these tests are for") {
         return false;
     }
     assert!(
@@ -139,17 +132,7 @@ fn membership_on_every_mounted_hierarchy_and_delete_removes_every_cgroup() {
         assert!(l.ends_with(&format!(":/{}", e.id)), "{l}");
     }
     // an exec'd process joins every hierarchy too
-    let pf = e.dir.path().join("exec.pid");
-    e.ok(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pf.to_str().unwrap(),
-        &e.id,
-        "sleep",
-        "1000",
-    ]);
-    let epid = read(&pf);
+    let epid = e.exec_detached(&[], "exec");
     for (mp, ctl) in &hs {
         let procs = read(mp.join(&e.id).join("cgroup.procs"));
         assert!(
@@ -406,8 +389,10 @@ fn hugetlb_limit_and_unified_keys_go_to_cgroup2_on_hybrid() {
     let mut e = Env::new("cgh-huge", &["sleep", "1000"]);
     e.config["linux"]["resources"]["unified"] = json!({"memory.high": "1000000"});
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("memory.high"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        "memory.high",
+    );
     e.assert_gone();
     for d in e.cgroup_dirs_everywhere() {
         assert!(!d.exists(), "cgroup left behind: {}", d.display());

@@ -197,10 +197,7 @@ fn exec_sees_the_time_namespace_offsets() {
         return;
     }
     let mut e = Env::new("timex", &["sleep", "1000"]);
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "time"}));
+    e.add_namespace("time");
     e.config["linux"]["timeOffsets"] = json!({
         "monotonic": {"secs": 86400, "nanosecs": 0},
         "boottime": {"secs": 172800, "nanosecs": 0}
@@ -330,8 +327,7 @@ fn rlimits_unknown_or_duplicated_types_are_errors_and_values_match_getrlimit() {
     ] {
         e.config["process"]["rlimits"] = rl;
         e.write_config();
-        let err = e.fails(&["create", "--bundle", &b, &e.id]);
-        assert!(err.contains(field), "{err}");
+        e.fails_with(&["create", "--bundle", &b, &e.id], field);
         e.assert_gone();
     }
 }

@@ -31,12 +31,7 @@ fn idmapped_bind_in_user_namespace_maps_owners() {
     std::os::unix::fs::chown(shared.join("host-file"), Some(1000), Some(2000)).unwrap();
     std::fs::create_dir_all(e.rootfs().join("data")).unwrap();
     std::fs::create_dir_all(e.rootfs().join("plain")).unwrap();
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    e.map_user_ns(100000);
     let mounts = e.config["mounts"].as_array_mut().unwrap();
     mounts.push(json!({
         "destination": "/data", "type": "bind", "source": shared, "options": ["bind"],
@@ -83,8 +78,10 @@ fn idmapped_mount_bad_input_names_the_field() {
         "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}]
     }));
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("gidMappings"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        "gidMappings",
+    );
     e.assert_gone();
 }
 

@@ -70,12 +70,7 @@ fn namespaces_joined_by_path_and_user_and_time_namespaces() {
             "id -u; cat /proc/self/uid_map; touch /tmp/x && echo wrote",
         ],
     );
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    e.map_user_ns(100000);
     e.write_config();
     std::fs::set_permissions(
         e.rootfs().join("tmp"),
@@ -103,10 +98,7 @@ fn namespaces_joined_by_path_and_user_and_time_namespaces() {
             "readlink /proc/self/ns/time; cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime",
         ],
     );
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "time"}));
+    e.add_namespace("time");
     e.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 86400, "nanosecs": 0}, "boottime": {"secs": 172800, "nanosecs": 0}});
     e.write_config();
     let out = e.run_ok();

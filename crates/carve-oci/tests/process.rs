@@ -253,8 +253,10 @@ fn hooks_run_in_order_with_state_and_time_out() {
         json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
     e.write_config();
     let t = std::time::Instant::now();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("timed out"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        "timed out",
+    );
     assert!(t.elapsed() < std::time::Duration::from_secs(20));
     e.assert_gone();
     // a failing prestart hook names itself
@@ -354,12 +356,7 @@ fn personality_affinity_and_exec_into_a_user_namespace() {
     }
     let mut e = Env::new("pers", &["sleep", "1000"]);
     e.config["linux"]["personality"] = json!({"domain": "LINUX32"});
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
-    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    e.map_user_ns(200000);
     e.write_config();
     let _g = e.create();
     e.ok(&["start", &e.id]);

@@ -142,12 +142,7 @@ fn fifo_in_user_namespace_explains_the_refusal() {
     if v1_rt_budget() {
         e.config["linux"]["resources"]["cpu"]["realtimeRuntime"] = json!(10000);
     }
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    e.map_user_ns(100000);
     e.write_config();
     let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
     assert!(

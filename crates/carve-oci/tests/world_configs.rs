@@ -341,10 +341,9 @@ fn hostname_in_a_uts_namespace_joined_by_path_is_set_there() {
         .collect();
     b.config["linux"]["namespaces"] = json!(ns);
     b.write_config();
-    let err = b.fails(&["create", "--bundle", b.bundle.to_str().unwrap(), &b.id]);
-    assert!(
-        err.contains("unable to set hostname without a private UTS namespace"),
-        "{err}"
+    b.fails_with(
+        &["create", "--bundle", b.bundle.to_str().unwrap(), &b.id],
+        "unable to set hostname without a private UTS namespace",
     );
     b.assert_gone();
 }
