@@ -118,13 +118,7 @@ fn failing_create_container_start_container_and_poststop_hooks() {
     let mut e = Env::new("hookcc", &["true"]);
     e.config["hooks"] = json!({"createContainer": fail});
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    let err = e.fails(&["create", "--bundle", &b, &e.id]);
-    assert!(
-        err.contains("createContainer") && err.contains("hook-broke"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["createContainer", "hook-broke"]);
     // startContainer fails: start fails naming it, the container is stopped, the program
     // never ran, delete cleans up
     let mut e = Env::new("hooksc", &["touch", "/ran"]);

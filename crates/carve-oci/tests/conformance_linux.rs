@@ -10,13 +10,7 @@ use serde_json::{json, Value};
 /// create fails; the error names `field`; nothing is left.
 fn refused(e: &Env, field: &str, also: &str) {
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    let err = e.fails(&["create", "--bundle", &b, &e.id]);
-    assert!(
-        err.contains(field) && err.contains(also),
-        "wanted {field} / {also}: {err}"
-    );
-    e.assert_gone();
+    e.create_refused(&[field, also]);
 }
 
 /// For each (JSON pointer, value, field, message): the config with that one value set is refused

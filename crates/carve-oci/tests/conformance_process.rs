@@ -184,10 +184,7 @@ fn bad_memory_policies_are_refused_naming_the_field() {
         let mut e = Env::new("mpolbad", &["true"]);
         e.config["linux"]["memoryPolicy"] = policy.clone();
         e.write_config();
-        let b = e.bundle.to_str().unwrap().to_string();
-        let err = e.fails(&["create", "--bundle", &b, &e.id]);
-        assert!(err.contains(field), "{policy}: {err}");
-        e.assert_gone();
+        e.create_refused(&[field]);
     }
 }
 
@@ -314,7 +311,6 @@ fn rlimits_unknown_or_duplicated_types_are_errors_and_values_match_getrlimit() {
         e.run_ok().lines().collect::<Vec<_>>(),
         ["4096", "8192", "0"]
     );
-    let b = e.bundle.to_str().unwrap().to_string();
     for (rl, field) in [
         (
             json!([{"type": "RLIMIT_WARP_SPEED", "soft": 1, "hard": 1}]),
@@ -327,8 +323,7 @@ fn rlimits_unknown_or_duplicated_types_are_errors_and_values_match_getrlimit() {
     ] {
         e.config["process"]["rlimits"] = rl;
         e.write_config();
-        e.fails_with(&["create", "--bundle", &b, &e.id], field);
-        e.assert_gone();
+        e.create_refused(&[field]);
     }
 }
 

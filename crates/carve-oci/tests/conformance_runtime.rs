@@ -209,9 +209,7 @@ fn a_config_without_process_is_refused() {
     let mut e = Env::new("noproc", &["true"]);
     e.config.as_object_mut().unwrap().remove("process");
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    e.fails_with(&["create", "--bundle", &b, &e.id], "process");
-    e.assert_gone();
+    e.create_refused(&["process"]);
 }
 
 #[test]
@@ -351,9 +349,7 @@ fn a_failed_create_leaves_the_host_as_it_was() {
         .unwrap()
         .push(json!({"destination": "/x", "type": "carvefs", "source": "none"}));
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    e.fails_with(&["create", "--bundle", &b, &e.id], "carvefs");
-    e.assert_gone();
+    e.create_refused(&["carvefs"]);
     let o = e.oci(&["state", &e.id]);
     assert!(!o.status.success());
 }

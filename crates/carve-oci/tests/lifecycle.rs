@@ -291,12 +291,7 @@ fn features_spec_version_and_json_log() {
 fn bad(e: &mut Env, edit: impl FnOnce(&mut Value), want: &[&str]) {
     edit(&mut e.config);
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    let err = e.fails(&["create", "--bundle", &b, &e.id]);
-    for w in want {
-        assert!(err.contains(w), "error {err:?} lacks {w:?}");
-    }
-    e.assert_gone();
+    e.create_refused(want);
 }
 
 #[test]
@@ -362,9 +357,7 @@ fn bad_config_names_the_json_path_and_leaves_nothing() {
         "{\"ociVersion\": \"1.2.0\", \"process\": {",
     )
     .unwrap();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("config.json") && err.contains("EOF"), "{err}");
-    e.assert_gone();
+    e.create_refused(&["config.json", "EOF"]);
     // a failing setup step (missing program) also leaves nothing: no process, no cgroup, no state
     let mut e = fresh();
     e.config["process"]["args"] = json!(["/no/such/program"]);

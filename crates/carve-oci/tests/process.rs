@@ -264,12 +264,7 @@ fn hooks_run_in_order_with_state_and_time_out() {
     e.config["hooks"] =
         json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]});
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("prestart") && err.contains("nope") && err.contains('3'),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["prestart", "nope", "3"]);
 }
 
 #[test]

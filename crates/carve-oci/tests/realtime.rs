@@ -73,14 +73,11 @@ fn fifo_without_budget_names_the_case() {
         "rtnobudget",
         json!({"policy": "SCHED_FIFO", "priority": 10}),
     );
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("process.scheduler")
-            && err.contains("CONFIG_RT_GROUP_SCHED")
-            && err.contains("realtimeRuntime"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&[
+        "process.scheduler",
+        "CONFIG_RT_GROUP_SCHED",
+        "realtimeRuntime",
+    ]);
 }
 
 /// On cgroup v2 a realtime budget cannot be given: the error says which RT_GROUP_SCHED case the
@@ -100,14 +97,7 @@ fn realtime_budget_on_cgroup_v2_names_the_case() {
     );
     e.config["linux"]["resources"]["cpu"]["realtimeRuntime"] = json!(10000);
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("realtimeRuntime")
-            && err.contains("cgroup v2")
-            && err.contains("RT_GROUP_SCHED"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["realtimeRuntime", "cgroup v2", "RT_GROUP_SCHED"]);
 }
 
 /// SCHED_DEADLINE (runtime 2 ms every 10 ms) in a container: the policy shows in /proc/PID/stat.
@@ -144,10 +134,5 @@ fn fifo_in_user_namespace_explains_the_refusal() {
     }
     e.map_user_ns(100000);
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("process.scheduler") && err.contains("RLIMIT_RTPRIO"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["process.scheduler", "RLIMIT_RTPRIO"]);
 }

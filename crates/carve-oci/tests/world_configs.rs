@@ -289,12 +289,7 @@ fn a_config_without_a_mount_namespace_runs_chrooted() {
     // Whatever would mount into the shared namespace is refused, naming the field.
     e.config["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("mounts") && err.contains("mount namespace"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["mounts", "mount namespace"]);
 }
 
 /// Issue 12 item 5: `hostname` with the uts namespace joined by path sets the name in that

@@ -149,6 +149,18 @@ impl Env {
         err
     }
 
+    /// `create` of the bundle as it is on disk fails, its stderr holds every `needle`, and
+    /// nothing of the container is left; returns stderr.
+    pub fn create_refused(&self, needles: &[&str]) -> String {
+        let b = self.bundle.to_str().unwrap().to_string();
+        let err = self.fails(&["create", "--bundle", &b, &self.id]);
+        for n in needles {
+            assert!(err.contains(n), "create refused without {n:?}: {err}");
+        }
+        self.assert_gone();
+        err
+    }
+
     pub fn create(&self) -> Guard<'_> {
         let b = self.bundle.to_str().unwrap().to_string();
         self.ok(&["create", "--bundle", &b, &self.id]);
