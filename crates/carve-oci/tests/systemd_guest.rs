@@ -18,14 +18,7 @@ fn systemd_cgroup_driver_in_a_systemd_guest() {
         return;
     }
     let run = carve_testkit::run_guest_script("systemd-guest.sh", "CARVE-SYSTEMD");
-    let failed = run.failures();
-    assert!(failed.is_empty(), "checks failed in the guest: {failed:#?}");
-    let ok = run.oks().len();
-    run.assert_passed("the systemd guest did not pass");
-    assert!(
-        ok >= CHECKS,
-        "only {ok} of {CHECKS} checks passed in the guest"
-    );
+    run.assert_checks_passed("the systemd guest did not pass", CHECKS);
     assert!(!run.has_line_starting("SKIP"), "the guest skipped a part");
     for must in [
         "ok podman run with carve-oci",

@@ -61,6 +61,19 @@ impl GuestRun {
         );
     }
 
+    /// Asserts no check failed, the guest passed ([`GuestRun::assert_passed`] with `what`) and at
+    /// least `checks` checks passed: a check that silently stops running fails the test.
+    pub fn assert_checks_passed(&self, what: &str, checks: usize) {
+        let failed = self.failures();
+        assert!(failed.is_empty(), "checks failed in the guest: {failed:#?}");
+        self.assert_passed(what);
+        let ok = self.oks().len();
+        assert!(
+            ok >= checks,
+            "only {ok} of {checks} checks passed in the guest"
+        );
+    }
+
     fn after(&self, tag: &str) -> Vec<&str> {
         let start = format!("{}{tag}", self.marker);
         self.console
@@ -94,6 +107,22 @@ mod tests {
         assert!(r.has_line_starting("SKIP"));
         assert!(!r.has_line_starting("skip"));
         r.assert_passed("passes");
+        let r = run("CARVE-X: ok one\nCARVE-X: ok two\nCARVE-X: PASS\n", true);
+        r.assert_checks_passed("passes", 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "only 2 of 3 checks passed")]
+    fn fewer_checks_than_expected_fail() {
+        run("CARVE-X: ok one\nCARVE-X: ok two\nCARVE-X: PASS\n", true)
+            .assert_checks_passed("passes", 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "checks failed in the guest")]
+    fn a_failed_check_fails_even_with_a_pass_line() {
+        run("CARVE-X: ok one\nCARVE-X: FAIL two\nCARVE-X: PASS\n", true)
+            .assert_checks_passed("passes", 1);
     }
 
     #[test]
