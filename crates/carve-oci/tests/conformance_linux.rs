@@ -288,8 +288,7 @@ fn check_before_update_refuses_a_limit_below_the_usage() {
     e.config["linux"]["resources"]["memory"] =
         json!({"limit": 268435456, "checkBeforeUpdate": true});
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     // with checkBeforeUpdate in the update the runtime refuses itself (cgroup v2 would OOM-kill)
     let r = e.dir.path().join("res.json");
     std::fs::write(
@@ -299,7 +298,7 @@ fn check_before_update_refuses_a_limit_below_the_usage() {
     .unwrap();
     e.fails_with(
         &["update", "-r", r.to_str().unwrap(), &e.id],
-        "checkBeforeUpdate",
+        &["checkBeforeUpdate"],
     );
     let lim = read(cg_file(
         &format!("memory/{}/memory.limit_in_bytes", e.id),

@@ -42,8 +42,7 @@ fn exec_cpu_affinity_initial_outside_the_cpuset_and_final_inside() {
     // (`initial`, outside the container's cpuset, as runc#3922 needs) and then runs where the
     // container's cpuset says: cpu 1 (final omitted), or `final`.
     let e = pinned_container("aff", "1");
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let args = json!(["sh", "-c", "grep Cpus_allowed_list /proc/self/status"]);
     let base =
         json!({"args": args, "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]});
@@ -70,8 +69,7 @@ fn exec_cpu_affinity_final_within_the_cpuset_and_reset_when_omitted() {
         return;
     }
     let e = pinned_container("aff2", "0-1");
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let base = json!({"args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status"],
         "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]});
     let mut p = base.clone();
@@ -137,8 +135,7 @@ fn memory_policy_modes_apply_to_init_and_exec() {
         let mut e = Env::new("mpol", &["sleep", "1000"]);
         e.config["linux"]["memoryPolicy"] = policy.clone();
         e.write_config();
-        let _g = e.create();
-        e.ok(&["start", &e.id]);
+        let _g = e.create_started();
         let init = e.init_pid();
         let maps = read(format!("/proc/{init}/numa_maps"));
         let init_policy = maps.split_whitespace().nth(1).unwrap();
@@ -200,8 +197,7 @@ fn exec_sees_the_time_namespace_offsets() {
         "boottime": {"secs": 172800, "nanosecs": 0}
     });
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let init = e.init_pid();
     let out = e.ok(&[
         "exec",

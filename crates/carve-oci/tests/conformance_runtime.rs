@@ -60,7 +60,7 @@ fn operations_without_an_id_or_bundle_are_errors() {
     // create with a bundle that is not one
     e.fails_with(
         &["create", "--bundle", "/nonexistent-carve-bundle", &e.id],
-        "config.json",
+        &["config.json"],
     );
     e.assert_gone();
     // without --bundle the current directory is the bundle (runc): here one without config.json
@@ -116,7 +116,7 @@ fn create_with_a_taken_or_invalid_id_fails_and_makes_nothing() {
     let _g = e.create();
     let pid = e.init_pid();
     let b = e.bundle.to_str().unwrap().to_string();
-    e.fails_with(&["create", "--bundle", &b, &e.id], "exists");
+    e.fails_with(&["create", "--bundle", &b, &e.id], &["exists"]);
     assert_eq!(e.init_pid(), pid, "the first container is untouched");
     assert_eq!(e.status(), "created");
     for bad in ["../escape", "a/b", "", ".", "carve x"] {
@@ -186,18 +186,17 @@ fn start_of_a_container_that_is_not_created_fails_without_effect() {
         return;
     }
     let e = Env::new("start2", &["sh", "-c", "echo x >> /starts; sleep 1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     wait_for("the program's first output", || {
         e.rootfs().join("starts").exists()
     });
     let pid = e.init_pid();
-    e.fails_with(&["start", &e.id], "running");
+    e.fails_with(&["start", &e.id], &["running"]);
     assert_eq!(e.status(), "running");
     assert_eq!(e.init_pid(), pid);
     e.ok(&["kill", &e.id, "KILL"]);
     e.wait_status("stopped");
-    e.fails_with(&["start", &e.id], "stopped");
+    e.fails_with(&["start", &e.id], &["stopped"]);
     assert_eq!(read(e.rootfs().join("starts")), "x", "the program ran once");
 }
 
@@ -233,7 +232,7 @@ fn kill_signals_the_container_process_and_fails_on_a_stopped_one() {
     e.ok(&["kill", &e.id, "USR1"]);
     e.wait_status("stopped");
     assert_eq!(read(e.rootfs().join("got")), "usr1");
-    e.fails_with(&["kill", &e.id, "TERM"], "not running");
+    e.fails_with(&["kill", &e.id, "TERM"], &["not running"]);
     assert_eq!(e.status(), "stopped");
     // no signal given: SIGTERM, as runc (an image's stopSignal annotation is not used)
     let mut e = Env::new(
@@ -246,8 +245,7 @@ fn kill_signals_the_container_process_and_fails_on_a_stopped_one() {
     );
     e.config["annotations"] = json!({"org.opencontainers.image.stopSignal": "SIGUSR1"});
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     std::thread::sleep(std::time::Duration::from_millis(200));
     e.ok(&["kill", &e.id]);
     e.wait_status("stopped");
@@ -260,10 +258,9 @@ fn delete_of_a_running_container_fails_without_effect_and_of_a_created_one_works
         return;
     }
     let e = Env::new("delrun", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let pid = e.init_pid();
-    e.fails_with(&["delete", &e.id], "not stopped");
+    e.fails_with(&["delete", &e.id], &["not stopped"]);
     assert_eq!(e.status(), "running");
     assert_eq!(e.init_pid(), pid);
     for d in e.cgroup_dirs() {

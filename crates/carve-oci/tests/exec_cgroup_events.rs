@@ -56,8 +56,7 @@ fn exec_cgroup_runs_the_process_in_the_sub_cgroup_and_delete_removes_it() {
         return;
     }
     let e = Env::new("execcg-sub", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let subs = make_sub(&e, "sub");
     assert!(subs.len() >= 6, "{subs:?}");
     let top = format!("/{}", e.id);
@@ -132,8 +131,7 @@ fn exec_cgroup_escapes_missing_and_unknown_sub_cgroups_are_refused() {
         return;
     }
     let e = Env::new("execcg-bad", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     make_sub(&e, "sub");
     // A sibling outside the container's cgroup that an escape would reach.
     let sibling = PathBuf::from("/sys/fs/cgroup/pids").join(format!("{}-x", e.id));
@@ -223,8 +221,7 @@ fn events_streams_an_oom_event_when_the_memory_cgroup_kills_a_task() {
     let mut e = Env::new("execcg-oom", &["sleep", "1000"]);
     e.config["linux"]["resources"]["memory"] = json!({"limit": limit, "swap": limit});
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let out = e.dir.path().join("events.out");
     let child = std::process::Command::new(BIN)
         .arg("--root")

@@ -70,8 +70,10 @@ fn idmapped_mount_bad_input_names_the_field() {
         "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}]
     }));
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("uidMappings") && err.contains("bind"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        &["uidMappings", "bind"],
+    );
     e.config = base;
     e.config["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/data", "type": "bind", "source": "/tmp", "options": ["bind"],
@@ -80,7 +82,7 @@ fn idmapped_mount_bad_input_names_the_field() {
     e.write_config();
     e.fails_with(
         &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
-        "gidMappings",
+        &["gidMappings"],
     );
     e.assert_gone();
 }

@@ -259,8 +259,7 @@ fn a_second_container_joins_the_first_ones_namespaces_by_path_as_a_pod_does() {
     a.config["hostname"] = json!("pod-a");
     a.config["linux"]["sysctl"] = json!({"kernel.msgmax": "12345"});
     a.write_config();
-    let _ga = a.create();
-    a.ok(&["start", &a.id]);
+    let _ga = a.create_started();
     let apid = a.init_pid();
 
     // A sidecar joins all of them but the mount namespace by path.
@@ -325,8 +324,7 @@ fn a_container_joins_another_ones_user_and_time_namespaces_by_path() {
     a.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     a.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 259200, "nanosecs": 0}});
     a.write_config();
-    let _ga = a.create();
-    a.ok(&["start", &a.id]);
+    let _ga = a.create_started();
     let apid = a.init_pid();
 
     // The second container joins both by path and asks for no maps or offsets of its own (the

@@ -37,13 +37,13 @@ fn create_start_kill_delete_moves_through_every_status() {
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
     assert_ne!(ns.to_string_lossy(), host_ns("pid"));
     // a second create with the same id is refused
-    e.fails_with(&["create", "--bundle", b, &e.id], "already exists");
+    e.fails_with(&["create", "--bundle", b, &e.id], &["already exists"]);
 
     e.ok(&["start", &e.id]);
     assert_eq!(e.status(), "running");
     let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(cmd.starts_with("sleep"), "{cmd}");
-    e.fails_with(&["start", &e.id], "running");
+    e.fails_with(&["start", &e.id], &["running"]);
 
     let list: Value = serde_json::from_str(&e.ok(&["list", "--format", "json"])).unwrap();
     assert!(list
@@ -53,16 +53,16 @@ fn create_start_kill_delete_moves_through_every_status() {
         .any(|c| c["id"] == json!(e.id) && c["status"] == "running"));
     assert!(e.ok(&["list", "-q"]).lines().any(|l| l == e.id));
 
-    e.fails_with(&["delete", &e.id], "not stopped");
+    e.fails_with(&["delete", &e.id], &["not stopped"]);
 
     e.ok(&["kill", &e.id, "KILL"]);
     e.wait_status("stopped");
     assert_eq!(e.state()["pid"], 0);
-    e.fails_with(&["kill", &e.id, "TERM"], "not running");
+    e.fails_with(&["kill", &e.id, "TERM"], &["not running"]);
 
     e.ok(&["delete", &e.id]);
-    e.fails_with(&["state", &e.id], "does not exist");
-    e.fails_with(&["delete", &e.id], "does not exist");
+    e.fails_with(&["state", &e.id], &["does not exist"]);
+    e.fails_with(&["delete", &e.id], &["does not exist"]);
     e.assert_gone();
 }
 
@@ -135,8 +135,7 @@ fn delete_force_of_running_and_created_containers_leaves_nothing() {
         }
     );
     e.assert_gone();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let t = std::time::Instant::now();
     e.ok(&["delete", "--force", &e.id]);
     eprintln!("delete --force of a running container: {:?}", t.elapsed());
@@ -226,7 +225,7 @@ fn exec_ps_pause_resume_update_events() {
     // pause / resume
     e.ok(&["pause", &e.id]);
     assert_eq!(e.status(), "paused");
-    e.fails_with(&["exec", &e.id, "true"], "paused");
+    e.fails_with(&["exec", &e.id, "true"], &["paused"]);
     e.ok(&["resume", &e.id]);
     assert_eq!(e.status(), "running");
     // memory limit visible inside, then updated
@@ -266,7 +265,10 @@ fn features_spec_version_and_json_log() {
         .unwrap()
         .contains(&json!("time")));
     assert!(e.ok(&["--version"]).contains("spec: 1.2.0"));
-    e.fails_with(&["spec", "--bundle", e.bundle.to_str().unwrap()], "exists");
+    e.fails_with(
+        &["spec", "--bundle", e.bundle.to_str().unwrap()],
+        &["exists"],
+    );
     // json log: the last line is a level=error object with msg and time
     let log = e.dir.path().join("log.json");
     let o = e.oci(&[
@@ -364,12 +366,12 @@ fn bad_config_names_the_json_path_and_leaves_nothing() {
     e.write_config();
     e.fails_with(
         &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
-        "/no/such/program",
+        &["/no/such/program"],
     );
     e.assert_gone();
     // as runc: delete --force of what does not exist succeeds; state still says it does not exist
     e.ok(&["delete", "--force", &e.id]);
-    e.fails_with(&["state", &e.id], "does not exist");
+    e.fails_with(&["state", &e.id], &["does not exist"]);
 }
 
 #[test]

@@ -207,8 +207,7 @@ fn preserved_fds_pass_exactly_and_the_runtimes_own_never_leak() {
     // exec --preserve-fds 3 into a running container.
     let e = Env::new("pfdexec", &["sleep", "60"]);
     let root = e.root.to_str().unwrap().to_string();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let out = e.dir.path().join("exec");
     let exec = ["exec", "--preserve-fds", "3", &e.id, "sh", "-c", script];
     let r = with_three_fds(&root, &exec, &out);

@@ -217,8 +217,7 @@ fn hooks_run_in_order_with_state_and_time_out() {
     );
     e.config["annotations"] = json!({"org.example.k": "v"});
     e.write_config();
-    let g = e.create();
-    e.ok(&["start", &e.id]);
+    let g = e.create_started();
     e.ok(&["delete", "--force", &e.id]);
     drop(g);
     let order = std::fs::read_to_string(out.join("order")).unwrap();
@@ -255,7 +254,7 @@ fn hooks_run_in_order_with_state_and_time_out() {
     let t = std::time::Instant::now();
     e.fails_with(
         &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
-        "timed out",
+        &["timed out"],
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(20));
     e.assert_gone();
@@ -353,8 +352,7 @@ fn personality_affinity_and_exec_into_a_user_namespace() {
     e.config["linux"]["personality"] = json!({"domain": "LINUX32"});
     e.map_user_ns(200000);
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     // exec joins the user namespace (uid 0 inside, 200000 outside) and every other one
     let p = e.dir.path().join("p.json");
     std::fs::write(&p, serde_json::to_vec(&json!({

@@ -302,8 +302,7 @@ fn hostname_in_a_uts_namespace_joined_by_path_is_set_there() {
     let mut a = world("wutsa", fixture("runc-1.1.5-spec.json"), &["sleep", "60"]);
     a.config["hostname"] = json!("carve-before");
     a.write_config();
-    let _ga = a.create();
-    a.ok(&["start", &a.id]);
+    let _ga = a.create_started();
     let pid = a.init_pid();
     let mut b = world("wutsb", fixture("runc-1.1.5-spec.json"), &["hostname"]);
     let ns: Vec<Value> = b.config["linux"]["namespaces"]
@@ -338,7 +337,7 @@ fn hostname_in_a_uts_namespace_joined_by_path_is_set_there() {
     b.write_config();
     b.fails_with(
         &["create", "--bundle", b.bundle.to_str().unwrap(), &b.id],
-        "unable to set hostname without a private UTS namespace",
+        &["unable to set hostname without a private UTS namespace"],
     );
     b.assert_gone();
 }

@@ -142,11 +142,20 @@ impl Env {
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
-    /// As `fails`, asserting stderr contains `needle`; returns stderr.
-    pub fn fails_with(&self, args: &[&str], needle: &str) -> String {
+    /// As `fails`, asserting stderr contains every `needle`; returns stderr.
+    pub fn fails_with(&self, args: &[&str], needles: &[&str]) -> String {
         let err = self.fails(args);
-        assert!(err.contains(needle), "carve-oci {args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "carve-oci {args:?}: no {n:?} in {err}");
+        }
         err
+    }
+
+    /// `create` and `start`: a running container, force-deleted when the guard drops.
+    pub fn create_started(&self) -> Guard<'_> {
+        let g = self.create();
+        self.ok(&["start", &self.id]);
+        g
     }
 
     /// `create` of the bundle as it is on disk fails, its stderr holds every `needle`, and
