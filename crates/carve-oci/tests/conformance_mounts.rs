@@ -286,6 +286,9 @@ fn rbind(source: &str, dest: &str, opts: &[&str]) -> Value {
     json!({"destination": dest, "type": "none", "source": source, "options": all})
 }
 
+/// Whether a mountinfo field is as a case wants it.
+type Check = fn(&str) -> bool;
+
 /// A mount's optional fields as each propagation must leave them.
 fn peer(o: &str) -> bool {
     o.contains("shared:")
@@ -313,7 +316,7 @@ fn bind_propagation_options_show_in_mountinfo() {
         .status()
         .unwrap();
     assert!(st.success());
-    let cases: [(&str, fn(&str) -> bool); 8] = [
+    let cases: [(&str, Check); 8] = [
         ("shared", peer),
         ("rslave", slave),
         ("private", private),
@@ -405,7 +408,7 @@ fn recursive_clearing_attributes_undo_a_submounts_flags() {
         "ratime",
         "rdiratime",
     ];
-    let cases: [(&str, &[&str], fn(&str) -> bool); 5] = [
+    let cases: [(&str, &[&str], Check); 5] = [
         ("/a", clear_all, cleared),
         ("/b", &["rstrictatime"], strict),
         ("/c", &["rrelatime"], relatime),

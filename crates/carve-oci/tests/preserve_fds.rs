@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -140,7 +140,16 @@ fn preserve_fds_beyond_the_open_ones_is_refused_at_once_as_runc_does() {
 /// "four" and /dev/null preserved as fds 3-5 and `/` leaked at fd 9; asserts it succeeds and
 /// returns the pipe's read end (the write end is closed here, so it reads to the program's end).
 fn with_three_fds(root: &str, args: &[&str], out: &std::path::Path) -> std::fs::File {
-    let (r, w) = std::io::pipe().unwrap();
+    let mut p = [0; 2];
+    // SAFETY: p is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just made both fds; each gets exactly one owner here.
+    let (r, w) = unsafe {
+        (
+            std::fs::File::from_raw_fd(p[0]),
+            std::fs::File::from_raw_fd(p[1]),
+        )
+    };
     let mut f = tempfile::tempfile().unwrap();
     f.write_all(b"four\n").unwrap();
     f.rewind().unwrap();
@@ -149,7 +158,7 @@ fn with_three_fds(root: &str, args: &[&str], out: &std::path::Path) -> std::fs::
     let fds = vec![w.as_raw_fd(), f.as_raw_fd(), null.as_raw_fd()];
     let (code, err) = run_with_fds(BIN, root, args, fds, Some(leak.as_raw_fd()), out, 30);
     assert_eq!(code, 0, "{err}");
-    std::fs::File::from(std::os::fd::OwnedFd::from(r))
+    r
 }
 
 /// The program sees exactly 0-2 and the preserved fds: a pipe it writes to, a file it reads,

@@ -286,7 +286,7 @@ pub fn require_hybrid(what: &str) -> bool {
     if pure_v2() {
         carve_testkit::skip(
             carve_testkit::SkipKind::Host,
-            &format!("pure cgroup2 host ({what} the v1/hybrid layout)"),
+            format!("pure cgroup2 host ({what} the v1/hybrid layout)"),
         );
         return false;
     }
