@@ -191,7 +191,8 @@ fn cri_dedicated_pod_host_tuning_applied_then_restored_and_refusals() {
     }
     // A bad annotation value is refused at RunPodSandbox already (the sandbox's create):
     // (pod, its annotations, what the error names).
-    let pods: [(&str, &[(&str, &str)], &str); 3] = [
+    type Annotations<'a> = &'a [(&'a str, &'a str)];
+    let pods: [(&str, Annotations, &str); 3] = [
         ("bad", &[(DED, "yes")], "unknown value \"yes\""),
         (
             "bad2",
