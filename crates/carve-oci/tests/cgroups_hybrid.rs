@@ -20,14 +20,7 @@ use std::time::{Duration, Instant};
 
 /// Root, and a v1/hybrid host (the pure-v2 guest runs its own cgroup tests).
 fn hybrid() -> bool {
-    if !require_root() {
-        return false;
-    }
-    if pure_v2() {
-        carve_testkit::skip(
-            carve_testkit::SkipKind::Host,
-            "pure cgroup2 host (these are the v1/hybrid tests)",
-        );
+    if !require_hybrid("these tests are for") {
         return false;
     }
     assert!(
@@ -139,17 +132,7 @@ fn membership_on_every_mounted_hierarchy_and_delete_removes_every_cgroup() {
         assert!(l.ends_with(&format!(":/{}", e.id)), "{l}");
     }
     // an exec'd process joins every hierarchy too
-    let pf = e.dir.path().join("exec.pid");
-    e.ok(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pf.to_str().unwrap(),
-        &e.id,
-        "sleep",
-        "1000",
-    ]);
-    let epid = read(&pf);
+    let epid = e.exec_detached(&[], "exec");
     for (mp, ctl) in &hs {
         let procs = read(mp.join(&e.id).join("cgroup.procs"));
         assert!(
@@ -190,8 +173,7 @@ fn cpuset_cpus_and_mems_are_set_and_confine_the_container() {
     e.config["linux"]["resources"]["cpu"] =
         json!({"cpus": cpu.to_string(), "mems": mem.to_string()});
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let d = cg(&e, "cpuset");
     assert_eq!(read(d.join("cpuset.cpus")), cpu.to_string());
     assert_eq!(read(d.join("cpuset.mems")), mem.to_string());
@@ -254,8 +236,7 @@ fn blkio_read_bps_throttle_is_read_back_and_enforced() {
     e.config["linux"]["resources"]["blockIO"] =
         json!({"throttleReadBpsDevice": [{"major": maj, "minor": min, "rate": rate}]});
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let d = cg(&e, "blkio");
     assert_eq!(
         read(d.join("blkio.throttle.read_bps_device")),
@@ -320,8 +301,7 @@ fn devices_rules_are_listed_a_denied_device_is_eperm_an_allowed_one_works() {
         .unwrap()
         .push(json!({"allow": true, "type": "b", "major": maj, "minor": min, "access": "r"}));
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let list = read(cg(&e, "devices").join("devices.list"));
     let rules: Vec<&str> = list.lines().collect();
     assert!(
@@ -379,8 +359,7 @@ fn hugetlb_limit_and_unified_keys_go_to_cgroup2_on_hybrid() {
     e.config["linux"]["resources"]["unified"] =
         json!({"cgroup.max.descendants": "3", "hugetlb.2MB.rsvd.max": "4194304"});
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let u = cg(&e, "unified");
     assert_eq!(read(u.join("hugetlb.2MB.max")), (2u64 << 20).to_string());
     assert_eq!(read(u.join("hugetlb.2MB.rsvd.max")), "4194304");
@@ -406,8 +385,10 @@ fn hugetlb_limit_and_unified_keys_go_to_cgroup2_on_hybrid() {
     let mut e = Env::new("cgh-huge", &["sleep", "1000"]);
     e.config["linux"]["resources"]["unified"] = json!({"memory.high": "1000000"});
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("memory.high"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        &["memory.high"],
+    );
     e.assert_gone();
     for d in e.cgroup_dirs_everywhere() {
         assert!(!d.exists(), "cgroup left behind: {}", d.display());
@@ -464,8 +445,7 @@ fn hugetlb_one_page_maps_the_second_is_refused_host_tuning() {
                 json!([{"pageSize": "2MB", "limit": l}]);
         }
         e.write_config();
-        let _g = e.create();
-        e.ok(&["start", &e.id]);
+        let _g = e.create_started();
         let p = e.rootfs().join("tmp/done");
         wait_for("the probe", || p.exists());
         let got = probe::results(&std::fs::read(&p).unwrap());
@@ -642,8 +622,7 @@ fn freezer_pause_freezes_and_resume_thaws() {
             "i=0; while :; do i=$((i+1)); echo $i > /tmp/c; usleep 20000; done",
         ],
     );
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let f = cg(&e, "freezer").join("freezer.state");
     let c = e.rootfs().join("tmp/c");
     wait_for("the counter", || c.exists());
@@ -689,8 +668,7 @@ fn events_stats_are_plausible_on_hybrid() {
     e.config["linux"]["resources"]["cpu"] = json!({"shares": 512, "cpus": cpu});
     e.config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 0}]);
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     wait_file(&e, "tmp/done");
     let ev: Value = serde_json::from_str(e.ok(&["events", "--stats", &e.id]).trim()).unwrap();
     assert_eq!(ev["type"], "stats");

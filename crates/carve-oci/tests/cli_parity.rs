@@ -28,14 +28,25 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `exec ARGS…` is refused with runc's exec status 255 and a stderr holding every `needle`.
+fn exec_refused(e: &Env, args: &[&str], needles: &[&str]) {
+    let mut all = vec!["exec"];
+    all.extend_from_slice(args);
+    let o = e.oci(&all);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(255), "exec {args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "exec {args:?}: no {n:?} in {err}");
+    }
+}
+
 #[test]
 fn update_takes_every_runc_flag_and_writes_the_cgroup() {
     if !require_root() {
         return;
     }
     let e = Env::new("upd", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let v2 = pure_v2();
 
     // Sizes with runc's suffixes, in bytes in the cgroup.
@@ -157,16 +168,17 @@ fn update_takes_every_runc_flag_and_writes_the_cgroup() {
         assert_ne!(t, (1u64 << 20).to_string(), "kernel-memory-tcp was applied");
     }
     // A bad kernel memory size is still a bad value.
-    let err = e.fails(&["update", "--kernel-memory", "zz", &e.id]);
-    assert!(err.contains("--kernel-memory"), "{err}");
+    e.fails_with(
+        &["update", "--kernel-memory", "zz", &e.id],
+        &["--kernel-memory"],
+    );
 
     // Intel RDT: refused clearly.
     for (flag, what) in [
         ("--l3-cache-schema", "l3 cache schema is not enabled"),
         ("--mem-bw-schema", "memory bandwidth schema is not enabled"),
     ] {
-        let err = e.fails(&["update", flag, "L3:0=f", &e.id]);
-        assert!(err.contains(what) && err.contains("intelRdt"), "{err}");
+        e.fails_with(&["update", flag, "L3:0=f", &e.id], &[what, "intelRdt"]);
     }
 
     // Block IO weight: blkio.weight (CFQ) or blkio.bfq.weight (BFQ), io.weight or io.bfq.weight.
@@ -222,8 +234,7 @@ fn update_takes_every_runc_flag_and_writes_the_cgroup() {
     // A stopped container: runc's "not running".
     e.ok(&["kill", &e.id, "KILL"]);
     e.wait_status("stopped");
-    let err = e.fails(&["update", "--memory", "64m", &e.id]);
-    assert!(err.contains("not running"), "{err}");
+    e.fails_with(&["update", "--memory", "64m", &e.id], &["not running"]);
     e.ok(&["delete", &e.id]);
     e.assert_gone();
 }
@@ -237,8 +248,7 @@ fn exec_user_groups_caps_no_new_privs_and_refusals() {
     e.config["process"]["user"] = json!({"uid": 0, "gid": 65534, "additionalGids": [7]});
     e.config["process"]["noNewPrivileges"] = json!(false);
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let id = e.id.as_str();
 
     // -u uid keeps the configured gid; -u uid:gid sets both (runc).
@@ -258,9 +268,7 @@ fn exec_user_groups_caps_no_new_privs_and_refusals() {
         ]),
         "1000\n1001\n"
     );
-    let o = e.oci(&["exec", "-u", "bob", id, "true"]);
-    assert_eq!(o.status.code(), Some(255));
-    assert!(stderr(&o).contains("--user bob"), "{}", stderr(&o));
+    exec_refused(&e, &["-u", "bob", id, "true"], &["--user bob"]);
     // -g adds to the configured additional groups (repeated or comma-separated).
     let groups = e.ok(&[
         "exec",
@@ -276,30 +284,26 @@ fn exec_user_groups_caps_no_new_privs_and_refusals() {
     for g in ["7", "5", "6", "8"] {
         assert!(groups.contains(&g), "{groups:?} lacks {g}");
     }
-    let err = e.fails(&["exec", "-g", "x", id, "true"]);
-    assert!(err.contains("--additional-gids"), "{err}");
+    e.fails_with(&["exec", "-g", "x", id, "true"], &["--additional-gids"]);
 
     // --cap adds to the bounding, effective and permitted sets: CAP_NET_ADMIN is bit 12.
-    let capeff = |extra: &[&str]| -> u64 {
+    // A /proc/self/status field of a process exec'd with `extra` flags.
+    let status_field = |field: &str, extra: &[&str]| -> String {
         let mut a = vec!["exec"];
         a.extend_from_slice(extra);
-        a.extend_from_slice(&[id, "grep", "CapEff", "/proc/self/status"]);
-        let out = e.ok(&a);
-        u64::from_str_radix(out.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        a.extend_from_slice(&[id, "grep", field, "/proc/self/status"]);
+        e.ok(&a).split_whitespace().nth(1).unwrap().to_string()
+    };
+    let capeff = |extra: &[&str]| -> u64 {
+        u64::from_str_radix(&status_field("CapEff", extra), 16).unwrap()
     };
     assert_eq!(capeff(&[]) & (1 << 12), 0);
     assert_ne!(capeff(&["--cap", "CAP_NET_ADMIN"]) & (1 << 12), 0);
     assert_ne!(capeff(&["-c", "NET_ADMIN"]) & (1 << 12), 0);
-    let err = e.fails(&["exec", "--cap", "CAP_NOPE", id, "true"]);
-    assert!(err.contains("CAP_NOPE"), "{err}");
+    e.fails_with(&["exec", "--cap", "CAP_NOPE", id, "true"], &["CAP_NOPE"]);
 
     // --no-new-privs over a config without it.
-    let nnp = |extra: &[&str]| -> String {
-        let mut a = vec!["exec"];
-        a.extend_from_slice(extra);
-        a.extend_from_slice(&[id, "grep", "NoNewPrivs", "/proc/self/status"]);
-        e.ok(&a).split_whitespace().nth(1).unwrap().to_string()
-    };
+    let nnp = |extra: &[&str]| status_field("NoNewPrivs", extra);
     assert_eq!(nnp(&[]), "0");
     assert_eq!(nnp(&["--no-new-privs"]), "1");
 
@@ -322,16 +326,12 @@ fn exec_user_groups_caps_no_new_privs_and_refusals() {
 
     // --cgroup of a sub-cgroup that does not exist and --ignore-paused are refused clearly, exit
     // status 255 like a failed runc exec (exec --cgroup itself: tests/exec_cgroup_events.rs).
-    let o = e.oci(&["exec", "--cgroup", "sub", id, "true"]);
-    assert_eq!(o.status.code(), Some(255));
-    assert!(
-        stderr(&o).contains("--cgroup sub") && stderr(&o).contains("does not exist"),
-        "{}",
-        stderr(&o)
+    exec_refused(
+        &e,
+        &["--cgroup", "sub", id, "true"],
+        &["--cgroup sub", "does not exist"],
     );
-    let o = e.oci(&["exec", "--ignore-paused", id, "true"]);
-    assert_eq!(o.status.code(), Some(255));
-    assert!(stderr(&o).contains("--ignore-paused"), "{}", stderr(&o));
+    exec_refused(&e, &["--ignore-paused", id, "true"], &["--ignore-paused"]);
     // No program and no -p.
     let o = e.oci(&["exec", id]);
     assert_ne!(o.status.code(), Some(0));
@@ -339,23 +339,11 @@ fn exec_user_groups_caps_no_new_privs_and_refusals() {
 
     // A paused container, then a stopped one: runc's words and status.
     e.ok(&["pause", id]);
-    let o = e.oci(&["exec", id, "true"]);
-    assert_eq!(o.status.code(), Some(255));
-    assert!(
-        stderr(&o).contains("cannot exec in a paused container"),
-        "{}",
-        stderr(&o)
-    );
+    exec_refused(&e, &[id, "true"], &["cannot exec in a paused container"]);
     e.ok(&["resume", id]);
     e.ok(&["kill", id, "KILL"]);
     e.wait_status("stopped");
-    let o = e.oci(&["exec", id, "true"]);
-    assert_eq!(o.status.code(), Some(255));
-    assert!(
-        stderr(&o).contains("cannot exec in a stopped container"),
-        "{}",
-        stderr(&o)
-    );
+    exec_refused(&e, &[id, "true"], &["cannot exec in a stopped container"]);
 }
 
 #[test]
@@ -366,62 +354,49 @@ fn wrong_state_errors_use_runc_wording() {
     let e = Env::new("wst", &["sleep", "1000"]);
     let _g = e.create();
     let id = e.id.as_str();
-    let err = e.fails(&["resume", id]);
-    assert!(err.contains("not paused"), "{err}");
+    e.fails_with(&["resume", id], &["not paused"]);
     e.ok(&["start", id]);
-    let err = e.fails(&["start", id]);
-    assert!(
-        err.contains("cannot start an already running container"),
-        "{err}"
+    e.fails_with(
+        &["start", id],
+        &["cannot start an already running container"],
     );
-    let err = e.fails(&["resume", id]);
-    assert!(err.contains("not paused"), "{err}");
-    let err = e.fails(&["delete", id]);
-    assert!(
-        err.contains(&format!(
+    e.fails_with(&["resume", id], &["not paused"]);
+    e.fails_with(
+        &["delete", id],
+        &[&format!(
             "cannot delete container {id} that is not stopped: running"
-        )),
-        "{err}"
+        )],
     );
     e.ok(&["pause", id]);
     assert_eq!(e.status(), "paused");
-    let err = e.fails(&["pause", id]);
-    assert!(err.contains("not running"), "{err}");
-    let err = e.fails(&["start", id]);
-    assert!(
-        err.contains("cannot start a container in the paused state"),
-        "{err}"
+    e.fails_with(&["pause", id], &["not running"]);
+    e.fails_with(
+        &["start", id],
+        &["cannot start a container in the paused state"],
     );
-    let err = e.fails(&["delete", id]);
-    assert!(err.contains("that is not stopped: paused"), "{err}");
+    e.fails_with(&["delete", id], &["that is not stopped: paused"]);
     // update works on a paused container, as in runc
     e.ok(&["update", "--pids-limit", "33", id]);
     e.ok(&["resume", id]);
     assert_eq!(cg(&e, "pids/pids.max", "pids.max"), "33");
     e.ok(&["kill", id, "KILL"]);
     e.wait_status("stopped");
-    let err = e.fails(&["start", id]);
-    assert!(
-        err.contains("cannot start a container that has stopped"),
-        "{err}"
+    e.fails_with(
+        &["start", id],
+        &["cannot start a container that has stopped"],
     );
-    let err = e.fails(&["pause", id]);
-    assert!(err.contains("not running"), "{err}");
-    let err = e.fails(&["resume", id]);
-    assert!(err.contains("not paused"), "{err}");
-    let err = e.fails(&["kill", id]);
-    assert!(err.contains("not running"), "{err}");
+    e.fails_with(&["pause", id], &["not running"]);
+    e.fails_with(&["resume", id], &["not paused"]);
+    e.fails_with(&["kill", id], &["not running"]);
     // streaming events on a stopped container: runc's error; --stats still gives the counters
-    let err = e.fails(&["events", id]);
-    assert!(
-        err.contains(&format!("container with id {id} is not running")),
-        "{err}"
+    e.fails_with(
+        &["events", id],
+        &[&format!("container with id {id} is not running")],
     );
     let ev: Value = serde_json::from_str(e.ok(&["events", "--stats", id]).trim()).unwrap();
     assert_eq!(ev["type"], "stats");
     e.ok(&["delete", id]);
-    let err = e.fails(&["delete", id]);
-    assert!(err.contains("does not exist"), "{err}");
+    e.fails_with(&["delete", id], &["does not exist"]);
     // delete --force of a container that does not exist succeeds, as in runc
     e.ok(&["delete", "--force", id]);
     e.assert_gone();
@@ -457,12 +432,9 @@ fn ps_options_list_streaming_events_and_kill_all() {
             "{out}"
         );
     }
-    let err = e.fails(&["ps", id, "-o", "comm"]);
-    assert!(err.contains("PID"), "{err}");
-    let err = e.fails(&["ps", id, "--bogus-ps-option"]);
-    assert!(err.contains("ps"), "{err}");
-    let err = e.fails(&["ps", "-f", "yaml", id]);
-    assert!(err.contains("invalid format"), "{err}");
+    e.fails_with(&["ps", id, "-o", "comm"], &["PID"]);
+    e.fails_with(&["ps", id, "--bogus-ps-option"], &["ps"]);
+    e.fails_with(&["ps", "-f", "yaml", id], &["invalid format"]);
     let pids: Vec<i64> = serde_json::from_str(&e.ok(&["ps", "-f", "json", id])).unwrap();
     assert!(pids.contains(&init) && pids.len() == 2, "{pids:?}");
 
@@ -476,12 +448,10 @@ fn ps_options_list_streaming_events_and_kill_all() {
     assert_eq!(row[..3], [id, &init.to_string(), "running"]);
     let list: Value = serde_json::from_str(&e.ok(&["ls", "-f", "json"])).unwrap();
     assert_eq!(list[0]["id"], json!(id));
-    let err = e.fails(&["list", "--format", "yaml"]);
-    assert!(err.contains("invalid format"), "{err}");
+    e.fails_with(&["list", "--format", "yaml"], &["invalid format"]);
 
     // events without --stats streams a stats line per --interval until the container stops.
-    let err = e.fails(&["events", "--interval", "3x", id]);
-    assert!(err.contains("--interval") && err.contains("3x"), "{err}");
+    e.fails_with(&["events", "--interval", "3x", id], &["--interval", "3x"]);
     let out_path = e.dir.path().join("events.out");
     let mut ev = Command::new(BIN)
         .arg("--root")

@@ -36,8 +36,7 @@ fn containerd_detached_exec_pause_resume_metrics_kill() {
     }
     let c = Containerd::new();
     let id = carve_testkit::unique_name("det");
-    ok(&mut c.run(&["-d", &c.image, &id, "sleep", "1000"]), LIMIT);
-    c.wait_status(&id, "RUNNING");
+    c.run_detached(&id, &["sleep", "1000"], "RUNNING");
     let pid = c.task_pid(&id);
     assert!(cgroup_of(pid, "memory").unwrap().contains(&c.ns));
 

@@ -93,6 +93,17 @@ fn tmpfs(dest: &str, opts: &[&str]) -> Value {
     json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts})
 }
 
+/// The per-mount flags that restrict a mount; `nosymfollow` last (not every test sets it).
+const RESTRICTING: [&str; 7] = [
+    "ro",
+    "nosuid",
+    "nodev",
+    "noexec",
+    "noatime",
+    "nodiratime",
+    "nosymfollow",
+];
+
 fn has(opts: &str, o: &str) -> bool {
     opts.split(',').any(|x| x == o)
 }
@@ -156,10 +167,7 @@ fn mount8_options_take_effect_and_the_later_of_a_pair_wins() {
     let (l, _) = mountinfo_of(
         "opts",
         json!([
-            tmpfs(
-                "/a",
-                &["ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime"]
-            ),
+            tmpfs("/a", &RESTRICTING[..6]),
             tmpfs(
                 "/b",
                 &["sync", "dirsync", "lazytime", "silent", "iversion", "mand", "defaults"]
@@ -201,7 +209,7 @@ fn mount8_options_take_effect_and_the_later_of_a_pair_wins() {
     );
     let get = |i: usize| l[i].clone().expect("mount missing");
     let (a, _, _) = get(0);
-    for o in ["ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime"] {
+    for o in &RESTRICTING[..6] {
         assert!(has(&a, o), "/a lacks {o}: {a}");
     }
     let (_, _, b_sb) = get(1);
@@ -210,7 +218,7 @@ fn mount8_options_take_effect_and_the_later_of_a_pair_wins() {
     }
     let (c, _, c_sb) = get(2);
     assert!(has(&c, "rw"), "{c}");
-    for o in ["ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime"] {
+    for o in &RESTRICTING[..6] {
         assert!(!has(&c, o), "/c keeps {o}: {c}");
     }
     for o in ["sync", "lazytime"] {
@@ -246,52 +254,89 @@ fn unknown_options_go_to_the_filesystem_as_data() {
     }
 }
 
+/// A tmpfs mounted on the host at `rel` below a fresh test dir; unmounted before the dir goes.
+struct HostTmpfs {
+    _mount: HostMount,
+    probe: Env,
+}
+
+impl HostTmpfs {
+    fn new(prefix: &str, rel: &str, opts: &str) -> HostTmpfs {
+        let probe = Env::new(prefix, &["true"]);
+        let _mount = HostMount::tmpfs(&probe.dir.path().join(rel), opts);
+        HostTmpfs { _mount, probe }
+    }
+
+    /// `rel` below the test dir.
+    fn path(&self, rel: &str) -> String {
+        self.probe
+            .dir
+            .path()
+            .join(rel)
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// A recursive bind of `source` at `dest` with `opts` after `rbind`.
+fn rbind(source: &str, dest: &str, opts: &[&str]) -> Value {
+    let mut all = vec!["rbind"];
+    all.extend_from_slice(opts);
+    json!({"destination": dest, "type": "none", "source": source, "options": all})
+}
+
+/// Whether a mountinfo field is as a case wants it.
+type Check = fn(&str) -> bool;
+
+/// A mount's optional fields as each propagation must leave them.
+fn peer(o: &str) -> bool {
+    o.contains("shared:")
+}
+fn slave(o: &str) -> bool {
+    o.contains("master:") && !o.contains("shared:")
+}
+fn private(o: &str) -> bool {
+    o.trim().is_empty()
+}
+fn unbindable(o: &str) -> bool {
+    o.contains("unbindable")
+}
+
 #[test]
 fn bind_propagation_options_show_in_mountinfo() {
     if !require_root() {
         return;
     }
     // The source is a shared mount on the host, so each bind starts in its peer group.
-    let probe = Env::new("prop0", &["true"]);
-    let src = probe.dir.path().join("src");
-    let _m = HostMount::tmpfs(&src, "mode=755");
+    let host = HostTmpfs::new("prop0", "src", "mode=755");
+    let s = host.path("src");
     let st = std::process::Command::new("mount")
-        .args(["--make-shared", src.to_str().unwrap()])
+        .args(["--make-shared", &s])
         .status()
         .unwrap();
     assert!(st.success());
-    let s = src.to_str().unwrap();
-    let bind = |d: &str, p: &str| json!({"destination": d, "type": "none", "source": s, "options": ["rbind", p]});
-    let mounts = json!([
-        bind("/p1", "shared"),
-        bind("/p2", "rslave"),
-        bind("/p3", "private"),
-        bind("/p4", "unbindable"),
-        bind("/p5", "rshared"),
-        bind("/p6", "slave"),
-        bind("/p7", "rprivate"),
-        bind("/p8", "runbindable"),
-    ]);
-    let dests = ["/p1", "/p2", "/p3", "/p4", "/p5", "/p6", "/p7", "/p8"];
-    let (l, _) = mountinfo_of("prop2", mounts, &dests, "");
-    let opt = |i: usize| l[i].clone().unwrap().1;
-    assert!(opt(0).contains("shared:"), "shared: {}", opt(0));
-    assert!(opt(4).contains("shared:"), "rshared: {}", opt(4));
-    assert!(
-        opt(1).contains("master:") && !opt(1).contains("shared:"),
-        "rslave: {}",
-        opt(1)
-    );
-    assert!(
-        opt(5).contains("master:") && !opt(5).contains("shared:"),
-        "slave: {}",
-        opt(5)
-    );
-    for i in [2, 6] {
-        assert!(opt(i).trim().is_empty(), "private: {}", opt(i));
-    }
-    for i in [3, 7] {
-        assert!(opt(i).contains("unbindable"), "unbindable: {}", opt(i));
+    let cases: [(&str, Check); 8] = [
+        ("shared", peer),
+        ("rslave", slave),
+        ("private", private),
+        ("unbindable", unbindable),
+        ("rshared", peer),
+        ("slave", slave),
+        ("rprivate", private),
+        ("runbindable", unbindable),
+    ];
+    let dests: Vec<String> = (1..=cases.len()).map(|i| format!("/p{i}")).collect();
+    let mounts: Vec<Value> = cases
+        .iter()
+        .zip(&dests)
+        .map(|((p, _), d)| rbind(&s, d, &[p]))
+        .collect();
+    let dests: Vec<&str> = dests.iter().map(String::as_str).collect();
+    let (l, _) = mountinfo_of("prop2", json!(mounts), &dests, "");
+    for ((p, ok), line) in cases.iter().zip(&l) {
+        let opt = line.clone().unwrap().1;
+        assert!(ok(&opt), "{p}: {opt}");
     }
 }
 
@@ -300,18 +345,17 @@ fn recursive_attributes_reach_submounts_and_rnosymfollow_stops_symlinks() {
     if !require_root() {
         return;
     }
-    let probe = Env::new("rattr0", &["true"]);
-    let top = probe.dir.path().join("top");
-    let _sub = HostMount::tmpfs(&top.join("sub"), "mode=755");
-    std::fs::write(top.join("sub/file"), "data\n").unwrap();
-    std::os::unix::fs::symlink("file", top.join("sub/link")).unwrap();
-    let t = top.to_str().unwrap();
+    let host = HostTmpfs::new("rattr0", "top/sub", "mode=755");
+    std::fs::write(host.path("top/sub/file"), "data\n").unwrap();
+    std::os::unix::fs::symlink("file", host.path("top/sub/link")).unwrap();
+    let t = host.path("top");
+    let recursive: Vec<String> = RESTRICTING.iter().map(|o| format!("r{o}")).collect();
+    let recursive: Vec<&str> = recursive.iter().map(String::as_str).collect();
     let (l, out) = mountinfo_of(
         "rattr",
         json!([
-            {"destination": "/r", "type": "none", "source": t, "options": ["rbind", "rro",
-                "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnodiratime", "rnosymfollow"]},
-            {"destination": "/n", "type": "none", "source": t, "options": ["rbind", "nosymfollow"]},
+            rbind(&t, "/r", &recursive),
+            rbind(&t, "/n", &["nosymfollow"])
         ]),
         &["/r/sub", "/n", "/n/sub"],
         "cat /r/sub/link >/dev/null 2>&1 && echo followed || echo refused; \
@@ -320,15 +364,7 @@ fn recursive_attributes_reach_submounts_and_rnosymfollow_stops_symlinks() {
     let (r, _, _) = l[0]
         .clone()
         .expect("/r/sub missing: rbind lost the submount");
-    for o in [
-        "ro",
-        "nosuid",
-        "nodev",
-        "noexec",
-        "noatime",
-        "nodiratime",
-        "nosymfollow",
-    ] {
+    for o in RESTRICTING {
         assert!(has(&r, o), "submount lacks recursive {o}: {r}");
     }
     assert_eq!(
@@ -345,73 +381,48 @@ fn recursive_attributes_reach_submounts_and_rnosymfollow_stops_symlinks() {
     );
 }
 
+/// Per-mount options as a clearing `r…` attribute must leave a submount that had them all.
+fn cleared(o: &str) -> bool {
+    has(o, "rw") && has(o, "relatime") && RESTRICTING.iter().all(|r| !has(o, r))
+}
+fn strict(o: &str) -> bool {
+    !has(o, "noatime") && !has(o, "relatime")
+}
+fn relatime(o: &str) -> bool {
+    has(o, "relatime")
+}
+
 #[test]
 fn recursive_clearing_attributes_undo_a_submounts_flags() {
     if !require_root() {
         return;
     }
-    let probe = Env::new("rclr0", &["true"]);
-    let top = probe.dir.path().join("top");
-    let _sub = HostMount::tmpfs(
-        &top.join("sub"),
-        "ro,nosuid,nodev,noexec,noatime,nodiratime,nosymfollow",
-    );
-    let t = top.to_str().unwrap();
-    let bind = |d: &str, o: &[&str]| {
-        let mut opts = vec!["rbind"];
-        opts.extend_from_slice(o);
-        json!({"destination": d, "type": "none", "source": t, "options": opts})
-    };
-    let (l, _) = mountinfo_of(
-        "rclr",
-        json!([
-            bind(
-                "/a",
-                &[
-                    "rrw",
-                    "rsuid",
-                    "rdev",
-                    "rexec",
-                    "rsymfollow",
-                    "ratime",
-                    "rdiratime"
-                ]
-            ),
-            bind("/b", &["rstrictatime"]),
-            bind("/c", &["rrelatime"]),
-            bind("/d", &["rnorelatime"]),
-            bind("/e", &["rnostrictatime"]),
-        ]),
-        &["/a/sub", "/b/sub", "/c/sub", "/d/sub", "/e/sub"],
-        "",
-    );
-    let (a, _, _) = l[0].clone().unwrap();
-    assert!(has(&a, "rw") && has(&a, "relatime"), "{a}");
-    for o in [
-        "ro",
-        "nosuid",
-        "nodev",
-        "noexec",
-        "noatime",
-        "nodiratime",
-        "nosymfollow",
-    ] {
-        assert!(!has(&a, o), "submount keeps {o}: {a}");
+    let host = HostTmpfs::new("rclr0", "top/sub", &RESTRICTING.join(","));
+    let t = host.path("top");
+    let clear_all: &[&str] = &[
+        "rrw",
+        "rsuid",
+        "rdev",
+        "rexec",
+        "rsymfollow",
+        "ratime",
+        "rdiratime",
+    ];
+    let cases: [(&str, &[&str], Check); 5] = [
+        ("/a", clear_all, cleared),
+        ("/b", &["rstrictatime"], strict),
+        ("/c", &["rrelatime"], relatime),
+        ("/d", &["rnorelatime"], strict),
+        ("/e", &["rnostrictatime"], relatime),
+    ];
+    let mounts: Vec<Value> = cases.iter().map(|(d, o, _)| rbind(&t, d, o)).collect();
+    let subs: Vec<String> = cases.iter().map(|(d, _, _)| format!("{d}/sub")).collect();
+    let subs: Vec<&str> = subs.iter().map(String::as_str).collect();
+    let (l, _) = mountinfo_of("rclr", json!(mounts), &subs, "");
+    for ((d, opts, ok), line) in cases.iter().zip(&l) {
+        let (o, _, _) = line.clone().unwrap();
+        assert!(ok(&o), "{d} with {opts:?}: {o}");
     }
-    let (b, _, _) = l[1].clone().unwrap();
-    assert!(
-        !has(&b, "noatime") && !has(&b, "relatime"),
-        "rstrictatime: {b}"
-    );
-    let (c, _, _) = l[2].clone().unwrap();
-    assert!(has(&c, "relatime"), "rrelatime: {c}");
-    let (d, _, _) = l[3].clone().unwrap();
-    assert!(
-        !has(&d, "noatime") && !has(&d, "relatime"),
-        "rnorelatime: {d}"
-    );
-    let (e, _, _) = l[4].clone().unwrap();
-    assert!(has(&e, "relatime"), "rnostrictatime: {e}");
 }
 
 #[test]
@@ -461,7 +472,6 @@ fn idmapped_mounts_that_are_not_binds_are_refused_naming_the_field() {
         return;
     }
     let mut e = Env::new("idmap", &["true"]);
-    let b = e.bundle.to_str().unwrap().to_string();
     for (m, field) in [
         (tmpfs("/i", &["idmap"]), "mounts[N].uidMappings"),
         (tmpfs("/i", &["ridmap"]), "mounts[N].uidMappings"),
@@ -475,13 +485,8 @@ fn idmapped_mounts_that_are_not_binds_are_refused_naming_the_field() {
         let n = e.config["mounts"].as_array().unwrap().len();
         e.config["mounts"].as_array_mut().unwrap().push(m);
         e.write_config();
-        let err = e.fails(&["create", "--bundle", &b, &e.id]);
         let field = field.replace('N', &n.to_string());
-        assert!(
-            err.contains(&field) && err.contains("idmapped mounts are bind mounts"),
-            "{err}"
-        );
-        e.assert_gone();
+        e.create_refused(&[&field, "idmapped mounts are bind mounts"]);
         e.config["mounts"].as_array_mut().unwrap().pop();
     }
 }

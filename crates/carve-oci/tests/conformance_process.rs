@@ -42,8 +42,7 @@ fn exec_cpu_affinity_initial_outside_the_cpuset_and_final_inside() {
     // (`initial`, outside the container's cpuset, as runc#3922 needs) and then runs where the
     // container's cpuset says: cpu 1 (final omitted), or `final`.
     let e = pinned_container("aff", "1");
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let args = json!(["sh", "-c", "grep Cpus_allowed_list /proc/self/status"]);
     let base =
         json!({"args": args, "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]});
@@ -70,8 +69,7 @@ fn exec_cpu_affinity_final_within_the_cpuset_and_reset_when_omitted() {
         return;
     }
     let e = pinned_container("aff2", "0-1");
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let base = json!({"args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status"],
         "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]});
     let mut p = base.clone();
@@ -137,8 +135,7 @@ fn memory_policy_modes_apply_to_init_and_exec() {
         let mut e = Env::new("mpol", &["sleep", "1000"]);
         e.config["linux"]["memoryPolicy"] = policy.clone();
         e.write_config();
-        let _g = e.create();
-        e.ok(&["start", &e.id]);
+        let _g = e.create_started();
         let init = e.init_pid();
         let maps = read(format!("/proc/{init}/numa_maps"));
         let init_policy = maps.split_whitespace().nth(1).unwrap();
@@ -184,10 +181,7 @@ fn bad_memory_policies_are_refused_naming_the_field() {
         let mut e = Env::new("mpolbad", &["true"]);
         e.config["linux"]["memoryPolicy"] = policy.clone();
         e.write_config();
-        let b = e.bundle.to_str().unwrap().to_string();
-        let err = e.fails(&["create", "--bundle", &b, &e.id]);
-        assert!(err.contains(field), "{policy}: {err}");
-        e.assert_gone();
+        e.create_refused(&[field]);
     }
 }
 
@@ -197,17 +191,13 @@ fn exec_sees_the_time_namespace_offsets() {
         return;
     }
     let mut e = Env::new("timex", &["sleep", "1000"]);
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "time"}));
+    e.add_namespace("time");
     e.config["linux"]["timeOffsets"] = json!({
         "monotonic": {"secs": 86400, "nanosecs": 0},
         "boottime": {"secs": 172800, "nanosecs": 0}
     });
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let init = e.init_pid();
     let out = e.ok(&[
         "exec",
@@ -317,7 +307,6 @@ fn rlimits_unknown_or_duplicated_types_are_errors_and_values_match_getrlimit() {
         e.run_ok().lines().collect::<Vec<_>>(),
         ["4096", "8192", "0"]
     );
-    let b = e.bundle.to_str().unwrap().to_string();
     for (rl, field) in [
         (
             json!([{"type": "RLIMIT_WARP_SPEED", "soft": 1, "hard": 1}]),
@@ -330,9 +319,7 @@ fn rlimits_unknown_or_duplicated_types_are_errors_and_values_match_getrlimit() {
     ] {
         e.config["process"]["rlimits"] = rl;
         e.write_config();
-        let err = e.fails(&["create", "--bundle", &b, &e.id]);
-        assert!(err.contains(field), "{err}");
-        e.assert_gone();
+        e.create_refused(&[field]);
     }
 }
 

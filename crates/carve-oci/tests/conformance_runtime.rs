@@ -58,8 +58,10 @@ fn operations_without_an_id_or_bundle_are_errors() {
         assert!(!o.status.success(), "{args:?} without an id succeeded");
     }
     // create with a bundle that is not one
-    let err = e.fails(&["create", "--bundle", "/nonexistent-carve-bundle", &e.id]);
-    assert!(err.contains("config.json"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", "/nonexistent-carve-bundle", &e.id],
+        &["config.json"],
+    );
     e.assert_gone();
     // without --bundle the current directory is the bundle (runc): here one without config.json
     let o = std::process::Command::new(BIN)
@@ -114,8 +116,7 @@ fn create_with_a_taken_or_invalid_id_fails_and_makes_nothing() {
     let _g = e.create();
     let pid = e.init_pid();
     let b = e.bundle.to_str().unwrap().to_string();
-    let err = e.fails(&["create", "--bundle", &b, &e.id]);
-    assert!(err.contains("exists"), "{err}");
+    e.fails_with(&["create", "--bundle", &b, &e.id], &["exists"]);
     assert_eq!(e.init_pid(), pid, "the first container is untouched");
     assert_eq!(e.status(), "created");
     for bad in ["../escape", "a/b", "", ".", "carve x"] {
@@ -185,20 +186,17 @@ fn start_of_a_container_that_is_not_created_fails_without_effect() {
         return;
     }
     let e = Env::new("start2", &["sh", "-c", "echo x >> /starts; sleep 1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     wait_for("the program's first output", || {
         e.rootfs().join("starts").exists()
     });
     let pid = e.init_pid();
-    let err = e.fails(&["start", &e.id]);
-    assert!(err.contains("running"), "{err}");
+    e.fails_with(&["start", &e.id], &["running"]);
     assert_eq!(e.status(), "running");
     assert_eq!(e.init_pid(), pid);
     e.ok(&["kill", &e.id, "KILL"]);
     e.wait_status("stopped");
-    let err = e.fails(&["start", &e.id]);
-    assert!(err.contains("stopped"), "{err}");
+    e.fails_with(&["start", &e.id], &["stopped"]);
     assert_eq!(read(e.rootfs().join("starts")), "x", "the program ran once");
 }
 
@@ -210,10 +208,7 @@ fn a_config_without_process_is_refused() {
     let mut e = Env::new("noproc", &["true"]);
     e.config.as_object_mut().unwrap().remove("process");
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    let err = e.fails(&["create", "--bundle", &b, &e.id]);
-    assert!(err.contains("process"), "{err}");
-    e.assert_gone();
+    e.create_refused(&["process"]);
 }
 
 #[test]
@@ -237,8 +232,7 @@ fn kill_signals_the_container_process_and_fails_on_a_stopped_one() {
     e.ok(&["kill", &e.id, "USR1"]);
     e.wait_status("stopped");
     assert_eq!(read(e.rootfs().join("got")), "usr1");
-    let err = e.fails(&["kill", &e.id, "TERM"]);
-    assert!(err.contains("not running"), "{err}");
+    e.fails_with(&["kill", &e.id, "TERM"], &["not running"]);
     assert_eq!(e.status(), "stopped");
     // no signal given: SIGTERM, as runc (an image's stopSignal annotation is not used)
     let mut e = Env::new(
@@ -251,8 +245,7 @@ fn kill_signals_the_container_process_and_fails_on_a_stopped_one() {
     );
     e.config["annotations"] = json!({"org.opencontainers.image.stopSignal": "SIGUSR1"});
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     std::thread::sleep(std::time::Duration::from_millis(200));
     e.ok(&["kill", &e.id]);
     e.wait_status("stopped");
@@ -265,11 +258,9 @@ fn delete_of_a_running_container_fails_without_effect_and_of_a_created_one_works
         return;
     }
     let e = Env::new("delrun", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let pid = e.init_pid();
-    let err = e.fails(&["delete", &e.id]);
-    assert!(err.contains("not stopped"), "{err}");
+    e.fails_with(&["delete", &e.id], &["not stopped"]);
     assert_eq!(e.status(), "running");
     assert_eq!(e.init_pid(), pid);
     for d in e.cgroup_dirs() {
@@ -355,10 +346,7 @@ fn a_failed_create_leaves_the_host_as_it_was() {
         .unwrap()
         .push(json!({"destination": "/x", "type": "carvefs", "source": "none"}));
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    let err = e.fails(&["create", "--bundle", &b, &e.id]);
-    assert!(err.contains("carvefs"), "{err}");
-    e.assert_gone();
+    e.create_refused(&["carvefs"]);
     let o = e.oci(&["state", &e.id]);
     assert!(!o.status.success());
 }

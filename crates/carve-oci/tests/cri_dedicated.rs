@@ -176,40 +176,40 @@ fn cri_dedicated_pod_host_tuning_applied_then_restored_and_refusals() {
     // Refusals, each a clear CRI error with nothing created.
     let busy = w.pod_spec("ded2", "carve", &[(DED, "true")]);
     let busy_id = w.run_pod(&busy);
-    let e = w
-        .try_create_start(&busy_id, &busy, &dedicated_container(&w, "second", "1"))
-        .unwrap_err();
-    assert!(e.to_string().contains("already dedicated"), "{e}");
-    let e = w
-        .try_create_start(&busy_id, &busy, &dedicated_container(&w, "all", "0-1"))
-        .unwrap_err();
-    assert!(e.to_string().contains("not exclusive"), "{e}");
-    let e = w
-        .try_create_start(
-            &busy_id,
-            &busy,
-            &w.container_spec("nocpuset", &["sleep", "1"]),
-        )
-        .unwrap_err();
-    assert!(e.to_string().contains("not exclusive"), "{e}");
-    // A bad annotation value is refused at RunPodSandbox already (the sandbox's create).
-    let bad = w.pod_spec("bad", "carve", &[(DED, "yes")]);
-    let e = w.client.run_pod_sandbox(bad.request()).unwrap_err();
-    assert!(e.to_string().contains("unknown value \"yes\""), "{e}");
-    let bad = w.pod_spec(
-        "bad2",
-        "carve",
-        &[(DED, "true"), ("carve.dev/sched", "fast")],
-    );
-    let e = w.client.run_pod_sandbox(bad.request()).unwrap_err();
-    assert!(e.to_string().contains("carve.dev/sched"), "{e}");
-    let bad = w.pod_spec(
-        "bad3",
-        "carve",
-        &[(DED, "true"), ("carve.dev/exec-cpus", "anywhere")],
-    );
-    let e = w.client.run_pod_sandbox(bad.request()).unwrap_err();
-    assert!(e.to_string().contains("carve.dev/exec-cpus"), "{e}");
+    // (the container, what the error names)
+    let containers = [
+        (dedicated_container(&w, "second", "1"), "already dedicated"),
+        (dedicated_container(&w, "all", "0-1"), "not exclusive"),
+        (
+            w.container_spec("nocpuset", &["sleep", "1"]),
+            "not exclusive",
+        ),
+    ];
+    for (spec, names) in &containers {
+        let e = w.try_create_start(&busy_id, &busy, spec).unwrap_err();
+        assert!(e.to_string().contains(names), "{names}: {e}");
+    }
+    // A bad annotation value is refused at RunPodSandbox already (the sandbox's create):
+    // (pod, its annotations, what the error names).
+    type Annotations<'a> = &'a [(&'a str, &'a str)];
+    let pods: [(&str, Annotations, &str); 3] = [
+        ("bad", &[(DED, "yes")], "unknown value \"yes\""),
+        (
+            "bad2",
+            &[(DED, "true"), ("carve.dev/sched", "fast")],
+            "carve.dev/sched",
+        ),
+        (
+            "bad3",
+            &[(DED, "true"), ("carve.dev/exec-cpus", "anywhere")],
+            "carve.dev/exec-cpus",
+        ),
+    ];
+    for (name, annotations, names) in pods {
+        let bad = w.pod_spec(name, "carve", annotations);
+        let e = w.client.run_pod_sandbox(bad.request()).unwrap_err();
+        assert!(e.to_string().contains(names), "{name}: {e}");
+    }
     w.remove_pod(&busy_id, &busy);
     check_tuned(irq); // refused pods changed nothing
 

@@ -12,20 +12,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-fn hybrid() -> bool {
-    if !require_root() {
-        return false;
-    }
-    if pure_v2() {
-        carve_testkit::skip(
-            carve_testkit::SkipKind::Host,
-            "pure cgroup2 host (this test uses the v1/hybrid layout)",
-        );
-        return false;
-    }
-    true
-}
-
 /// Makes `sub` below the container's cgroup on every mounted hierarchy, as a user of
 /// `exec --cgroup` would (runc does not create it). A v1 cpuset starts empty: it gets the
 /// container's cpus and mems.
@@ -42,16 +28,6 @@ fn make_sub(e: &Env, sub: &str) -> Vec<PathBuf> {
         made.push(s);
     }
     made
-}
-
-/// `exec --detach --pid-file` with `flags`, returning the pid.
-fn exec_detached(e: &Env, flags: &[&str], name: &str) -> String {
-    let pf = e.dir.path().join(format!("{name}.pid"));
-    let mut args = vec!["exec", "--detach", "--pid-file", pf.to_str().unwrap()];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&[&e.id, "sleep", "1000"]);
-    e.ok(&args);
-    read(&pf)
 }
 
 /// `/proc/PID/cgroup` as (controllers, path) pairs.
@@ -76,19 +52,18 @@ fn delete_and_check(e: &Env) {
 
 #[test]
 fn exec_cgroup_runs_the_process_in_the_sub_cgroup_and_delete_removes_it() {
-    if !hybrid() {
+    if !require_hybrid("this test uses") {
         return;
     }
     let e = Env::new("execcg-sub", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let subs = make_sub(&e, "sub");
     assert!(subs.len() >= 6, "{subs:?}");
     let top = format!("/{}", e.id);
     let inner = format!("/{}/sub", e.id);
 
     // The plain form: every hierarchy.
-    let pid = exec_detached(&e, &["--cgroup", "sub"], "all");
+    let pid = e.exec_detached(&["--cgroup", "sub"], "all");
     let cgs = proc_cgroups(&pid);
     assert_eq!(cgs.len(), subs.len(), "{cgs:?}");
     for (ctl, p) in &cgs {
@@ -114,7 +89,7 @@ fn exec_cgroup_runs_the_process_in_the_sub_cgroup_and_delete_removes_it() {
     assert!(plain.lines().all(|l| l.ends_with(":/")), "{plain}");
 
     // CTRL:PATH: only the pids hierarchy moves.
-    let pid = exec_detached(&e, &["--cgroup", "pids:sub"], "pids");
+    let pid = e.exec_detached(&["--cgroup", "pids:sub"], "pids");
     for (ctl, p) in proc_cgroups(&pid) {
         let want = if ctl.split(',').any(|c| c == "pids") {
             &inner
@@ -133,8 +108,7 @@ fn exec_cgroup_runs_the_process_in_the_sub_cgroup_and_delete_removes_it() {
     assert!(!read(mem_sub.join("cgroup.procs")).lines().any(|l| l == pid));
 
     // Several controllers, and a second value for another one.
-    let pid = exec_detached(
-        &e,
+    let pid = e.exec_detached(
         &["--cgroup", "pids,memory:sub", "--cgroup", "cpu:sub"],
         "some",
     );
@@ -153,12 +127,11 @@ fn exec_cgroup_runs_the_process_in_the_sub_cgroup_and_delete_removes_it() {
 
 #[test]
 fn exec_cgroup_escapes_missing_and_unknown_sub_cgroups_are_refused() {
-    if !hybrid() {
+    if !require_hybrid("this test uses") {
         return;
     }
     let e = Env::new("execcg-bad", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     make_sub(&e, "sub");
     // A sibling outside the container's cgroup that an escape would reach.
     let sibling = PathBuf::from("/sys/fs/cgroup/pids").join(format!("{}-x", e.id));
@@ -248,8 +221,7 @@ fn events_streams_an_oom_event_when_the_memory_cgroup_kills_a_task() {
     let mut e = Env::new("execcg-oom", &["sleep", "1000"]);
     e.config["linux"]["resources"]["memory"] = json!({"limit": limit, "swap": limit});
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let out = e.dir.path().join("events.out");
     let child = std::process::Command::new(BIN)
         .arg("--root")

@@ -110,10 +110,9 @@ fn a_failing_poststart_hook_fails_start_and_stops_the_container() {
     ]);
     e.write_config();
     let _g = e.create();
-    let err = e.fails(&["start", &e.id]);
-    assert!(
-        err.contains("poststart hook /bin/sh failed with status 3") && err.contains("broken"),
-        "{err}"
+    e.fails_with(
+        &["start", &e.id],
+        &["poststart hook /bin/sh failed with status 3", "broken"],
     );
     e.wait_status("stopped");
     let l = log_of(&log);

@@ -31,12 +31,7 @@ fn idmapped_bind_in_user_namespace_maps_owners() {
     std::os::unix::fs::chown(shared.join("host-file"), Some(1000), Some(2000)).unwrap();
     std::fs::create_dir_all(e.rootfs().join("data")).unwrap();
     std::fs::create_dir_all(e.rootfs().join("plain")).unwrap();
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    e.map_user_ns(100000);
     let mounts = e.config["mounts"].as_array_mut().unwrap();
     mounts.push(json!({
         "destination": "/data", "type": "bind", "source": shared, "options": ["bind"],
@@ -75,16 +70,20 @@ fn idmapped_mount_bad_input_names_the_field() {
         "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}]
     }));
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("uidMappings") && err.contains("bind"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        &["uidMappings", "bind"],
+    );
     e.config = base;
     e.config["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/data", "type": "bind", "source": "/tmp", "options": ["bind"],
         "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}]
     }));
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("gidMappings"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        &["gidMappings"],
+    );
     e.assert_gone();
 }
 

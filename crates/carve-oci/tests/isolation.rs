@@ -70,12 +70,7 @@ fn namespaces_joined_by_path_and_user_and_time_namespaces() {
             "id -u; cat /proc/self/uid_map; touch /tmp/x && echo wrote",
         ],
     );
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    e.map_user_ns(100000);
     e.write_config();
     std::fs::set_permissions(
         e.rootfs().join("tmp"),
@@ -103,10 +98,7 @@ fn namespaces_joined_by_path_and_user_and_time_namespaces() {
             "readlink /proc/self/ns/time; cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime",
         ],
     );
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "time"}));
+    e.add_namespace("time");
     e.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 86400, "nanosecs": 0}, "boottime": {"secs": 172800, "nanosecs": 0}});
     e.write_config();
     let out = e.run_ok();
@@ -267,8 +259,7 @@ fn a_second_container_joins_the_first_ones_namespaces_by_path_as_a_pod_does() {
     a.config["hostname"] = json!("pod-a");
     a.config["linux"]["sysctl"] = json!({"kernel.msgmax": "12345"});
     a.write_config();
-    let _ga = a.create();
-    a.ok(&["start", &a.id]);
+    let _ga = a.create_started();
     let apid = a.init_pid();
 
     // A sidecar joins all of them but the mount namespace by path.
@@ -333,8 +324,7 @@ fn a_container_joins_another_ones_user_and_time_namespaces_by_path() {
     a.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     a.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 259200, "nanosecs": 0}});
     a.write_config();
-    let _ga = a.create();
-    a.ok(&["start", &a.id]);
+    let _ga = a.create_started();
     let apid = a.init_pid();
 
     // The second container joins both by path and asks for no maps or offsets of its own (the

@@ -37,15 +37,13 @@ fn create_start_kill_delete_moves_through_every_status() {
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
     assert_ne!(ns.to_string_lossy(), host_ns("pid"));
     // a second create with the same id is refused
-    let err = e.fails(&["create", "--bundle", b, &e.id]);
-    assert!(err.contains("already exists"), "{err}");
+    e.fails_with(&["create", "--bundle", b, &e.id], &["already exists"]);
 
     e.ok(&["start", &e.id]);
     assert_eq!(e.status(), "running");
     let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(cmd.starts_with("sleep"), "{cmd}");
-    let err = e.fails(&["start", &e.id]);
-    assert!(err.contains("running"), "{err}");
+    e.fails_with(&["start", &e.id], &["running"]);
 
     let list: Value = serde_json::from_str(&e.ok(&["list", "--format", "json"])).unwrap();
     assert!(list
@@ -55,20 +53,16 @@ fn create_start_kill_delete_moves_through_every_status() {
         .any(|c| c["id"] == json!(e.id) && c["status"] == "running"));
     assert!(e.ok(&["list", "-q"]).lines().any(|l| l == e.id));
 
-    let err = e.fails(&["delete", &e.id]);
-    assert!(err.contains("not stopped"), "{err}");
+    e.fails_with(&["delete", &e.id], &["not stopped"]);
 
     e.ok(&["kill", &e.id, "KILL"]);
     e.wait_status("stopped");
     assert_eq!(e.state()["pid"], 0);
-    let err = e.fails(&["kill", &e.id, "TERM"]);
-    assert!(err.contains("not running"), "{err}");
+    e.fails_with(&["kill", &e.id, "TERM"], &["not running"]);
 
     e.ok(&["delete", &e.id]);
-    let err = e.fails(&["state", &e.id]);
-    assert!(err.contains("does not exist"), "{err}");
-    let err = e.fails(&["delete", &e.id]);
-    assert!(err.contains("does not exist"), "{err}");
+    e.fails_with(&["state", &e.id], &["does not exist"]);
+    e.fails_with(&["delete", &e.id], &["does not exist"]);
     e.assert_gone();
 }
 
@@ -141,8 +135,7 @@ fn delete_force_of_running_and_created_containers_leaves_nothing() {
         }
     );
     e.assert_gone();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let t = std::time::Instant::now();
     e.ok(&["delete", "--force", &e.id]);
     eprintln!("delete --force of a running container: {:?}", t.elapsed());
@@ -215,17 +208,7 @@ fn exec_ps_pause_resume_update_events() {
         "65534\n100\n"
     );
     // detached exec with a pid file, visible in ps
-    let pf = e.dir.path().join("exec.pid");
-    e.ok(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pf.to_str().unwrap(),
-        &e.id,
-        "sleep",
-        "1000",
-    ]);
-    let epid: i32 = std::fs::read_to_string(&pf).unwrap().parse().unwrap();
+    let epid: i32 = e.exec_detached(&[], "exec").parse().unwrap();
     let pids: Vec<i32> = serde_json::from_str(&e.ok(&["ps", "--format", "json", &e.id])).unwrap();
     assert!(pids.contains(&epid), "{pids:?} lacks {epid}");
     assert_eq!(pids.len(), 2, "{pids:?}");
@@ -242,8 +225,7 @@ fn exec_ps_pause_resume_update_events() {
     // pause / resume
     e.ok(&["pause", &e.id]);
     assert_eq!(e.status(), "paused");
-    let err = e.fails(&["exec", &e.id, "true"]);
-    assert!(err.contains("paused"), "{err}");
+    e.fails_with(&["exec", &e.id, "true"], &["paused"]);
     e.ok(&["resume", &e.id]);
     assert_eq!(e.status(), "running");
     // memory limit visible inside, then updated
@@ -283,8 +265,10 @@ fn features_spec_version_and_json_log() {
         .unwrap()
         .contains(&json!("time")));
     assert!(e.ok(&["--version"]).contains("spec: 1.2.0"));
-    let err = e.fails(&["spec", "--bundle", e.bundle.to_str().unwrap()]);
-    assert!(err.contains("exists"), "{err}");
+    e.fails_with(
+        &["spec", "--bundle", e.bundle.to_str().unwrap()],
+        &["exists"],
+    );
     // json log: the last line is a level=error object with msg and time
     let log = e.dir.path().join("log.json");
     let o = e.oci(&[
@@ -309,12 +293,7 @@ fn features_spec_version_and_json_log() {
 fn bad(e: &mut Env, edit: impl FnOnce(&mut Value), want: &[&str]) {
     edit(&mut e.config);
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    let err = e.fails(&["create", "--bundle", &b, &e.id]);
-    for w in want {
-        assert!(err.contains(w), "error {err:?} lacks {w:?}");
-    }
-    e.assert_gone();
+    e.create_refused(want);
 }
 
 #[test]
@@ -380,20 +359,19 @@ fn bad_config_names_the_json_path_and_leaves_nothing() {
         "{\"ociVersion\": \"1.2.0\", \"process\": {",
     )
     .unwrap();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("config.json") && err.contains("EOF"), "{err}");
-    e.assert_gone();
+    e.create_refused(&["config.json", "EOF"]);
     // a failing setup step (missing program) also leaves nothing: no process, no cgroup, no state
     let mut e = fresh();
     e.config["process"]["args"] = json!(["/no/such/program"]);
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("/no/such/program"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        &["/no/such/program"],
+    );
     e.assert_gone();
     // as runc: delete --force of what does not exist succeeds; state still says it does not exist
     e.ok(&["delete", "--force", &e.id]);
-    let err = e.fails(&["state", &e.id]);
-    assert!(err.contains("does not exist"), "{err}");
+    e.fails_with(&["state", &e.id], &["does not exist"]);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,6 +67,28 @@ fn wait_bounded(c: &mut Child, what: &str, limit: Duration) -> i32 {
     }
 }
 
+/// Runs `prog --root ROOT ARGS…` through [`spawn`] (stdout to `out`), waits up to `limit`
+/// seconds; returns its exit code and stderr.
+fn run_with_fds(
+    prog: &str,
+    root: &str,
+    args: &[&str],
+    fds: Vec<i32>,
+    leak: Option<i32>,
+    out: &std::path::Path,
+    limit: u64,
+) -> (i32, String) {
+    let mut all = vec!["--root", root];
+    all.extend_from_slice(args);
+    let mut c = spawn(prog, &all, fds, leak, out);
+    let what = format!("{prog} {}", args.join(" "));
+    let code = wait_bounded(&mut c, &what, Duration::from_secs(limit));
+    (
+        code,
+        std::fs::read_to_string(out.with_extension("err")).unwrap(),
+    )
+}
+
 #[test]
 fn preserve_fds_beyond_the_open_ones_is_refused_at_once_as_runc_does() {
     if !require_root() {
@@ -75,91 +97,32 @@ fn preserve_fds_beyond_the_open_ones_is_refused_at_once_as_runc_does() {
     let e = Env::new("pfdno", &["true"]);
     let b = e.bundle.to_str().unwrap().to_string();
     let root = e.root.to_str().unwrap().to_string();
-    for n in ["100", "2"] {
-        let out = e.dir.path().join(format!("refused-{n}"));
-        let mut c = spawn(
-            BIN,
-            &[
-                "--root",
-                &root,
-                "run",
-                "--preserve-fds",
-                n,
-                "--bundle",
-                &b,
-                &e.id,
-            ],
-            vec![],
-            None,
-            &out,
-        );
-        let code = wait_bounded(
-            &mut c,
-            &format!("run --preserve-fds {n}"),
-            Duration::from_secs(10),
-        );
-        let err = std::fs::read_to_string(out.with_extension("err")).unwrap();
+    // (--preserve-fds N, extra fds open, the first missing one the error names): one fd short,
+    // the error names the first missing one.
+    for (n, open, missing) in [("100", 0, 0), ("2", 0, 0), ("2", 1, 1)] {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let out = e.dir.path().join(format!("refused-{n}-{open}"));
+        let args = ["run", "--preserve-fds", n, "--bundle", &b, &e.id];
+        let fds = vec![null.as_raw_fd(); open];
+        let (code, err) = run_with_fds(BIN, &root, &args, fds, None, &out, 10);
         assert_eq!(code, 1, "{err}");
-        assert!(
-            err.contains(&format!("unable to stat preserved-fd 0 (of {n})")),
-            "{err}"
-        );
+        let want = format!("unable to stat preserved-fd {missing} (of {n})");
+        assert!(err.contains(&want), "{err}");
         e.assert_gone();
     }
-    // One fd short: the error names the first missing one.
-    let f = std::fs::File::open("/dev/null").unwrap();
-    let out = e.dir.path().join("short");
-    let mut c = spawn(
-        BIN,
-        &[
-            "--root",
-            &root,
-            "run",
-            "--preserve-fds",
-            "2",
-            "--bundle",
-            &b,
-            &e.id,
-        ],
-        vec![f.as_raw_fd()],
-        None,
-        &out,
-    );
-    assert_eq!(
-        wait_bounded(&mut c, "run --preserve-fds 2", Duration::from_secs(10)),
-        1
-    );
-    let err = std::fs::read_to_string(out.with_extension("err")).unwrap();
-    assert!(
-        err.contains("unable to stat preserved-fd 1 (of 2)"),
-        "{err}"
-    );
-    e.assert_gone();
     // runc refuses the same, in the same words.
     let out = e.dir.path().join("runc");
     let runc_root = e.dir.path().join("runc-state");
-    let mut c = spawn(
+    let args = ["run", "--preserve-fds", "100", "--bundle", &b, &e.id];
+    let (code, err) = run_with_fds(
         "runc",
-        &[
-            "--root",
-            runc_root.to_str().unwrap(),
-            "run",
-            "--preserve-fds",
-            "100",
-            "--bundle",
-            &b,
-            &e.id,
-        ],
+        runc_root.to_str().unwrap(),
+        &args,
         vec![],
         None,
         &out,
+        20,
     );
-    let code = wait_bounded(
-        &mut c,
-        "runc run --preserve-fds 100",
-        Duration::from_secs(20),
-    );
-    let err = std::fs::read_to_string(out.with_extension("err")).unwrap();
     assert_ne!(code, 0, "{err}");
     // (runc's own Go runtime holds a few fds from 3 on, so its first missing one is later)
     assert!(
@@ -173,6 +136,31 @@ fn preserve_fds_beyond_the_open_ones_is_refused_at_once_as_runc_does() {
         .output();
 }
 
+/// Runs carve-oci `args` (a `--preserve-fds 3` command) with a pipe's write end, a file holding
+/// "four" and /dev/null preserved as fds 3-5 and `/` leaked at fd 9; asserts it succeeds and
+/// returns the pipe's read end (the write end is closed here, so it reads to the program's end).
+fn with_three_fds(root: &str, args: &[&str], out: &std::path::Path) -> std::fs::File {
+    let mut p = [0; 2];
+    // SAFETY: p is a valid array of two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just made both fds; each gets exactly one owner here.
+    let (r, w) = unsafe {
+        (
+            std::fs::File::from_raw_fd(p[0]),
+            std::fs::File::from_raw_fd(p[1]),
+        )
+    };
+    let mut f = tempfile::tempfile().unwrap();
+    f.write_all(b"four\n").unwrap();
+    f.rewind().unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let leak = std::fs::File::open("/").unwrap();
+    let fds = vec![w.as_raw_fd(), f.as_raw_fd(), null.as_raw_fd()];
+    let (code, err) = run_with_fds(BIN, root, args, fds, Some(leak.as_raw_fd()), out, 30);
+    assert_eq!(code, 0, "{err}");
+    r
+}
+
 /// The program sees exactly 0-2 and the preserved fds: a pipe it writes to, a file it reads,
 /// /dev/null; not fd 9 that the caller leaked, not a runtime fd.
 #[test]
@@ -184,7 +172,8 @@ fn preserved_fds_pass_exactly_and_the_runtimes_own_never_leak() {
     let e = Env::new("pfdyes", &["sh", "-c", script]);
     let b = e.bundle.to_str().unwrap().to_string();
     let root = e.root.to_str().unwrap().to_string();
-    let check = |out: &str, pipe_r: &mut std::fs::File| {
+    let check = |out: &std::path::Path, mut pipe_r: std::fs::File| {
+        let out = std::fs::read_to_string(out).unwrap();
         let mut lines = out.lines();
         let fds: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
         // ls's own directory fd is the next free one: 6
@@ -198,73 +187,28 @@ fn preserved_fds_pass_exactly_and_the_runtimes_own_never_leak() {
         pipe_r.read_to_string(&mut got).unwrap();
         assert_eq!(got, "hello\n");
     };
-    let fds = || {
-        let (r, w) = std::io::pipe().unwrap();
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(b"four\n").unwrap();
-        f.rewind().unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
-        let leak = std::fs::File::open("/").unwrap();
-        (
-            std::fs::File::from(std::os::fd::OwnedFd::from(r)),
-            w,
-            f,
-            null,
-            leak,
-        )
-    };
 
     // run
-    let (mut r, w, f, null, leak) = fds();
     let out = e.dir.path().join("run");
-    let mut c = spawn(
-        BIN,
-        &[
-            "--root",
-            &root,
-            "run",
-            "--preserve-fds",
-            "3",
-            "--bundle",
-            &b,
-            &e.id,
-        ],
-        vec![w.as_raw_fd(), f.as_raw_fd(), null.as_raw_fd()],
-        Some(leak.as_raw_fd()),
+    let r = with_three_fds(
+        &root,
+        &["run", "--preserve-fds", "3", "--bundle", &b, &e.id],
         &out,
     );
-    drop(w);
-    let code = wait_bounded(&mut c, "run --preserve-fds 3", Duration::from_secs(30));
-    let err = std::fs::read_to_string(out.with_extension("err")).unwrap();
-    assert_eq!(code, 0, "{err}");
-    check(&std::fs::read_to_string(&out).unwrap(), &mut r);
+    check(&out, r);
     e.assert_gone();
 
     // create (the fds given to create) + start: init waits with them across the commands.
-    let (mut r, w, f, null, leak) = fds();
     let out = e.dir.path().join("create");
-    let mut c = spawn(
-        BIN,
-        &[
-            "--root",
-            &root,
-            "create",
-            "--preserve-fds",
-            "3",
-            "--bundle",
-            &b,
-            &e.id,
-        ],
-        vec![w.as_raw_fd(), f.as_raw_fd(), null.as_raw_fd()],
-        Some(leak.as_raw_fd()),
+    let g = Guard { env: &e };
+    let r = with_three_fds(
+        &root,
+        &["create", "--preserve-fds", "3", "--bundle", &b, &e.id],
         &out,
     );
-    drop(w);
-    let g = Guard { env: &e };
-    assert_eq!(wait_bounded(&mut c, "create", Duration::from_secs(30)), 0);
     e.ok(&["start", &e.id]);
     e.wait_status("stopped");
-    check(&std::fs::read_to_string(&out).unwrap(), &mut r);
+    check(&out, r);
     e.ok(&["delete", &e.id]);
     drop(g);
     e.assert_gone();
@@ -272,54 +216,16 @@ fn preserved_fds_pass_exactly_and_the_runtimes_own_never_leak() {
     // exec --preserve-fds 3 into a running container.
     let e = Env::new("pfdexec", &["sleep", "60"]);
     let root = e.root.to_str().unwrap().to_string();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
-    let (mut r, w, f, null, leak) = fds();
+    let _g = e.create_started();
     let out = e.dir.path().join("exec");
-    let mut c = spawn(
-        BIN,
-        &[
-            "--root",
-            &root,
-            "exec",
-            "--preserve-fds",
-            "3",
-            &e.id,
-            "sh",
-            "-c",
-            script,
-        ],
-        vec![w.as_raw_fd(), f.as_raw_fd(), null.as_raw_fd()],
-        Some(leak.as_raw_fd()),
-        &out,
-    );
-    drop(w);
-    let code = wait_bounded(&mut c, "exec --preserve-fds 3", Duration::from_secs(30));
-    let err = std::fs::read_to_string(out.with_extension("err")).unwrap();
-    assert_eq!(code, 0, "{err}");
-    check(&std::fs::read_to_string(&out).unwrap(), &mut r);
+    let exec = ["exec", "--preserve-fds", "3", &e.id, "sh", "-c", script];
+    let r = with_three_fds(&root, &exec, &out);
+    check(&out, r);
     // exec with too few: refused with runc's words and exec's status 255.
     let out = e.dir.path().join("exec-short");
-    let mut c = spawn(
-        BIN,
-        &[
-            "--root",
-            &root,
-            "exec",
-            "--preserve-fds",
-            "100",
-            &e.id,
-            "true",
-        ],
-        vec![],
-        None,
-        &out,
-    );
-    assert_eq!(
-        wait_bounded(&mut c, "exec --preserve-fds 100", Duration::from_secs(10)),
-        255
-    );
-    let err = std::fs::read_to_string(out.with_extension("err")).unwrap();
+    let args = ["exec", "--preserve-fds", "100", &e.id, "true"];
+    let (code, err) = run_with_fds(BIN, &root, &args, vec![], None, &out, 10);
+    assert_eq!(code, 255, "{err}");
     assert!(
         err.contains("unable to stat preserved-fd 0 (of 100)"),
         "{err}"

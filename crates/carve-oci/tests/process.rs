@@ -217,8 +217,7 @@ fn hooks_run_in_order_with_state_and_time_out() {
     );
     e.config["annotations"] = json!({"org.example.k": "v"});
     e.write_config();
-    let g = e.create();
-    e.ok(&["start", &e.id]);
+    let g = e.create_started();
     e.ok(&["delete", "--force", &e.id]);
     drop(g);
     let order = std::fs::read_to_string(out.join("order")).unwrap();
@@ -253,8 +252,10 @@ fn hooks_run_in_order_with_state_and_time_out() {
         json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
     e.write_config();
     let t = std::time::Instant::now();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(err.contains("timed out"), "{err}");
+    e.fails_with(
+        &["create", "--bundle", e.bundle.to_str().unwrap(), &e.id],
+        &["timed out"],
+    );
     assert!(t.elapsed() < std::time::Duration::from_secs(20));
     e.assert_gone();
     // a failing prestart hook names itself
@@ -262,12 +263,7 @@ fn hooks_run_in_order_with_state_and_time_out() {
     e.config["hooks"] =
         json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]});
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("prestart") && err.contains("nope") && err.contains('3'),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["prestart", "nope", "3"]);
 }
 
 #[test]
@@ -354,15 +350,9 @@ fn personality_affinity_and_exec_into_a_user_namespace() {
     }
     let mut e = Env::new("pers", &["sleep", "1000"]);
     e.config["linux"]["personality"] = json!({"domain": "LINUX32"});
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
-    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    e.map_user_ns(200000);
     e.write_config();
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     // exec joins the user namespace (uid 0 inside, 200000 outside) and every other one
     let p = e.dir.path().join("p.json");
     std::fs::write(&p, serde_json::to_vec(&json!({

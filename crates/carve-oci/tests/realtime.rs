@@ -32,6 +32,23 @@ fn rt_env(prefix: &str, sched: serde_json::Value) -> Env {
     e
 }
 
+/// SCHED_FIFO priority 10.
+fn fifo() -> serde_json::Value {
+    json!({"policy": "SCHED_FIFO", "priority": 10})
+}
+
+/// [`rt_env`] with SCHED_FIFO and, where the kernel needs one (cgroup v1 cpu with
+/// RT_GROUP_SCHED), a realtime budget of 10 ms a second.
+fn fifo_env(prefix: &str) -> Env {
+    let mut e = rt_env(prefix, fifo());
+    if v1_rt_budget() {
+        e.config["linux"]["resources"]["cpu"]["realtimeRuntime"] = json!(10000);
+        e.config["linux"]["resources"]["cpu"]["realtimePeriod"] = json!(1000000);
+        e.write_config();
+    }
+    e
+}
+
 /// A SCHED_FIFO task in a container: with a budget where the kernel needs one (this host), as
 /// is everywhere else (the v2 guest); its children inherit the policy.
 #[test]
@@ -39,12 +56,7 @@ fn fifo_task_runs_in_a_container() {
     if !require_root() {
         return;
     }
-    let mut e = rt_env("rtfifo", json!({"policy": "SCHED_FIFO", "priority": 10}));
-    if v1_rt_budget() {
-        e.config["linux"]["resources"]["cpu"]["realtimeRuntime"] = json!(10000);
-        e.config["linux"]["resources"]["cpu"]["realtimePeriod"] = json!(1000000);
-        e.write_config();
-    }
+    let e = fifo_env("rtfifo");
     let out = e.run_ok();
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -69,18 +81,12 @@ fn fifo_without_budget_names_the_case() {
         );
         return;
     }
-    let e = rt_env(
-        "rtnobudget",
-        json!({"policy": "SCHED_FIFO", "priority": 10}),
-    );
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("process.scheduler")
-            && err.contains("CONFIG_RT_GROUP_SCHED")
-            && err.contains("realtimeRuntime"),
-        "{err}"
-    );
-    e.assert_gone();
+    let e = rt_env("rtnobudget", fifo());
+    e.create_refused(&[
+        "process.scheduler",
+        "CONFIG_RT_GROUP_SCHED",
+        "realtimeRuntime",
+    ]);
 }
 
 /// On cgroup v2 a realtime budget cannot be given: the error says which RT_GROUP_SCHED case the
@@ -94,20 +100,10 @@ fn realtime_budget_on_cgroup_v2_names_the_case() {
         skip(SkipKind::Host, "not a pure cgroup v2 host");
         return;
     }
-    let mut e = rt_env(
-        "rtv2budget",
-        json!({"policy": "SCHED_FIFO", "priority": 10}),
-    );
+    let mut e = rt_env("rtv2budget", fifo());
     e.config["linux"]["resources"]["cpu"]["realtimeRuntime"] = json!(10000);
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("realtimeRuntime")
-            && err.contains("cgroup v2")
-            && err.contains("RT_GROUP_SCHED"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["realtimeRuntime", "cgroup v2", "RT_GROUP_SCHED"]);
 }
 
 /// SCHED_DEADLINE (runtime 2 ms every 10 ms) in a container: the policy shows in /proc/PID/stat.
@@ -138,21 +134,8 @@ fn fifo_in_user_namespace_explains_the_refusal() {
     if !require_root() {
         return;
     }
-    let mut e = rt_env("rtuserns", json!({"policy": "SCHED_FIFO", "priority": 10}));
-    if v1_rt_budget() {
-        e.config["linux"]["resources"]["cpu"]["realtimeRuntime"] = json!(10000);
-    }
-    e.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    e.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    e.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let mut e = fifo_env("rtuserns");
+    e.map_user_ns(100000);
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("process.scheduler") && err.contains("RLIMIT_RTPRIO"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["process.scheduler", "RLIMIT_RTPRIO"]);
 }

@@ -40,17 +40,8 @@ fn churn_create_start_delete_leaks_nothing() {
             "cycle {i}: pid {pid} outlived delete --force"
         );
     }
-    reap_zombies();
-    assert_eq!(b.state_entries(), Vec::<String>::new(), "state dirs left");
     assert_eq!(b.list(), Vec::<String>::new(), "containers still listed");
-    assert_eq!(b.cgroups_left(), Vec::<String>::new(), "cgroups left");
-    assert_eq!(
-        b.procs_left(),
-        Vec::<i32>::new(),
-        "processes left in the cgroups"
-    );
-    assert_eq!(live_children(), Vec::<i32>::new(), "orphaned processes");
-    assert_eq!(b.mounts_left(), Vec::<String>::new(), "mounts left");
+    b.assert_clean("after the churn");
     assert_eq!(
         fd_count(std::process::id() as i32).unwrap(),
         self_fds,

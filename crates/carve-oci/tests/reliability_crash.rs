@@ -125,26 +125,9 @@ fn kill_9_during_create_start_delete_then_delete_force_cleans_up() {
             if kill_after(&b, &phase_args(*phase, &bundle, &id), delay) {
                 landed[k] += 1;
             }
-            // Recovery as a client would do it: delete --force the id (it may already be
-            // gone), then anything still listed.
-            let _ = run_limited(
-                b.cmd().args(["delete", "--force", &id]),
-                Duration::from_secs(30),
-            );
-            for left in b.list() {
-                b.ok(&["delete", "--force", &left]);
-            }
-            reap_zombies();
+            b.recover(&id);
             let ctx = format!("{phase:?} trial {trial}, killed after {delay:?} (seed {seed})");
-            assert_eq!(b.state_entries(), Vec::<String>::new(), "state left: {ctx}");
-            assert_eq!(
-                b.cgroups_left(),
-                Vec::<String>::new(),
-                "cgroups left: {ctx}"
-            );
-            assert_eq!(b.procs_left(), Vec::<i32>::new(), "processes left: {ctx}");
-            assert_eq!(live_children(), Vec::<i32>::new(), "orphans left: {ctx}");
-            assert_eq!(b.mounts_left(), Vec::<String>::new(), "mounts left: {ctx}");
+            b.assert_clean(&ctx);
         }
     }
     // How many kills hit a running runtime depends on the machine's load: reported, not asserted

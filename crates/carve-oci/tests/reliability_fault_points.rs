@@ -51,30 +51,7 @@ fn kill_at_every_fault_point_then_delete_force_cleans_up() {
             "{point}: the runtime did not die at its fault point ({})",
             describe(&out)
         );
-        let _ = run_limited(
-            b.cmd().args(["delete", "--force", &id]),
-            Duration::from_secs(30),
-        );
-        for left in b.list() {
-            b.ok(&["delete", "--force", &left]);
-        }
-        reap_zombies();
-        assert_eq!(
-            b.state_entries(),
-            Vec::<String>::new(),
-            "state left: {point}"
-        );
-        assert_eq!(
-            b.cgroups_left(),
-            Vec::<String>::new(),
-            "cgroups left: {point}"
-        );
-        assert_eq!(b.procs_left(), Vec::<i32>::new(), "processes left: {point}");
-        assert_eq!(live_children(), Vec::<i32>::new(), "orphans left: {point}");
-        assert_eq!(
-            b.mounts_left(),
-            Vec::<String>::new(),
-            "mounts left: {point}"
-        );
+        b.recover(&id);
+        b.assert_clean(point);
     }
 }

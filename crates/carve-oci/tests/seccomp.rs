@@ -592,11 +592,5 @@ fn a_profile_beyond_4096_instructions_is_refused_naming_linux_seccomp() {
     e.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules});
     e.write_config();
-    let b = e.bundle.to_str().unwrap().to_string();
-    let err = e.fails(&["create", "--bundle", &b, &e.id]);
-    assert!(
-        err.contains("linux.seccomp") && err.contains("4096"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["linux.seccomp", "4096"]);
 }

@@ -50,8 +50,7 @@ fn the_shim_stops_a_container_that_already_exited() {
     }
     let c = Containerd::new();
     let id = carve_testkit::unique_name("exited");
-    ok(&mut c.run(&["-d", &c.image, &id, "true"]), LIMIT);
-    c.wait_status(&id, "STOPPED");
+    c.run_detached(&id, &["true"], "STOPPED");
     // CRI StopContainer: SIGKILL to all, after the exit. It must not fail.
     let o = run_limited(
         c.ctr()
@@ -99,8 +98,7 @@ fn the_shim_kills_a_running_container() {
     }
     let c = Containerd::new();
     let id = carve_testkit::unique_name("running");
-    ok(&mut c.run(&["-d", &c.image, &id, "sleep", "1000"]), LIMIT);
-    c.wait_status(&id, "RUNNING");
+    c.run_detached(&id, &["sleep", "1000"], "RUNNING");
     let pid = c.task_pid(&id);
     c.ok(&["task", "kill", "--all", "-s", "SIGKILL", &id]);
     c.wait_status(&id, "STOPPED");

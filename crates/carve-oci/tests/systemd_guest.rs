@@ -8,9 +8,6 @@
 //! The image is built by `scripts/systemd-guest.sh --build-only` (scripts/test.sh runs it before
 //! the suite); here only the boot and the checks are timed.
 
-use std::path::Path;
-use std::process::Command;
-
 /// How many checks the guest runs: 18 through podman, 17 with carve-oci called directly, 3 for
 /// the whole guest. A check that silently stops running fails the test; podman has no skip path.
 const CHECKS: usize = 38;
@@ -20,37 +17,9 @@ fn systemd_cgroup_driver_in_a_systemd_guest() {
     if !carve_testkit::require_root() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/systemd-guest.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run scripts/systemd-guest.sh");
-    let console = String::from_utf8_lossy(&out.stdout);
-    println!("{console}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    let failed: Vec<&str> = console
-        .lines()
-        .filter(|l| l.starts_with("CARVE-SYSTEMD: FAIL "))
-        .collect();
-    assert!(failed.is_empty(), "checks failed in the guest: {failed:#?}");
-    let ok = console
-        .lines()
-        .filter(|l| l.starts_with("CARVE-SYSTEMD: ok "))
-        .count();
-    assert!(
-        console.lines().any(|l| l == "CARVE-SYSTEMD: PASS") && out.status.success(),
-        "the systemd guest did not pass (console above)"
-    );
-    assert!(
-        ok >= CHECKS,
-        "only {ok} of {CHECKS} checks passed in the guest"
-    );
-    assert!(
-        !console
-            .lines()
-            .any(|l| l.starts_with("CARVE-SYSTEMD: SKIP")),
-        "the guest skipped a part"
-    );
+    let run = carve_testkit::run_guest_script("systemd-guest.sh", "CARVE-SYSTEMD");
+    run.assert_checks_passed("the systemd guest did not pass", CHECKS);
+    assert!(!run.has_line_starting("SKIP"), "the guest skipped a part");
     for must in [
         "ok podman run with carve-oci",
         "ok podman: systemctl status shows the active scope",
@@ -63,7 +32,7 @@ fn systemd_cgroup_driver_in_a_systemd_guest() {
         "ok no libpod or carve scope loaded",
     ] {
         assert!(
-            console.lines().any(|l| l.contains(must)),
+            run.console.lines().any(|l| l.contains(must)),
             "missing check: {must}"
         );
     }

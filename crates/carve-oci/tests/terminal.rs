@@ -241,8 +241,7 @@ fn exec_tty_in_the_foreground_proxies_the_terminal_and_signals() {
         return;
     }
     let e = Env::new("term-exec", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
+    let _g = e.create_started();
     let pty = Pty::open(25, 81);
     let before = pty.termios();
 
@@ -296,10 +295,8 @@ fn detached_terminal_without_console_socket_is_refused() {
     }
     // exec -d -t into a running container.
     let e = Env::new("term-det2", &["sleep", "1000"]);
-    let _g = e.create();
-    e.ok(&["start", &e.id]);
-    let err = e.fails(&["exec", "-d", "-t", &e.id, "sh"]);
-    assert!(err.contains("--console-socket"), "{err}");
+    let _g = e.create_started();
+    e.fails_with(&["exec", "-d", "-t", &e.id, "sh"], &["--console-socket"]);
     drop(_g);
     e.assert_gone();
 }

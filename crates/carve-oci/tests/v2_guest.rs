@@ -12,9 +12,6 @@
 //! The verdict is read from the guest's console: one "CARVE-OCI-V2: ok NAME" line per passed
 //! check and per passed test ("ok SUITE::TEST").
 
-use std::path::Path;
-use std::process::Command;
-
 /// How many checks the guest runs: a check that silently stops running fails the test.
 const CHECKS: usize = 145 + 39;
 
@@ -23,38 +20,15 @@ fn lifecycle_and_cgroups_on_pure_v2_in_a_qemu_guest() {
     if !carve_testkit::require_root() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oci-v2-guest-test.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run scripts/oci-v2-guest-test.sh");
-    let console = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    println!("{console}");
-    eprintln!("{err}");
+    let run = carve_testkit::run_guest_script("oci-v2-guest-test.sh", "CARVE-OCI-V2");
+    let console = &run.console;
     assert!(
         console.contains("CARVE-OCI-V2: mounts: cgroup2 /sys/fs/cgroup cgroup2")
             && !console.contains("CARVE-OCI-V2: mounts: cgroup ")
             && !console.contains(";cgroup "),
         "the guest did not mount cgroup2 alone"
     );
-    let failed: Vec<&str> = console
-        .lines()
-        .filter(|l| l.starts_with("CARVE-OCI-V2: FAIL "))
-        .collect();
-    assert!(failed.is_empty(), "checks failed in the guest: {failed:#?}");
-    let ok = console
-        .lines()
-        .filter(|l| l.starts_with("CARVE-OCI-V2: ok "))
-        .count();
-    assert!(
-        console.lines().any(|l| l == "CARVE-OCI-V2: PASS") && out.status.success(),
-        "carve-oci failed in the pure-v2 guest (console above)"
-    );
-    assert!(
-        ok >= CHECKS,
-        "only {ok} of {CHECKS} checks passed in the guest"
-    );
+    run.assert_checks_passed("carve-oci failed in the pure-v2 guest", CHECKS);
     for suite in [
         "lifecycle",
         "isolation",

@@ -289,12 +289,7 @@ fn a_config_without_a_mount_namespace_runs_chrooted() {
     // Whatever would mount into the shared namespace is refused, naming the field.
     e.config["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
     e.write_config();
-    let err = e.fails(&["create", "--bundle", e.bundle.to_str().unwrap(), &e.id]);
-    assert!(
-        err.contains("mounts") && err.contains("mount namespace"),
-        "{err}"
-    );
-    e.assert_gone();
+    e.create_refused(&["mounts", "mount namespace"]);
 }
 
 /// Issue 12 item 5: `hostname` with the uts namespace joined by path sets the name in that
@@ -307,8 +302,7 @@ fn hostname_in_a_uts_namespace_joined_by_path_is_set_there() {
     let mut a = world("wutsa", fixture("runc-1.1.5-spec.json"), &["sleep", "60"]);
     a.config["hostname"] = json!("carve-before");
     a.write_config();
-    let _ga = a.create();
-    a.ok(&["start", &a.id]);
+    let _ga = a.create_started();
     let pid = a.init_pid();
     let mut b = world("wutsb", fixture("runc-1.1.5-spec.json"), &["hostname"]);
     let ns: Vec<Value> = b.config["linux"]["namespaces"]
@@ -341,10 +335,9 @@ fn hostname_in_a_uts_namespace_joined_by_path_is_set_there() {
         .collect();
     b.config["linux"]["namespaces"] = json!(ns);
     b.write_config();
-    let err = b.fails(&["create", "--bundle", b.bundle.to_str().unwrap(), &b.id]);
-    assert!(
-        err.contains("unable to set hostname without a private UTS namespace"),
-        "{err}"
+    b.fails_with(
+        &["create", "--bundle", b.bundle.to_str().unwrap(), &b.id],
+        &["unable to set hostname without a private UTS namespace"],
     );
     b.assert_gone();
 }

@@ -4,27 +4,14 @@
 //! and reads the verdict from the guest's console. (Mounting net_cls/net_prio on this host would
 //! change how its kernel tags sockets host-wide.)
 
-use std::path::Path;
-use std::process::Command;
-
 #[test]
 fn net_cls_and_net_prio_pass_in_a_v1_qemu_guest() {
     if !carve_testkit::require_root() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/v1-guest-test.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run scripts/v1-guest-test.sh");
-    let console = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    println!("{console}");
-    eprintln!("{err}");
-    assert!(
-        console.lines().any(|l| l == "CARVE-V1: PASS") && out.status.success(),
-        "the net_cls/net_prio checks failed in the guest (console above)"
-    );
+    let run = carve_testkit::run_guest_script("v1-guest-test.sh", "CARVE-V1");
+    let console = &run.console;
+    run.assert_passed("the net_cls/net_prio checks failed in the guest");
     // (The first line of the console may start with the firmware's terminal escapes.)
     let cmdline = console
         .lines()
@@ -39,10 +26,7 @@ fn net_cls_and_net_prio_pass_in_a_v1_qemu_guest() {
             && console.contains("/sys/fs/cgroup/unified cgroup2;"),
         "the guest did not mount the hybrid layout with net_cls,net_prio"
     );
-    let oks: Vec<&str> = console
-        .lines()
-        .filter_map(|l| l.strip_prefix("CARVE-V1: ok "))
-        .collect();
+    let oks = run.oks();
     for must in [
         "net_cls.classid read back",
         "a socket the process opens is tagged with the classid (sock_diag)",

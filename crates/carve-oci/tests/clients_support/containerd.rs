@@ -142,6 +142,14 @@ impl Containerd {
         ok(self.ctr().args(args), LIMIT)
     }
 
+    /// `ctr run -d IMAGE ID ARGS…`, then waits until the task is `status` (RUNNING, STOPPED).
+    pub fn run_detached(&self, id: &str, args: &[&str], status: &str) {
+        let mut all = vec!["-d", self.image.as_str(), id];
+        all.extend_from_slice(args);
+        ok(&mut self.run(&all), LIMIT);
+        self.wait_status(id, status);
+    }
+
     /// The task's status from `ctr task ls` (RUNNING, PAUSED, STOPPED, ...).
     pub fn task_status(&self, id: &str) -> Option<String> {
         self.ok(&["task", "ls"]).lines().skip(1).find_map(|l| {

@@ -196,42 +196,10 @@ pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
 /// Removes the cgroup tree `/NAME` on every hierarchy, deepest first, killing what is left in it
 /// first. Returns what could not be removed.
 pub fn remove_cgroup_tree(name: &str) -> Vec<String> {
-    let mut left = Vec::new();
-    for top in cgroup_dirs(name) {
-        let mut dirs = Vec::new();
-        collect_dirs(&top, &mut dirs);
-        // Deepest first: children before their parents.
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in dirs {
-            for _ in 0..50 {
-                if let Ok(p) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                    for pid in p.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                        // SAFETY: kill has no memory effects; the pid is in a test-owned cgroup.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-                if std::fs::remove_dir(&d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if d.exists() {
-                left.push(d.display().to_string());
-            }
-        }
-    }
-    left
-}
-
-fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
-    out.push(d.to_path_buf());
-    if let Ok(rd) = std::fs::read_dir(d) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                collect_dirs(&e.path(), out);
-            }
-        }
-    }
+    carve_cri::host::remove_cgroup_tree(name)
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect()
 }
 
 /// Mount points at or below `dir`, from /proc/self/mountinfo.
@@ -394,34 +362,56 @@ impl Bundle {
 
     /// Cgroup directories below the parent on every hierarchy (the parent itself excluded).
     pub fn cgroups_left(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for top in cgroup_dirs(&self.cgroup_parent) {
-            let mut dirs = Vec::new();
-            collect_dirs(&top, &mut dirs);
-            v.extend(
-                dirs.into_iter()
-                    .filter(|d| *d != top)
-                    .map(|d| d.display().to_string()),
-            );
-        }
-        v
+        let tops = cgroup_dirs(&self.cgroup_parent);
+        carve_cri::host::cgroup_tree(&self.cgroup_parent)
+            .into_iter()
+            .filter(|d| !tops.contains(d))
+            .map(|d| d.display().to_string())
+            .collect()
     }
 
     /// Pids of processes in any cgroup below the parent.
     pub fn procs_left(&self) -> Vec<i32> {
-        let mut v = Vec::new();
-        for top in cgroup_dirs(&self.cgroup_parent) {
-            let mut dirs = Vec::new();
-            collect_dirs(&top, &mut dirs);
-            for d in dirs {
-                if let Ok(p) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                    v.extend(p.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-                }
-            }
+        carve_cri::host::procs_in_tree(&self.cgroup_parent)
+    }
+
+    /// Recovery as a client does it after the runtime died mid-command: `delete --force ID` (it
+    /// may already be gone), then anything still listed.
+    pub fn recover(&self, id: &str) {
+        let _ = run_limited(
+            self.cmd().args(["delete", "--force", id]),
+            Duration::from_secs(30),
+        );
+        for left in self.list() {
+            self.ok(&["delete", "--force", &left]);
         }
-        v.sort();
-        v.dedup();
-        v
+    }
+
+    /// Reaps orphans' zombies, then asserts nothing of any container is left: state entries,
+    /// cgroups, processes in them, live orphans, mounts; each failure names `ctx`.
+    pub fn assert_clean(&self, ctx: &str) {
+        reap_zombies();
+        assert_eq!(
+            self.state_entries(),
+            Vec::<String>::new(),
+            "state left: {ctx}"
+        );
+        assert_eq!(
+            self.cgroups_left(),
+            Vec::<String>::new(),
+            "cgroups left: {ctx}"
+        );
+        assert_eq!(
+            self.procs_left(),
+            Vec::<i32>::new(),
+            "processes left: {ctx}"
+        );
+        assert_eq!(live_children(), Vec::<i32>::new(), "orphans left: {ctx}");
+        assert_eq!(
+            self.mounts_left(),
+            Vec::<String>::new(),
+            "mounts left: {ctx}"
+        );
     }
 
     /// Mounts in this mount namespace that mention the bundle's directory.

@@ -142,6 +142,34 @@ impl Env {
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
+    /// As `fails`, asserting stderr contains every `needle`; returns stderr.
+    pub fn fails_with(&self, args: &[&str], needles: &[&str]) -> String {
+        let err = self.fails(args);
+        for n in needles {
+            assert!(err.contains(n), "carve-oci {args:?}: no {n:?} in {err}");
+        }
+        err
+    }
+
+    /// `create` and `start`: a running container, force-deleted when the guard drops.
+    pub fn create_started(&self) -> Guard<'_> {
+        let g = self.create();
+        self.ok(&["start", &self.id]);
+        g
+    }
+
+    /// `create` of the bundle as it is on disk fails, its stderr holds every `needle`, and
+    /// nothing of the container is left; returns stderr.
+    pub fn create_refused(&self, needles: &[&str]) -> String {
+        let b = self.bundle.to_str().unwrap().to_string();
+        let err = self.fails(&["create", "--bundle", &b, &self.id]);
+        for n in needles {
+            assert!(err.contains(n), "create refused without {n:?}: {err}");
+        }
+        self.assert_gone();
+        err
+    }
+
     pub fn create(&self) -> Guard<'_> {
         let b = self.bundle.to_str().unwrap().to_string();
         self.ok(&["create", "--bundle", &b, &self.id]);
@@ -249,6 +277,22 @@ pub fn hold_host_exclusively() {
     );
 }
 
+/// Root, and a v1/hybrid host; on a pure-v2 host records a `host` skip saying `what` needs the
+/// v1/hybrid layout.
+pub fn require_hybrid(what: &str) -> bool {
+    if !require_root() {
+        return false;
+    }
+    if pure_v2() {
+        carve_testkit::skip(
+            carve_testkit::SkipKind::Host,
+            format!("pure cgroup2 host ({what} the v1/hybrid layout)"),
+        );
+        return false;
+    }
+    true
+}
+
 /// Whether this host has cgroup2 alone at /sys/fs/cgroup (the QEMU guest of
 /// scripts/oci-v2-guest-test.sh runs these tests there too).
 pub fn pure_v2() -> bool {
@@ -308,6 +352,34 @@ impl Env {
             .into_iter()
             .map(|(mp, _)| mp.join(&self.id))
             .collect()
+    }
+
+    /// Adds a new namespace of `kind` ("user", "time"…) to the config (not yet written).
+    pub fn add_namespace(&mut self, kind: &str) {
+        self.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "type": kind }));
+    }
+
+    /// Adds a user namespace whose ids 0-65535 are `host_id`… outside, for both uids and gids
+    /// (not yet written).
+    pub fn map_user_ns(&mut self, host_id: u32) {
+        self.add_namespace("user");
+        let map = json!([{"containerID": 0, "hostID": host_id, "size": 65536}]);
+        self.config["linux"]["uidMappings"] = map.clone();
+        self.config["linux"]["gidMappings"] = map;
+    }
+
+    /// `exec --detach --pid-file F [FLAGS…] ID sleep 1000`; returns the exec'd pid (F is
+    /// `NAME.pid` in the test dir).
+    pub fn exec_detached(&self, flags: &[&str], name: &str) -> String {
+        let pf = self.dir.path().join(format!("{name}.pid"));
+        let mut args = vec!["exec", "--detach", "--pid-file", pf.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[&self.id, "sleep", "1000"]);
+        self.ok(&args);
+        read(&pf)
     }
 
     /// The container's init pid (from `state`).
