@@ -33,7 +33,7 @@ guest_kernel_and_brd() {
   fi
   # The version string sits uncompressed in the bzImage header.
   kver=$(grep -a -o -m1 '[0-9]\+\.[0-9]\+\.[0-9]\+-[0-9]\+-cloud-amd64' "$kernel" | head -n1 || true)
-  brd=$(find "$cache" -path "*/lib/modules/$kver/*" -name 'brd.ko*' 2>/dev/null | head -n1 || true)
+  brd=$(find "$cache/" -path "*/lib/modules/$kver/*" -name 'brd.ko*' 2>/dev/null | head -n1 || true)
   if [ -z "$brd" ] && [ -n "$kver" ]; then
     guest_fetch_kernel "linux-image-$kver"
     brd=$(find "$kdir/x/lib/modules/$kver" -name 'brd.ko*' | head -n1)
@@ -86,7 +86,7 @@ guest_pack() {
 # uncompressed, as DIR/NAME.ko; returns 1 if there is none.
 guest_put_module() {
   local m
-  m=$(find "$cache" -path "*/lib/modules/$kver/*" -name "$1.ko*" 2>/dev/null | head -n1 || true)
+  m=$(find "$cache/" -path "*/lib/modules/$kver/*" -name "$1.ko*" 2>/dev/null | head -n1 || true)
   case "$m" in
     "") return 1 ;;
     *.ko.xz) xz -dc "$m" >"$2/$1.ko" ;;
