@@ -359,49 +359,12 @@ fn unknown_new_syscalls_get_enosys_when_the_default_denies() {
 /// (the container's bounding set) and architectures.
 fn podman_profile(caps: &[String]) -> Option<Value> {
     let text = std::fs::read_to_string("/usr/share/containers/seccomp.json").ok()?;
-    let p: Value = serde_json::from_str(&text).unwrap();
-    let arches: Vec<Value> = p["archMap"]
-        .as_array()?
-        .iter()
-        .find(|a| a["architecture"] == "SCMP_ARCH_X86_64")
-        .map(|a| {
-            let mut v = vec![a["architecture"].clone()];
-            v.extend(
-                a["subArchitectures"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            v
-        })?;
-    let has_cap = |c: &Value| caps.iter().any(|x| Some(x.as_str()) == c.as_str());
-    let is_arch = |a: &Value| a == "amd64";
-    let syscalls: Vec<Value> = p["syscalls"]
-        .as_array()?
-        .iter()
-        .filter(|s| {
-            let inc = &s["includes"];
-            let exc = &s["excludes"];
-            let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
-            list(&inc["caps"]).iter().all(has_cap)
-                && (inc["arches"].is_null() || list(&inc["arches"]).iter().any(is_arch))
-                && !list(&exc["caps"]).iter().any(has_cap)
-                && !list(&exc["arches"]).iter().any(is_arch)
-        })
-        .map(|s| {
-            let mut o = json!({"names": s["names"], "action": s["action"]});
-            if !s["args"].is_null() {
-                o["args"] = s["args"].clone();
-            }
-            if !s["errnoRet"].is_null() {
-                o["errnoRet"] = s["errnoRet"].clone();
-            }
-            o
-        })
-        .collect();
-    Some(
-        json!({"defaultAction": p["defaultAction"], "defaultErrnoRet": p["defaultErrnoRet"],
-        "architectures": arches, "syscalls": syscalls}),
+    let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    carve_container::seccomp::moby::to_oci(
+        &serde_json::from_str(&text).unwrap(),
+        &caps,
+        kernel.trim(),
     )
 }
 
