@@ -31,6 +31,13 @@ pub struct Options {
     pub dedicated: bool,
     /// Include the VM tier (needs guest assets).
     pub vm: bool,
+    /// Also run the container's variants side by side (see [`VARIANTS`]): the same bundle
+    /// with docker's default seccomp filter, with that filter and `SPEC_ALLOW`, and under runc
+    /// without and with the filter — so the table shows what the filter costs apart from the
+    /// namespaces and cgroups.
+    pub container_variants: bool,
+    /// Docker's seccomp template the filtered variants take their profile from.
+    pub seccomp_template: PathBuf,
 }
 
 impl Default for Options {
@@ -42,9 +49,71 @@ impl Default for Options {
             container: true,
             dedicated: true,
             vm: true,
+            container_variants: false,
+            seccomp_template: PathBuf::from(DEFAULT_SECCOMP_TEMPLATE),
         }
     }
 }
+
+/// Where podman's containers-common package puts docker's default seccomp template.
+pub const DEFAULT_SECCOMP_TEMPLATE: &str = "/usr/share/containers/seccomp.json";
+
+/// A way to run the container bundle: tier key, column label, runtime, seccomp filter, and
+/// `SECCOMP_FILTER_FLAG_SPEC_ALLOW` (the filtered task keeps speculative store bypass; without
+/// it a kernel in `spec_store_bypass_disable=seccomp` mode forces SSBD on every filtered task).
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    /// The tier's key in the JSON.
+    pub tier: &'static str,
+    /// The column's label.
+    pub label: &'static str,
+    /// `runc` instead of carve-oci.
+    pub runc: bool,
+    /// With docker's default seccomp profile.
+    pub seccomp: bool,
+    /// With `SECCOMP_FILTER_FLAG_SPEC_ALLOW`.
+    pub spec_allow: bool,
+}
+
+/// The container tier and its variants, in column order (the first one is the plain
+/// `container` tier: runc's default spec, which has no seccomp filter).
+pub const VARIANTS: [Variant; 5] = [
+    Variant {
+        tier: "container",
+        label: "container (carve-oci)",
+        runc: false,
+        seccomp: false,
+        spec_allow: false,
+    },
+    Variant {
+        tier: "container-seccomp",
+        label: "carve-oci+seccomp",
+        runc: false,
+        seccomp: true,
+        spec_allow: false,
+    },
+    Variant {
+        tier: "container-spec-allow",
+        label: "carve-oci+SPEC_ALLOW",
+        runc: false,
+        seccomp: true,
+        spec_allow: true,
+    },
+    Variant {
+        tier: "runc",
+        label: "runc",
+        runc: true,
+        seccomp: false,
+        spec_allow: false,
+    },
+    Variant {
+        tier: "runc-seccomp",
+        label: "runc+seccomp",
+        runc: true,
+        seccomp: true,
+        spec_allow: false,
+    },
+];
 
 /// One column of the table.
 #[derive(Debug, Clone, Serialize)]
@@ -225,7 +294,18 @@ fn dedicated(tools: &Tools, probe: &Path, cpu: usize, quick: bool) -> Result<Mea
 /// A busybox bundle holding the probe at /bin/carve-probe, its root writable (the probe
 /// creates a file in /tmp), pinned to `cpu`.
 pub fn bundle(work: &Path, probe: &Path, cpu: usize, args: &[&str]) -> Result<PathBuf, BenchError> {
-    let b = work.join("bundle");
+    bundle_in(&work.join("bundle"), probe, cpu, args, None)
+}
+
+/// [`bundle`] in the folder `b`, with `seccomp` as its `linux.seccomp` when given.
+pub fn bundle_in(
+    b: &Path,
+    probe: &Path,
+    cpu: usize,
+    args: &[&str],
+    seccomp: Option<&serde_json::Value>,
+) -> Result<PathBuf, BenchError> {
+    let b = b.to_path_buf();
     let rootfs = b.join("rootfs");
     if !rootfs.join("bin/busybox").is_file() {
         let _ = std::fs::remove_dir_all(&b);
@@ -247,6 +327,9 @@ pub fn bundle(work: &Path, probe: &Path, cpu: usize, args: &[&str]) -> Result<Pa
     c["process"]["args"] = serde_json::json!(argv);
     c["root"]["readonly"] = serde_json::json!(false);
     c["linux"]["resources"] = serde_json::json!({"cpu": {"cpus": cpu.to_string()}});
+    if let Some(sc) = seccomp {
+        c["linux"]["seccomp"] = sc.clone();
+    }
     c["linux"]["cgroupsPath"] = serde_json::json!(format!(
         "/carve-bench-{}-{}",
         std::process::id(),
@@ -258,22 +341,69 @@ pub fn bundle(work: &Path, probe: &Path, cpu: usize, args: &[&str]) -> Result<Pa
     Ok(b)
 }
 
-/// The container: `carve-oci run` of a busybox bundle with the probe, pinned to `cpu`.
+/// The linux.seccomp object of a variant: docker's default profile for the bundle's bounding
+/// set on this kernel, with `SPEC_ALLOW` when asked.
+pub fn variant_seccomp(template: &Path, spec_allow: bool) -> Result<serde_json::Value, BenchError> {
+    let text = std::fs::read_to_string(template).map_err(BenchError::io("read", template))?;
+    let t: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| BenchError::Parse(format!("{}: {e}", template.display())))?;
+    let spec = carve_container::config::default_spec_json();
+    let caps: Vec<&str> = spec["process"]["capabilities"]["bounding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str())
+        .collect();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut p =
+        carve_container::seccomp::moby::to_oci(&t, &caps, kernel.trim()).ok_or_else(|| {
+            BenchError::Parse(format!(
+                "{}: not a docker seccomp template",
+                template.display()
+            ))
+        })?;
+    if spec_allow {
+        p["flags"] = serde_json::json!(["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]);
+    }
+    Ok(p)
+}
+
+/// The container: `carve-oci run` (or `runc run`) of a busybox bundle with the probe, pinned
+/// to `cpu`, with the variant's seccomp filter.
 fn container(
     tools: &Tools,
+    v: &Variant,
+    seccomp_template: &Path,
     probe: &Path,
     work: &Path,
     cpu: usize,
     quick: bool,
 ) -> Result<Measured, BenchError> {
-    let oci = tools.carve_oci.as_ref().ok_or_else(|| BenchError::Tool {
-        what: "carve-oci".into(),
-        detail: "not found beside carve nor on PATH (cargo build --release -p carve-oci)".into(),
-    })?;
-    let b = bundle(work, probe, cpu, &probe_args(quick))?;
-    let root = work.join("oci-state");
+    let rt = if v.runc {
+        crate::on_path("runc").ok_or_else(|| BenchError::Tool {
+            what: "runc".into(),
+            detail: "not on PATH".into(),
+        })?
+    } else {
+        tools.carve_oci.clone().ok_or_else(|| BenchError::Tool {
+            what: "carve-oci".into(),
+            detail: "not found beside carve nor on PATH (cargo build --release -p carve-oci)"
+                .into(),
+        })?
+    };
+    let seccomp = if v.seccomp {
+        Some(variant_seccomp(seccomp_template, v.spec_allow)?)
+    } else {
+        None
+    };
+    let dir = match v.tier {
+        "container" => work.join("bundle"),
+        t => work.join(format!("bundle-{t}")),
+    };
+    let b = bundle_in(&dir, probe, cpu, &probe_args(quick), seccomp.as_ref())?;
+    let root = work.join(if v.runc { "runc-state" } else { "oci-state" });
     let id = format!("carve-bench-{}-{}", std::process::id(), crate::unique());
-    let mut cmd = Command::new(oci);
+    let mut cmd = Command::new(&rt);
     cmd.arg("--root")
         .arg(&root)
         .args(["run", "--bundle"])
@@ -281,7 +411,7 @@ fn container(
         .arg(&id);
     let out = run_with_deadline(&mut cmd, deadline(quick));
     // `run` deletes the container when it exits; this only matters after a failure.
-    let _ = Command::new(oci)
+    let _ = Command::new(&rt)
         .arg("--root")
         .arg(&root)
         .args(["delete", "--force", &id])
@@ -385,11 +515,22 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
             .entry("native")
             .or_default()
             .push(native(probe, cpu, opts.quick)?);
-        if opts.container && !notes.contains_key("container") {
-            match container(tools, probe, work, cpu, opts.quick) {
-                Ok(m) => results.entry("container").or_default().push(m),
+        for v in variants(opts) {
+            if notes.contains_key(v.tier) {
+                continue;
+            }
+            match container(
+                tools,
+                v,
+                &opts.seccomp_template,
+                probe,
+                work,
+                cpu,
+                opts.quick,
+            ) {
+                Ok(m) => results.entry(v.tier).or_default().push(m),
                 Err(e) => {
-                    notes.insert("container", e.to_string());
+                    notes.insert(v.tier, e.to_string());
                 }
             }
         }
@@ -424,20 +565,14 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
             }
         }
     }
-    let tier_list = [
-        ("native", "native".to_string(), true),
-        (
-            "container",
-            "container (carve-oci)".to_string(),
-            opts.container,
-        ),
-        (
-            "dedicated",
-            "dedicated core (FIFO 99)".to_string(),
-            opts.dedicated,
-        ),
-        ("vm", vm_label, opts.vm),
-    ];
+    let mut tier_list = vec![("native", "native".to_string(), true)];
+    tier_list.extend(variants(opts).map(|v| (v.tier, v.label.to_string(), true)));
+    tier_list.push((
+        "dedicated",
+        "dedicated core (FIFO 99)".to_string(),
+        opts.dedicated,
+    ));
+    tier_list.push(("vm", vm_label, opts.vm));
     let tiers = tier_list
         .iter()
         .filter(|t| t.2)
@@ -454,14 +589,14 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
         })
         .collect();
     let rows = assemble(&results);
-    let targets = CONTAINER_TARGETS
-        .iter()
-        .filter_map(|&(row, limit)| {
+    let targets = variants(opts)
+        .flat_map(|v| CONTAINER_TARGETS.iter().map(move |t| (v.tier, t)))
+        .filter_map(|(tier, &(row, limit))| {
             let r = rows.iter().find(|r| r.name == row)?;
-            let c = r.cells.get("container")?;
+            let c = r.cells.get(tier)?;
             Some(Target {
                 row: row.to_string(),
-                tier: "container".into(),
+                tier: tier.into(),
                 limit,
                 ratio: c.ratio,
                 met: c.ratio <= limit,
@@ -477,6 +612,16 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
         targets,
         loadavg: (load0, loadavg()),
     })
+}
+
+/// The container variants `opts` asks for, in column order.
+fn variants(opts: &Options) -> impl Iterator<Item = &'static Variant> {
+    let n = match (opts.container, opts.container_variants) {
+        (false, _) => 0,
+        (true, false) => 1,
+        (true, true) => VARIANTS.len(),
+    };
+    VARIANTS.iter().take(n)
 }
 
 /// Rows from each tier's rounds: median over rounds, ratio to native.
@@ -536,9 +681,10 @@ pub fn render(t: &Table) -> String {
         t.loadavg.1
     );
     let measured: Vec<&TierInfo> = t.tiers.iter().filter(|x| x.measured).collect();
+    let width = |x: &TierInfo| (x.label.chars().count() + 2).max(13);
     let _ = write!(s, "{:<28} {:>18}", "row", "native");
     for x in measured.iter().skip(1) {
-        let _ = write!(s, " {:>22}", format!("{} ×", x.label));
+        let _ = write!(s, " {:>w$}", format!("{} ×", x.label), w = width(x));
     }
     let _ = writeln!(s, "   seed 004 virt ÷ native (Xeon, Bochs)");
     for r in &t.rows {
@@ -550,14 +696,8 @@ pub fn render(t: &Table) -> String {
             format!("{}/{}", fmt_num(n), r.unit.trim_start_matches("ns/"))
         );
         for x in measured.iter().skip(1) {
-            match r.cells.get(&x.tier) {
-                Some(c) => {
-                    let _ = write!(s, " {:>22}", format!("{:.3}", c.ratio));
-                }
-                None => {
-                    let _ = write!(s, " {:>22}", "-");
-                }
-            }
+            let cell = r.cells.get(&x.tier).map(|c| format!("{:.3}", c.ratio));
+            let _ = write!(s, " {:>w$}", cell.as_deref().unwrap_or("-"), w = width(x));
         }
         match &r.seed {
             Some(sr) => {
@@ -573,6 +713,9 @@ pub fn render(t: &Table) -> String {
         }
     }
     let _ = writeln!(s, "(native column: ns per unit named; other columns: tier ÷ native, lower is better; seed 004's `rand` row has no counterpart here)");
+    if t.tiers.iter().any(|x| x.tier == "container-seccomp") {
+        let _ = writeln!(s, "(container variants: one bundle, runc's default spec, no seccomp filter; +seccomp: docker's default profile; +SPEC_ALLOW: that profile with SECCOMP_FILTER_FLAG_SPEC_ALLOW)");
+    }
     for x in &t.tiers {
         let _ = writeln!(s, "{}: {}", x.label, x.note);
     }
@@ -625,5 +768,61 @@ mod tests {
         assert_eq!(rows[0].cells["native"].median, 100.0);
         assert!((rows[0].cells["container"].ratio - 1.01).abs() < 1e-9);
         assert_eq!(fmt_num(1450.0), "1.45 µs");
+    }
+
+    #[test]
+    fn container_variants_are_columns_in_order() {
+        let tiers = |o: &Options| variants(o).map(|v| v.tier).collect::<Vec<_>>();
+        let all = Options {
+            container_variants: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            tiers(&all),
+            [
+                "container",
+                "container-seccomp",
+                "container-spec-allow",
+                "runc",
+                "runc-seccomp"
+            ]
+        );
+        assert_eq!(tiers(&Options::default()), ["container"]);
+        let none = Options {
+            container: false,
+            ..all
+        };
+        assert!(tiers(&none).is_empty());
+    }
+
+    #[test]
+    fn variant_profile_comes_from_the_template_for_the_bundle_caps() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("seccomp.json");
+        std::fs::write(
+            &t,
+            serde_json::json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": []}],
+                "syscalls": [
+                    {"names": ["getppid"], "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["kill"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_KILL"]}},
+                    {"names": ["chroot"], "action": "SCMP_ACT_ALLOW",
+                     "includes": {"caps": ["CAP_SYS_CHROOT"]}}
+                ]
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let p = variant_seccomp(&t, false).unwrap();
+        // The default spec's bounding set has CAP_KILL, not CAP_SYS_CHROOT.
+        assert_eq!(p["syscalls"].as_array().unwrap().len(), 2, "{p}");
+        assert!(p.get("flags").is_none());
+        let p = variant_seccomp(&t, true).unwrap();
+        assert_eq!(
+            p["flags"],
+            serde_json::json!(["SECCOMP_FILTER_FLAG_SPEC_ALLOW"])
+        );
+        assert!(variant_seccomp(&dir.path().join("none.json"), false).is_err());
     }
 }

@@ -36,82 +36,13 @@ pub const DOCKER_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-fn kernel_at_least(min: &str) -> bool {
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let num = |s: &str| -> Vec<u32> {
-        s.split(['.', '-'])
-            .take(2)
-            .map(|x| x.parse().unwrap_or(0))
-            .collect()
-    };
-    num(rel.trim()) >= num(min)
-}
-
 /// Docker's seccomp template (archMap, includes/excludes) → the `linux.seccomp` dockerd 20.10
 /// puts into config.json on an x86_64 host for a container with `caps` (moby
 /// profiles/seccomp/seccomp_linux.go: the native arch's archMap entry gives the architectures; a
 /// rule is kept when its includes match — arches, caps, minKernel — and its excludes do not).
 pub fn docker_profile(t: &Value, caps: &[&str]) -> Value {
-    let arch = "amd64";
-    let has = |list: &Value, x: &str| {
-        list.as_array()
-            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(x)))
-    };
-    let archs: Vec<Value> = t["archMap"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["architecture"] == "SCMP_ARCH_X86_64")
-        .map(|m| {
-            let mut v = vec![m["architecture"].clone()];
-            v.extend(m["subArchitectures"].as_array().unwrap().iter().cloned());
-            v
-        })
-        .unwrap();
-    let mut rules = Vec::new();
-    for s in t["syscalls"].as_array().unwrap() {
-        let inc = &s["includes"];
-        let exc = &s["excludes"];
-        let empty = |v: &Value| v.as_array().is_none_or(|a| a.is_empty());
-        if !empty(&inc["arches"]) && !has(&inc["arches"], arch) {
-            continue;
-        }
-        if !empty(&inc["caps"])
-            && !inc["caps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| caps.contains(&c.as_str().unwrap()))
-        {
-            continue;
-        }
-        if let Some(k) = inc["minKernel"].as_str() {
-            if !kernel_at_least(k) {
-                continue;
-            }
-        }
-        if has(&exc["arches"], arch)
-            || exc["caps"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|c| caps.contains(&c.as_str().unwrap())))
-        {
-            continue;
-        }
-        let mut r = json!({"names": s["names"], "action": s["action"]});
-        if let Some(a) = s["args"].as_array().filter(|a| !a.is_empty()) {
-            r["args"] = json!(a);
-        }
-        if let Some(e) = s.get("errnoRet") {
-            r["errnoRet"] = e.clone();
-        }
-        rules.push(r);
-    }
-    let mut p =
-        json!({"defaultAction": t["defaultAction"], "architectures": archs, "syscalls": rules});
-    if let Some(e) = t.get("defaultErrnoRet") {
-        p["defaultErrnoRet"] = e.clone();
-    }
-    p
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    carve_container::seccomp::moby::to_oci(t, caps, kernel.trim()).expect("a docker template")
 }
 
 /// Puts a fixture into `e`'s bundle: its own rootfs, `args`, a unique cgroup; bind sources

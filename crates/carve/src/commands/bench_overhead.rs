@@ -20,6 +20,13 @@ pub struct Args {
     /// Skip the dedicated tier (it retunes the host through `carve run --dedicated`).
     #[arg(long)]
     pub no_dedicated: bool,
+    /// Also run the container tier's variants side by side: docker's default seccomp filter,
+    /// that filter with SECCOMP_FILTER_FLAG_SPEC_ALLOW, runc without and with the filter.
+    #[arg(long)]
+    pub container_variants: bool,
+    /// Docker's seccomp template for the filtered variants.
+    #[arg(long, default_value = carve_bench::overhead::DEFAULT_SECCOMP_TEMPLATE)]
+    pub seccomp_template: PathBuf,
     /// Skip the VM tier.
     #[arg(long)]
     pub no_vm: bool,
@@ -41,6 +48,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         container: !a.no_container,
         dedicated: !a.no_dedicated,
         vm: !a.no_vm,
+        container_variants: a.container_variants,
+        seccomp_template: a.seccomp_template,
     };
     let t = carve_bench::overhead::run(&tools, &probe, &a.work, &opts)?;
     super::bench_seeds::print(a.json, &t, carve_bench::overhead::render)

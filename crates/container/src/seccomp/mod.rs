@@ -27,6 +27,7 @@
 //! (runc's behaviour); otherwise conditions are all required.
 
 mod asm;
+pub mod moby;
 mod tables;
 #[cfg(test)]
 mod tests;

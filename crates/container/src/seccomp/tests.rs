@@ -592,3 +592,87 @@ fn rule_plan_counts_each_abi_and_its_newest_syscall() {
         ".syscalls[0].args[0].index"
     );
 }
+
+/// The kernel's `seccomp_is_const_allow` (kernel/seccomp.c, Linux ≥ 5.11): follows `prog` for one
+/// (arch, nr) without any argument; `true` when the program is proved to return ALLOW from
+/// arch and nr alone, so the kernel caches the verdict and skips the filter for that syscall.
+/// A load of anything but nr or arch, or an opcode the emulator does not know, defeats it.
+fn kernel_const_allow(prog: &[libc::sock_filter], arch: u32, nr: u32) -> bool {
+    let mut a: u32 = 0;
+    let mut pc = 0usize;
+    while pc < prog.len() {
+        let ins = prog[pc];
+        match ins.code {
+            asm::LD_ABS => match ins.k {
+                0 => a = nr,
+                4 => a = arch,
+                _ => return false,
+            },
+            asm::RET_K => return ins.k == RET_ALLOW,
+            asm::JA => pc += ins.k as usize,
+            code @ (asm::JEQ | asm::JGT | asm::JGE) => {
+                let taken = match code {
+                    asm::JEQ => a == ins.k,
+                    asm::JGT => a > ins.k,
+                    _ => a >= ins.k,
+                };
+                pc += usize::from(if taken { ins.jt } else { ins.jf });
+            }
+            asm::AND_K => a &= ins.k,
+            _ => return false,
+        }
+        pc += 1;
+    }
+    false
+}
+
+/// The moby/podman default profile of the test fixtures (every rule taken, as above).
+fn moby_profile() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../carve-oci/tests/fixtures/world/docker-20.10.27-default-seccomp.json"
+    );
+    let mut j: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    j["architectures"] = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    j
+}
+
+/// Every syscall the profile allows whatever its arguments is one the kernel's action cache
+/// can prove (so getppid, read, write never run the filter after the first call), on both
+/// native and i386 numbers; those with argument rules are not.
+#[test]
+fn unconditionally_allowed_syscalls_are_cacheable_by_the_kernel() {
+    let p = prog(moby_profile());
+    for (abi, arch) in [(Abi::X86_64, X64), (Abi::I386, I386)] {
+        let (mut cached, mut allowed) = (0, 0);
+        for &(name, n) in abi.table() {
+            let always = [NONE, [u64::MAX; 6], [1, 2, 3, 4, 5, 6], [0x7e02_0000; 6]]
+                .iter()
+                .all(|args| run(&p, arch, n, *args) == RET_ALLOW);
+            let proved = kernel_const_allow(&p, arch, n);
+            // The cache is sound: it only holds syscalls that are always allowed.
+            assert!(!proved || always, "{name} cached but not always allowed");
+            allowed += usize::from(always);
+            cached += usize::from(proved);
+        }
+        eprintln!("{abi:?}: {cached} of {allowed} always-allowed syscalls cacheable");
+        assert_eq!(
+            cached, allowed,
+            "{abi:?}: some always-allowed syscall runs the filter"
+        );
+    }
+    for name in [
+        "getppid",
+        "read",
+        "write",
+        "openat",
+        "close",
+        "newfstatat",
+        "futex",
+    ] {
+        let n = nr(Abi::X86_64, name);
+        assert!(kernel_const_allow(&p, X64, n), "{name} not cacheable");
+    }
+    // Argument rules must run the filter (personality's argument decides).
+    assert!(!kernel_const_allow(&p, X64, nr(Abi::X86_64, "personality")));
+}
