@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 
 const CARVE: &str = env!("CARGO_BIN_EXE_carve");
 
-fn guest_dir() -> PathBuf {
-    std::env::var_os("CARVE_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest")))
-}
+use carve_testkit::guest_dir;
 
 fn carve(args: &[&str]) -> Output {
     Command::new(CARVE).args(args).output().expect("run carve")
@@ -144,13 +140,7 @@ fn vm_cli_detached_status_pause_then_kill9_of_carve_then_stop_cleans_everything(
     let qemu = st["qemu_pid"].as_i64().unwrap();
     let vcpu = &st["vcpus"][0];
     assert!(vcpu["thread_id"].as_i64().unwrap() > 0);
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
-    let last = carve_core::CpuSet::parse_list(&online)
-        .unwrap()
-        .iter()
-        .last()
-        .unwrap();
-    assert_eq!(vcpu["allowed_cores"], last.to_string());
+    assert_eq!(vcpu["allowed_cores"], carve_testkit::vm_core().to_string());
 
     let o = carve(&["vm", "pause", &g.name]);
     assert!(o.status.success(), "{}", text(&o));

@@ -5,30 +5,22 @@
 
 use carve_core::CpuSet;
 use carve_engine::engine::Engine;
-use carve_engine::oci::OciRuntime;
 use carve_engine::spec::{
     Attachment, ContainerSpec, DedicatedSpec, KindSpec, NetworkSpec, PartitionSpec, PlanSpec,
     RestartPolicy, RootfsSource, VmSpec,
 };
 use carve_engine::state::{PartState, PlanDir};
-use carve_engine::Running;
 use carve_net::{Netlink, NetnsGuard};
 use carve_testkit::{short_name, unique_name, Snapshot};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The OCI runtime the tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci`
-/// when it is built (beside this test's target folder), else runc (same command line).
-fn test_runtime() -> std::path::PathBuf {
-    carve_testkit::oci_runtime()
-}
+mod common;
+
+use common::{plan_of, Up};
 
 fn engine() -> Engine {
-    let mut e = Engine::from_env();
-    e.containers = OciRuntime {
-        binary: test_runtime(),
-    };
-    e
+    common::engine_with(&[])
 }
 
 fn shared_host_lock() -> carve_testkit::HostLock {
@@ -36,12 +28,7 @@ fn shared_host_lock() -> carve_testkit::HostLock {
 }
 
 fn guest() -> carve_vm::assets::GuestAssets {
-    let dir = std::env::var_os("CARVE_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest"))
-        });
-    carve_vm::assets::prepare_guest(&dir).expect("guest assets")
+    carve_vm::assets::prepare_guest(&carve_testkit::guest_dir()).expect("guest assets")
 }
 
 fn rootfs(t: &Path) -> PathBuf {
@@ -82,47 +69,8 @@ fn vm(append: &str, network: Option<Attachment>) -> KindSpec {
     })
 }
 
-/// Takes the plan down when the test ends, also on failure.
-struct Up {
-    engine: Engine,
-    running: Option<Running>,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let left = r.teardown(&self.engine, Duration::from_secs(2));
-            if !std::thread::panicking() {
-                assert!(left.is_empty(), "teardown left {left:?}");
-            }
-        }
-    }
-}
-
-impl Up {
-    fn new(plan: PlanSpec) -> Up {
-        let mut up = Up {
-            engine: engine(),
-            running: None,
-        };
-        up.running = Some(up.engine.up(plan, &mut |_| {}).unwrap());
-        up
-    }
-    fn running(&mut self) -> &mut Running {
-        self.running.as_mut().unwrap()
-    }
-    fn down(mut self) {
-        let r = self.running.take().unwrap();
-        r.down(&self.engine, &mut |_| {}).unwrap();
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    carve_testkit::wait_for(what, timeout, f);
 }
 
 fn allowed_cpus(pid: i32) -> String {
@@ -156,20 +104,16 @@ fn dedicated_partition_alone_up_down_restores_the_host_tuning() {
     let _lock = carve_testkit::HostLock::exclusive();
     let before = Snapshot::take().files;
     let name = unique_name("fast");
-    let plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![part(
-            &name,
-            "1",
-            16 << 20,
-            // A spinner, as a fast path is (SCHED_OTHER here; FIFO is tested with all three).
-            dedicated(
-                &["/bin/sh", "-c", "echo on $CARVE_CPUS; while :; do :; done"],
-                "other",
-            ),
-        )],
-    };
+    let plan = plan_of(vec![part(
+        &name,
+        "1",
+        16 << 20,
+        // A spinner, as a fast path is (SCHED_OTHER here; FIFO is tested with all three).
+        dedicated(
+            &["/bin/sh", "-c", "echo on $CARVE_CPUS; while :; do :; done"],
+            "other",
+        ),
+    )]);
     let mut up = Up::new(plan.clone());
     let st = up.running().state().partitions[0].clone();
     assert_eq!(st.state, PartState::Running);
@@ -301,19 +245,9 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
         ],
     };
     let mut events = Vec::new();
-    let mut up = Up {
-        engine: engine(),
-        running: None,
-    };
-    up.running = Some(up.engine.up(plan.clone(), &mut |e| events.push(e)).unwrap());
+    let mut up = Up::with(engine(), plan.clone(), &mut |e| events.push(e));
     // Steps ran in the engine's order: network, dedicated, container, vm.
-    let done: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            carve_engine::Event::Done { what, .. } => Some(what.clone()),
-            _ => None,
-        })
-        .collect();
+    let done = common::done_steps(&events);
     assert_eq!(
         done,
         vec![
@@ -372,26 +306,22 @@ fn a_failure_at_the_dedicated_container_or_vm_step_rolls_back_the_host_tuning() 
         "vm:GUEST:after",
     ] {
         let (fast, web, guest) = (unique_name("fast"), unique_name("web"), unique_name("vm"));
-        let plan = PlanSpec {
-            name: unique_name("plan"),
-            networks: vec![],
-            partitions: vec![
-                part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "other")),
-                part(
-                    &web,
-                    "0",
-                    32 << 20,
-                    KindSpec::Container(ContainerSpec {
-                        rootfs: RootfsSource::Folder(rootfs.clone()),
-                        command: vec!["sleep".into(), "1000".into()],
-                        env: vec![],
-                        init: false,
-                        network: None,
-                    }),
-                ),
-                part(&guest, "0", 256 << 20, vm("quiet", None)),
-            ],
-        };
+        let plan = plan_of(vec![
+            part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "other")),
+            part(
+                &web,
+                "0",
+                32 << 20,
+                KindSpec::Container(ContainerSpec {
+                    rootfs: RootfsSource::Folder(rootfs.clone()),
+                    command: vec!["sleep".into(), "1000".into()],
+                    env: vec![],
+                    init: false,
+                    network: None,
+                }),
+            ),
+            part(&guest, "0", 256 << 20, vm("quiet", None)),
+        ]);
         let point = point
             .replace("FAST", &fast)
             .replace("GUEST", &guest)
@@ -435,11 +365,7 @@ fn a_vm_that_powers_off_is_restarted_by_its_policy() {
         max_retries: None,
         backoff_ms: 100,
     };
-    let plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![p],
-    };
+    let plan = plan_of(vec![p]);
     let mut up = Up::new(plan.clone());
     let first = up.running().state().partitions[0].pid.unwrap();
     // The guest powers itself off; the supervisor sees QEMU end and starts a new one. (The

@@ -5,7 +5,6 @@ use carve_core::CpuSet;
 use carve_vm::assets::{prepare_guest, GuestAssets};
 use carve_vm::spec::VmSpec;
 use carve_vm::vm::Context;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The counter a guest prints: `count=N` every 0.2 s.
@@ -17,12 +16,7 @@ pub const BOOT: Duration = Duration::from_secs(90);
 
 /// The guest assets (built once into the workspace cache, shared by parallel tests).
 pub fn guest() -> GuestAssets {
-    let dir = std::env::var_os("CARVE_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest"))
-        });
-    prepare_guest(&dir).expect("guest assets")
+    prepare_guest(&carve_testkit::guest_dir()).expect("guest assets")
 }
 
 /// A context whose state and journals live in a temp dir (removed on drop); cgroups are real.
@@ -71,8 +65,7 @@ pub fn context_locked(lock: carve_testkit::HostLock) -> TestContext {
 
 /// The core a test VM's vCPU gets: the last online core (housekeeping keeps the others).
 pub fn vcpu_core() -> usize {
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
-    CpuSet::parse_list(&online).unwrap().iter().last().unwrap()
+    carve_testkit::vm_core()
 }
 
 /// A 1-vCPU, 256 MiB spec booting the cached guest with `append`.
