@@ -33,6 +33,20 @@ fn settled_diff(before: &Snapshot) -> Vec<String> {
     d
 }
 
+/// Checks the host is back as it was `before` (after [`settled_diff`]'s settling).
+fn assert_host_back(before: &Snapshot) {
+    let d = settled_diff(before);
+    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+}
+
+/// Checks that a setup was refused with a message containing `why`.
+fn assert_refused<T>(r: Result<T, Error>, why: &str) {
+    match r {
+        Err(Error::Refused(m)) => assert!(m.contains(why), "{m}"),
+        other => panic!("expected a refusal ({why}), got {:?}", other.map(|_| ())),
+    }
+}
+
 fn setup_cpus() -> Option<(CpuSet, CpuSet)> {
     if !carve_testkit::require_root() {
         return None;
@@ -158,8 +172,7 @@ fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly()
     assert_eq!(get_affinity(bpid).unwrap(), online);
     assert_eq!(get_affinity(lpid).unwrap(), online);
     drop((bystander, lander));
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
 
 #[test]
@@ -205,8 +218,7 @@ fn host_tuning_launch_is_pinned_locked_and_scheduled() {
     // Teardown stops the process first (it is in the journal), then undoes the partition.
     p.teardown().unwrap();
     drop(child);
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
 
 #[test]
@@ -217,18 +229,14 @@ fn host_tuning_refuses_a_core_of_a_live_run_and_a_request_without_housekeeping()
     let _lock = HostLock::exclusive();
     let before = Snapshot::take();
     let all = DedicatedSpec::new(&carve_testkit::short_name("all"), online.clone(), &online);
-    match Partition::new(all).setup() {
-        Err(Error::Refused(m)) => assert!(m.contains("no housekeeping core"), "{m}"),
-        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
-    }
+    assert_refused(Partition::new(all).setup(), "no housekeeping core");
     let first = Partition::new(spec("one", &cpus, &online)).setup().unwrap();
-    match Partition::new(spec("two", &cpus, &online)).setup() {
-        Err(Error::Refused(m)) => assert!(m.contains("already dedicated"), "{m}"),
-        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
-    }
+    assert_refused(
+        Partition::new(spec("two", &cpus, &online)).setup(),
+        "already dedicated",
+    );
     first.teardown().unwrap();
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
 
 /// An IRQ whose affinity the kernel lets us change (rewriting its current value finds out).
@@ -269,8 +277,7 @@ fn host_tuning_deadline_launch_and_an_irq_routed_to_the_partition() {
     );
     p.teardown().unwrap();
     drop(child);
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
 
 /// A cpuset directory removed on drop: a stand-in for the cpusets other software leaves at the
@@ -332,6 +339,5 @@ fn host_tuning_new_cgroup_starts_without_a_dedicated_cpu_beside_a_podman_like_cp
         "teardown gives the sibling its CPUs back"
     );
     drop(sib);
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
