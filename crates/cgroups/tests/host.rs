@@ -22,6 +22,15 @@ fn not_root_or_locked() -> bool {
     false
 }
 
+/// [`not_root_or_locked`], then a cgroup `/NAME` of its own (NAME from `tag`).
+fn start(tag: &str) -> Option<(Cg, String)> {
+    if not_root_or_locked() {
+        return None;
+    }
+    let name = unique_name(tag);
+    Some((Cg::new(&format!("/{name}")), name))
+}
+
 fn hybrid_host() -> bool {
     Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
 }
@@ -57,11 +66,9 @@ fn layout_matches_the_mounts() {
 
 #[test]
 fn task_sits_in_the_cgroup_on_every_hierarchy() {
-    if not_root_or_locked() {
+    let Some((cg, name)) = start("cg-procs") else {
         return;
-    }
-    let name = unique_name("cg-procs");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     let p = Proc::sleeper();
     cg.0.add_task(p.pid()).unwrap();
     let dirs = cg.0.dirs();
@@ -104,11 +111,9 @@ fn relative_path_goes_under_our_own_cgroup() {
 
 #[test]
 fn each_resource_is_written_and_read_back() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-res") else {
         return;
-    }
-    let name = unique_name("cg-res");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     let m = &cg.0;
     let r = res(r#"{
         "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 1000,
@@ -194,23 +199,15 @@ fn each_resource_is_written_and_read_back() {
 
 #[test]
 fn kernel_refusals_name_file_and_value() {
-    if not_root_or_locked() {
+    let Some((cg, name)) = start("cg-err") else {
         return;
-    }
-    let name = unique_name("cg-err");
-    let cg = Cg::new(&format!("/{name}"));
-    let e =
-        cg.0.apply(&res(r#"{"cpu": {"quota": 500, "period": 100000}}"#))
-            .unwrap_err()
-            .to_string();
+    };
+    let e = common::refused(&cg.0, r#"{"cpu": {"quota": 500, "period": 100000}}"#);
     assert_eq!(
         e,
         format!("writing \"500\" to /sys/fs/cgroup/cpu/{name}/cpu.cfs_quota_us: Invalid argument")
     );
-    let e =
-        cg.0.apply(&res(r#"{"cpu": {"cpus": "4096"}}"#))
-            .unwrap_err()
-            .to_string();
+    let e = common::refused(&cg.0, r#"{"cpu": {"cpus": "4096"}}"#);
     assert!(e.contains("cpuset.cpus") && e.contains("4096"), "{e}");
 }
 
@@ -234,11 +231,9 @@ fn host_tuning_realtime_budget_reaches_nested_cgroup() {
 
 #[test]
 fn freeze_really_stops_and_thaw_resumes() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-freeze") else {
         return;
-    }
-    let name = unique_name("cg-freeze");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     common::assert_freeze_stops_and_thaw_resumes(&cg.0, |p| {
         let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
         let state = status.lines().find(|l| l.starts_with("State:")).unwrap();
@@ -248,11 +243,9 @@ fn freeze_really_stops_and_thaw_resumes() {
 
 #[test]
 fn memory_limit_oom_kills_a_hog() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-oom") else {
         return;
-    }
-    let name = unique_name("cg-oom");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     common::oom_kill_a_hog(&cg.0);
     let mem = cg.0.path_on("memory").unwrap();
     let oom = read(&mem, "memory.oom_control");
@@ -265,11 +258,9 @@ fn memory_limit_oom_kills_a_hog() {
 
 #[test]
 fn pids_limit_stops_forks() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-pids") else {
         return;
-    }
-    let name = unique_name("cg-pids");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     let err = common::pids_limit_stops_forks(&cg.0, &cg.0.path_on("pids").unwrap());
     assert!(
         err.contains("Resource temporarily unavailable") || err.contains("fork"),
@@ -279,11 +270,9 @@ fn pids_limit_stops_forks() {
 
 #[test]
 fn stats_are_plausible_and_serialize_like_runc() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-stats") else {
         return;
-    }
-    let name = unique_name("cg-stats");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     cg.0.apply(&res(
         r#"{"memory": {"limit": 134217728}, "pids": {"limit": 50}}"#,
     ))
@@ -330,11 +319,9 @@ fn stats_are_plausible_and_serialize_like_runc() {
 
 #[test]
 fn kill_all_reaches_every_task() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-kill") else {
         return;
-    }
-    let name = unique_name("cg-kill");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     common::assert_kill_all_reaches_every_task(&cg.0);
 }
 
@@ -494,11 +481,9 @@ fn remove_right_after_sigkill_waits_for_the_exiting_tasks() {
 
 #[test]
 fn remove_of_a_cgroup_with_a_live_task_fails_naming_it() {
-    if not_root_or_locked() {
+    let Some((cg, name)) = start("cg-rmbusy") else {
         return;
-    }
-    let name = unique_name("cg-rmbusy");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     let p = Proc::sleeper();
     cg.0.add_task(p.pid()).unwrap();
     let t = Instant::now();

@@ -60,6 +60,14 @@ fn setup_cpus() -> Option<(CpuSet, CpuSet)> {
     Some(([last].into_iter().collect(), online))
 }
 
+/// A test's start: the CPUs to dedicate and the online ones (`None`: skip), the host lock held
+/// exclusively, and the host as it was before.
+fn start() -> Option<(CpuSet, CpuSet, HostLock, Snapshot)> {
+    let (cpus, online) = setup_cpus()?;
+    let lock = HostLock::exclusive();
+    Some((cpus, online, lock, Snapshot::take()))
+}
+
 fn spec(prefix: &str, cpus: &CpuSet, online: &CpuSet) -> DedicatedSpec {
     let name = carve_testkit::short_name(prefix);
     DedicatedSpec::new(&name, cpus.clone(), online)
@@ -75,11 +83,9 @@ impl Drop for Kill {
 
 #[test]
 fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
     // A task that exists before setup, allowed everywhere.
     let bystander = Kill(
         std::process::Command::new("sleep")
@@ -177,11 +183,9 @@ fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly()
 
 #[test]
 fn host_tuning_launch_is_pinned_locked_and_scheduled() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
     let mut s = spec("lch", &cpus, &online);
     s.sched = "rr:7".parse().unwrap();
     s.rlimits = vec!["nofile=256:512".parse().unwrap()];
@@ -223,11 +227,9 @@ fn host_tuning_launch_is_pinned_locked_and_scheduled() {
 
 #[test]
 fn host_tuning_refuses_a_core_of_a_live_run_and_a_request_without_housekeeping() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
     let all = DedicatedSpec::new(&carve_testkit::short_name("all"), online.clone(), &online);
     assert_refused(Partition::new(all).setup(), "no housekeeping core");
     let first = Partition::new(spec("one", &cpus, &online)).setup().unwrap();
@@ -251,15 +253,13 @@ fn movable_irq() -> Option<u32> {
 
 #[test]
 fn host_tuning_deadline_launch_and_an_irq_routed_to_the_partition() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
-    let _lock = HostLock::exclusive();
     let Some(irq) = movable_irq() else {
         carve_testkit::skip(carve_testkit::SkipKind::Host, "no movable IRQ");
         return;
     };
-    let before = Snapshot::take();
     let mut s = spec("dl", &cpus, &online);
     s.sched = "deadline:100us/1ms".parse().unwrap();
     s.irqs = vec![irq];
@@ -294,7 +294,7 @@ impl Drop for Sibling {
 /// carve-cgroups creates meanwhile starts without the dedicated CPU.
 #[test]
 fn host_tuning_new_cgroup_starts_without_a_dedicated_cpu_beside_a_podman_like_cpuset() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
     let root = Path::new("/sys/fs/cgroup/cpuset");
@@ -305,8 +305,6 @@ fn host_tuning_new_cgroup_starts_without_a_dedicated_cpu_beside_a_podman_like_cp
         );
         return;
     }
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
     let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
     let sib = Sibling(root.join(carve_testkit::unique_name("podlike")));
     std::fs::create_dir(&sib.0).unwrap();

@@ -69,10 +69,6 @@ fn vm(append: &str, network: Option<Attachment>) -> KindSpec {
     })
 }
 
-fn wait_for(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
-    carve_testkit::wait_for(what, timeout, f);
-}
-
 fn allowed_cpus(pid: i32) -> String {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -128,11 +124,12 @@ fn dedicated_partition_alone_up_down_restores_the_host_tuning() {
     assert!((0.0..90.0).contains(&stolen), "stolen {stolen}%");
     // The host is retuned while it runs: the unbound workqueue mask leaves core 1.
     assert_ne!(Snapshot::take().files, before);
-    wait_for("its output in the log", Duration::from_secs(10), || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains("on 1")
-    });
+    common::wait_for_log(
+        "its output in the log",
+        &st.log,
+        "on 1",
+        Duration::from_secs(10),
+    );
     up.down();
     assert!(!carve_journal::ProcessId::of(pid).is_some_and(|p| p.is_alive()));
     assert_eq!(Snapshot::take().files, before, "host tuning not restored");
@@ -173,14 +170,11 @@ fn vm_partition_alone_boots_on_the_bridge_and_down_leaves_nothing() {
     let st = up.running().state().partitions[0].clone();
     assert_eq!(st.state, PartState::Running);
     // The guest boots and reaches the bridge's address through its tap.
-    wait_for(
+    common::wait_for_log(
         "the guest to ping the bridge",
+        &st.log,
+        "ping-ok",
         Duration::from_secs(120),
-        || {
-            std::fs::read_to_string(&st.log)
-                .unwrap_or_default()
-                .contains("ping-ok")
-        },
     );
     let e = engine();
     up.running().tick(&e);
@@ -269,11 +263,12 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
     assert_eq!(policy, libc::SCHED_FIFO);
     // The VM fetches the container's page over the bridge and prints it on its console.
     let vm_log = parts[2].log.clone();
-    wait_for("the VM to print the page", Duration::from_secs(120), || {
-        std::fs::read_to_string(&vm_log)
-            .unwrap_or_default()
-            .contains(&format!("carve-page-{web}"))
-    });
+    common::wait_for_log(
+        "the VM to print the page",
+        &vm_log,
+        &format!("carve-page-{web}"),
+        Duration::from_secs(120),
+    );
     // ps sees all three with their cores.
     let rows = carve_engine::ops::ps(&up.engine.root, Duration::from_millis(100));
     let mine: Vec<_> = rows.iter().filter(|r| r.plan == plan.name).collect();
@@ -436,11 +431,12 @@ append = 'quiet carve.cmd="test -b /dev/vda && echo disk-marker-$(cat /sys/block
     let st = up.running().state().partitions[0].clone();
     assert_eq!(st.state, PartState::Running);
     // The guest sees the drive as vda, read-only.
-    wait_for("the guest to see vda", Duration::from_secs(120), || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains("disk-marker-1")
-    });
+    common::wait_for_log(
+        "the guest to see vda",
+        &st.log,
+        "disk-marker-1",
+        Duration::from_secs(120),
+    );
     let e = engine();
     up.running().tick(&e);
     up.down();

@@ -140,11 +140,12 @@ fn container_with_network_up_ps_exec_down_leaves_nothing() {
     assert_eq!(usage.memory_limit, Some(64 << 20));
     assert!(usage.cpu_ns.is_some() && usage.memory.is_some());
     // Its output reaches the log.
-    wait_for("the log line", || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains(&format!("hello from {part}"))
-    });
+    common::wait_for_log(
+        "the log line",
+        &st.log,
+        &format!("hello from {part}"),
+        Duration::from_secs(20),
+    );
     // eth0 in its own namespace has the plan's address; its veth peer is on the bridge.
     let cns = carve_engine::network::container_netns(&plan.name, &part);
     let mut inner = Netlink::open_in(&cns).unwrap();
@@ -336,11 +337,12 @@ fn system_container_runs_busybox_init_and_stops_it_with_sigpwr() {
             .trim()
             == "init"
     });
-    wait_for("init's rcS", || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains("carve-init: up")
-    });
+    common::wait_for_log(
+        "init's rcS",
+        &st.log,
+        "carve-init: up",
+        Duration::from_secs(20),
+    );
     // An open fd keeps the log readable after down unmounts the plan's state folder.
     let mut log = std::fs::File::open(&st.log).unwrap();
     let r = up.running.take().unwrap();
@@ -383,11 +385,12 @@ fn an_existing_oci_bundle_runs_with_the_plan_cgroup_and_limits() {
     let plan = plan_of(vec![p]);
     let mut up = Up::new(plan.clone());
     let st = up.running.as_ref().unwrap().state().partitions[0].clone();
-    wait_for("the bundle's own command", || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains("from-the-bundle")
-    });
+    common::wait_for_log(
+        "the bundle's own command",
+        &st.log,
+        "from-the-bundle",
+        Duration::from_secs(20),
+    );
     let hs = carve_engine::cgroup::hierarchies();
     let u = carve_engine::cgroup::usage(&hs, st.cgroup.as_ref().unwrap());
     assert_eq!(u.memory_limit, Some(64 << 20));

@@ -153,6 +153,11 @@ pub fn res(json: &str) -> oci_spec::runtime::LinuxResources {
     serde_json::from_str(json).expect("resources json")
 }
 
+/// The error `m` gives for the resources `json`, which must be refused.
+pub fn refused(m: &Manager, json: &str) -> String {
+    m.apply(&res(json)).unwrap_err().to_string()
+}
+
 /// Device rules: deny everything, then allow /dev/null fully and /dev/zero read-only.
 pub const DEVICE_RULES: &str = r#"{"devices": [
     {"allow": false, "access": "rwm"},

@@ -82,9 +82,9 @@ impl Up {
     }
 }
 
-/// Waits (up to `timeout`) until the file at `log` contains `text`.
-pub fn wait_for_log(log: &Path, text: &str, timeout: Duration) {
-    carve_testkit::wait_for(&format!("{text:?} in {}", log.display()), timeout, || {
+/// Waits (up to `timeout`, failing with `what`) until the file at `log` contains `text`.
+pub fn wait_for_log(what: &str, log: &Path, text: &str, timeout: Duration) {
+    carve_testkit::wait_for(what, timeout, || {
         std::fs::read_to_string(log)
             .unwrap_or_default()
             .contains(text)
