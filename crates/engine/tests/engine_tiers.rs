@@ -69,6 +69,19 @@ fn vm(append: &str, network: Option<Attachment>) -> KindSpec {
     })
 }
 
+/// Brings up `plan` (one VM partition), waits up to 120 s for its guest to print `text` (failing
+/// with `what`) and takes the plan down: the VM's QEMU must be gone.
+fn vm_plan_prints(plan: &PlanSpec, what: &str, text: &str) {
+    let mut up = Up::new(plan.clone());
+    let st = up.running().state().partitions[0].clone();
+    assert_eq!(st.state, PartState::Running);
+    common::wait_for_log(what, &st.log, text, Duration::from_secs(120));
+    let e = engine();
+    up.running().tick(&e);
+    up.down();
+    assert!(!carve_journal::ProcessId::of(st.pid.unwrap()).is_some_and(|p| p.is_alive()));
+}
+
 fn allowed_cpus(pid: i32) -> String {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -166,20 +179,8 @@ fn vm_partition_alone_boots_on_the_bridge_and_down_leaves_nothing() {
             ),
         )],
     };
-    let mut up = Up::new(plan.clone());
-    let st = up.running().state().partitions[0].clone();
-    assert_eq!(st.state, PartState::Running);
     // The guest boots and reaches the bridge's address through its tap.
-    common::wait_for_log(
-        "the guest to ping the bridge",
-        &st.log,
-        "ping-ok",
-        Duration::from_secs(120),
-    );
-    let e = engine();
-    up.running().tick(&e);
-    up.down();
-    assert!(!carve_journal::ProcessId::of(st.pid.unwrap()).is_some_and(|p| p.is_alive()));
+    vm_plan_prints(&plan, "the guest to ping the bridge", "ping-ok");
     let mut nl = Netlink::open_in(ns.name()).unwrap();
     let links: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(links, vec!["lo".to_string()]);
@@ -427,19 +428,7 @@ append = 'quiet carve.cmd="test -b /dev/vda && echo disk-marker-$(cat /sys/block
             .unwrap()
             .join("scratch.qcow2,readonly")]
     );
-    let mut up = Up::new(plan.clone());
-    let st = up.running().state().partitions[0].clone();
-    assert_eq!(st.state, PartState::Running);
     // The guest sees the drive as vda, read-only.
-    common::wait_for_log(
-        "the guest to see vda",
-        &st.log,
-        "disk-marker-1",
-        Duration::from_secs(120),
-    );
-    let e = engine();
-    up.running().tick(&e);
-    up.down();
-    assert!(!carve_journal::ProcessId::of(st.pid.unwrap()).is_some_and(|p| p.is_alive()));
+    vm_plan_prints(&plan, "the guest to see vda", "disk-marker-1");
     assert_plan_gone(&plan);
 }

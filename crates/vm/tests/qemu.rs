@@ -87,10 +87,7 @@ fn boots_to_marker_pins_vcpus_and_stops_gracefully() {
     }
     assert!(!vm.paths().qmp().exists());
     assert!(!vm.paths().console_sock().exists());
-    assert!(std::fs::read_dir(&t.ctx.journal_root)
-        .unwrap()
-        .next()
-        .is_none());
+    t.assert_journals_undone();
 }
 
 #[test]
@@ -212,10 +209,7 @@ fn a_qemu_crash_is_detected_and_reported() {
     assert_eq!(st.state, "crashed");
     assert_eq!(st.exit.unwrap().signal, Some(9));
     // The journal was undone by the supervisor (this test).
-    assert!(std::fs::read_dir(&t.ctx.journal_root)
-        .unwrap()
-        .next()
-        .is_none());
+    t.assert_journals_undone();
 }
 
 #[test]
@@ -236,10 +230,7 @@ fn qemu_that_fails_to_start_is_reported_with_its_message() {
     assert!(msg.contains("QEMU exited with status 1"), "{msg}");
     assert!(msg.to_lowercase().contains("qcow2"), "{msg}");
     assert!(!t.ctx.paths(&name).dir.exists());
-    assert!(std::fs::read_dir(&t.ctx.journal_root)
-        .unwrap()
-        .next()
-        .is_none());
+    t.assert_journals_undone();
 }
 
 #[test]
@@ -365,10 +356,7 @@ fn a_guest_that_halts_without_powering_off_counts_as_stopped() {
     let log = console::read_from_str(&vm.paths().console_log(), 0);
     assert!(log.contains("System halted"), "{log}");
     assert_eq!(vm::status(&t.ctx, &name).unwrap().state, "halted");
-    assert!(std::fs::read_dir(&t.ctx.journal_root)
-        .unwrap()
-        .next()
-        .is_none());
+    t.assert_journals_undone();
 
     // `stop` on a guest that ignores the power button (no acpid) and then halts: no waiting out
     // the timeout.

@@ -63,6 +63,17 @@ pub fn context_locked(lock: carve_testkit::HostLock) -> TestContext {
     }
 }
 
+impl TestContext {
+    /// Checks every journal of this context was undone (and removed): no cgroup or state left.
+    pub fn assert_journals_undone(&self) {
+        let left: Vec<_> = std::fs::read_dir(&self.ctx.journal_root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "journals left: {left:?}");
+    }
+}
+
 /// The core a test VM's vCPU gets: the last online core (housekeeping keeps the others).
 pub fn vcpu_core() -> usize {
     carve_testkit::vm_core()
