@@ -6,8 +6,8 @@
 use carve_core::CpuSet;
 use carve_engine::engine::Engine;
 use carve_engine::spec::{
-    Attachment, ContainerSpec, DedicatedSpec, KindSpec, NetworkSpec, PartitionSpec, PlanSpec,
-    RestartPolicy, RootfsSource, VmSpec,
+    Attachment, ContainerSpec, DedicatedSpec, KindSpec, PartitionSpec, PlanSpec, RestartPolicy,
+    RootfsSource, VmSpec,
 };
 use carve_engine::state::{PartState, PlanDir};
 use carve_net::{Netlink, NetnsGuard};
@@ -157,25 +157,14 @@ fn vm_partition_alone_boots_on_the_bridge_and_down_leaves_nothing() {
     let name = unique_name("vm");
     let plan = PlanSpec {
         name: unique_name("plan"),
-        networks: vec![NetworkSpec {
-            name: bridge.clone(),
-            namespace: Some(ns.name().into()),
-            subnet: "10.79.0.0".parse().unwrap(),
-            prefix: 24,
-            gateway: Some("10.79.0.1".parse().unwrap()),
-        }],
+        networks: vec![common::bridge(&bridge, ns.name(), "10.79.0")],
         partitions: vec![part(
             &name,
             "0",
             256 << 20,
             vm(
                 "quiet carve.cmd=\"ping -c 1 -W 10 10.79.0.1 && echo ping-ok\"",
-                Some(Attachment {
-                    bridge,
-                    address: "10.79.0.3".parse().unwrap(),
-                    prefix: 24,
-                    gateway: None,
-                }),
+                Some(common::attach(&bridge, "10.79.0.3")),
             ),
         )],
     };
@@ -195,22 +184,11 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
     let rootfs = rootfs(t.path());
     let ns = NetnsGuard::create(&unique_name("ns")).unwrap();
     let bridge = short_name("br");
-    let att = |addr: &str| Attachment {
-        bridge: bridge.clone(),
-        address: addr.parse().unwrap(),
-        prefix: 24,
-        gateway: None,
-    };
+    let att = |addr: &str| common::attach(&bridge, addr);
     let (fast, web, guest) = (unique_name("fast"), unique_name("web"), unique_name("vm"));
     let plan = PlanSpec {
         name: unique_name("plan"),
-        networks: vec![NetworkSpec {
-            name: bridge.clone(),
-            namespace: Some(ns.name().into()),
-            subnet: "10.80.0.0".parse().unwrap(),
-            prefix: 24,
-            gateway: Some("10.80.0.1".parse().unwrap()),
-        }],
+        networks: vec![common::bridge(&bridge, ns.name(), "10.80.0")],
         partitions: vec![
             part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "fifo:10")),
             part(

@@ -5,8 +5,7 @@
 use carve_core::CpuSet;
 use carve_engine::engine::{request, Engine};
 use carve_engine::spec::{
-    Attachment, ContainerSpec, KindSpec, NetworkSpec, PartitionSpec, PlanSpec, RestartPolicy,
-    RootfsSource,
+    Attachment, ContainerSpec, KindSpec, PartitionSpec, PlanSpec, RestartPolicy, RootfsSource,
 };
 use carve_engine::state::{check_collisions, Desired, PartState, PlanDir, StateError};
 use carve_engine::UpError;
@@ -57,13 +56,7 @@ fn net_plan(ns: &str) -> PlanSpec {
     let part = unique_name("web");
     PlanSpec {
         name: unique_name("plan"),
-        networks: vec![NetworkSpec {
-            name: bridge.clone(),
-            namespace: Some(ns.into()),
-            subnet: "10.77.0.0".parse().unwrap(),
-            prefix: 24,
-            gateway: Some("10.77.0.1".parse().unwrap()),
-        }],
+        networks: vec![common::bridge(&bridge, &ns, "10.77.0")],
         partitions: vec![container(
             &part,
             "0",
@@ -72,12 +65,7 @@ fn net_plan(ns: &str) -> PlanSpec {
                 "-c",
                 "trap 'exit 0' TERM; echo hello from $CARVE_PARTITION; sleep 1000 & wait",
             ],
-            Some(Attachment {
-                bridge,
-                address: "10.77.0.2".parse().unwrap(),
-                prefix: 24,
-                gateway: None,
-            }),
+            Some(common::attach(&bridge, "10.77.0.2")),
         )],
     }
 }

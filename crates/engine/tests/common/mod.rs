@@ -4,7 +4,7 @@
 
 use carve_engine::engine::Engine;
 use carve_engine::oci::OciRuntime;
-use carve_engine::spec::{PartitionSpec, PlanSpec};
+use carve_engine::spec::{Attachment, NetworkSpec, PartitionSpec, PlanSpec};
 use carve_engine::Running;
 use carve_testkit::unique_name;
 use std::path::Path;
@@ -100,4 +100,25 @@ pub fn done_steps(events: &[carve_engine::Event]) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Bridge `name` inside netns `ns` on the /24 `net`.0 (e.g. "10.79.0"), gateway `net`.1.
+pub fn bridge(name: &str, ns: &str, net: &str) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        namespace: Some(ns.into()),
+        subnet: format!("{net}.0").parse().unwrap(),
+        prefix: 24,
+        gateway: Some(format!("{net}.1").parse().unwrap()),
+    }
+}
+
+/// An attachment to bridge `bridge` at `address`/24, no gateway of its own.
+pub fn attach(bridge: &str, address: &str) -> Attachment {
+    Attachment {
+        bridge: bridge.into(),
+        address: address.parse().unwrap(),
+        prefix: 24,
+        gateway: None,
+    }
 }
