@@ -1,7 +1,7 @@
 //! `carve run --dedicated` and `carve restore` end to end, as root, on the real host. Each test
 //! retunes the host, so each holds `HostLock` and checks the host is back exactly afterwards.
 
-use carve_testkit::{HostLock, Snapshot};
+use carve_testkit::{HostLock, KillOnDrop, Snapshot};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,14 +32,6 @@ fn core() -> Option<String> {
     )
     .ok()?;
     (online.len() >= 2).then(|| online.iter().last().unwrap().to_string())
-}
-
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Waits until the journal of partition `name` records `n` processes (the launched command, then

@@ -5,7 +5,7 @@ use carve_core::CpuSet;
 use carve_dedicated::launch::{sched_getattr, status_field};
 use carve_dedicated::sys::{get_affinity, online_cpus, set_affinity};
 use carve_dedicated::{DedicatedSpec, Error, Partition};
-use carve_testkit::{HostLock, Snapshot};
+use carve_testkit::{HostLock, KillOnDrop as Kill, Snapshot};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,12 +73,17 @@ fn spec(prefix: &str, cpus: &CpuSet, online: &CpuSet) -> DedicatedSpec {
     DedicatedSpec::new(&name, cpus.clone(), online)
 }
 
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A `sleep 30` allowed on `cpus`, killed on drop, and its pid.
+fn sleeper_on(cpus: &CpuSet) -> (Kill, i32) {
+    let child = Kill(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id() as i32;
+    set_affinity(pid, cpus).unwrap();
+    (child, pid)
 }
 
 #[test]
@@ -87,14 +92,7 @@ fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly()
         return;
     };
     // A task that exists before setup, allowed everywhere.
-    let bystander = Kill(
-        std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap(),
-    );
-    let bpid = bystander.0.id() as i32;
-    set_affinity(bpid, &online).unwrap();
+    let (bystander, bpid) = sleeper_on(&online);
     let mut s = spec("set", &cpus, &online);
     s.sched = "fifo:10".parse().unwrap();
     s.hugepages = vec!["2MiB:2".parse().unwrap()];
@@ -156,14 +154,7 @@ fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly()
         "{mount:?} not mounted"
     );
     // A task that lands on the dedicated core later is moved by the watcher.
-    let lander = Kill(
-        std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap(),
-    );
-    let lpid = lander.0.id() as i32;
-    set_affinity(lpid, &online).unwrap();
+    let (lander, lpid) = sleeper_on(&online);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !get_affinity(lpid).unwrap().intersection(&cpus).is_empty() {
         assert!(

@@ -10,7 +10,8 @@
 //!   takes one before and after the whole suite and fails on any difference.
 //! - [`skip`] / [`require_root`] / [`require_tool`]: a test that cannot run says why in a form
 //!   the suite counts (scripts/test.sh prints the summary; CI fails on a skip it must not have).
-//! - [`wait_for`]: a poll with a deadline whose panic names what it waited for.
+//! - [`wait_for`]: a poll with a deadline whose panic names what it waited for;
+//!   [`KillOnDrop`]: a child process that never outlives its test.
 //! - [`guest_dir`] / [`vm_core`]: where the VM tests' guest assets are and which core a test VM
 //!   gets.
 //! - [`reaper()`]: a watcher process that undoes what a test registered ([`reaper::Item`]) once
@@ -198,4 +199,14 @@ pub fn vm_core() -> usize {
         .iter()
         .last()
         .expect("an online CPU")
+}
+
+/// A child process killed (SIGKILL) and reaped on drop, also when the test fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -93,10 +93,8 @@ fn boots_to_marker_pins_vcpus_and_stops_gracefully() {
 #[test]
 fn pause_stops_the_counter_and_resume_continues_it_and_stop_falls_back_to_kill() {
     let t = context();
-    let name = unique_name("vm-pause");
-    let mut vm = Vm::launch(&t.ctx, spec(&name, COUNTER_CMD), Boot::Fresh).unwrap();
+    let (name, _, mut vm) = counter_vm(&t, "vm-pause");
     let log = vm.paths().console_log();
-    vm.wait_for_console("count=3", 0, BOOT).unwrap();
 
     vm::pause(&t.ctx, &name).unwrap();
     assert_eq!(vm::status(&t.ctx, &name).unwrap().state, "paused");
@@ -136,11 +134,8 @@ fn pause_stops_the_counter_and_resume_continues_it_and_stop_falls_back_to_kill()
 #[test]
 fn snapshot_then_kill_then_restore_continues_the_counter() {
     let t = context();
-    let name = unique_name("vm-snap");
-    let s = spec(&name, COUNTER_CMD);
-    let mut vm = Vm::launch(&t.ctx, s.clone(), Boot::Fresh).unwrap();
+    let (name, s, mut vm) = counter_vm(&t, "vm-snap");
     let log = vm.paths().console_log();
-    vm.wait_for_console("count=3", 0, BOOT).unwrap();
     let snap = tempfile::NamedTempFile::new().unwrap();
     vm::pause(&t.ctx, &name).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -169,9 +164,7 @@ fn snapshot_then_kill_then_restore_continues_the_counter() {
 #[test]
 fn live_migration_keeps_the_counter() {
     let t = context();
-    let name = unique_name("vm-mig");
-    let mut src = Vm::launch(&t.ctx, spec(&name, COUNTER_CMD), Boot::Fresh).unwrap();
-    src.wait_for_console("count=3", 0, BOOT).unwrap();
+    let (name, _, mut src) = counter_vm(&t, "vm-mig");
     let dest_name = unique_name("vm-mig-dest");
     let mut d = src.spec().clone();
     d.name = dest_name.clone();

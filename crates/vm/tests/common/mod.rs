@@ -97,6 +97,16 @@ pub fn spec(name: &str, append: &str) -> VmSpec {
     b.build_unchecked()
 }
 
+/// A VM named from `tag` booting the counter guest ([`COUNTER_CMD`]) in `t`, once it has
+/// counted to 3: its name, its spec and the VM.
+pub fn counter_vm(t: &TestContext, tag: &str) -> (String, VmSpec, carve_vm::vm::Vm) {
+    let name = carve_testkit::unique_name(tag);
+    let s = spec(&name, COUNTER_CMD);
+    let mut vm = carve_vm::vm::Vm::launch(&t.ctx, s.clone(), carve_vm::vm::Boot::Fresh).unwrap();
+    vm.wait_for_console("count=3", 0, BOOT).unwrap();
+    (name, s, vm)
+}
+
 /// Every `count=N` the guest printed after `from`, in order.
 pub fn counts(log: &std::path::Path, from: u64) -> Vec<u64> {
     carve_vm::console::read_from_str(log, from)
