@@ -49,7 +49,7 @@ fn plan_check_accepts_every_example_on_every_fixture_host() {
     assert!(examples.iter().any(|p| p.ends_with("gateway.toml")));
     for ex in &examples {
         for fx in FIXTURES {
-            let (code, out, err) = plan_check(&[], &ex, fx);
+            let (code, out, err) = plan_check(&[], ex, fx);
             assert_eq!(code, 0, "{} on {fx}:\n{err}", ex.display());
             assert!(out.contains(": OK,"), "{out}");
             assert!(out.contains("cpu   core  node  use"), "{out}");

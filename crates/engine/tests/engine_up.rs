@@ -56,7 +56,7 @@ fn net_plan(ns: &str) -> PlanSpec {
     let part = unique_name("web");
     PlanSpec {
         name: unique_name("plan"),
-        networks: vec![common::bridge(&bridge, &ns, "10.77.0")],
+        networks: vec![common::bridge(&bridge, ns, "10.77.0")],
         partitions: vec![container(
             &part,
             "0",
