@@ -277,13 +277,7 @@ fn stats_are_plausible_and_serialize_like_runc() {
         r#"{"memory": {"limit": 134217728}, "pids": {"limit": 50}}"#,
     ))
     .unwrap();
-    let mut p = Proc::gated(
-        "dd if=/dev/zero of=/dev/null bs=4M count=400 2>/dev/null; echo done; exec sleep 1000",
-    );
-    cg.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    p.wait_for_stdout(5);
-    let st = cg.0.stats().unwrap();
+    let (_task, st) = common::stats_after_work(&cg.0, 400);
     assert!(st.cpu.usage.total > 1_000_000, "{:?}", st.cpu);
     assert!(!st.cpu.usage.percpu.is_empty());
     assert!(st.memory.usage.usage > 0 && st.memory.usage.max >= st.memory.usage.usage);

@@ -189,13 +189,7 @@ fn v2_stats_are_plausible() {
             "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#,
     ))
     .unwrap();
-    let mut p = Proc::gated(
-        "dd if=/dev/zero of=/dev/null bs=4M count=100 2>/dev/null; echo done; exec sleep 1000",
-    );
-    c.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    p.wait_for_stdout(5);
-    let st = c.0.stats().unwrap();
+    let (_task, st) = common::stats_after_work(&c.0, 100);
     assert!(st.cpu.usage.total > 0, "{:?}", st.cpu);
     assert!(st.cpu.usage.user + st.cpu.usage.kernel > 0);
     assert!(st.memory.usage.usage > 0);

@@ -158,6 +158,18 @@ pub fn refused(m: &Manager, json: &str) -> String {
     m.apply(&res(json)).unwrap_err().to_string()
 }
 
+/// Runs a task in `m` that copies `blocks` × 4 MiB through dd and then sleeps (kept alive in
+/// the returned [`Proc`]), and returns the stats read once the copy is done.
+pub fn stats_after_work(m: &Manager, blocks: u32) -> (Proc, carve_cgroups::stats::Stats) {
+    let mut p = Proc::gated(&format!(
+        "dd if=/dev/zero of=/dev/null bs=4M count={blocks} 2>/dev/null; echo done; exec sleep 1000"
+    ));
+    m.add_task(p.pid()).unwrap();
+    p.open_gate();
+    p.wait_for_stdout(5);
+    (p, m.stats().unwrap())
+}
+
 /// Device rules: deny everything, then allow /dev/null fully and /dev/zero read-only.
 pub const DEVICE_RULES: &str = r#"{"devices": [
     {"allow": false, "access": "rwm"},
