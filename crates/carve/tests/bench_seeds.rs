@@ -2,6 +2,8 @@
 //! runs briefly with --quick and its JSON has every row. No figure is asserted: benchmarks are
 //! commands; these tests check that the commands work and clean up.
 
+mod common;
+
 use carve_testkit::{HostLock, Snapshot};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -25,27 +27,61 @@ const ROWS: [&str; 14] = [
 ];
 
 fn guest() -> PathBuf {
-    let dir = std::env::var_os("CARVE_TEST_GUEST")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest"))
-        });
+    let dir = carve_testkit::guest_dir();
     carve_vm::assets::prepare_guest(&dir).expect("guest assets");
     dir
 }
 
-fn carve(work: &Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_carve"))
-        .args(args)
-        .arg("--json")
-        .env("CARVE_BENCH_GUEST", guest())
-        .current_dir(work)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "carve {args:?}: {stderr}");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+/// One bench run as root: the host lock it needs, a work folder, and what the host looked like
+/// before.
+struct Bench {
+    _lock: HostLock,
+    before: Snapshot,
+    w: tempfile::TempDir,
+}
+
+impl Bench {
+    /// `None` when not root; else holds `lock` (HostLock::shared or ::exclusive) until dropped.
+    fn start(lock: fn() -> HostLock) -> Option<Bench> {
+        if !carve_testkit::is_root() {
+            return None;
+        }
+        let _lock = lock();
+        Some(Bench {
+            _lock,
+            before: Snapshot::take(),
+            w: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// Runs `carve ARGS --json` in the work folder (`{work}` in `args` names it; words split on
+    /// spaces) and returns its JSON.
+    fn carve(&self, args: &str) -> Value {
+        let work = self.w.path().to_str().unwrap();
+        let args: Vec<String> = args.split(' ').map(|a| a.replace("{work}", work)).collect();
+        let out = Command::new(common::CARVE)
+            .args(&args)
+            .arg("--json")
+            .env("CARVE_BENCH_GUEST", guest())
+            .current_dir(self.w.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "carve {args:?}: {stderr}");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Checks the bench left nothing on the host (cgroups, mounts, netns, journals) that names it.
+    fn assert_host_unchanged(&self) {
+        let d: Vec<String> = self
+            .before
+            .diff(&Snapshot::take())
+            .into_iter()
+            .filter(|l| l.contains("carve-bench") || l.contains("cbload") || l.starts_with('/'))
+            .collect();
+        assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    }
 }
 
 fn rows_of(v: &Value) -> Vec<String> {
@@ -57,35 +93,12 @@ fn rows_of(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// What a bench left behind on the host (cgroups, mounts, netns, journals) that names it.
-fn leftovers(before: &Snapshot) -> Vec<String> {
-    before
-        .diff(&Snapshot::take())
-        .into_iter()
-        .filter(|l| l.contains("carve-bench") || l.contains("cbload") || l.starts_with('/'))
-        .collect()
-}
-
 #[test]
 fn bench_overhead_quick_native_and_container_rows() {
-    if !carve_testkit::is_root() {
+    let Some(b) = Bench::start(HostLock::shared) else {
         return;
-    }
-    let _lock = HostLock::shared();
-    let w = tempfile::tempdir().unwrap();
-    let work = w.path().to_str().unwrap();
-    let v = carve(
-        w.path(),
-        &[
-            "bench",
-            "overhead",
-            "--quick",
-            "--no-dedicated",
-            "--no-vm",
-            "--work",
-            work,
-        ],
-    );
+    };
+    let v = b.carve("bench overhead --quick --no-dedicated --no-vm --work {work}");
     assert_eq!(rows_of(&v), ROWS);
     for r in v["rows"].as_array().unwrap() {
         assert!(
@@ -110,23 +123,10 @@ fn bench_overhead_quick_native_and_container_rows() {
 
 #[test]
 fn host_tuning_bench_overhead_quick_dedicated_and_vm_rows() {
-    if !carve_testkit::is_root() {
+    let Some(b) = Bench::start(HostLock::exclusive) else {
         return;
-    }
-    let _lock = HostLock::exclusive();
-    let w = tempfile::tempdir().unwrap();
-    let work = w.path().to_str().unwrap();
-    let v = carve(
-        w.path(),
-        &[
-            "bench",
-            "overhead",
-            "--quick",
-            "--no-container",
-            "--work",
-            work,
-        ],
-    );
+    };
+    let v = b.carve("bench overhead --quick --no-container --work {work}");
     let tiers: Vec<(&str, bool)> = v["tiers"]
         .as_array()
         .unwrap()
@@ -162,25 +162,10 @@ fn host_tuning_bench_overhead_quick_dedicated_and_vm_rows() {
 
 #[test]
 fn host_tuning_bench_interference_quick_has_every_scenario_and_period() {
-    if !carve_testkit::is_root() {
+    let Some(b) = Bench::start(HostLock::exclusive) else {
         return;
-    }
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
-    let w = tempfile::tempdir().unwrap();
-    let work = w.path().to_str().unwrap();
-    let v = carve(
-        w.path(),
-        &[
-            "bench",
-            "interference",
-            "--quick",
-            "--periods-us",
-            "1000,10000",
-            "--work",
-            work,
-        ],
-    );
+    };
+    let v = b.carve("bench interference --quick --periods-us 1000,10000 --work {work}");
     let load: Vec<&str> = v["load"]
         .as_array()
         .unwrap()
@@ -227,21 +212,15 @@ fn host_tuning_bench_interference_quick_has_every_scenario_and_period() {
     assert!(v["floor"]["histogram"]
         .as_array()
         .is_some_and(|h| !h.is_empty()));
-    let d = leftovers(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    b.assert_host_unchanged();
 }
 
 #[test]
 fn host_tuning_bench_packet_quick_has_both_cores_and_the_seed_lines() {
-    if !carve_testkit::is_root() {
+    let Some(b) = Bench::start(HostLock::exclusive) else {
         return;
-    }
-    let _lock = HostLock::exclusive();
-    let w = tempfile::tempdir().unwrap();
-    let v = carve(
-        w.path(),
-        &["bench", "packet", "--quick", "--packets", "50000"],
-    );
+    };
+    let v = b.carve("bench packet --quick --packets 50000");
     let lines = v["lines"].as_array().unwrap();
     assert_eq!(lines.len(), 2, "{v}");
     for l in lines {
@@ -276,65 +255,35 @@ fn host_tuning_bench_packet_quick_has_both_cores_and_the_seed_lines() {
 
 #[test]
 fn host_tuning_noise_compare_load_measures_both_under_the_load_plan() {
-    if !carve_testkit::is_root() {
+    let Some(b) = Bench::start(HostLock::exclusive) else {
         return;
-    }
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
-    let w = tempfile::tempdir().unwrap();
-    let work = w.path().to_str().unwrap();
-    let v = carve(
-        w.path(),
-        &[
-            "noise",
-            "--cpus",
-            "1",
-            "--seconds",
-            "0.5",
-            "--compare",
-            "--load",
-            "--no-trace",
-            "--load-work",
-            work,
-        ],
-    );
+    };
+    let v = b.carve("noise --cpus 1 --seconds 0.5 --compare --load --no-trace --load-work {work}");
     let core = &v["cores"][0];
     assert!(core["untuned"]["stolen_percent"].is_number(), "{v}");
     assert!(core["dedicated"]["stolen_percent"].is_number(), "{v}");
     assert!(core["ratio"]["stolen_percent"].is_number(), "{v}");
-    let d = leftovers(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    b.assert_host_unchanged();
 }
 
 #[test]
 fn noise_load_without_compare_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_carve"))
-        .args(["noise", "--cpus", "1", "--load"])
-        .output()
-        .unwrap();
+    let out = common::carve(&["noise", "--cpus", "1", "--load"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--load needs --compare"));
 }
 
-/// Renders the page in headless Chromium and checks the screenshot is not blank.
+/// Renders the page in headless Chromium into `png`.
 fn screenshot(html: &Path, png: &Path) {
     let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("/usr/bin/chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1024,2400")
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("chromium (scripts/setup.sh installs it)");
+    let out = common::chromium(
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1024,2400",
+            &format!("file://{}", html.display()),
+        ],
+        profile.path(),
+    );
     assert!(
         png.is_file(),
         "no screenshot: {}",
@@ -344,13 +293,12 @@ fn screenshot(html: &Path, png: &Path) {
 
 #[test]
 fn bench_report_light_renders_plots_in_headless_chromium() {
-    if !carve_testkit::is_root() {
+    let Some(b) = Bench::start(HostLock::shared) else {
         return;
-    }
-    let _lock = HostLock::shared();
-    let w = tempfile::tempdir().unwrap();
+    };
+    let w = &b.w;
     let out_dir = w.path().join("report");
-    let o = Command::new(env!("CARGO_BIN_EXE_carve"))
+    let o = Command::new(common::CARVE)
         .args(["bench", "report", "--quick", "--light", "--out"])
         .arg(&out_dir)
         .arg("--work")
@@ -380,24 +328,12 @@ fn bench_report_light_renders_plots_in_headless_chromium() {
         .is_some_and(|l| !l.is_empty()));
     let png = w.path().join("shot.png");
     screenshot(&out_dir.join("index.html"), &png);
-    let decoder = png::Decoder::new(std::fs::File::open(&png).unwrap());
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let px = &buf[..info.buffer_size()];
-    let step = info.color_type.samples();
-    let mut colors = std::collections::HashSet::new();
-    let mut non_white = 0usize;
-    for p in px.chunks(step) {
-        colors.insert(p[..3.min(p.len())].to_vec());
-        if p[..3.min(p.len())].iter().any(|&c| c < 200) {
-            non_white += 1;
-        }
-    }
+    let px = common::pixels(&png);
     // The plots' five colours, text and grid: far from a blank page.
-    assert!(colors.len() > 20, "{} colours", colors.len());
+    assert!(px.colours > 20, "{} colours", px.colours);
     assert!(
-        non_white > px.len() / step / 100,
-        "{non_white} non-white pixels"
+        px.non_white > px.total / 100,
+        "{} non-white pixels",
+        px.non_white
     );
 }

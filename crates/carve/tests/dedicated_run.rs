@@ -1,7 +1,7 @@
 //! `carve run --dedicated` and `carve restore` end to end, as root, on the real host. Each test
 //! retunes the host, so each holds `HostLock` and checks the host is back exactly afterwards.
 
-use carve_testkit::{HostLock, Snapshot};
+use carve_testkit::{HostLock, KillOnDrop, Snapshot};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,14 +34,6 @@ fn core() -> Option<String> {
     (online.len() >= 2).then(|| online.iter().last().unwrap().to_string())
 }
 
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Waits until the journal of partition `name` records `n` processes (the launched command, then
 /// descendants the watcher found); returns their pids.
 fn wait_for_processes(name: &str, n: usize) -> Vec<i32> {
@@ -71,15 +63,46 @@ fn wait_for_launch(name: &str) -> i32 {
     wait_for_processes(name, 1)[0]
 }
 
+/// A host-tuning test's start: the core to dedicate (`None`: skip), the host lock held
+/// exclusively, and the host as it was before.
+fn start() -> Option<(String, HostLock, Snapshot)> {
+    let cpu = core()?;
+    let lock = HostLock::exclusive();
+    Some((cpu, lock, Snapshot::take()))
+}
+
+/// Starts `carve run --dedicated CPU --name NAME ARGS` in the background, stdout discarded.
+fn spawn_run(cpu: &str, name: &str, args: &[&str], stderr: Stdio) -> KillOnDrop {
+    KillOnDrop(
+        carve()
+            .args(["run", "--dedicated", cpu, "--name", name])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `carve run --dedicated CPUS -- true`, which must be refused (exit 2); returns its stderr.
+fn refused_run(cpus: &str) -> String {
+    let out = carve()
+        .args(["run", "--dedicated", cpus, "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn alive(pid: i32) -> bool {
     carve_journal::ProcessId::of(pid).is_some_and(|p| p.is_alive())
 }
 
 #[test]
 fn host_tuning_dedicated_run_restores_the_host_and_passes_the_exit_code() {
-    let Some(cpu) = core() else { return };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
+    let Some((cpu, _lock, before)) = start() else {
+        return;
+    };
     let out = carve()
         .args(["run", "--dedicated", &cpu, "--sched", "fifo:20", "--hugepages", "2MiB:2"])
         .args(["--", "sh", "-c"])
@@ -104,27 +127,26 @@ fn host_tuning_dedicated_run_restores_the_host_and_passes_the_exit_code() {
 
 #[test]
 fn host_tuning_dedicated_sigkill_mid_run_then_restore_brings_the_host_back() {
-    let Some(cpu) = core() else { return };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
+    let Some((cpu, _lock, before)) = start() else {
+        return;
+    };
     let name = carve_testkit::short_name("kill");
-    let mut run = KillOnDrop(
-        carve()
-            .args([
-                "run",
-                "--dedicated",
-                &cpu,
-                "--sched",
-                "fifo:10",
-                "--name",
-                &name,
-            ])
-            .args(["--hugepages", "2MiB:1", "--", "sh", "-c", "sleep 60 & wait"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut run = spawn_run(
+        &cpu,
+        &name,
+        &[
+            "--sched",
+            "fifo:10",
+            "--hugepages",
+            "2MiB:1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 60 & wait",
+        ],
+        Stdio::null(),
     );
+
     // The command and the descendant the watcher records.
     let pids = wait_for_processes(&name, 2);
     let child = pids[0];
@@ -136,12 +158,7 @@ fn host_tuning_dedicated_sigkill_mid_run_then_restore_brings_the_host_back() {
     run.0.wait().unwrap();
     assert!(alive(child), "the command outlives a killed carve");
     // A new run on the same core is refused until the crashed one is restored.
-    let refused = carve()
-        .args(["run", "--dedicated", &cpu, "--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("carve restore"));
+    assert!(refused_run(&cpu).contains("carve restore"));
     let out = carve().args(["restore", "--verbose"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     // It says what it undoes: the command first, the cpuset last-made-first-removed.
@@ -170,27 +187,11 @@ fn host_tuning_dedicated_sigkill_mid_run_then_restore_brings_the_host_back() {
 
 #[test]
 fn host_tuning_dedicated_sigterm_stops_the_command_and_restores() {
-    let Some(cpu) = core() else { return };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
+    let Some((cpu, _lock, before)) = start() else {
+        return;
+    };
     let name = carve_testkit::short_name("term");
-    let mut run = KillOnDrop(
-        carve()
-            .args([
-                "run",
-                "--dedicated",
-                &cpu,
-                "--name",
-                &name,
-                "--",
-                "sleep",
-                "60",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut run = spawn_run(&cpu, &name, &["--", "sleep", "60"], Stdio::piped());
     let child = wait_for_launch(&name);
     // SAFETY: kill has no memory effects; the pid is our child.
     unsafe { libc::kill(run.0.id() as i32, libc::SIGTERM) };
@@ -210,42 +211,16 @@ fn host_tuning_dedicated_sigterm_stops_the_command_and_restores() {
 
 #[test]
 fn host_tuning_dedicated_refusals_change_nothing() {
-    let Some(cpu) = core() else { return };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
+    let Some((cpu, _lock, before)) = start() else {
+        return;
+    };
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
-    let out = carve()
-        .args(["run", "--dedicated", online.trim(), "--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no housekeeping core"));
+    assert!(refused_run(online.trim()).contains("no housekeeping core"));
     // A core of a live run.
     let name = carve_testkit::short_name("live");
-    let mut live = KillOnDrop(
-        carve()
-            .args([
-                "run",
-                "--dedicated",
-                &cpu,
-                "--name",
-                &name,
-                "--",
-                "sleep",
-                "60",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut live = spawn_run(&cpu, &name, &["--", "sleep", "60"], Stdio::null());
     wait_for_launch(&name);
-    let out = carve()
-        .args(["run", "--dedicated", &cpu, "--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_run(&cpu);
     assert!(
         err.contains("already dedicated") && err.contains(&name),
         "{err}"

@@ -5,35 +5,17 @@
 use carve_net::NetnsGuard;
 use carve_testkit::{short_name, unique_name};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CARVE: &str = env!("CARGO_BIN_EXE_carve");
+mod common;
+
+use common::{carve_oci as carve, ok, CARVE};
 
 /// The OCI runtime the tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci`
-/// when it is built beside `carve`, else runc (same command line).
+/// built beside `carve`.
 fn test_runtime() -> PathBuf {
     carve_testkit::oci_runtime()
-}
-
-fn carve(args: &[&str]) -> Output {
-    Command::new(CARVE)
-        .args(args)
-        .env("CARVE_OCI_RUNTIME", test_runtime())
-        .output()
-        .expect("run carve")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = carve(args);
-    assert!(
-        out.status.success(),
-        "carve {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// A scratch folder with a busybox rootfs and a plan; takes the plan down and removes itself
@@ -63,18 +45,16 @@ housekeeping = [0]
 [network.{bridge}]
 namespace = "{ns}"
 subnet = "10.78.0.0/24"
-
-[[partition]]
-name = "{part}"
-kind = "container"
-cpus = [0]
-memory = "64MiB"
-rootfs = "rootfs"
-command = ["/bin/sh", "-c", "echo started $CARVE_PARTITION; mkdir -p /tmp/www; echo carve-page > /tmp/www/index.html; trap 'kill $p; exit 0' TERM; httpd -f -p 8080 -h /tmp/www & p=$!; wait"]
+{part_toml}"#,
+            ns = ns.name(),
+            part_toml = common::container_toml(
+                &part,
+                &format!(
+                    r#"command = ["/bin/sh", "-c", "echo started $CARVE_PARTITION; mkdir -p /tmp/www; echo carve-page > /tmp/www/index.html; trap 'kill $p; exit 0' TERM; httpd -f -p 8080 -h /tmp/www & p=$!; wait"]
 network = {{ bridge = "{bridge}", address = "10.78.0.2/24" }}
-restart = "{restart}"
-"#,
-            ns = ns.name()
+restart = "{restart}""#
+                )
+            )
         );
         std::fs::write(dir.join(format!("{plan}.toml")), toml).unwrap();
         World {
@@ -103,16 +83,7 @@ restart = "{restart}"
     }
 
     fn assert_gone(&self) {
-        let state = Path::new("/run/carve").join(&self.plan);
-        assert!(!state.exists(), "{} left", state.display());
-        let j = Path::new("/run/carve/journal").join(format!("plan-{}.jsonl", self.plan));
-        assert!(!j.exists(), "{} left", j.display());
-        for h in ["cpuset", "memory", "pids"] {
-            let cg = Path::new("/sys/fs/cgroup")
-                .join(h)
-                .join(format!("carve-{}", self.plan));
-            assert!(!cg.exists(), "{} left", cg.display());
-        }
+        common::assert_plan_gone(&self.plan);
         let cns = format!("carve-{}-{}", self.plan, self.part);
         assert!(!carve_net::netns_exists(&cns), "netns {cns} left");
         let mut nl = carve_net::Netlink::open_in(self._ns.name()).unwrap();
@@ -151,12 +122,8 @@ fn recover(w: &World, cmd: &[&str]) {
     w.assert_gone();
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    carve_testkit::wait_for(what, Duration::from_secs(30), f);
 }
 
 #[test]
@@ -435,21 +402,7 @@ fn a_system_container_console_runs_the_init_shell_and_down_leaves_nothing() {
     ok(&["image", "busybox", s.dir.join("rootfs").to_str().unwrap()]);
     let part = short_name("sys");
     let plan_file = s.dir.join(format!("{}.toml", s.plan));
-    std::fs::write(
-        &plan_file,
-        format!(
-            r#"
-[[partition]]
-name = "{part}"
-kind = "container"
-cpus = [0]
-memory = "64MiB"
-rootfs = "rootfs"
-init = true
-"#
-        ),
-    )
-    .unwrap();
+    std::fs::write(&plan_file, common::container_toml(&part, "init = true")).unwrap();
     ok(&["up", "-d", plan_file.to_str().unwrap()]);
     // A shell on the init's console answers what is typed into `carve console`.
     let mut child = Command::new(CARVE)
@@ -491,15 +444,7 @@ init = true
     assert!(logs.contains("carve-init: up"), "{logs}");
     assert!(logs.contains("hello-console"), "{logs}");
     ok(&["down", &s.plan]);
-    assert!(!Path::new("/run/carve").join(&s.plan).exists());
-    let j = Path::new("/run/carve/journal").join(format!("plan-{}.jsonl", s.plan));
-    assert!(!j.exists(), "{} left", j.display());
-    for h in ["cpuset", "memory", "pids"] {
-        let cg = Path::new("/sys/fs/cgroup")
-            .join(h)
-            .join(format!("carve-{}", s.plan));
-        assert!(!cg.exists(), "{} left", cg.display());
-    }
+    common::assert_plan_gone(&s.plan);
     let out = carve(&["console", &part]);
     assert!(!out.status.success());
 }

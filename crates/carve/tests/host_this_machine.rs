@@ -2,19 +2,9 @@
 //! hugetlb on v2, /dev/kvm backed by kvm_pvm so KVM is unusable and VMs fall back to TCG, a
 //! kernel without NO_HZ_FULL at HZ=250.
 
-use std::process::Command;
+mod common;
 
-fn carve(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_carve"))
-        .args(args)
-        .output()
-        .expect("run carve");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::run as carve;
 
 #[test]
 fn host_json_reports_this_machine() {

@@ -11,15 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+// The VM tier's test helpers (the cached guest, the test VM's spec), shared by path.
+#[path = "../../vm/tests/common/mod.rs"]
+mod vm_common;
+
 const ENV: &str = "CARVE_KILLTEST";
 /// Boot under TCG with other tests sharing 2 cores.
 const BOOT: Duration = Duration::from_secs(150);
-
-fn guest_dir() -> PathBuf {
-    std::env::var_os("CARVE_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest")))
-}
 
 /// What the parent hands the holder: a work dir and the names to use, one a line.
 struct Names {
@@ -82,31 +80,14 @@ fn holder_child() {
         ..Context::default()
     };
     r.journals(&ctx.journal_root);
-    let g = carve_vm::assets::prepare_guest(&guest_dir()).unwrap();
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
-    let last = carve_core::CpuSet::parse_list(&online)
-        .unwrap()
-        .iter()
-        .last()
-        .unwrap();
-    let spec = carve_vm::VmSpec::builder(&n.vm)
-        .unwrap()
-        .kernel(&g.kernel)
-        .unwrap()
-        .initrd(&g.initrd)
-        .unwrap()
-        .memory("256MiB")
-        .unwrap()
-        .cpus(carve_core::CpuSet::from_iter([last]))
-        .append("quiet")
-        .net(NetSpec {
-            bridge: n.br.clone(),
-            netns: Some(n.ns.clone()),
-            mac: None,
-            ip: None,
-            gw: None,
-        })
-        .build_unchecked();
+    let mut spec = vm_common::spec(&n.vm, "quiet");
+    spec.net = Some(NetSpec {
+        bridge: n.br.clone(),
+        netns: Some(n.ns.clone()),
+        mac: None,
+        ip: None,
+        gw: None,
+    });
     let mut vm = Vm::launch(&ctx, spec, Boot::Fresh).unwrap();
     vm.wait_for_console(carve_vm::assets::READY_MARKER, 0, BOOT)
         .unwrap();

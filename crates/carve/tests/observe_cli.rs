@@ -7,42 +7,13 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CARVE: &str = env!("CARGO_BIN_EXE_carve");
+mod common;
 
-fn carve(args: &[&str]) -> Output {
-    Command::new(CARVE)
-        .args(args)
-        .env("CARVE_OCI_RUNTIME", carve_testkit::oci_runtime())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run carve")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = carve(args);
-    assert!(
-        out.status.success(),
-        "carve {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use carve_testkit::wait_for;
+use common::{carve_oci as carve, chromium, ok, CARVE};
 
 /// A plan of its own, up under a supervisor; down and removed on drop.
 struct Up {
@@ -63,16 +34,9 @@ impl Up {
         let mut parts = Vec::new();
         for _ in 0..containers {
             let p = short_name("c");
-            toml += &format!(
-                r#"
-[[partition]]
-name = "{p}"
-kind = "container"
-cpus = [0]
-memory = "64MiB"
-rootfs = "rootfs"
-command = ["/bin/sh", "-c", "echo hello-from-$CARVE_PARTITION; trap 'exit 0' TERM; while :; do sleep 1 & wait; done"]
-"#
+            toml += &common::container_toml(
+                &p,
+                r#"command = ["/bin/sh", "-c", "echo hello-from-$CARVE_PARTITION; trap 'exit 0' TERM; while :; do sleep 1 & wait; done"]"#,
             );
             parts.push(p);
         }
@@ -599,24 +563,6 @@ fn observe_top_in_tmux_stops_and_starts_a_partition() {
     });
 }
 
-fn chromium(args: &[&str], profile: &Path) -> Output {
-    Command::new("/usr/bin/chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .expect("chromium is installed by scripts/setup.sh")
-}
-
 #[test]
 fn observe_dashboard_in_chromium_shows_every_partition() {
     if skip() || !carve_testkit::require_tool("/usr/bin/chromium") {
@@ -657,18 +603,13 @@ fn observe_dashboard_in_chromium_shows_every_partition() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Not blank: the page paints many distinct colours.
-    let dec = png::Decoder::new(std::fs::File::open(&shot).unwrap());
-    let mut reader = dec.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let px = info.color_type.samples();
-    let colours: std::collections::HashSet<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let px = common::pixels(&shot);
     assert!(
-        info.width >= 1000 && colours.len() > 20,
+        px.width >= 1000 && px.colours > 20,
         "{}x{} with {} colours",
-        info.width,
-        info.height,
-        colours.len()
+        px.width,
+        px.height,
+        px.colours
     );
 }
 

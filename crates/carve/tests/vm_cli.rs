@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 
 const CARVE: &str = env!("CARGO_BIN_EXE_carve");
 
-fn guest_dir() -> PathBuf {
-    std::env::var_os("CARVE_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest")))
-}
+use carve_testkit::guest_dir;
 
 fn carve(args: &[&str]) -> Output {
     Command::new(CARVE).args(args).output().expect("run carve")
@@ -144,13 +140,7 @@ fn vm_cli_detached_status_pause_then_kill9_of_carve_then_stop_cleans_everything(
     let qemu = st["qemu_pid"].as_i64().unwrap();
     let vcpu = &st["vcpus"][0];
     assert!(vcpu["thread_id"].as_i64().unwrap() > 0);
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
-    let last = carve_core::CpuSet::parse_list(&online)
-        .unwrap()
-        .iter()
-        .last()
-        .unwrap();
-    assert_eq!(vcpu["allowed_cores"], last.to_string());
+    assert_eq!(vcpu["allowed_cores"], carve_testkit::vm_core().to_string());
 
     let o = carve(&["vm", "pause", &g.name]);
     assert!(o.status.success(), "{}", text(&o));
@@ -309,20 +299,31 @@ fn vm_cli_bad_values_are_rejected_before_qemu_starts() {
     assert!(!journal(&g.name).exists());
 }
 
+/// `carve vm run NAME --wait-for never-printed --timeout SECONDS` with `append`: it must fail
+/// with exit 1 (not 124, the timeout) and say `why`.
+fn wait_for_fails(name: &str, append: &str, seconds: &str, why: &str) {
+    let o = run_vm(
+        name,
+        append,
+        &["--wait-for", "never-printed", "--timeout", seconds],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(why),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn vm_cli_wait_for_fails_when_qemu_exits_first() {
     let g = VmGuard::new("cli-exit");
     // The guest's command ends at once and the guest powers off: the marker never comes.
-    let o = run_vm(
+    wait_for_fails(
         &g.name,
         "quiet carve.cmd=\"echo bye\"",
-        &["--wait-for", "never-printed", "--timeout", "90"],
-    );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("QEMU exited before \"never-printed\""),
-        "{}",
-        text(&o)
+        "90",
+        "QEMU exited before \"never-printed\"",
     );
     let st = status(&g.name);
     assert_eq!(st["state"], "exited");
@@ -412,16 +413,11 @@ fn vm_cli_a_halting_guest_ends_wait_for_and_stop_within_their_deadlines() {
 
     // --wait-for text that never comes: the supervisor sees the halted guest and ends QEMU.
     let t0 = Instant::now();
-    let o = run_vm(
+    wait_for_fails(
         &a.name,
         "quiet carve.cmd=\"halt -f\"",
-        &["--wait-for", "never-printed", "--timeout", "150"],
-    );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("halted without powering off"),
-        "{}",
-        text(&o)
+        "150",
+        "halted without powering off",
     );
     // Exit status 1 with that message, not 124 (the timeout): the halt was seen, not waited out.
     eprintln!("--wait-for returned after {:?}", t0.elapsed());

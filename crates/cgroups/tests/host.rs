@@ -3,16 +3,11 @@
 
 mod common;
 
-use carve_cgroups::{FreezerState, Layout, Manager, Mode};
+use carve_cgroups::{Layout, Manager, Mode};
 use carve_testkit::unique_name;
-use common::{cpu_ticks, not_root, read, settled_cpu_ticks, Cg, Proc};
-use oci_spec::runtime::LinuxResources;
+use common::{not_root, read, res, Cg, Proc};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn res(json: &str) -> LinuxResources {
-    serde_json::from_str(json).expect("resources json")
-}
 
 /// `not_root()`, and else the host lock taken shared for the rest of this test process (one
 /// test per process under nextest): these tests make cgroups on every hierarchy, cpuset
@@ -25,6 +20,15 @@ fn not_root_or_locked() -> bool {
     }
     LOCK.get_or_init(carve_testkit::HostLock::shared);
     false
+}
+
+/// [`not_root_or_locked`], then a cgroup `/NAME` of its own (NAME from `tag`).
+fn start(tag: &str) -> Option<(Cg, String)> {
+    if not_root_or_locked() {
+        return None;
+    }
+    let name = unique_name(tag);
+    Some((Cg::new(&format!("/{name}")), name))
 }
 
 fn hybrid_host() -> bool {
@@ -62,11 +66,9 @@ fn layout_matches_the_mounts() {
 
 #[test]
 fn task_sits_in_the_cgroup_on_every_hierarchy() {
-    if not_root_or_locked() {
+    let Some((cg, name)) = start("cg-procs") else {
         return;
-    }
-    let name = unique_name("cg-procs");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     let p = Proc::sleeper();
     cg.0.add_task(p.pid()).unwrap();
     let dirs = cg.0.dirs();
@@ -109,11 +111,9 @@ fn relative_path_goes_under_our_own_cgroup() {
 
 #[test]
 fn each_resource_is_written_and_read_back() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-res") else {
         return;
-    }
-    let name = unique_name("cg-res");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     let m = &cg.0;
     let r = res(r#"{
         "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 1000,
@@ -179,25 +179,8 @@ fn each_resource_is_written_and_read_back() {
     let mut lines: Vec<&str> = devs.lines().collect();
     lines.sort();
     assert_eq!(lines, vec!["c 1:3 rwm", "c 1:5 r"]);
-    // And the kernel enforces them on a task inside.
-    let mut p = Proc::gated(
-        "echo x > /dev/null && echo null-ok; \
-         head -c1 /dev/zero >/dev/null && echo zero-read-ok; \
-         (echo x > /dev/zero) 2>/dev/null || echo zero-write-denied; \
-         (head -c1 /dev/urandom >/dev/null) 2>/dev/null || echo urandom-denied",
-    );
-    m.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let (_, out, _) = p.finish();
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        vec![
-            "null-ok",
-            "zero-read-ok",
-            "zero-write-denied",
-            "urandom-denied"
-        ]
-    );
+    // And the kernel enforces them (the rules of common::DEVICE_RULES) on a task inside.
+    common::assert_device_rules_enforced(m);
 
     // An update: raising memory above the current memory+swap needs the other write order.
     m.apply(&res(
@@ -216,23 +199,15 @@ fn each_resource_is_written_and_read_back() {
 
 #[test]
 fn kernel_refusals_name_file_and_value() {
-    if not_root_or_locked() {
+    let Some((cg, name)) = start("cg-err") else {
         return;
-    }
-    let name = unique_name("cg-err");
-    let cg = Cg::new(&format!("/{name}"));
-    let e =
-        cg.0.apply(&res(r#"{"cpu": {"quota": 500, "period": 100000}}"#))
-            .unwrap_err()
-            .to_string();
+    };
+    let e = common::refused(&cg.0, r#"{"cpu": {"quota": 500, "period": 100000}}"#);
     assert_eq!(
         e,
         format!("writing \"500\" to /sys/fs/cgroup/cpu/{name}/cpu.cfs_quota_us: Invalid argument")
     );
-    let e =
-        cg.0.apply(&res(r#"{"cpu": {"cpus": "4096"}}"#))
-            .unwrap_err()
-            .to_string();
+    let e = common::refused(&cg.0, r#"{"cpu": {"cpus": "4096"}}"#);
     assert!(e.contains("cpuset.cpus") && e.contains("4096"), "{e}");
 }
 
@@ -256,48 +231,22 @@ fn host_tuning_realtime_budget_reaches_nested_cgroup() {
 
 #[test]
 fn freeze_really_stops_and_thaw_resumes() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-freeze") else {
         return;
-    }
-    let name = unique_name("cg-freeze");
-    let cg = Cg::new(&format!("/{name}"));
-    let mut p = Proc::gated("while :; do :; done");
-    cg.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    std::thread::sleep(Duration::from_millis(100));
-    cg.0.freeze().unwrap();
-    assert_eq!(cg.0.freezer_state().unwrap(), FreezerState::Frozen);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
-    let state = status.lines().find(|l| l.starts_with("State:")).unwrap();
-    assert!(!state.contains("R (running)"), "{state}");
-    let t0 = settled_cpu_ticks(p.pid());
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(cpu_ticks(p.pid()), t0, "a frozen task used CPU");
-    cg.0.thaw().unwrap();
-    assert_eq!(cg.0.freezer_state().unwrap(), FreezerState::Thawed);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cpu_ticks(p.pid()) == t0 {
-        assert!(Instant::now() < deadline, "a thawed task did not run");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    common::assert_freeze_stops_and_thaw_resumes(&cg.0, |p| {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
+        let state = status.lines().find(|l| l.starts_with("State:")).unwrap();
+        assert!(!state.contains("R (running)"), "{state}");
+    });
 }
 
 #[test]
 fn memory_limit_oom_kills_a_hog() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-oom") else {
         return;
-    }
-    let name = unique_name("cg-oom");
-    let cg = Cg::new(&format!("/{name}"));
-    cg.0.apply(&res(r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#))
-        .unwrap();
-    // dd's 128 MiB buffer is touched as it reads into it.
-    let mut p = Proc::gated("exec dd if=/dev/zero of=/dev/null bs=128M count=4");
-    cg.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let (status, _, err) = p.finish();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?} {err}");
+    };
+    common::oom_kill_a_hog(&cg.0);
     let mem = cg.0.path_on("memory").unwrap();
     let oom = read(&mem, "memory.oom_control");
     assert!(oom.contains("oom_kill 1"), "{oom}");
@@ -309,33 +258,10 @@ fn memory_limit_oom_kills_a_hog() {
 
 #[test]
 fn pids_limit_stops_forks() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-pids") else {
         return;
-    }
-    let name = unique_name("cg-pids");
-    let cg = Cg::new(&format!("/{name}"));
-    cg.0.apply(&res(r#"{"pids": {"limit": 3}}"#)).unwrap();
-    let mut p =
-        Proc::gated("n=0; for i in 1 2 3 4 5 6; do sleep 30 & n=$((n+1)); done; echo started $n");
-    cg.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pids_dir = cg.0.path_on("pids").unwrap();
-    loop {
-        let events = read(&pids_dir, "pids.events");
-        if events != "max 0" {
-            assert!(events.starts_with("max "), "{events}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no fork was refused");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let current: u64 = read(&pids_dir, "pids.current").parse().unwrap();
-    assert!(current <= 3, "{current}");
-    let st = cg.0.stats().unwrap();
-    assert_eq!(st.pids.limit, 3);
-    cg.0.kill_all(libc::SIGKILL).unwrap();
-    let (_, _, err) = p.finish();
+    };
+    let err = common::pids_limit_stops_forks(&cg.0, &cg.0.path_on("pids").unwrap());
     assert!(
         err.contains("Resource temporarily unavailable") || err.contains("fork"),
         "{err}"
@@ -344,24 +270,14 @@ fn pids_limit_stops_forks() {
 
 #[test]
 fn stats_are_plausible_and_serialize_like_runc() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-stats") else {
         return;
-    }
-    let name = unique_name("cg-stats");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     cg.0.apply(&res(
         r#"{"memory": {"limit": 134217728}, "pids": {"limit": 50}}"#,
     ))
     .unwrap();
-    let mut p = Proc::gated(
-        "dd if=/dev/zero of=/dev/null bs=4M count=400 2>/dev/null; echo done; exec sleep 1000",
-    );
-    cg.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let mut out = p.child.stdout.take().unwrap();
-    let mut buf = [0u8; 5];
-    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
-    let st = cg.0.stats().unwrap();
+    let (_task, st) = common::stats_after_work(&cg.0, 400);
     assert!(st.cpu.usage.total > 1_000_000, "{:?}", st.cpu);
     assert!(!st.cpu.usage.percpu.is_empty());
     assert!(st.memory.usage.usage > 0 && st.memory.usage.max >= st.memory.usage.usage);
@@ -391,49 +307,16 @@ fn stats_are_plausible_and_serialize_like_runc() {
     }
 
     // checkBeforeUpdate refuses a limit below what the cgroup uses now, and changes nothing.
-    let e =
-        cg.0.apply(&res(
-            r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
-        ))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("checkBeforeUpdate"), "{e}");
     let mem = cg.0.path_on("memory").unwrap();
-    assert_eq!(read(&mem, "memory.limit_in_bytes"), "134217728");
+    common::assert_check_before_update_refuses(&cg.0, &mem, "memory.limit_in_bytes", "134217728");
 }
 
 #[test]
 fn kill_all_reaches_every_task() {
-    if not_root_or_locked() {
+    let Some((cg, _)) = start("cg-kill") else {
         return;
-    }
-    let name = unique_name("cg-kill");
-    let cg = Cg::new(&format!("/{name}"));
-    let mut p = Proc::gated("sleep 1000 & sleep 1000 & echo up; wait");
-    cg.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let mut out = p.child.stdout.take().unwrap();
-    let mut buf = [0u8; 3];
-    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
-    assert_eq!(cg.0.pids().unwrap().len(), 3);
-    cg.0.kill_all(libc::SIGTERM).unwrap();
-    let (status, _, _) = p.finish();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGTERM));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cg.0.pids().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "tasks left: {:?}", cg.0.pids());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // SIGKILL goes through cgroup.kill where cgroup2 has the task (hybrid and v2).
-    let mut p = Proc::gated("sleep 1000 & echo up; wait");
-    cg.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let mut out = p.child.stdout.take().unwrap();
-    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
-    cg.0.kill_all(libc::SIGKILL).unwrap();
-    let (status, _, _) = p.finish();
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    };
+    common::assert_kill_all_reaches_every_task(&cg.0);
 }
 
 #[test]
@@ -539,38 +422,13 @@ fn v2_device_program_on_the_unified_hierarchy() {
     let mut m = Manager::with_layout(&v2, &format!("/{name}")).unwrap();
     m.create().unwrap();
     let cg = Cg(m);
-    cg.0.apply(&res(r#"{"devices": [
-        {"allow": false, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]}"#))
-        .unwrap();
+    cg.0.apply(&res(common::DEVICE_RULES)).unwrap();
     let dir = cg.0.path_on("unified").unwrap();
     assert_eq!(carve_cgroups::v2::devices::attached_count(&dir).unwrap(), 1);
     // Replacing the rules leaves one program, not two.
-    cg.0.apply(&res(r#"{"devices": [
-        {"allow": false, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]}"#))
-        .unwrap();
+    cg.0.apply(&res(common::DEVICE_RULES)).unwrap();
     assert_eq!(carve_cgroups::v2::devices::attached_count(&dir).unwrap(), 1);
-    let mut p = Proc::gated(
-        "echo x > /dev/null && echo null-ok; \
-         head -c1 /dev/zero >/dev/null && echo zero-read-ok; \
-         (echo x > /dev/zero) 2>/dev/null || echo zero-write-denied; \
-         (head -c1 /dev/urandom >/dev/null) 2>/dev/null || echo urandom-denied",
-    );
-    cg.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let (_, out, _) = p.finish();
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        vec![
-            "null-ok",
-            "zero-read-ok",
-            "zero-write-denied",
-            "urandom-denied"
-        ]
-    );
+    common::assert_device_rules_enforced(&cg.0);
 }
 
 /// A dedicated-core partition holds a CPU in an exclusive cpuset: a new cgroup must start from the
@@ -617,11 +475,9 @@ fn remove_right_after_sigkill_waits_for_the_exiting_tasks() {
 
 #[test]
 fn remove_of_a_cgroup_with_a_live_task_fails_naming_it() {
-    if not_root_or_locked() {
+    let Some((cg, name)) = start("cg-rmbusy") else {
         return;
-    }
-    let name = unique_name("cg-rmbusy");
-    let cg = Cg::new(&format!("/{name}"));
+    };
     let p = Proc::sleeper();
     cg.0.add_task(p.pid()).unwrap();
     let t = Instant::now();

@@ -62,6 +62,19 @@ fn ifpriomap(dir: &Path) -> BTreeMap<String, u32> {
         .collect()
 }
 
+/// Checks net_prio.ifpriomap in `dir` gives each (interface, priority); a check is named
+/// "net_prio.ifpriomap IFACE" + its `suffix`.
+fn check_ifpriomap(c: &mut Checks, dir: &Path, want: &[(&str, u32, &str)]) {
+    let map = ifpriomap(dir);
+    for (iface, prio, suffix) in want {
+        c.eq(
+            &format!("net_prio.ifpriomap {iface}{suffix}"),
+            map.get(*iface).copied(),
+            Some(*prio),
+        );
+    }
+}
+
 /// The net_cls classid the kernel gives the TCP listening sockets on `port` (IPv4 and IPv6), as
 /// sock_diag reports it (INET_DIAG_CLASS_ID; 0 for an untagged socket whose priority is 0).
 fn listener_classids(port: u16) -> Vec<u32> {
@@ -339,17 +352,10 @@ fn net_cls_and_net_prio_mounted() {
         read(&d, "net_cls.classid"),
         "1048577".into(),
     );
-    let map = ifpriomap(&d);
-    c.eq("net_prio.ifpriomap lo", map.get("lo").copied(), Some(5));
-    c.eq(
-        "net_prio.ifpriomap dummy0",
-        map.get("dummy0").copied(),
-        Some(7),
-    );
-    c.eq(
-        "net_prio.ifpriomap dummy0.5",
-        map.get("dummy0.5").copied(),
-        Some(5),
+    check_ifpriomap(
+        &mut c,
+        &d,
+        &[("lo", 5, ""), ("dummy0", 7, ""), ("dummy0.5", 5, "")],
     );
     let pd = m.path_on("pids").unwrap();
     c.eq("pids.max beside it", read(&pd, "pids.max"), "32".into());
@@ -419,21 +425,14 @@ fn net_cls_and_net_prio_mounted() {
         read(&d, "net_cls.classid"),
         "2097153".into(),
     );
-    let map = ifpriomap(&d);
-    c.eq(
-        "net_prio.ifpriomap lo updated",
-        map.get("lo").copied(),
-        Some(9),
-    );
-    c.eq(
-        "net_prio.ifpriomap dummy0 kept",
-        map.get("dummy0").copied(),
-        Some(7),
-    );
-    c.eq(
-        "net_prio.ifpriomap dummy0.5 updated",
-        map.get("dummy0.5").copied(),
-        Some(6),
+    check_ifpriomap(
+        &mut c,
+        &d,
+        &[
+            ("lo", 9, " updated"),
+            ("dummy0", 7, " kept"),
+            ("dummy0.5", 6, " updated"),
+        ],
     );
     c.eq(
         "the existing socket retagged with the new classid",

@@ -6,17 +6,10 @@
 
 mod common;
 
-use carve_cgroups::{FreezerState, Layout, Manager, Mode};
+use carve_cgroups::{Layout, Manager, Mode};
 use carve_testkit::unique_name;
-use common::{cpu_ticks, read, settled_cpu_ticks, Cg, Proc};
-use oci_spec::runtime::LinuxResources;
-use std::os::unix::process::ExitStatusExt;
+use common::{read, res, Cg, Proc};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn res(json: &str) -> LinuxResources {
-    serde_json::from_str(json).expect("resources json")
-}
 
 /// A cgroup under the v2 root; also checks that the host really is pure v2.
 fn cg(tag: &str) -> (Cg, String) {
@@ -122,23 +115,14 @@ fn v2_each_resource_is_written_and_read_back() {
 #[ignore = "pure cgroup v2: runs in the QEMU guest (tests/v2_guest.rs)"]
 fn v2_refusals_and_unsupported_are_named() {
     let (c, name) = cg("v2-err");
-    let e =
-        c.0.apply(&res(r#"{"cpu": {"quota": 500, "period": 100000}}"#))
-            .unwrap_err()
-            .to_string();
+    let e = common::refused(&c.0, r#"{"cpu": {"quota": 500, "period": 100000}}"#);
     assert_eq!(
         e,
         format!("writing \"500 100000\" to /sys/fs/cgroup/{name}/cpu.max: Invalid argument")
     );
-    let e =
-        c.0.apply(&res(r#"{"cpu": {"realtimeRuntime": 1000}}"#))
-            .unwrap_err()
-            .to_string();
+    let e = common::refused(&c.0, r#"{"cpu": {"realtimeRuntime": 1000}}"#);
     assert!(e.contains("realtimeRuntime"), "{e}");
-    let e =
-        c.0.apply(&res(r#"{"memory": {"limit": 100000000, "swap": 1000}}"#))
-            .unwrap_err()
-            .to_string();
+    let e = common::refused(&c.0, r#"{"memory": {"limit": 100000000, "swap": 1000}}"#);
     assert!(e.contains("linux.resources.memory.swap"), "{e}");
 }
 
@@ -170,37 +154,18 @@ fn v2_nested_cgroup_gets_controllers_from_every_ancestor() {
 #[ignore = "pure cgroup v2: runs in the QEMU guest (tests/v2_guest.rs)"]
 fn v2_freeze_really_stops_and_thaw_resumes() {
     let (c, _) = cg("v2-freeze");
-    let mut p = Proc::gated("while :; do :; done");
-    c.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    std::thread::sleep(Duration::from_millis(200));
-    c.0.freeze().unwrap();
-    assert_eq!(c.0.freezer_state().unwrap(), FreezerState::Frozen);
-    assert!(read(&dir(&c), "cgroup.events").contains("frozen 1"));
-    let t0 = settled_cpu_ticks(p.pid());
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(cpu_ticks(p.pid()), t0, "a frozen task used CPU");
-    c.0.thaw().unwrap();
-    assert_eq!(c.0.freezer_state().unwrap(), FreezerState::Thawed);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cpu_ticks(p.pid()) == t0 {
-        assert!(Instant::now() < deadline, "a thawed task did not run");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::assert_freeze_stops_and_thaw_resumes(&c.0, |_| {
+        assert!(read(&dir(&c), "cgroup.events").contains("frozen 1"));
+    });
 }
 
 #[test]
 #[ignore = "pure cgroup v2: runs in the QEMU guest (tests/v2_guest.rs)"]
 fn v2_memory_limit_oom_kills_a_hog() {
     let (c, _) = cg("v2-oom");
-    c.0.apply(&res(r#"{"memory": {"limit": 33554432, "swap": 33554432}}"#))
-        .unwrap();
+    common::oom_kill_a_hog(&c.0);
+    // memory+swap of 32 MiB is no swap at all on cgroup2.
     assert_eq!(read(&dir(&c), "memory.swap.max"), "0");
-    let mut p = Proc::gated("exec dd if=/dev/zero of=/dev/null bs=128M count=4");
-    c.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let (status, _, err) = p.finish();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?} {err}");
     let events = read(&dir(&c), "memory.events");
     assert!(events.contains("oom_kill 1"), "{events}");
     let st = c.0.stats().unwrap();
@@ -212,21 +177,7 @@ fn v2_memory_limit_oom_kills_a_hog() {
 #[ignore = "pure cgroup v2: runs in the QEMU guest (tests/v2_guest.rs)"]
 fn v2_pids_limit_stops_forks() {
     let (c, _) = cg("v2-pids");
-    c.0.apply(&res(r#"{"pids": {"limit": 3}}"#)).unwrap();
-    let mut p = Proc::gated("for i in 1 2 3 4 5 6; do sleep 30 & done; echo started");
-    c.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let d = dir(&c);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while read(&d, "pids.events") == "max 0" {
-        assert!(Instant::now() < deadline, "no fork was refused");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let current: u64 = read(&d, "pids.current").parse().unwrap();
-    assert!(current <= 3, "{current}");
-    assert_eq!(c.0.stats().unwrap().pids.limit, 3);
-    c.0.kill_all(libc::SIGKILL).unwrap();
-    let _ = p.finish();
+    common::pids_limit_stops_forks(&c.0, &dir(&c));
 }
 
 #[test]
@@ -238,15 +189,7 @@ fn v2_stats_are_plausible() {
             "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}"#,
     ))
     .unwrap();
-    let mut p = Proc::gated(
-        "dd if=/dev/zero of=/dev/null bs=4M count=100 2>/dev/null; echo done; exec sleep 1000",
-    );
-    c.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let mut out = p.child.stdout.take().unwrap();
-    let mut buf = [0u8; 5];
-    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
-    let st = c.0.stats().unwrap();
+    let (_task, st) = common::stats_after_work(&c.0, 100);
     assert!(st.cpu.usage.total > 0, "{:?}", st.cpu);
     assert!(st.cpu.usage.user + st.cpu.usage.kernel > 0);
     assert!(st.memory.usage.usage > 0);
@@ -257,77 +200,28 @@ fn v2_stats_are_plausible() {
     assert_eq!(st.pids.limit, 50);
     assert!(st.hugetlb.contains_key("2MB"), "{:?}", st.hugetlb);
     assert!(st.cpuset.cpus.contains(&0), "{:?}", st.cpuset);
-    let e =
-        c.0.apply(&res(
-            r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
-        ))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("checkBeforeUpdate"), "{e}");
-    assert_eq!(read(&dir(&c), "memory.max"), "134217728");
+    common::assert_check_before_update_refuses(&c.0, &dir(&c), "memory.max", "134217728");
 }
 
 #[test]
 #[ignore = "pure cgroup v2: runs in the QEMU guest (tests/v2_guest.rs)"]
 fn v2_kill_all_with_and_without_cgroup_kill() {
     let (c, _) = cg("v2-kill");
-    let mut buf = [0u8; 3];
-    let mut p = Proc::gated("sleep 1000 & sleep 1000 & echo up; wait");
-    c.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let mut out = p.child.stdout.take().unwrap();
-    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
-    assert_eq!(c.0.pids().unwrap().len(), 3);
-    c.0.kill_all(libc::SIGTERM).unwrap();
-    let (status, _, _) = p.finish();
-    assert_eq!(status.signal(), Some(libc::SIGTERM));
-    let mut p = Proc::gated("sleep 1000 & echo up; wait");
-    c.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let mut out = p.child.stdout.take().unwrap();
-    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
-    c.0.kill_all(libc::SIGKILL).unwrap();
-    let (status, _, _) = p.finish();
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !c.0.pids().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "left: {:?}", c.0.pids());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::assert_kill_all_reaches_every_task(&c.0);
 }
 
 #[test]
 #[ignore = "pure cgroup v2: runs in the QEMU guest (tests/v2_guest.rs)"]
 fn v2_device_program_allows_and_denies() {
     let (c, _) = cg("v2-dev");
-    let rules = r#"{"devices": [
-        {"allow": false, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]}"#;
-    c.0.apply(&res(rules)).unwrap();
-    c.0.apply(&res(rules)).unwrap();
+    c.0.apply(&res(common::DEVICE_RULES)).unwrap();
+    // Applying the same rules again replaces the program: one stays attached, not two.
+    c.0.apply(&res(common::DEVICE_RULES)).unwrap();
     assert_eq!(
         carve_cgroups::v2::devices::attached_count(&dir(&c)).unwrap(),
         1
     );
-    let mut p = Proc::gated(
-        "echo x > /dev/null && echo null-ok; \
-         head -c1 /dev/zero >/dev/null && echo zero-read-ok; \
-         (echo x > /dev/zero) 2>/dev/null || echo zero-write-denied; \
-         (head -c1 /dev/urandom >/dev/null) 2>/dev/null || echo urandom-denied",
-    );
-    c.0.add_task(p.pid()).unwrap();
-    p.open_gate();
-    let (_, out, _) = p.finish();
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        vec![
-            "null-ok",
-            "zero-read-ok",
-            "zero-write-denied",
-            "urandom-denied"
-        ]
-    );
+    common::assert_device_rules_enforced(&c.0);
 }
 
 #[test]

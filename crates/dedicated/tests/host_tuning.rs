@@ -5,7 +5,7 @@ use carve_core::CpuSet;
 use carve_dedicated::launch::{sched_getattr, status_field};
 use carve_dedicated::sys::{get_affinity, online_cpus, set_affinity};
 use carve_dedicated::{DedicatedSpec, Error, Partition};
-use carve_testkit::{HostLock, Snapshot};
+use carve_testkit::{HostLock, KillOnDrop as Kill, Snapshot};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,20 @@ fn settled_diff(before: &Snapshot) -> Vec<String> {
     d
 }
 
+/// Checks the host is back as it was `before` (after [`settled_diff`]'s settling).
+fn assert_host_back(before: &Snapshot) {
+    let d = settled_diff(before);
+    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+}
+
+/// Checks that a setup was refused with a message containing `why`.
+fn assert_refused<T>(r: Result<T, Error>, why: &str) {
+    match r {
+        Err(Error::Refused(m)) => assert!(m.contains(why), "{m}"),
+        other => panic!("expected a refusal ({why}), got {:?}", other.map(|_| ())),
+    }
+}
+
 fn setup_cpus() -> Option<(CpuSet, CpuSet)> {
     if !carve_testkit::require_root() {
         return None;
@@ -46,35 +60,39 @@ fn setup_cpus() -> Option<(CpuSet, CpuSet)> {
     Some(([last].into_iter().collect(), online))
 }
 
+/// A test's start: the CPUs to dedicate and the online ones (`None`: skip), the host lock held
+/// exclusively, and the host as it was before.
+fn start() -> Option<(CpuSet, CpuSet, HostLock, Snapshot)> {
+    let (cpus, online) = setup_cpus()?;
+    let lock = HostLock::exclusive();
+    Some((cpus, online, lock, Snapshot::take()))
+}
+
 fn spec(prefix: &str, cpus: &CpuSet, online: &CpuSet) -> DedicatedSpec {
     let name = carve_testkit::short_name(prefix);
     DedicatedSpec::new(&name, cpus.clone(), online)
 }
 
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
-fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly() {
-    let Some((cpus, online)) = setup_cpus() else {
-        return;
-    };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
-    // A task that exists before setup, allowed everywhere.
-    let bystander = Kill(
+/// A `sleep 30` allowed on `cpus`, killed on drop, and its pid.
+fn sleeper_on(cpus: &CpuSet) -> (Kill, i32) {
+    let child = Kill(
         std::process::Command::new("sleep")
             .arg("30")
             .spawn()
             .unwrap(),
     );
-    let bpid = bystander.0.id() as i32;
-    set_affinity(bpid, &online).unwrap();
+    let pid = child.0.id() as i32;
+    set_affinity(pid, cpus).unwrap();
+    (child, pid)
+}
+
+#[test]
+fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly() {
+    let Some((cpus, online, _lock, before)) = start() else {
+        return;
+    };
+    // A task that exists before setup, allowed everywhere.
+    let (bystander, bpid) = sleeper_on(&online);
     let mut s = spec("set", &cpus, &online);
     s.sched = "fifo:10".parse().unwrap();
     s.hugepages = vec!["2MiB:2".parse().unwrap()];
@@ -136,14 +154,7 @@ fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly()
         "{mount:?} not mounted"
     );
     // A task that lands on the dedicated core later is moved by the watcher.
-    let lander = Kill(
-        std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap(),
-    );
-    let lpid = lander.0.id() as i32;
-    set_affinity(lpid, &online).unwrap();
+    let (lander, lpid) = sleeper_on(&online);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !get_affinity(lpid).unwrap().intersection(&cpus).is_empty() {
         assert!(
@@ -158,17 +169,14 @@ fn host_tuning_setup_moves_irqs_tasks_workqueues_and_teardown_restores_exactly()
     assert_eq!(get_affinity(bpid).unwrap(), online);
     assert_eq!(get_affinity(lpid).unwrap(), online);
     drop((bystander, lander));
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
 
 #[test]
 fn host_tuning_launch_is_pinned_locked_and_scheduled() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
     let mut s = spec("lch", &cpus, &online);
     s.sched = "rr:7".parse().unwrap();
     s.rlimits = vec!["nofile=256:512".parse().unwrap()];
@@ -205,30 +213,23 @@ fn host_tuning_launch_is_pinned_locked_and_scheduled() {
     // Teardown stops the process first (it is in the journal), then undoes the partition.
     p.teardown().unwrap();
     drop(child);
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
 
 #[test]
 fn host_tuning_refuses_a_core_of_a_live_run_and_a_request_without_housekeeping() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
     let all = DedicatedSpec::new(&carve_testkit::short_name("all"), online.clone(), &online);
-    match Partition::new(all).setup() {
-        Err(Error::Refused(m)) => assert!(m.contains("no housekeeping core"), "{m}"),
-        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
-    }
+    assert_refused(Partition::new(all).setup(), "no housekeeping core");
     let first = Partition::new(spec("one", &cpus, &online)).setup().unwrap();
-    match Partition::new(spec("two", &cpus, &online)).setup() {
-        Err(Error::Refused(m)) => assert!(m.contains("already dedicated"), "{m}"),
-        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
-    }
+    assert_refused(
+        Partition::new(spec("two", &cpus, &online)).setup(),
+        "already dedicated",
+    );
     first.teardown().unwrap();
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
 
 /// An IRQ whose affinity the kernel lets us change (rewriting its current value finds out).
@@ -243,15 +244,13 @@ fn movable_irq() -> Option<u32> {
 
 #[test]
 fn host_tuning_deadline_launch_and_an_irq_routed_to_the_partition() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
-    let _lock = HostLock::exclusive();
     let Some(irq) = movable_irq() else {
         carve_testkit::skip(carve_testkit::SkipKind::Host, "no movable IRQ");
         return;
     };
-    let before = Snapshot::take();
     let mut s = spec("dl", &cpus, &online);
     s.sched = "deadline:100us/1ms".parse().unwrap();
     s.irqs = vec![irq];
@@ -269,8 +268,7 @@ fn host_tuning_deadline_launch_and_an_irq_routed_to_the_partition() {
     );
     p.teardown().unwrap();
     drop(child);
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }
 
 /// A cpuset directory removed on drop: a stand-in for the cpusets other software leaves at the
@@ -287,7 +285,7 @@ impl Drop for Sibling {
 /// carve-cgroups creates meanwhile starts without the dedicated CPU.
 #[test]
 fn host_tuning_new_cgroup_starts_without_a_dedicated_cpu_beside_a_podman_like_cpuset() {
-    let Some((cpus, online)) = setup_cpus() else {
+    let Some((cpus, online, _lock, before)) = start() else {
         return;
     };
     let root = Path::new("/sys/fs/cgroup/cpuset");
@@ -298,8 +296,6 @@ fn host_tuning_new_cgroup_starts_without_a_dedicated_cpu_beside_a_podman_like_cp
         );
         return;
     }
-    let _lock = HostLock::exclusive();
-    let before = Snapshot::take();
     let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_string();
     let sib = Sibling(root.join(carve_testkit::unique_name("podlike")));
     std::fs::create_dir(&sib.0).unwrap();
@@ -332,6 +328,5 @@ fn host_tuning_new_cgroup_starts_without_a_dedicated_cpu_beside_a_podman_like_cp
         "teardown gives the sibling its CPUs back"
     );
     drop(sib);
-    let d = settled_diff(&before);
-    assert!(d.is_empty(), "host changed:\n  {}", d.join("\n  "));
+    assert_host_back(&before);
 }

@@ -5,30 +5,22 @@
 
 use carve_core::CpuSet;
 use carve_engine::engine::Engine;
-use carve_engine::oci::OciRuntime;
 use carve_engine::spec::{
-    Attachment, ContainerSpec, DedicatedSpec, KindSpec, NetworkSpec, PartitionSpec, PlanSpec,
-    RestartPolicy, RootfsSource, VmSpec,
+    Attachment, ContainerSpec, DedicatedSpec, KindSpec, PartitionSpec, PlanSpec, RestartPolicy,
+    RootfsSource, VmSpec,
 };
 use carve_engine::state::{PartState, PlanDir};
-use carve_engine::Running;
 use carve_net::{Netlink, NetnsGuard};
 use carve_testkit::{short_name, unique_name, Snapshot};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The OCI runtime the tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci`
-/// when it is built (beside this test's target folder), else runc (same command line).
-fn test_runtime() -> std::path::PathBuf {
-    carve_testkit::oci_runtime()
-}
+mod common;
+
+use common::{plan_of, Up};
 
 fn engine() -> Engine {
-    let mut e = Engine::from_env();
-    e.containers = OciRuntime {
-        binary: test_runtime(),
-    };
-    e
+    common::engine_with(&[])
 }
 
 fn shared_host_lock() -> carve_testkit::HostLock {
@@ -36,12 +28,7 @@ fn shared_host_lock() -> carve_testkit::HostLock {
 }
 
 fn guest() -> carve_vm::assets::GuestAssets {
-    let dir = std::env::var_os("CARVE_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest"))
-        });
-    carve_vm::assets::prepare_guest(&dir).expect("guest assets")
+    carve_vm::assets::prepare_guest(&carve_testkit::guest_dir()).expect("guest assets")
 }
 
 fn rootfs(t: &Path) -> PathBuf {
@@ -82,47 +69,17 @@ fn vm(append: &str, network: Option<Attachment>) -> KindSpec {
     })
 }
 
-/// Takes the plan down when the test ends, also on failure.
-struct Up {
-    engine: Engine,
-    running: Option<Running>,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let left = r.teardown(&self.engine, Duration::from_secs(2));
-            if !std::thread::panicking() {
-                assert!(left.is_empty(), "teardown left {left:?}");
-            }
-        }
-    }
-}
-
-impl Up {
-    fn new(plan: PlanSpec) -> Up {
-        let mut up = Up {
-            engine: engine(),
-            running: None,
-        };
-        up.running = Some(up.engine.up(plan, &mut |_| {}).unwrap());
-        up
-    }
-    fn running(&mut self) -> &mut Running {
-        self.running.as_mut().unwrap()
-    }
-    fn down(mut self) {
-        let r = self.running.take().unwrap();
-        r.down(&self.engine, &mut |_| {}).unwrap();
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Brings up `plan` (one VM partition), waits up to 120 s for its guest to print `text` (failing
+/// with `what`) and takes the plan down: the VM's QEMU must be gone.
+fn vm_plan_prints(plan: &PlanSpec, what: &str, text: &str) {
+    let mut up = Up::new(plan.clone());
+    let st = up.running().state().partitions[0].clone();
+    assert_eq!(st.state, PartState::Running);
+    common::wait_for_log(what, &st.log, text, Duration::from_secs(120));
+    let e = engine();
+    up.running().tick(&e);
+    up.down();
+    assert!(!carve_journal::ProcessId::of(st.pid.unwrap()).is_some_and(|p| p.is_alive()));
 }
 
 fn allowed_cpus(pid: i32) -> String {
@@ -156,20 +113,16 @@ fn dedicated_partition_alone_up_down_restores_the_host_tuning() {
     let _lock = carve_testkit::HostLock::exclusive();
     let before = Snapshot::take().files;
     let name = unique_name("fast");
-    let plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![part(
-            &name,
-            "1",
-            16 << 20,
-            // A spinner, as a fast path is (SCHED_OTHER here; FIFO is tested with all three).
-            dedicated(
-                &["/bin/sh", "-c", "echo on $CARVE_CPUS; while :; do :; done"],
-                "other",
-            ),
-        )],
-    };
+    let plan = plan_of(vec![part(
+        &name,
+        "1",
+        16 << 20,
+        // A spinner, as a fast path is (SCHED_OTHER here; FIFO is tested with all three).
+        dedicated(
+            &["/bin/sh", "-c", "echo on $CARVE_CPUS; while :; do :; done"],
+            "other",
+        ),
+    )]);
     let mut up = Up::new(plan.clone());
     let st = up.running().state().partitions[0].clone();
     assert_eq!(st.state, PartState::Running);
@@ -184,11 +137,12 @@ fn dedicated_partition_alone_up_down_restores_the_host_tuning() {
     assert!((0.0..90.0).contains(&stolen), "stolen {stolen}%");
     // The host is retuned while it runs: the unbound workqueue mask leaves core 1.
     assert_ne!(Snapshot::take().files, before);
-    wait_for("its output in the log", Duration::from_secs(10), || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains("on 1")
-    });
+    common::wait_for_log(
+        "its output in the log",
+        &st.log,
+        "on 1",
+        Duration::from_secs(10),
+    );
     up.down();
     assert!(!carve_journal::ProcessId::of(pid).is_some_and(|p| p.is_alive()));
     assert_eq!(Snapshot::take().files, before, "host tuning not restored");
@@ -203,45 +157,19 @@ fn vm_partition_alone_boots_on_the_bridge_and_down_leaves_nothing() {
     let name = unique_name("vm");
     let plan = PlanSpec {
         name: unique_name("plan"),
-        networks: vec![NetworkSpec {
-            name: bridge.clone(),
-            namespace: Some(ns.name().into()),
-            subnet: "10.79.0.0".parse().unwrap(),
-            prefix: 24,
-            gateway: Some("10.79.0.1".parse().unwrap()),
-        }],
+        networks: vec![common::bridge(&bridge, ns.name(), "10.79.0")],
         partitions: vec![part(
             &name,
             "0",
             256 << 20,
             vm(
                 "quiet carve.cmd=\"ping -c 1 -W 10 10.79.0.1 && echo ping-ok\"",
-                Some(Attachment {
-                    bridge,
-                    address: "10.79.0.3".parse().unwrap(),
-                    prefix: 24,
-                    gateway: None,
-                }),
+                Some(common::attach(&bridge, "10.79.0.3")),
             ),
         )],
     };
-    let mut up = Up::new(plan.clone());
-    let st = up.running().state().partitions[0].clone();
-    assert_eq!(st.state, PartState::Running);
     // The guest boots and reaches the bridge's address through its tap.
-    wait_for(
-        "the guest to ping the bridge",
-        Duration::from_secs(120),
-        || {
-            std::fs::read_to_string(&st.log)
-                .unwrap_or_default()
-                .contains("ping-ok")
-        },
-    );
-    let e = engine();
-    up.running().tick(&e);
-    up.down();
-    assert!(!carve_journal::ProcessId::of(st.pid.unwrap()).is_some_and(|p| p.is_alive()));
+    vm_plan_prints(&plan, "the guest to ping the bridge", "ping-ok");
     let mut nl = Netlink::open_in(ns.name()).unwrap();
     let links: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(links, vec!["lo".to_string()]);
@@ -256,22 +184,11 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
     let rootfs = rootfs(t.path());
     let ns = NetnsGuard::create(&unique_name("ns")).unwrap();
     let bridge = short_name("br");
-    let att = |addr: &str| Attachment {
-        bridge: bridge.clone(),
-        address: addr.parse().unwrap(),
-        prefix: 24,
-        gateway: None,
-    };
+    let att = |addr: &str| common::attach(&bridge, addr);
     let (fast, web, guest) = (unique_name("fast"), unique_name("web"), unique_name("vm"));
     let plan = PlanSpec {
         name: unique_name("plan"),
-        networks: vec![NetworkSpec {
-            name: bridge.clone(),
-            namespace: Some(ns.name().into()),
-            subnet: "10.80.0.0".parse().unwrap(),
-            prefix: 24,
-            gateway: Some("10.80.0.1".parse().unwrap()),
-        }],
+        networks: vec![common::bridge(&bridge, ns.name(), "10.80.0")],
         partitions: vec![
             part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "fifo:10")),
             part(
@@ -301,19 +218,9 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
         ],
     };
     let mut events = Vec::new();
-    let mut up = Up {
-        engine: engine(),
-        running: None,
-    };
-    up.running = Some(up.engine.up(plan.clone(), &mut |e| events.push(e)).unwrap());
+    let mut up = Up::with(engine(), plan.clone(), &mut |e| events.push(e));
     // Steps ran in the engine's order: network, dedicated, container, vm.
-    let done: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            carve_engine::Event::Done { what, .. } => Some(what.clone()),
-            _ => None,
-        })
-        .collect();
+    let done = common::done_steps(&events);
     assert_eq!(
         done,
         vec![
@@ -335,11 +242,12 @@ fn all_three_kinds_together_vm_fetches_the_container_page_host_tuning() {
     assert_eq!(policy, libc::SCHED_FIFO);
     // The VM fetches the container's page over the bridge and prints it on its console.
     let vm_log = parts[2].log.clone();
-    wait_for("the VM to print the page", Duration::from_secs(120), || {
-        std::fs::read_to_string(&vm_log)
-            .unwrap_or_default()
-            .contains(&format!("carve-page-{web}"))
-    });
+    common::wait_for_log(
+        "the VM to print the page",
+        &vm_log,
+        &format!("carve-page-{web}"),
+        Duration::from_secs(120),
+    );
     // ps sees all three with their cores.
     let rows = carve_engine::ops::ps(&up.engine.root, Duration::from_millis(100));
     let mine: Vec<_> = rows.iter().filter(|r| r.plan == plan.name).collect();
@@ -372,26 +280,22 @@ fn a_failure_at_the_dedicated_container_or_vm_step_rolls_back_the_host_tuning() 
         "vm:GUEST:after",
     ] {
         let (fast, web, guest) = (unique_name("fast"), unique_name("web"), unique_name("vm"));
-        let plan = PlanSpec {
-            name: unique_name("plan"),
-            networks: vec![],
-            partitions: vec![
-                part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "other")),
-                part(
-                    &web,
-                    "0",
-                    32 << 20,
-                    KindSpec::Container(ContainerSpec {
-                        rootfs: RootfsSource::Folder(rootfs.clone()),
-                        command: vec!["sleep".into(), "1000".into()],
-                        env: vec![],
-                        init: false,
-                        network: None,
-                    }),
-                ),
-                part(&guest, "0", 256 << 20, vm("quiet", None)),
-            ],
-        };
+        let plan = plan_of(vec![
+            part(&fast, "1", 16 << 20, dedicated(&["sleep", "1000"], "other")),
+            part(
+                &web,
+                "0",
+                32 << 20,
+                KindSpec::Container(ContainerSpec {
+                    rootfs: RootfsSource::Folder(rootfs.clone()),
+                    command: vec!["sleep".into(), "1000".into()],
+                    env: vec![],
+                    init: false,
+                    network: None,
+                }),
+            ),
+            part(&guest, "0", 256 << 20, vm("quiet", None)),
+        ]);
         let point = point
             .replace("FAST", &fast)
             .replace("GUEST", &guest)
@@ -435,11 +339,7 @@ fn a_vm_that_powers_off_is_restarted_by_its_policy() {
         max_retries: None,
         backoff_ms: 100,
     };
-    let plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![p],
-    };
+    let plan = plan_of(vec![p]);
     let mut up = Up::new(plan.clone());
     let first = up.running().state().partitions[0].pid.unwrap();
     // The guest powers itself off; the supervisor sees QEMU end and starts a new one. (The
@@ -506,18 +406,7 @@ append = 'quiet carve.cmd="test -b /dev/vda && echo disk-marker-$(cat /sys/block
             .unwrap()
             .join("scratch.qcow2,readonly")]
     );
-    let mut up = Up::new(plan.clone());
-    let st = up.running().state().partitions[0].clone();
-    assert_eq!(st.state, PartState::Running);
     // The guest sees the drive as vda, read-only.
-    wait_for("the guest to see vda", Duration::from_secs(120), || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains("disk-marker-1")
-    });
-    let e = engine();
-    up.running().tick(&e);
-    up.down();
-    assert!(!carve_journal::ProcessId::of(st.pid.unwrap()).is_some_and(|p| p.is_alive()));
+    vm_plan_prints(&plan, "the guest to see vda", "disk-marker-1");
     assert_plan_gone(&plan);
 }

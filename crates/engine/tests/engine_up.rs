@@ -4,17 +4,15 @@
 
 use carve_core::CpuSet;
 use carve_engine::engine::{request, Engine};
-use carve_engine::oci::OciRuntime;
 use carve_engine::spec::{
-    Attachment, ContainerSpec, KindSpec, NetworkSpec, PartitionSpec, PlanSpec, RestartPolicy,
-    RootfsSource,
+    Attachment, ContainerSpec, KindSpec, PartitionSpec, PlanSpec, RestartPolicy, RootfsSource,
 };
 use carve_engine::state::{check_collisions, Desired, PartState, PlanDir, StateError};
-use carve_engine::{Running, UpError};
+use carve_engine::UpError;
 use carve_net::{Netlink, NetnsGuard};
 use carve_testkit::{short_name, unique_name};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A busybox rootfs shared by the tests of this process.
 fn rootfs() -> PathBuf {
@@ -28,19 +26,12 @@ fn rootfs() -> PathBuf {
     p.clone()
 }
 
-/// The OCI runtime the tests drive: `CARVE_TEST_OCI_RUNTIME`, else the workspace's `carve-oci`
-/// when it is built (beside this test's target folder), else runc (same command line).
-fn test_runtime() -> std::path::PathBuf {
-    carve_testkit::oci_runtime()
-}
+mod common;
+
+use common::{plan_of, Up};
 
 fn engine(faults: &[&str]) -> Engine {
-    let mut e = Engine::from_env();
-    e.containers = OciRuntime {
-        binary: test_runtime(),
-    };
-    e.faults = faults.iter().map(|s| s.to_string()).collect();
-    e
+    common::engine_with(faults)
 }
 
 fn container(name: &str, cpus: &str, command: &[&str], net: Option<Attachment>) -> PartitionSpec {
@@ -65,13 +56,7 @@ fn net_plan(ns: &str) -> PlanSpec {
     let part = unique_name("web");
     PlanSpec {
         name: unique_name("plan"),
-        networks: vec![NetworkSpec {
-            name: bridge.clone(),
-            namespace: Some(ns.into()),
-            subnet: "10.77.0.0".parse().unwrap(),
-            prefix: 24,
-            gateway: Some("10.77.0.1".parse().unwrap()),
-        }],
+        networks: vec![common::bridge(&bridge, ns, "10.77.0")],
         partitions: vec![container(
             &part,
             "0",
@@ -80,30 +65,8 @@ fn net_plan(ns: &str) -> PlanSpec {
                 "-c",
                 "trap 'exit 0' TERM; echo hello from $CARVE_PARTITION; sleep 1000 & wait",
             ],
-            Some(Attachment {
-                bridge,
-                address: "10.77.0.2".parse().unwrap(),
-                prefix: 24,
-                gateway: None,
-            }),
+            Some(common::attach(&bridge, "10.77.0.2")),
         )],
-    }
-}
-
-/// Takes the plan down when the test ends, also on failure.
-struct Up {
-    engine: Engine,
-    running: Option<Running>,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let left = r.teardown(&self.engine, Duration::from_secs(2));
-            if !std::thread::panicking() {
-                assert!(left.is_empty(), "teardown left {left:?}");
-            }
-        }
     }
 }
 
@@ -133,12 +96,8 @@ fn assert_gone(e: &Engine, plan: &PlanSpec, bridge_ns: Option<&str>) {
     }
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    carve_testkit::wait_for(what, Duration::from_secs(20), f);
 }
 
 #[test]
@@ -148,11 +107,7 @@ fn container_with_network_up_ps_exec_down_leaves_nothing() {
     let plan = net_plan(ns.name());
     let part = plan.partitions[0].name.clone();
     let mut events = Vec::new();
-    let mut up = Up {
-        engine: engine(&[]),
-        running: None,
-    };
-    up.running = Some(up.engine.up(plan.clone(), &mut |e| events.push(e)).unwrap());
+    let mut up = Up::with(engine(&[]), plan.clone(), &mut |e| events.push(e));
     let r = up.running.as_ref().unwrap();
     let st = &r.state().partitions[0];
     assert_eq!(st.state, PartState::Running);
@@ -173,11 +128,12 @@ fn container_with_network_up_ps_exec_down_leaves_nothing() {
     assert_eq!(usage.memory_limit, Some(64 << 20));
     assert!(usage.cpu_ns.is_some() && usage.memory.is_some());
     // Its output reaches the log.
-    wait_for("the log line", || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains(&format!("hello from {part}"))
-    });
+    common::wait_for_log(
+        "the log line",
+        &st.log,
+        &format!("hello from {part}"),
+        Duration::from_secs(20),
+    );
     // eth0 in its own namespace has the plan's address; its veth peer is on the bridge.
     let cns = carve_engine::network::container_netns(&plan.name, &part);
     let mut inner = Netlink::open_in(&cns).unwrap();
@@ -188,7 +144,7 @@ fn container_with_network_up_ps_exec_down_leaves_nothing() {
     );
     // The container reaches the bridge's address over its veth.
     let root = r.dir().oci_root();
-    let out = std::process::Command::new(test_runtime())
+    let out = std::process::Command::new(carve_testkit::oci_runtime())
         .arg("--root")
         .arg(&root)
         .args(["exec", &st.id, "ping", "-c", "1", "-W", "5", "10.77.0.1"])
@@ -201,13 +157,7 @@ fn container_with_network_up_ps_exec_down_leaves_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Progress named each step in order.
-    let steps: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            carve_engine::Event::Done { what, .. } => Some(what.clone()),
-            _ => None,
-        })
-        .collect();
+    let steps = common::done_steps(&events);
     assert_eq!(
         steps,
         vec![
@@ -275,27 +225,19 @@ fn a_failure_at_each_step_rolls_everything_back() {
 
 #[test]
 fn restart_policy_and_stop_start_requests_are_applied_by_tick() {
-    let mut plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![container(
-            &unique_name("flaky"),
-            "0",
-            &["/bin/sh", "-c", "sleep 0.3; exit 3"],
-            None,
-        )],
-    };
+    let mut plan = plan_of(vec![container(
+        &unique_name("flaky"),
+        "0",
+        &["/bin/sh", "-c", "sleep 0.3; exit 3"],
+        None,
+    )]);
     plan.partitions[0].restart = carve_engine::spec::Restart {
         policy: RestartPolicy::OnFailure,
         max_retries: None,
         backoff_ms: 100,
     };
     let name = plan.partitions[0].name.clone();
-    let mut up = Up {
-        engine: engine(&[]),
-        running: None,
-    };
-    up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
+    let mut up = Up::new(plan.clone());
     let e = engine(&[]);
     // It fails, is restarted (with backoff) and counted.
     wait_for("two restarts", || {
@@ -334,17 +276,9 @@ fn plans_side_by_side_and_a_colliding_plan_refused() {
     let mut b = net_plan(ns.name());
     b.partitions[0].kind = container("x", "0", &["sleep", "1000"], None).kind;
     b.networks[0].gateway = None;
-    let mut ua = Up {
-        engine: engine(&[]),
-        running: None,
-    };
-    ua.running = Some(ua.engine.up(a.clone(), &mut |_| {}).unwrap());
-    let mut ub = Up {
-        engine: engine(&[]),
-        running: None,
-    };
+    let ua = Up::new(a.clone());
     // Both on core 0 (containers share cores), different names and bridges: side by side.
-    ub.running = Some(ub.engine.up(b.clone(), &mut |_| {}).unwrap());
+    let ub = Up::new(b.clone());
     // A third asking for a's bridge and a partition name of b is refused, naming both, and
     // changes nothing.
     let mut c = net_plan(ns.name());
@@ -380,16 +314,8 @@ fn system_container_runs_busybox_init_and_stops_it_with_sigpwr() {
     if let KindSpec::Container(c) = &mut p.kind {
         c.init = true;
     }
-    let plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![p],
-    };
-    let mut up = Up {
-        engine: engine(&[]),
-        running: None,
-    };
-    up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
+    let plan = plan_of(vec![p]);
+    let mut up = Up::new(plan.clone());
     let st = up.running.as_ref().unwrap().state().partitions[0].clone();
     // PID 1 of the container becomes busybox init (`runc start` returns before the exec).
     let pid = st.pid.unwrap();
@@ -399,11 +325,12 @@ fn system_container_runs_busybox_init_and_stops_it_with_sigpwr() {
             .trim()
             == "init"
     });
-    wait_for("init's rcS", || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains("carve-init: up")
-    });
+    common::wait_for_log(
+        "init's rcS",
+        &st.log,
+        "carve-init: up",
+        Duration::from_secs(20),
+    );
     // An open fd keeps the log readable after down unmounts the plan's state folder.
     let mut log = std::fs::File::open(&st.log).unwrap();
     let r = up.running.take().unwrap();
@@ -443,22 +370,15 @@ fn an_existing_oci_bundle_runs_with_the_plan_cgroup_and_limits() {
     if let KindSpec::Container(c) = &mut p.kind {
         c.rootfs = RootfsSource::Bundle(src.clone());
     }
-    let plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![p],
-    };
-    let mut up = Up {
-        engine: engine(&[]),
-        running: None,
-    };
-    up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
+    let plan = plan_of(vec![p]);
+    let mut up = Up::new(plan.clone());
     let st = up.running.as_ref().unwrap().state().partitions[0].clone();
-    wait_for("the bundle's own command", || {
-        std::fs::read_to_string(&st.log)
-            .unwrap_or_default()
-            .contains("from-the-bundle")
-    });
+    common::wait_for_log(
+        "the bundle's own command",
+        &st.log,
+        "from-the-bundle",
+        Duration::from_secs(20),
+    );
     let hs = carve_engine::cgroup::hierarchies();
     let u = carve_engine::cgroup::usage(&hs, st.cgroup.as_ref().unwrap());
     assert_eq!(u.memory_limit, Some(64 << 20));
@@ -469,11 +389,7 @@ fn an_existing_oci_bundle_runs_with_the_plan_cgroup_and_limits() {
 
 #[test]
 fn a_partition_name_that_is_not_a_plain_name_is_refused_before_anything_changes() {
-    let mut plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![container("../escape", "0", &["true"], None)],
-    };
+    let mut plan = plan_of(vec![container("../escape", "0", &["true"], None)]);
     let e = engine(&[]);
     let err = e.up(plan.clone(), &mut |_| {}).unwrap_err();
     assert!(
@@ -494,22 +410,14 @@ fn a_partition_name_that_is_not_a_plain_name_is_refused_before_anything_changes(
 fn start_brings_back_a_partition_that_exited_for_good() {
     // As the holder is: container inits become our children, so their exit status is known.
     carve_engine::process::become_subreaper().unwrap();
-    let plan = PlanSpec {
-        name: unique_name("plan"),
-        networks: vec![],
-        partitions: vec![container(
-            &unique_name("once"),
-            "0",
-            &["/bin/sh", "-c", "echo ran"],
-            None,
-        )],
-    };
+    let plan = plan_of(vec![container(
+        &unique_name("once"),
+        "0",
+        &["/bin/sh", "-c", "echo ran"],
+        None,
+    )]);
     let name = plan.partitions[0].name.clone();
-    let mut up = Up {
-        engine: engine(&[]),
-        running: None,
-    };
-    up.running = Some(up.engine.up(plan.clone(), &mut |_| {}).unwrap());
+    let mut up = Up::new(plan.clone());
     let e = engine(&[]);
     let r = up.running.as_mut().unwrap();
     // Policy "no": it exits and stays exited.

@@ -4,12 +4,19 @@ fn root() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-#[test]
-fn file_change_is_undone_and_journal_removed() {
+/// A temp root holding the file "knob" (its content `value`) and the journal root "j".
+fn knob(value: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let r = root();
     let target = r.path().join("knob");
-    std::fs::write(&target, "950000\n").unwrap();
-    let mut j = Journal::create(r.path().join("j"), "t1").unwrap();
+    std::fs::write(&target, value).unwrap();
+    let jroot = r.path().join("j");
+    (r, target, jroot)
+}
+
+#[test]
+fn file_change_is_undone_and_journal_removed() {
+    let (_r, target, jroot) = knob("950000\n");
+    let mut j = Journal::create(&jroot, "t1").unwrap();
     j.write_file(&target, "-1").unwrap();
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "-1");
     let jp = j.path().to_path_buf();
@@ -20,10 +27,8 @@ fn file_change_is_undone_and_journal_removed() {
 
 #[test]
 fn undo_runs_in_reverse_and_first_old_value_wins() {
-    let r = root();
-    let target = r.path().join("knob");
-    std::fs::write(&target, "a\n").unwrap();
-    let mut j = Journal::create(r.path().join("j"), "t2").unwrap();
+    let (r, target, jroot) = knob("a\n");
+    let mut j = Journal::create(&jroot, "t2").unwrap();
     j.write_file(&target, "b").unwrap();
     j.write_file(&target, "c").unwrap();
     let dir = r.path().join("cg");
@@ -35,10 +40,8 @@ fn undo_runs_in_reverse_and_first_old_value_wins() {
 
 #[test]
 fn same_value_records_nothing() {
-    let r = root();
-    let target = r.path().join("knob");
-    std::fs::write(&target, "1\n").unwrap();
-    let mut j = Journal::create(r.path().join("j"), "t3").unwrap();
+    let (_r, target, jroot) = knob("1\n");
+    let mut j = Journal::create(&jroot, "t3").unwrap();
     j.write_file(&target, "1").unwrap();
     assert!(j.changes().is_empty());
     j.undo().unwrap();
@@ -46,10 +49,7 @@ fn same_value_records_nothing() {
 
 #[test]
 fn orphan_of_dead_holder_is_restored_and_live_one_is_kept() {
-    let r = root();
-    let jroot = r.path().join("j");
-    let target = r.path().join("knob");
-    std::fs::write(&target, "old\n").unwrap();
+    let (r, target, jroot) = knob("old\n");
     // A holder that has exited: a child we reaped.
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = ProcessId::of(child.id() as i32).unwrap();
@@ -96,10 +96,7 @@ fn failures_are_all_reported_and_kept_for_retry() {
 
 #[test]
 fn torn_last_line_is_skipped() {
-    let r = root();
-    let jroot = r.path().join("j");
-    let target = r.path().join("knob");
-    std::fs::write(&target, "old\n").unwrap();
+    let (_r, target, jroot) = knob("old\n");
     let mut j = Journal::create(&jroot, "torn").unwrap();
     j.write_file(&target, "new").unwrap();
     let path = j.path().to_path_buf();

@@ -10,6 +10,10 @@
 //!   takes one before and after the whole suite and fails on any difference.
 //! - [`skip`] / [`require_root`] / [`require_tool`]: a test that cannot run says why in a form
 //!   the suite counts (scripts/test.sh prints the summary; CI fails on a skip it must not have).
+//! - [`wait_for`]: a poll with a deadline whose panic names what it waited for;
+//!   [`KillOnDrop`]: a child process that never outlives its test.
+//! - [`guest_dir`] / [`vm_core`]: where the VM tests' guest assets are and which core a test VM
+//!   gets.
 //! - [`reaper()`]: a watcher process that undoes what a test registered ([`reaper::Item`]) once
 //!   the test process is gone, SIGKILL included; `carve-leakcheck reap-stale` cleans what an
 //!   earlier killed run left.
@@ -165,4 +169,47 @@ pub fn busybox_rootfs(rootfs: &std::path::Path) {
     )
     .unwrap();
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// Polls `f` every 100 ms until it is true; panics naming `what` once `timeout` has passed.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Where the tests' guest assets (kernel, initrd) live: `CARVE_GUEST_DIR`, else the workspace's
+/// git-ignored cache/guest, which `carve_vm::assets::prepare_guest` fills once for every test.
+pub fn guest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARVE_GUEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest"))
+        })
+}
+
+/// The core a test VM's vCPU gets: the last online core (housekeeping keeps the others).
+pub fn vm_core() -> usize {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .expect("/sys/devices/system/cpu/online");
+    carve_core::CpuSet::parse_list(&online)
+        .expect("the online CPU list")
+        .iter()
+        .last()
+        .expect("an online CPU")
+}
+
+/// A child process killed (SIGKILL) and reaped on drop, also when the test fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

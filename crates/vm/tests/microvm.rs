@@ -74,10 +74,7 @@ fn microvm_boots_to_the_marker_every_time() {
             );
         }
         // The supervisor (this test) undid the journal: no cgroup or state is left.
-        assert!(std::fs::read_dir(&t.ctx.journal_root)
-            .unwrap()
-            .next()
-            .is_none());
+        t.assert_journals_undone();
     }
 }
 

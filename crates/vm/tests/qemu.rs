@@ -87,19 +87,14 @@ fn boots_to_marker_pins_vcpus_and_stops_gracefully() {
     }
     assert!(!vm.paths().qmp().exists());
     assert!(!vm.paths().console_sock().exists());
-    assert!(std::fs::read_dir(&t.ctx.journal_root)
-        .unwrap()
-        .next()
-        .is_none());
+    t.assert_journals_undone();
 }
 
 #[test]
 fn pause_stops_the_counter_and_resume_continues_it_and_stop_falls_back_to_kill() {
     let t = context();
-    let name = unique_name("vm-pause");
-    let mut vm = Vm::launch(&t.ctx, spec(&name, COUNTER_CMD), Boot::Fresh).unwrap();
+    let (name, _, mut vm) = counter_vm(&t, "vm-pause");
     let log = vm.paths().console_log();
-    vm.wait_for_console("count=3", 0, BOOT).unwrap();
 
     vm::pause(&t.ctx, &name).unwrap();
     assert_eq!(vm::status(&t.ctx, &name).unwrap().state, "paused");
@@ -139,11 +134,8 @@ fn pause_stops_the_counter_and_resume_continues_it_and_stop_falls_back_to_kill()
 #[test]
 fn snapshot_then_kill_then_restore_continues_the_counter() {
     let t = context();
-    let name = unique_name("vm-snap");
-    let s = spec(&name, COUNTER_CMD);
-    let mut vm = Vm::launch(&t.ctx, s.clone(), Boot::Fresh).unwrap();
+    let (name, s, mut vm) = counter_vm(&t, "vm-snap");
     let log = vm.paths().console_log();
-    vm.wait_for_console("count=3", 0, BOOT).unwrap();
     let snap = tempfile::NamedTempFile::new().unwrap();
     vm::pause(&t.ctx, &name).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -172,9 +164,7 @@ fn snapshot_then_kill_then_restore_continues_the_counter() {
 #[test]
 fn live_migration_keeps_the_counter() {
     let t = context();
-    let name = unique_name("vm-mig");
-    let mut src = Vm::launch(&t.ctx, spec(&name, COUNTER_CMD), Boot::Fresh).unwrap();
-    src.wait_for_console("count=3", 0, BOOT).unwrap();
+    let (name, _, mut src) = counter_vm(&t, "vm-mig");
     let dest_name = unique_name("vm-mig-dest");
     let mut d = src.spec().clone();
     d.name = dest_name.clone();
@@ -212,10 +202,7 @@ fn a_qemu_crash_is_detected_and_reported() {
     assert_eq!(st.state, "crashed");
     assert_eq!(st.exit.unwrap().signal, Some(9));
     // The journal was undone by the supervisor (this test).
-    assert!(std::fs::read_dir(&t.ctx.journal_root)
-        .unwrap()
-        .next()
-        .is_none());
+    t.assert_journals_undone();
 }
 
 #[test]
@@ -236,10 +223,7 @@ fn qemu_that_fails_to_start_is_reported_with_its_message() {
     assert!(msg.contains("QEMU exited with status 1"), "{msg}");
     assert!(msg.to_lowercase().contains("qcow2"), "{msg}");
     assert!(!t.ctx.paths(&name).dir.exists());
-    assert!(std::fs::read_dir(&t.ctx.journal_root)
-        .unwrap()
-        .next()
-        .is_none());
+    t.assert_journals_undone();
 }
 
 #[test]
@@ -365,10 +349,7 @@ fn a_guest_that_halts_without_powering_off_counts_as_stopped() {
     let log = console::read_from_str(&vm.paths().console_log(), 0);
     assert!(log.contains("System halted"), "{log}");
     assert_eq!(vm::status(&t.ctx, &name).unwrap().state, "halted");
-    assert!(std::fs::read_dir(&t.ctx.journal_root)
-        .unwrap()
-        .next()
-        .is_none());
+    t.assert_journals_undone();
 
     // `stop` on a guest that ignores the power button (no acpid) and then halts: no waiting out
     // the timeout.

@@ -41,43 +41,29 @@ fn fake_tree(root: &Path) {
         (2, 0, 0, "0,2", 0),
     ] {
         let t = format!("{cpu}/cpu{id}/topology");
-        put(root, &format!("{t}/core_id"), &format!("{core}\n"));
-        put(
-            root,
-            &format!("{t}/physical_package_id"),
-            &format!("{pkg}\n"),
-        );
-        put(
-            root,
-            &format!("{t}/thread_siblings_list"),
-            &format!("{sib}\n"),
-        );
-        let c = format!("{cpu}/cpu{id}/cache");
-        put(root, &format!("{c}/index0/level"), "1\n");
-        put(root, &format!("{c}/index0/type"), "Data\n");
-        put(
-            root,
-            &format!("{c}/index0/shared_cpu_list"),
-            &format!("{sib}\n"),
-        );
-        put(root, &format!("{c}/index0/size"), "32K\n");
-        put(root, &format!("{c}/index2/level"), "2\n");
-        put(root, &format!("{c}/index2/type"), "Unified\n");
-        put(
-            root,
-            &format!("{c}/index2/shared_cpu_list"),
-            &format!("{sib}\n"),
-        );
-        put(root, &format!("{c}/index2/size"), "1024K\n");
-        put(root, &format!("{c}/index3/level"), "3\n");
-        put(root, &format!("{c}/index3/type"), "Unified\n");
+        for (file, value) in [
+            ("core_id", core.to_string()),
+            ("physical_package_id", pkg.to_string()),
+            ("thread_siblings_list", sib.to_string()),
+        ] {
+            put(root, &format!("{t}/{file}"), &format!("{value}\n"));
+        }
         let l3 = if node == 0 { "0,2" } else { "1,3" };
-        put(
-            root,
-            &format!("{c}/index3/shared_cpu_list"),
-            &format!("{l3}\n"),
-        );
-        put(root, &format!("{c}/index3/size"), "32M\n");
+        for (index, level, kind, shared, size) in [
+            ("index0", 1, "Data", sib, "32K"),
+            ("index2", 2, "Unified", sib, "1024K"),
+            ("index3", 3, "Unified", l3, "32M"),
+        ] {
+            let c = format!("{cpu}/cpu{id}/cache/{index}");
+            put(root, &format!("{c}/level"), &format!("{level}\n"));
+            put(root, &format!("{c}/type"), &format!("{kind}\n"));
+            put(
+                root,
+                &format!("{c}/shared_cpu_list"),
+                &format!("{shared}\n"),
+            );
+            put(root, &format!("{c}/size"), &format!("{size}\n"));
+        }
     }
     for (node, list) in [(0, "0,2"), (1, "1,3")] {
         let n = format!("sys/devices/system/node/node{node}");

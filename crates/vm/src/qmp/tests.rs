@@ -29,12 +29,14 @@ fn ok(command: &'static str, ret: Value) -> Step {
     }
 }
 
+/// A client connected to a peer that greets, accepts `qmp_capabilities` and then plays `script`.
 fn peer(script: Vec<Step>) -> (QmpClient, JoinHandle<()>) {
     let (a, b) = UnixStream::pair().unwrap();
+    let handshake = [Step::Say(GREETING), ok("qmp_capabilities", json!({}))];
     let h = std::thread::spawn(move || {
         let mut b = b;
         let mut pending = Vec::new();
-        for step in script {
+        for step in handshake.into_iter().chain(script) {
             match step {
                 Step::Say(line) => {
                     b.write_all(line.as_bytes()).unwrap();
@@ -66,6 +68,12 @@ fn peer(script: Vec<Step>) -> (QmpClient, JoinHandle<()>) {
     (c, h)
 }
 
+/// Closes the client and checks the peer played its whole script (its asserts passed).
+fn finish(c: QmpClient, h: JoinHandle<()>) {
+    drop(c);
+    h.join().unwrap();
+}
+
 /// Reads one line, taking any fd that came with its bytes.
 fn read_line_with_fd(
     b: &mut UnixStream,
@@ -90,8 +98,6 @@ fn read_line_with_fd(
 #[test]
 fn negotiates_and_runs_typed_commands() {
     let (mut c, h) = peer(vec![
-        Step::Say(GREETING),
-        ok("qmp_capabilities", json!({})),
         ok(
             "query-status",
             json!({"status": "running", "singlestep": false, "running": true}),
@@ -132,15 +138,12 @@ fn negotiates_and_runs_typed_commands() {
         .contains("7.2"));
     c.migrate("unix:/tmp/x.sock").unwrap();
     c.wait_migration(Duration::from_secs(5)).unwrap();
-    drop(c);
-    h.join().unwrap();
+    finish(c, h);
 }
 
 #[test]
 fn events_between_answers_are_queued() {
     let (mut c, h) = peer(vec![
-        Step::Say(GREETING),
-        ok("qmp_capabilities", json!({})),
         Step::Say(r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"#),
         ok("stop", json!({})),
         Step::Say(r#"{"timestamp": {"seconds": 1, "microseconds": 3}, "event": "RESUME"}"#),
@@ -156,15 +159,12 @@ fn events_between_answers_are_queued() {
     let e = c.wait_event("SHUTDOWN", Duration::from_secs(5)).unwrap();
     assert_eq!(e.data["reason"], "guest-shutdown");
     assert!(c.next_event(Duration::from_millis(50)).unwrap().is_none());
-    drop(c);
-    h.join().unwrap();
+    finish(c, h);
 }
 
 #[test]
 fn command_errors_carry_class_and_description() {
     let (mut c, h) = peer(vec![
-        Step::Say(GREETING),
-        ok("qmp_capabilities", json!({})),
         Step::Answer {
             command: "cont",
             ret: None,
@@ -179,15 +179,12 @@ fn command_errors_carry_class_and_description() {
     assert_eq!(e.to_string(), "QMP command cont failed: GenericError: nope");
     let e = c.wait_migration(Duration::from_secs(1)).unwrap_err();
     assert!(e.to_string().contains("disk full"), "{e}");
-    drop(c);
-    h.join().unwrap();
+    finish(c, h);
 }
 
 #[test]
 fn fds_travel_with_getfd() {
     let (mut c, h) = peer(vec![
-        Step::Say(GREETING),
-        ok("qmp_capabilities", json!({})),
         Step::Answer {
             command: "getfd",
             ret: Some(json!({})),
@@ -199,17 +196,12 @@ fn fds_travel_with_getfd() {
     c.getfd("snap", std::os::fd::AsRawFd::as_raw_fd(&f))
         .unwrap();
     c.migrate("fd:snap").unwrap();
-    drop(c);
-    h.join().unwrap();
+    finish(c, h);
 }
 
 #[test]
 fn hangup_and_garbage_are_reported() {
-    let (mut c, h) = peer(vec![
-        Step::Say(GREETING),
-        ok("qmp_capabilities", json!({})),
-        Step::Hangup,
-    ]);
+    let (mut c, h) = peer(vec![Step::Hangup]);
     h.join().unwrap();
     assert!(matches!(c.query_status(), Err(QmpError::Closed)));
     // quit tolerates QEMU closing the socket first.
@@ -227,13 +219,8 @@ fn hangup_and_garbage_are_reported() {
 
 #[test]
 fn mismatched_ids_are_protocol_errors() {
-    let (mut c, h) = peer(vec![
-        Step::Say(GREETING),
-        ok("qmp_capabilities", json!({})),
-        Step::Say(r#"{"return": {}, "id": 999}"#),
-    ]);
+    let (mut c, h) = peer(vec![Step::Say(r#"{"return": {}, "id": 999}"#)]);
     let e = c.stop().unwrap_err();
     assert!(matches!(e, QmpError::Protocol(_)), "{e}");
-    drop(c);
-    h.join().unwrap();
+    finish(c, h);
 }

@@ -5,7 +5,6 @@ use carve_core::CpuSet;
 use carve_vm::assets::{prepare_guest, GuestAssets};
 use carve_vm::spec::VmSpec;
 use carve_vm::vm::Context;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The counter a guest prints: `count=N` every 0.2 s.
@@ -17,12 +16,7 @@ pub const BOOT: Duration = Duration::from_secs(90);
 
 /// The guest assets (built once into the workspace cache, shared by parallel tests).
 pub fn guest() -> GuestAssets {
-    let dir = std::env::var_os("CARVE_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../cache/guest"))
-        });
-    prepare_guest(&dir).expect("guest assets")
+    prepare_guest(&carve_testkit::guest_dir()).expect("guest assets")
 }
 
 /// A context whose state and journals live in a temp dir (removed on drop); cgroups are real.
@@ -69,10 +63,20 @@ pub fn context_locked(lock: carve_testkit::HostLock) -> TestContext {
     }
 }
 
+impl TestContext {
+    /// Checks every journal of this context was undone (and removed): no cgroup or state left.
+    pub fn assert_journals_undone(&self) {
+        let left: Vec<_> = std::fs::read_dir(&self.ctx.journal_root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "journals left: {left:?}");
+    }
+}
+
 /// The core a test VM's vCPU gets: the last online core (housekeeping keeps the others).
 pub fn vcpu_core() -> usize {
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
-    CpuSet::parse_list(&online).unwrap().iter().last().unwrap()
+    carve_testkit::vm_core()
 }
 
 /// A 1-vCPU, 256 MiB spec booting the cached guest with `append`.
@@ -91,6 +95,16 @@ pub fn spec(name: &str, append: &str) -> VmSpec {
         b = b.append(append);
     }
     b.build_unchecked()
+}
+
+/// A VM named from `tag` booting the counter guest ([`COUNTER_CMD`]) in `t`, once it has
+/// counted to 3: its name, its spec and the VM.
+pub fn counter_vm(t: &TestContext, tag: &str) -> (String, VmSpec, carve_vm::vm::Vm) {
+    let name = carve_testkit::unique_name(tag);
+    let s = spec(&name, COUNTER_CMD);
+    let mut vm = carve_vm::vm::Vm::launch(&t.ctx, s.clone(), carve_vm::vm::Boot::Fresh).unwrap();
+    vm.wait_for_console("count=3", 0, BOOT).unwrap();
+    (name, s, vm)
 }
 
 /// Every `count=N` the guest printed after `from`, in order.
