@@ -976,46 +976,9 @@ impl Allocator<'_> {
                 );
             }
             if let Some(h) = p.hugepages {
-                let size = h.size.0;
-                let count = match h.count {
-                    Some(c) => c,
-                    None if mem > 0 => mem.div_ceil(size),
-                    None => continue, // memory missing: reported already
-                };
-                if mem > 0 && count.saturating_mul(size) > mem {
-                    self.at(
-                        i,
-                        "hugepages",
-                        format!(
-                            "{count} × {} = {} of huge pages exceed the memory budget of {}",
-                            format_bytes_exact(size),
-                            format_bytes(count.saturating_mul(size)),
-                            format_bytes(mem)
-                        ),
-                    );
+                if let Some(need) = self.partition_pages(i, &h, mem) {
+                    pages.insert(i, need);
                 }
-                if host.hugepages(size / 1024).is_none() {
-                    let sizes: Vec<String> = host
-                        .hugepages
-                        .iter()
-                        .map(|h| format_bytes_exact(h.size_kib * 1024))
-                        .collect();
-                    self.at(
-                        i,
-                        "hugepages",
-                        format!(
-                            "the host has no {} huge pages (it supports: {})",
-                            format_bytes_exact(size),
-                            if sizes.is_empty() {
-                                "none".to_string()
-                            } else {
-                                sizes.join(", ")
-                            }
-                        ),
-                    );
-                    continue;
-                }
-                pages.insert(i, (size, count));
             }
         }
         if reserve >= total {
@@ -1028,9 +991,79 @@ impl Allocator<'_> {
                 ),
             );
         }
-        // Per page size: free now, or reservable from available memory.
+        let out = self.hugepage_needs(&pages, reserve);
+        (
+            MemoryBudget {
+                total,
+                reserve,
+                planned,
+            },
+            out,
+            pages,
+        )
+    }
+
+    /// Partition `i`'s huge pages (size, count), its count from its memory when not given;
+    /// `None` when the host has no pages of that size or the memory is missing (reported).
+    fn partition_pages(
+        &mut self,
+        i: usize,
+        h: &crate::plan::HugePagesRequest,
+        mem: u64,
+    ) -> Option<(u64, u64)> {
+        let host = self.host;
+        let size = h.size.0;
+        let count = match h.count {
+            Some(c) => c,
+            None if mem > 0 => mem.div_ceil(size),
+            None => return None, // memory missing: reported already
+        };
+        if mem > 0 && count.saturating_mul(size) > mem {
+            self.at(
+                i,
+                "hugepages",
+                format!(
+                    "{count} × {} = {} of huge pages exceed the memory budget of {}",
+                    format_bytes_exact(size),
+                    format_bytes(count.saturating_mul(size)),
+                    format_bytes(mem)
+                ),
+            );
+        }
+        if host.hugepages(size / 1024).is_none() {
+            let sizes: Vec<String> = host
+                .hugepages
+                .iter()
+                .map(|h| format_bytes_exact(h.size_kib * 1024))
+                .collect();
+            self.at(
+                i,
+                "hugepages",
+                format!(
+                    "the host has no {} huge pages (it supports: {})",
+                    format_bytes_exact(size),
+                    if sizes.is_empty() {
+                        "none".to_string()
+                    } else {
+                        sizes.join(", ")
+                    }
+                ),
+            );
+            return None;
+        }
+        Some((size, count))
+    }
+
+    /// Per page size: what the plan needs, what is free, and what must be reserved (free now,
+    /// or reservable from available memory above the reserve).
+    fn hugepage_needs(
+        &mut self,
+        pages: &BTreeMap<usize, (u64, u64)>,
+        reserve: u64,
+    ) -> Vec<HugePageNeed> {
+        let host = self.host;
         let mut needs: BTreeMap<u64, (u64, Vec<usize>)> = BTreeMap::new();
-        for (&i, &(size, count)) in &pages {
+        for (&i, &(size, count)) in pages {
             let e = needs.entry(size).or_default();
             e.0 += count;
             e.1.push(i);
@@ -1069,15 +1102,7 @@ impl Allocator<'_> {
                 to_reserve,
             });
         }
-        (
-            MemoryBudget {
-                total,
-                reserve,
-                planned,
-            },
-            out,
-            pages,
-        )
+        out
     }
 
     fn check_irqs(&mut self) {
