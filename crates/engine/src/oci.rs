@@ -249,7 +249,7 @@ impl OciRuntime {
             let master = listener
                 .set_nonblocking(true)
                 .and_then(|()| crate::console::receive_master(&listener))
-                .and_then(|m| crate::console::serve(m, &log, &crate::console::socket_path(&pdir)));
+                .and_then(|m| crate::console::serve(m, &log, &crate::console::socket_path(pdir)));
             let _ = std::fs::remove_file(&path);
             if let Err(e) = master {
                 let _ = self.run(root, &["delete", "--force", id]);

@@ -148,7 +148,8 @@ type ProbeFamily = (&'static str, &'static str, fn(&ProbeView) -> f64);
 
 fn cores(out: &mut String, ov: &Overview) {
     let cpu = |c: &CoreView| ("cpu", c.cpu.to_string());
-    let ratios: [(&str, &str, fn(&CoreView) -> f64); 2] = [
+    type Get = fn(&CoreView) -> f64;
+    let ratios: [(&str, &str, Get); 2] = [
         (
             "carve_core_busy_ratio",
             "Share of the last interval the CPU was not idle (/proc/stat).",
