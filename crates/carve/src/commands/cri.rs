@@ -22,8 +22,9 @@ pub struct Args {
 /// A pod as the kubelet describes it (RunPodSandbox, and again with CreateContainer).
 #[derive(clap::Args)]
 pub struct Pod {
-    /// The pod's name (also its uid and hostname).
-    #[arg(long = "pod-name")]
+    /// The pod's name (also its uid and hostname). Its own id: `create` flattens the pod beside
+    /// the container's `--name`, and clap refuses two arguments of one id.
+    #[arg(id = "pod_name", long = "pod-name", value_name = "POD_NAME")]
     pub name: String,
     /// Kubernetes namespace.
     #[arg(long, default_value = "default")]
