@@ -219,16 +219,8 @@ fn scenario(
         let secs = seconds_for(p, opts.quick);
         let args = ["periodic".to_string(), p.to_string(), format!("{secs}")];
         let mut cmd = if name == "dedicated" || name == "floor" {
-            let mut c = Command::new(&tools.carve);
-            c.args([
-                "run",
-                "--dedicated",
-                &cpu.to_string(),
-                "--sched",
-                "fifo:99",
-                "--",
-            ])
-            .arg(probe);
+            let mut c = tools.dedicated_fifo(cpu);
+            c.arg(probe);
             c
         } else {
             pinned(probe, cpu)

@@ -144,6 +144,23 @@ impl Tools {
     }
 }
 
+impl Tools {
+    /// `carve run --dedicated CPU --sched fifo:99 --`: the caller adds the program (and its
+    /// arguments) that then runs alone on `cpu`, at the highest FIFO priority.
+    pub fn dedicated_fifo(&self, cpu: usize) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.carve);
+        cmd.args([
+            "run",
+            "--dedicated",
+            &cpu.to_string(),
+            "--sched",
+            "fifo:99",
+            "--",
+        ]);
+        cmd
+    }
+}
+
 /// `name` in the folder of `exe` or its parent (a test binary lives in target/debug/deps).
 fn beside_or_up(exe: &Path, name: &str) -> Option<PathBuf> {
     let dir = exe.parent()?;

@@ -276,17 +276,8 @@ fn native(probe: &Path, cpu: usize, quick: bool) -> Result<Measured, BenchError>
 /// Without --no-mlock (the tier's default) every mmap is populated and locked at once, which
 /// measures mlockall, not the core: mmap+munmap of 1 MiB took 36× native that way.
 fn dedicated(tools: &Tools, probe: &Path, cpu: usize, quick: bool) -> Result<Measured, BenchError> {
-    let mut cmd = Command::new(&tools.carve);
-    cmd.args([
-        "run",
-        "--dedicated",
-        &cpu.to_string(),
-        "--sched",
-        "fifo:99",
-        "--",
-    ])
-    .arg(probe)
-    .args(probe_args(quick));
+    let mut cmd = tools.dedicated_fifo(cpu);
+    cmd.arg(probe).args(probe_args(quick));
     let out = run_with_deadline(&mut cmd, deadline(quick))?;
     rows_of(&crate::probe::parse(&out.stdout)?)
 }

@@ -17,8 +17,7 @@ pub use carve_dedicated::SchedPolicy;
 use carve_fastpath::pktcrypt::{self, Sealer, ThreadPlacement, BATCH};
 use carve_fastpath::ring::RingMap;
 use serde::Serialize;
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Seed 000's three lines: (label, packets/s as printed in the seed).
@@ -281,30 +280,51 @@ pub fn run(
         .iter()
         .find(|&c| c != cpu)
         .unwrap_or(0);
-    let ring_path = |tag: &str| {
-        std::path::PathBuf::from(format!(
-            "/dev/shm/carve-bench-ring-{}-{}-{tag}",
-            std::process::id(),
-            crate::unique()
-        ))
-    };
-    // Shared core: the worker on a thread pinned to `cpu`, the generator pinned elsewhere.
+    let shared = shared_core(cpu, gen_cpu, packets)?;
+    let mut lines = vec![line("shared core (SCHED_OTHER)", &shared)];
+    if dedicated {
+        let w = dedicated_core(tools, cpu, gen_cpu, packets)?;
+        lines.push(line("dedicated core (FIFO 99)", &w));
+    }
+    let accel = accel_line(lines.last().expect("a line"));
+    Ok(Packet {
+        cpu,
+        tsc_hz: shared.tsc_hz,
+        packets,
+        seed: seed_lines(),
+        lines,
+        accel,
+    })
+}
+
+/// A ring file of this run in /dev/shm, named by `tag`.
+fn ring_path(tag: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "/dev/shm/carve-bench-ring-{}-{}-{tag}",
+        std::process::id(),
+        crate::unique()
+    ))
+}
+
+/// Pins the calling thread to `cpu` (a placement the kernel refuses leaves it where it was).
+fn pin(cpu: usize) {
+    let _ = ThreadPlacement {
+        cpu: Some(cpu),
+        fifo: None,
+    }
+    .apply();
+}
+
+/// Shared core: the worker on a thread pinned to `cpu`, the generator pinned to `gen_cpu`.
+fn shared_core(cpu: usize, gen_cpu: usize, packets: u64) -> Result<WorkerReport, BenchError> {
     let path = ring_path("shared");
     let shared = std::thread::scope(|s| {
         let g = s.spawn(|| {
-            let _ = ThreadPlacement {
-                cpu: Some(gen_cpu),
-                fifo: None,
-            }
-            .apply();
+            pin(gen_cpu);
             generate_into(&path, packets)
         });
         let w = s.spawn(|| {
-            let _ = ThreadPlacement {
-                cpu: Some(cpu),
-                fifo: None,
-            }
-            .apply();
+            pin(cpu);
             worker(&path, packets, SchedPolicy::Other, cpu)
         });
         let w = w.join().expect("worker thread");
@@ -312,91 +332,86 @@ pub fn run(
         w.and_then(|w| g.map(|()| w))
     });
     let _ = std::fs::remove_file(&path);
-    let shared = shared?;
-    let mut lines = vec![line("shared core (SCHED_OTHER)", &shared)];
-    if dedicated {
-        let path = ring_path("dedicated");
-        let mut cmd = Command::new(&tools.carve);
-        cmd.args([
-            "run",
-            "--dedicated",
-            &cpu.to_string(),
-            "--sched",
-            "fifo:99",
-            "--",
-        ])
-        .arg(&tools.carve)
+    shared
+}
+
+/// Dedicated core: `carve bench packet --worker` under `carve run --dedicated`, fed by a
+/// generator thread pinned to `gen_cpu`.
+fn dedicated_core(
+    tools: &Tools,
+    cpu: usize,
+    gen_cpu: usize,
+    packets: u64,
+) -> Result<WorkerReport, BenchError> {
+    let path = ring_path("dedicated");
+    let mut cmd = tools.dedicated_fifo(cpu);
+    cmd.arg(&tools.carve)
         .args(["bench", "packet", "--worker"])
         .arg(&path)
         .args(["--packets", &packets.to_string(), "--cpu", &cpu.to_string()]);
-        let out = std::thread::scope(|s| {
-            let g = s.spawn(|| {
-                let _ = ThreadPlacement {
-                    cpu: Some(gen_cpu),
-                    fifo: None,
-                }
-                .apply();
-                generate_into(&path, packets)
-            });
-            let o = run_with_deadline(&mut cmd, Duration::from_secs(900));
-            if o.is_err() {
-                // The generator waits for a ring that will not come: let it time out quietly.
-                let _ = std::fs::remove_file(&path);
-            }
-            let g = g.join().expect("generator thread");
-            o.and_then(|o| g.map(|()| o))
+    let out = std::thread::scope(|s| {
+        let g = s.spawn(|| {
+            pin(gen_cpu);
+            generate_into(&path, packets)
         });
-        let _ = std::fs::remove_file(&path);
-        let w: WorkerReport = serde_json::from_str(out?.stdout.trim())
-            .map_err(|e| BenchError::Parse(format!("the dedicated worker's report: {e}")))?;
-        lines.push(line("dedicated core (FIFO 99)", &w));
-    }
+        let o = run_with_deadline(&mut cmd, Duration::from_secs(900));
+        if o.is_err() {
+            // The generator waits for a ring that will not come: let it time out quietly.
+            let _ = std::fs::remove_file(&path);
+        }
+        let g = g.join().expect("generator thread");
+        o.and_then(|o| g.map(|()| o))
+    });
+    let _ = std::fs::remove_file(&path);
+    serde_json::from_str(out?.stdout.trim())
+        .map_err(|e| BenchError::Parse(format!("the dedicated worker's report: {e}")))
+}
+
+/// The seed's three modelled lines.
+fn seed_lines() -> Vec<(String, f64, f64)> {
+    vec![
+        (
+            SEED_LINES[0].0.into(),
+            model_pps(1e9, 0.98, 100_000.0, 500.0),
+            SEED_LINES[0].1,
+        ),
+        (
+            SEED_LINES[1].0.into(),
+            model_pps(1e9, 0.99, 100_000.0, 500.0),
+            SEED_LINES[1].1,
+        ),
+        (
+            SEED_LINES[2].0.into(),
+            model_pps(1e9, 1.0, 50_000.0, 10_000.0 + 2.0 * 1024.0 / 8.0 * 20.0),
+            SEED_LINES[2].1,
+        ),
+    ]
+}
+
+/// The accelerator line, modelled from the best measured core and this kernel's copy costs.
+fn accel_line(best: &CoreLine) -> AccelLine {
     let (rt, copy) = kernel_copy_costs();
-    let best = lines.last().expect("a line").clone();
     let accel_ns = best.bare_ns / 2.0;
     let app_ns = rt;
     let accel_pps = 1e9 * best.share / (accel_ns + app_ns);
     let af_alg = has_af_alg();
-    Ok(Packet {
-        cpu,
-        tsc_hz: shared.tsc_hz,
-        packets,
-        seed: vec![
-            (
-                SEED_LINES[0].0.into(),
-                model_pps(1e9, 0.98, 100_000.0, 500.0),
-                SEED_LINES[0].1,
-            ),
-            (
-                SEED_LINES[1].0.into(),
-                model_pps(1e9, 0.99, 100_000.0, 500.0),
-                SEED_LINES[1].1,
-            ),
-            (
-                SEED_LINES[2].0.into(),
-                model_pps(1e9, 1.0, 50_000.0, 10_000.0 + 2.0 * 1024.0 / 8.0 * 20.0),
-                SEED_LINES[2].1,
-            ),
-        ],
-        lines,
-        accel: AccelLine {
-            af_alg,
-            note: if af_alg {
-                "this kernel offers AF_ALG; the line is still the model (no accelerator is driven)"
-                    .into()
-            } else {
-                "no AF_ALG on this kernel (socket(AF_ALG) fails): modelled as the seed does — the \
-                 accelerator at half the software crypto time, plus the measured cost of handing 1 KiB \
-                 to the kernel and back (a pipe write + read: two syscalls, two copies)"
-                    .into()
-            },
-            kernel_round_trip_ns: rt,
-            copy_ns: copy,
-            accel_ns,
-            predicted_pps: accel_pps,
-            cpu_share: app_ns / (accel_ns + app_ns),
+    AccelLine {
+        af_alg,
+        note: if af_alg {
+            "this kernel offers AF_ALG; the line is still the model (no accelerator is driven)"
+                .into()
+        } else {
+            "no AF_ALG on this kernel (socket(AF_ALG) fails): modelled as the seed does — the \
+             accelerator at half the software crypto time, plus the measured cost of handing 1 KiB \
+             to the kernel and back (a pipe write + read: two syscalls, two copies)"
+                .into()
         },
-    })
+        kernel_round_trip_ns: rt,
+        copy_ns: copy,
+        accel_ns,
+        predicted_pps: accel_pps,
+        cpu_share: app_ns / (accel_ns + app_ns),
+    }
 }
 
 /// The table as text.

@@ -228,6 +228,16 @@ pub enum Manager {
     },
 }
 
+/// The controllers `events --stats` reads on cgroup2.
+const STATS_CONTROLLERS: [Ctl; 6] = [
+    Ctl::Cpu,
+    Ctl::Cpuset,
+    Ctl::Memory,
+    Ctl::Pids,
+    Ctl::Blkio,
+    Ctl::Hugetlb,
+];
+
 impl Manager {
     /// The cgroup `cgroup_path` (an OCI cgroupsPath: absolute from each hierarchy's root, or
     /// relative to this process's own cgroup, as runc does) on the hierarchies under `root`.
@@ -466,29 +476,14 @@ impl Manager {
         let mut st = Stats::default();
         match self {
             Manager::V1(v1) => v1.stats(&mut st)?,
-            Manager::V2(v2) => v2.stats(
-                &[
-                    Ctl::Cpu,
-                    Ctl::Cpuset,
-                    Ctl::Memory,
-                    Ctl::Pids,
-                    Ctl::Blkio,
-                    Ctl::Hugetlb,
-                ],
-                &mut st,
-            )?,
+            Manager::V2(v2) => v2.stats(&STATS_CONTROLLERS, &mut st)?,
             Manager::Hybrid { v1, v2 } => {
                 v1.stats(&mut st)?;
-                let rest: Vec<Ctl> = [
-                    Ctl::Cpuset,
-                    Ctl::Memory,
-                    Ctl::Pids,
-                    Ctl::Blkio,
-                    Ctl::Hugetlb,
-                ]
-                .into_iter()
-                .filter(|c| !v1.has(*c))
-                .collect();
+                // CPU usage comes from v1's cpuacct on a hybrid host, whatever cgroup2 holds.
+                let rest: Vec<Ctl> = STATS_CONTROLLERS
+                    .into_iter()
+                    .filter(|c| *c != Ctl::Cpu && !v1.has(*c))
+                    .collect();
                 v2.stats(&rest, &mut st)?;
             }
         }
@@ -543,17 +538,10 @@ impl Manager {
     pub fn path_on(&self, controller: &str) -> Option<PathBuf> {
         let v2_has = |v2: &v2::V2| {
             controller == "unified"
-                || [
-                    Ctl::Cpu,
-                    Ctl::Cpuset,
-                    Ctl::Memory,
-                    Ctl::Pids,
-                    Ctl::Blkio,
-                    Ctl::Hugetlb,
-                    Ctl::Rdma,
-                ]
-                .iter()
-                .any(|c| c.v2_name() == controller && v2.has(*c))
+                || STATS_CONTROLLERS
+                    .iter()
+                    .chain(&[Ctl::Rdma])
+                    .any(|c| c.v2_name() == controller && v2.has(*c))
         };
         match self {
             Manager::V1(v1) => v1.path_on(controller).map(Path::to_path_buf),

@@ -14,6 +14,7 @@
 //! `containerID + k`. So `{"containerID": 1000, "hostID": 100000, "size": 1}` lets the root of a
 //! container mapped to host 100000 own files that are uid 1000 on disk.
 
+use crate::sys::MountAttr;
 use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -21,14 +22,6 @@ use std::path::Path;
 
 const OPEN_TREE_CLONE: u32 = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 /// The mappings a mount asks for, or `None` when it is not idmapped. The `idmap`/`ridmap`
 /// options without mappings of their own use the container's (runc 1.2); the second value says

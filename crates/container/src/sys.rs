@@ -241,12 +241,13 @@ pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 /// nosymfollow.
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
+/// `struct mount_attr` of mount_setattr(2).
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(crate) struct MountAttr {
+    pub(crate) attr_set: u64,
+    pub(crate) attr_clr: u64,
+    pub(crate) propagation: u64,
+    pub(crate) userns_fd: u64,
 }
 
 /// `mount_setattr(dirfd, path, flags, {set, clr})`, recursive when `recursive`.

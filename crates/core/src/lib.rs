@@ -10,12 +10,14 @@
 //!   partition, the field and the line:column.
 //! - [`alloc::allocate`]: plan + host → [`alloc::Allocation`] (who gets which CPUs, memory,
 //!   huge pages, addresses), or every problem at once.
+//! - [`interrupts`]: /proc/interrupts, counts per CPU and the fields after them.
 //! - [`mountinfo`]: /proc/self/mountinfo, parsed once with its octal escapes undone.
 //! - [`units`]: sizes ("64MiB") and durations ("500us") as plans write them.
 
 pub mod alloc;
 pub mod cpuset;
 pub mod host;
+pub mod interrupts;
 pub mod mountinfo;
 pub mod plan;
 pub mod units;

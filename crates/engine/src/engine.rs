@@ -5,12 +5,12 @@ use crate::dedicated::DedicatedTier;
 use crate::network::{attach_container, container_netns, create_bridge};
 use crate::oci::OciRuntime;
 use crate::restart::{Backoff, Exit};
-use crate::spec::{KindSpec, PlanSpec};
+use crate::spec::{KindSpec, PartitionSpec, PlanSpec};
 use crate::state::{
     check_collisions, check_plan_name, Desired, Lock, PartState, PartitionState, PlanDir,
     PlanState, StateError,
 };
-use crate::tier::{PlanRef, Tier, TierCtx, TierError, TierResult};
+use crate::tier::{Launched, PlanRef, Tier, TierCtx, TierError, TierResult};
 use crate::vm::VmTier;
 use carve_journal::{Change, Journal};
 use std::collections::HashMap;
@@ -325,20 +325,7 @@ impl Engine {
         run: &mut Running,
         progress: &mut dyn FnMut(Event),
     ) -> Result<(), (String, TierError)> {
-        for net in run.plan.networks.clone() {
-            let what = format!("network {}", net.name);
-            progress(Event::Step { what: what.clone() });
-            let t = Instant::now();
-            let point = format!("network:{}", net.name);
-            self.fault(&point).map_err(|e| (what.clone(), e))?;
-            let made =
-                create_bridge(run.journal_mut(), &net).map_err(|e| (what.clone(), e.into()))?;
-            run.state.netns.extend(made);
-            self.fault(&format!("{point}:after"))
-                .map_err(|e| (what.clone(), e))?;
-            let ms = t.elapsed().as_millis() as u64;
-            progress(Event::Done { what, ms });
-        }
+        self.make_networks(run, progress)?;
         let names = |kind: &str| -> Vec<String> {
             run.plan
                 .partitions
@@ -355,31 +342,8 @@ impl Engine {
         // VMs are prepared here (their cpuset, in the journal), then QEMU starts on another
         // thread while the containers start: the two take about as long each, and a VM's
         // launch needs no journal.
-        let mut prepared = Vec::new();
-        for name in &vms {
-            let what = format!("vm {name}");
-            self.fault(&format!("vm:{name}"))
-                .map_err(|e| (what.clone(), e))?;
-            let spec = run
-                .plan
-                .partition(name)
-                .cloned()
-                .expect("partition of the plan");
-            let (plan, dir, hierarchies) =
-                (run.plan.clone(), run.dir.clone(), run.hierarchies.clone());
-            let ctx = TierCtx {
-                plan: &plan,
-                dir: &dir,
-                part: &spec,
-                netns: None,
-                hierarchies: &hierarchies,
-            };
-            let vm = self
-                .vms
-                .prepare(&ctx, run.journal_mut())
-                .map_err(|e| (what.clone(), e))?;
-            prepared.push((spec, vm));
-        }
+        let shared = (run.plan.clone(), run.dir.clone(), run.hierarchies.clone());
+        let prepared = self.prepare_vms(run, &shared, &vms)?;
         if !prepared.is_empty() && !containers.is_empty() {
             progress(Event::Info {
                 text: format!(
@@ -388,7 +352,6 @@ impl Engine {
                 ),
             });
         }
-        let (plan, dir, hierarchies) = (run.plan.clone(), run.dir.clone(), run.hierarchies.clone());
         let vms_tier = &self.vms;
         let (containers_result, launched) = std::thread::scope(|s| {
             let vm_thread = s.spawn(|| {
@@ -396,14 +359,7 @@ impl Engine {
                     .into_iter()
                     .map(|(spec, vm)| {
                         let t = Instant::now();
-                        let ctx = TierCtx {
-                            plan: &plan,
-                            dir: &dir,
-                            part: &spec,
-                            netns: None,
-                            hierarchies: &hierarchies,
-                        };
-                        let r = vms_tier.launch(&ctx, vm);
+                        let r = vms_tier.launch(&vm_ctx(&shared, &spec), vm);
                         (spec.name.clone(), r, t.elapsed().as_millis() as u64)
                     })
                     .collect::<Vec<_>>()
@@ -417,14 +373,78 @@ impl Engine {
             }
             (r, vm_thread.join().expect("VM launch thread"))
         });
-        // Whatever started is recorded first, so a rollback stops it.
+        let vm_result = self.record_vm_launches(run, progress, launched, containers_result.is_ok());
+        containers_result?;
+        vm_result?;
+        run.save();
+        Ok(())
+    }
+
+    /// The plan's bridges (and their network namespaces), each a step of `up`.
+    fn make_networks(
+        &self,
+        run: &mut Running,
+        progress: &mut dyn FnMut(Event),
+    ) -> Result<(), (String, TierError)> {
+        for net in run.plan.networks.clone() {
+            let what = format!("network {}", net.name);
+            progress(Event::Step { what: what.clone() });
+            let t = Instant::now();
+            let point = format!("network:{}", net.name);
+            self.fault(&point).map_err(|e| (what.clone(), e))?;
+            let made =
+                create_bridge(run.journal_mut(), &net).map_err(|e| (what.clone(), e.into()))?;
+            run.state.netns.extend(made);
+            self.fault(&format!("{point}:after"))
+                .map_err(|e| (what.clone(), e))?;
+            let ms = t.elapsed().as_millis() as u64;
+            progress(Event::Done { what, ms });
+        }
+        Ok(())
+    }
+
+    /// Prepares each VM of `vms` (what the journal records for it), in plan order.
+    fn prepare_vms(
+        &self,
+        run: &mut Running,
+        shared: &VmShared,
+        vms: &[String],
+    ) -> Result<Vec<(PartitionSpec, carve_vm::VmSpec)>, (String, TierError)> {
+        let mut prepared = Vec::new();
+        for name in vms {
+            let what = format!("vm {name}");
+            self.fault(&format!("vm:{name}"))
+                .map_err(|e| (what.clone(), e))?;
+            let spec = run
+                .plan
+                .partition(name)
+                .cloned()
+                .expect("partition of the plan");
+            let vm = self
+                .vms
+                .prepare(&vm_ctx(shared, &spec), run.journal_mut())
+                .map_err(|e| (what.clone(), e))?;
+            prepared.push((spec, vm));
+        }
+        Ok(prepared)
+    }
+
+    /// Records every VM that started (first, so a rollback stops it), then reports the steps;
+    /// the first VM error is the result.
+    fn record_vm_launches(
+        &self,
+        run: &mut Running,
+        progress: &mut dyn FnMut(Event),
+        launched: Vec<(String, TierResult<Launched>, u64)>,
+        containers_ok: bool,
+    ) -> Result<(), (String, TierError)> {
         let mut vm_result = Ok(());
         for (name, r, ms) in launched {
             let what = format!("vm {name}");
             match r {
                 Ok(l) => {
                     run.record_launch(&name, l);
-                    if vm_result.is_ok() && containers_result.is_ok() {
+                    if vm_result.is_ok() && containers_ok {
                         progress(Event::Step { what: what.clone() });
                         match self.fault(&format!("vm:{name}:after")) {
                             Ok(()) => progress(Event::Done { what, ms }),
@@ -436,10 +456,7 @@ impl Engine {
                 Err(_) => {}
             }
         }
-        containers_result?;
-        vm_result?;
-        run.save();
-        Ok(())
+        vm_result
     }
 
     /// One partition's step of `up`: progress, fault points, start.
@@ -535,32 +552,29 @@ fn undo_all(journal: Option<Journal>) -> Vec<String> {
     }
 }
 
-fn mount_tmpfs(dir: &Path) -> TierResult<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let mount_err = |source| TierError::Mount {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let target = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| mount_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-    let fstype = CString::new("tmpfs").expect("no NUL");
-    let data = CString::new("mode=0700,size=64m").expect("no NUL");
-    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
-    let r = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            data.as_ptr().cast(),
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(mount_err(std::io::Error::last_os_error()))
+/// A copy of what every VM's tier call reads (plan, folder, hierarchies), so VMs can launch on
+/// another thread while the containers' steps hold the running plan.
+type VmShared = (PlanSpec, PlanDir, Vec<Hierarchy>);
+
+/// The context of a VM's tier calls: a VM has no network namespace of carve's (its tap is on
+/// the bridge).
+fn vm_ctx<'a>(shared: &'a VmShared, spec: &'a PartitionSpec) -> TierCtx<'a> {
+    TierCtx {
+        plan: &shared.0,
+        dir: &shared.1,
+        part: spec,
+        netns: None,
+        hierarchies: &shared.2,
     }
+}
+
+fn mount_tmpfs(dir: &Path) -> TierResult<()> {
+    carve_dedicated::tune::mount_fs("tmpfs", dir, "tmpfs", "mode=0700,size=64m").map_err(|source| {
+        TierError::Mount {
+            path: dir.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// A plan that is up, held by this process: its lock, journal and live state.

@@ -133,6 +133,136 @@ fn container_of(plan: &PlanRef<'_>, name: &str) -> TierResult<ContainerSpec> {
     }
 }
 
+/// The plan's parent cgroup on every hierarchy and the journal records for the container's
+/// leaf (which the runtime makes).
+fn plan_cgroups(
+    ctx: &TierCtx<'_>,
+    journal: &mut Journal,
+    cgroup: &str,
+    mems: &str,
+) -> TierResult<()> {
+    // carve makes the plan's parent cgroup itself, so its cpuset holds just the plan's
+    // container cores (a runtime copying the root's set would fail while another plan holds
+    // a core exclusively); the runtime makes the leaf, recorded first so undo removes it.
+    let parent = format!("/carve-{}", ctx.plan.name);
+    let plan_cpus = ctx
+        .plan
+        .partitions
+        .iter()
+        .filter(|p| matches!(p.kind, KindSpec::Container(_)))
+        .fold(carve_core::CpuSet::new(), |acc, p| acc.union(&p.cpus));
+    for h in ctx.hierarchies {
+        let pdir = dir_in(h, &parent);
+        journal.create_dir(&pdir)?;
+        if h.controllers.iter().any(|c| c == "cpuset") {
+            for (file, value) in [
+                ("cpuset.cpus", plan_cpus.to_string()),
+                ("cpuset.mems", mems.to_string()),
+            ] {
+                let f = pdir.join(file);
+                let cur = std::fs::read_to_string(&f).unwrap_or_default();
+                if cur.trim().is_empty() {
+                    std::fs::write(&f, &value).map_err(|source| TierError::Write {
+                        value,
+                        path: f.clone(),
+                        source,
+                    })?;
+                }
+            }
+        }
+        journal.record(Change::Dir {
+            path: dir_in(h, cgroup),
+        })?;
+    }
+    // On cgroup2 (the unified hierarchy of a hybrid host too) undo can kill every process of
+    // the container at once, even one whose init was never journaled (carve killed between
+    // the runtime's create and `start` recording the init).
+    for h in ctx.hierarchies.iter().filter(|h| h.v2) {
+        journal.record(Change::WriteBack {
+            path: dir_in(h, cgroup).join("cgroup.kill"),
+            value: "1".into(),
+        })?;
+    }
+    Ok(())
+}
+
+impl OciRuntime {
+    /// `create` of container `id` from `bundle`, its output appended to the partition's log;
+    /// with `init` (a system container) the pty master it sends is served on the partition's
+    /// console socket. On failure the container is deleted.
+    fn create(
+        &self,
+        root: &Path,
+        id: &str,
+        init: bool,
+        pdir: &Path,
+        bundle: &Path,
+        pid_file: &Path,
+    ) -> TierResult<()> {
+        let log = pdir.join("log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(TierError::io(&log))?;
+        let err = out.try_clone().map_err(TierError::io(&log))?;
+        // A system container's init runs on a pty whose master the runtime sends to this socket
+        // during create; otherwise the init inherits the runtime's stdio: its output goes to the
+        // log.
+        let console = if init {
+            let path = pdir.join("console-runtime.sock");
+            let _ = std::fs::remove_file(&path);
+            let l = std::os::unix::net::UnixListener::bind(&path).map_err(TierError::io(&path))?;
+            Some((l, path))
+        } else {
+            None
+        };
+        let mut create = self.cmd(root);
+        create.arg("create");
+        if let Some((_, path)) = &console {
+            create.arg("--console-socket").arg(path);
+        }
+        let st = create
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .map_err(self.spawn_err())?;
+        if !st.success() {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let last = tail.lines().last().unwrap_or("").to_string();
+            let _ = self.run(root, &["delete", "--force", id]);
+            return Err(TierError::Create {
+                binary: self.binary.clone(),
+                id: id.to_string(),
+                status: st,
+                last,
+            });
+        }
+        if let Some((listener, path)) = console {
+            // create has sent the master (or failed): it waits in the socket's queue.
+            let master = listener
+                .set_nonblocking(true)
+                .and_then(|()| crate::console::receive_master(&listener))
+                .and_then(|m| crate::console::serve(m, &log, &crate::console::socket_path(pdir)));
+            let _ = std::fs::remove_file(&path);
+            if let Err(e) = master {
+                let _ = self.run(root, &["delete", "--force", id]);
+                return Err(TierError::Console {
+                    id: id.to_string(),
+                    source: e,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Tier for OciRuntime {
     fn kind(&self) -> &'static str {
         "container"
@@ -152,112 +282,16 @@ impl Tier for OciRuntime {
             mems: host_mems(),
         };
         write_bundle(ctx.part, c, &bundle)?;
-        // carve makes the plan's parent cgroup itself, so its cpuset holds just the plan's
-        // container cores (a runtime copying the root's set would fail while another plan holds
-        // a core exclusively); the runtime makes the leaf, recorded first so undo removes it.
-        let parent = format!("/carve-{}", ctx.plan.name);
-        let plan_cpus = ctx
-            .plan
-            .partitions
-            .iter()
-            .filter(|p| matches!(p.kind, KindSpec::Container(_)))
-            .fold(carve_core::CpuSet::new(), |acc, p| acc.union(&p.cpus));
-        for h in ctx.hierarchies {
-            let pdir = dir_in(h, &parent);
-            journal.create_dir(&pdir)?;
-            if h.controllers.iter().any(|c| c == "cpuset") {
-                for (file, value) in [
-                    ("cpuset.cpus", plan_cpus.to_string()),
-                    ("cpuset.mems", bundle.mems.clone()),
-                ] {
-                    let f = pdir.join(file);
-                    let cur = std::fs::read_to_string(&f).unwrap_or_default();
-                    if cur.trim().is_empty() {
-                        std::fs::write(&f, &value).map_err(|source| TierError::Write {
-                            value,
-                            path: f.clone(),
-                            source,
-                        })?;
-                    }
-                }
-            }
-            journal.record(Change::Dir {
-                path: dir_in(h, &cgroup),
-            })?;
-        }
-        // On cgroup2 (the unified hierarchy of a hybrid host too) undo can kill every process of
-        // the container at once, even one whose init was never journaled (carve killed between
-        // the runtime's create and the record below).
-        for h in ctx.hierarchies.iter().filter(|h| h.v2) {
-            journal.record(Change::WriteBack {
-                path: dir_in(h, &cgroup).join("cgroup.kill"),
-                value: "1".into(),
-            })?;
-        }
+        plan_cgroups(ctx, journal, &cgroup, &bundle.mems)?;
         let root = ctx.dir.oci_root();
         std::fs::create_dir_all(&root).map_err(TierError::io(&root))?;
         let id = container_id(&ctx.plan.name, name);
         // A container of this id left by a crash of the same plan goes first.
         let _ = self.run(&root, &["delete", "--force", &id]);
         let log = pdir.join("log");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(TierError::io(&log))?;
-        let err = out.try_clone().map_err(TierError::io(&log))?;
         let pid_file = pdir.join("pid");
         let _ = std::fs::remove_file(&pid_file);
-        // A system container's init runs on a pty whose master the runtime sends to this socket
-        // during create; otherwise the init inherits the runtime's stdio: its output goes to the
-        // log.
-        let console = if c.init {
-            let path = pdir.join("console-runtime.sock");
-            let _ = std::fs::remove_file(&path);
-            let l = std::os::unix::net::UnixListener::bind(&path).map_err(TierError::io(&path))?;
-            Some((l, path))
-        } else {
-            None
-        };
-        let mut create = self.cmd(&root);
-        create.arg("create");
-        if let Some((_, path)) = &console {
-            create.arg("--console-socket").arg(path);
-        }
-        let st = create
-            .arg("--bundle")
-            .arg(&bundle.dir)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(&id)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .status()
-            .map_err(self.spawn_err())?;
-        if !st.success() {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let last = tail.lines().last().unwrap_or("").to_string();
-            let _ = self.run(&root, &["delete", "--force", &id]);
-            return Err(TierError::Create {
-                binary: self.binary.clone(),
-                id,
-                status: st,
-                last,
-            });
-        }
-        if let Some((listener, path)) = console {
-            // create has sent the master (or failed): it waits in the socket's queue.
-            let master = listener
-                .set_nonblocking(true)
-                .and_then(|()| crate::console::receive_master(&listener))
-                .and_then(|m| crate::console::serve(m, &log, &crate::console::socket_path(&pdir)));
-            let _ = std::fs::remove_file(&path);
-            if let Err(e) = master {
-                let _ = self.run(&root, &["delete", "--force", &id]);
-                return Err(TierError::Console { id, source: e });
-            }
-        }
+        self.create(&root, &id, c.init, &pdir, &bundle.dir, &pid_file)?;
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())

@@ -1,6 +1,6 @@
 //! Pinning, memory locking, prefaulting and huge pages for a process on dedicated cores.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 
 /// Errors of pinning, locking and huge-page allocation.
@@ -140,6 +140,33 @@ pub fn prefault(buf: &mut [u8]) {
         }
         i += page;
     }
+}
+
+/// A read/write shared mapping of `len` bytes of `fd` from `offset` (`extra`: flags beside
+/// `MAP_SHARED`, such as `MAP_POPULATE`); the kernel picks the address. The ring, the UIO and
+/// VFIO devices and hugetlbfs files are all mapped this way.
+pub(crate) fn map_shared(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    offset: u64,
+    extra: libc::c_int,
+) -> std::io::Result<*mut u8> {
+    // SAFETY: a fresh mapping of an fd the caller holds open; the kernel picks the address, so
+    // no existing memory is replaced.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | extra,
+            fd.as_raw_fd(),
+            offset as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(p.cast())
 }
 
 /// The base page size.
@@ -284,22 +311,10 @@ impl HugeRegion {
                 }
             })?;
         }
-        // SAFETY: a shared mapping of an open hugetlbfs file of at least len bytes.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io("map")(std::io::Error::last_os_error()));
-        }
+        // The file is at least len bytes (sized above).
+        let p = map_shared(f.as_fd(), len, 0, libc::MAP_POPULATE).map_err(io("map"))?;
         Ok(HugeRegion {
-            ptr: p.cast(),
+            ptr: p,
             len,
             page_kib: (page / 1024) as u64,
         })

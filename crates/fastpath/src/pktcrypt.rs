@@ -378,28 +378,59 @@ pub fn bench_ring_local(
     let (mut p, mut c) = ring.split();
     let tpl = template();
     let mut sealer = Sealer::new(key);
-    let (mut seq, mut done, mut bad, mut busy, mut batches) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut full: Vec<u32> = Vec::with_capacity((packets / BATCH as u64) as usize + 1);
-    let start = Instant::now();
-    while done < packets {
+    let (mut seq, mut bad) = (0u64, 0u64);
+    let mut times = BatchTimes::new(packets);
+    while times.done < packets {
         let t0 = Instant::now();
         generate_batch(&mut p, &tpl, &mut seq);
         let n = process_batch(&mut c, &mut sealer, &mut bad);
-        let dt = t0.elapsed().as_nanos() as u64;
-        busy += dt;
-        if n == BATCH {
-            full.push(dt.min(u64::from(u32::MAX)) as u32);
-        }
-        batches += 1;
-        done += n as u64;
+        times.record(t0, n);
     }
     assert_eq!(bad, 0, "short packets on the ring");
-    Ok(LoopStats {
-        busy_ns_per_packet: busy as f64 / packets as f64,
-        wall_ns_per_packet: start.elapsed().as_nanos() as f64 / packets as f64,
-        mean_batch: packets as f64 / batches.max(1) as f64,
-        median_ns_per_packet: median_per_packet(full),
-    })
+    Ok(times.stats(packets))
+}
+
+/// The clock of a sealing loop: busy time, batches, and the times of full batches (for the
+/// median), turned into [`LoopStats`] at the end.
+struct BatchTimes {
+    start: Instant,
+    done: u64,
+    busy: u64,
+    batches: u64,
+    full: Vec<u32>,
+}
+
+impl BatchTimes {
+    /// Starts the wall clock now, for a loop of `packets` packets.
+    fn new(packets: u64) -> Self {
+        BatchTimes {
+            start: Instant::now(),
+            done: 0,
+            busy: 0,
+            batches: 0,
+            full: Vec::with_capacity((packets / BATCH as u64) as usize + 1),
+        }
+    }
+
+    /// Counts a batch of `n` packets whose work began at `t0`.
+    fn record(&mut self, t0: Instant, n: usize) {
+        let dt = t0.elapsed().as_nanos() as u64;
+        self.busy += dt;
+        if n == BATCH {
+            self.full.push(dt.min(u64::from(u32::MAX)) as u32);
+        }
+        self.batches += 1;
+        self.done += n as u64;
+    }
+
+    fn stats(self, packets: u64) -> LoopStats {
+        LoopStats {
+            busy_ns_per_packet: self.busy as f64 / packets as f64,
+            wall_ns_per_packet: self.start.elapsed().as_nanos() as f64 / packets as f64,
+            mean_batch: packets as f64 / self.batches.max(1) as f64,
+            median_ns_per_packet: median_per_packet(self.full),
+        }
+    }
 }
 
 /// [`bench_ring`] with the generator waiting as `mode` says.
@@ -438,31 +469,18 @@ pub fn bench_ring_with(
             while c.ring().is_empty() {
                 std::hint::spin_loop();
             }
-            let start = Instant::now();
-            let (mut done, mut busy, mut batches) = (0u64, 0u64, 0u64);
-            let mut full: Vec<u32> = Vec::with_capacity((packets / BATCH as u64) as usize + 1);
-            while done < packets {
+            let mut times = BatchTimes::new(packets);
+            while times.done < packets {
                 let t0 = Instant::now();
                 let n = process_batch(&mut c, &mut sealer, &mut bad);
                 if n == 0 {
                     std::hint::spin_loop();
                     continue;
                 }
-                let dt = t0.elapsed().as_nanos() as u64;
-                busy += dt;
-                if n == BATCH {
-                    full.push(dt.min(u64::from(u32::MAX)) as u32);
-                }
-                batches += 1;
-                done += n as u64;
+                times.record(t0, n);
             }
             assert_eq!(bad, 0, "short packets on the ring");
-            LoopStats {
-                busy_ns_per_packet: busy as f64 / packets as f64,
-                wall_ns_per_packet: start.elapsed().as_nanos() as f64 / packets as f64,
-                mean_batch: packets as f64 / batches as f64,
-                median_ns_per_packet: median_per_packet(full),
-            }
+            times.stats(packets)
         });
         sealing.join().expect("sealing thread")
     }))

@@ -169,21 +169,7 @@ fn io<'a>(what: &'a str, action: &'static str) -> impl FnOnce(std::io::Error) ->
 }
 
 fn map_fd(fd: BorrowedFd<'_>, len: usize, what: &str) -> Result<*mut u8, RingError> {
-    // SAFETY: a fresh shared mapping of an fd we hold; the kernel picks the address.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io(what, "mmap")(std::io::Error::last_os_error()));
-    }
-    Ok(p.cast())
+    crate::memory::map_shared(fd, len, 0, 0).map_err(io(what, "mmap"))
 }
 
 impl RingMap {

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Errors of UIO devices.
@@ -170,29 +170,14 @@ impl UioDevice {
             .clone();
         let page = crate::memory::page_size();
         let len = info.mmap_len(page);
-        // SAFETY: a fresh shared mapping of the open device at the documented offset.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.file.as_raw_fd(),
-                info.mmap_offset(page) as libc::off_t,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(UioError::Io {
+        // The documented offset selects the map.
+        let p = crate::memory::map_shared(self.file.as_fd(), len, info.mmap_offset(page), 0)
+            .map_err(|source| UioError::Io {
                 path: self.dev_path.clone(),
                 action: "mmap",
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(UioMapping {
-            base: p.cast(),
-            len,
-            info,
-        })
+                source,
+            })?;
+        Ok(UioMapping { base: p, len, info })
     }
 
     /// Blocks until the next interrupt; returns the device's total interrupt count.

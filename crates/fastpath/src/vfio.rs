@@ -9,7 +9,7 @@
 //! tests; the /dev root is a parameter.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// `VFIO_TYPE` (`';'`).
@@ -419,26 +419,16 @@ impl VfioDevice {
                 source: std::io::Error::from_raw_os_error(libc::EINVAL),
             });
         };
-        // SAFETY: a fresh shared mapping of the device fd at the offset the kernel gave.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.file.as_raw_fd(),
-                off as libc::off_t,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(VfioError::Io {
+        // At the offset the kernel gave for the region.
+        let p = crate::memory::map_shared(self.file.as_fd(), len, off, 0).map_err(|source| {
+            VfioError::Io {
                 what: self.what.clone(),
                 action: "mmap",
-                source: std::io::Error::last_os_error(),
-            });
-        }
+                source,
+            }
+        })?;
         Ok(VfioMapping {
-            base: p.cast(),
+            base: p,
             len,
             size: info.size as usize,
         })

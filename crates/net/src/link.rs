@@ -215,6 +215,11 @@ impl Netlink {
 
     /// The interface index of a link.
     pub fn link_index(&mut self, name: &str) -> Result<u32, LinkError> {
+        Ok(self.get_link(name)?.header.index)
+    }
+
+    /// The kernel's answer to `RTM_GETLINK` for one link by name.
+    fn get_link(&mut self, name: &str) -> Result<LinkMessage, LinkError> {
         check_ifname(name)?;
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
@@ -222,7 +227,7 @@ impl Netlink {
         answers
             .into_iter()
             .find_map(|a| match a {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
             })
             .ok_or_else(|| LinkError::NotFound(name.to_string()))
@@ -256,17 +261,7 @@ impl Netlink {
 
     /// One link's summary.
     pub fn link(&mut self, name: &str) -> Result<LinkInfoSummary, LinkError> {
-        check_ifname(name)?;
-        let mut m = LinkMessage::default();
-        m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        let answers = self.act(RouteNetlinkMessage::GetLink(m), 0, "find", name)?;
-        answers
-            .into_iter()
-            .find_map(|a| match a {
-                RouteNetlinkMessage::NewLink(l) => Some(summarize(l)),
-                _ => None,
-            })
-            .ok_or_else(|| LinkError::NotFound(name.to_string()))
+        Ok(summarize(self.get_link(name)?))
     }
 
     fn new_link(

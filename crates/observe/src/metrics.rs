@@ -4,15 +4,11 @@
 //! `_bytes`, `_ratio` for 0..1 shares), `_total` for counters only; each family has one
 //! `# HELP` and one `# TYPE` line before its samples.
 
-use crate::model::Overview;
+use crate::model::{CoreView, Overview, PartView, ProbeView, VcpuView, VmView};
 use std::fmt::Write;
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-struct Family<'a> {
-    out: &'a mut String,
-}
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -20,102 +16,83 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-impl Family<'_> {
-    fn head<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        Family { out }
-    }
+/// A sample's labels after `plan` (which every sample carries first).
+type Labels = Vec<(&'static str, String)>;
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        let l: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+/// One family: its `# HELP` and `# TYPE` lines, then a sample per row.
+fn family(
+    out: &mut String,
+    plan: &str,
+    (name, kind, help): (&str, &str, &str),
+    rows: impl IntoIterator<Item = (Labels, f64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in rows {
+        let l: Vec<String> = std::iter::once(format!("plan=\"{}\"", escape(plan)))
+            .chain(labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))))
             .collect();
         let v = if value.is_finite() {
             format!("{value}")
         } else {
             "NaN".into()
         };
-        let _ = writeln!(self.out, "{name}{{{}}} {v}", l.join(","));
+        let _ = writeln!(out, "{name}{{{}}} {v}", l.join(","));
     }
-}
-
-macro_rules! family {
-    ($out:expr, $name:expr, $kind:expr, $help:expr, |$f:ident| $body:block) => {{
-        let mut $f = Family::head($out, $name, $kind, $help);
-        let _ = &mut $f;
-        $body
-    }};
 }
 
 /// Renders every metric of `ov`; `observer_cpu_seconds` is the sampler's own CPU time.
 pub fn render(ov: &Overview, observer_cpu_seconds: f64) -> String {
     let mut out = String::new();
-    let plan = ov.plan.as_str();
     partitions(&mut out, ov);
     cores(&mut out, ov);
     vms(&mut out, ov);
     links(&mut out, ov);
-    family!(
+    family(
         &mut out,
-        "carve_observer_cpu_seconds_total",
-        "counter",
-        "CPU time the supervisor's sampler used (its cost on the housekeeping cores).",
-        |f| {
-            f.sample(
-                "carve_observer_cpu_seconds_total",
-                &[("plan", plan)],
-                observer_cpu_seconds,
-            );
-        }
+        &ov.plan,
+        (
+            "carve_observer_cpu_seconds_total",
+            "counter",
+            "CPU time the supervisor's sampler used (its cost on the housekeeping cores).",
+        ),
+        [(vec![], observer_cpu_seconds)],
     );
     out
 }
 
 fn partitions(out: &mut String, ov: &Overview) {
-    let plan = ov.plan.as_str();
-    let n = "carve_partition_info";
-    family!(
+    let parts = &ov.partitions;
+    let name = |p: &PartView| ("partition", p.name.clone());
+    family(
         out,
-        n,
-        "gauge",
-        "A partition of the plan (always 1), with its kind and cores.",
-        |f| {
-            for p in &ov.partitions {
-                f.sample(
-                    n,
-                    &[
-                        ("plan", plan),
-                        ("partition", &p.name),
-                        ("kind", &p.kind),
-                        ("cpus", &p.cpus),
-                    ],
-                    1.0,
-                );
-            }
-        }
+        &ov.plan,
+        (
+            "carve_partition_info",
+            "gauge",
+            "A partition of the plan (always 1), with its kind and cores.",
+        ),
+        parts.iter().map(|p| {
+            let labels = vec![name(p), ("kind", p.kind.clone()), ("cpus", p.cpus.clone())];
+            (labels, 1.0)
+        }),
     );
-    let n = "carve_partition_state";
-    family!(
+    family(
         out,
-        n,
-        "gauge",
-        "1 for the state the partition is in, 0 for the others.",
-        |f| {
-            for p in &ov.partitions {
-                for s in ["pending", "running", "restarting", "stopped", "exited"] {
-                    let v = if p.state == s { 1.0 } else { 0.0 };
-                    f.sample(
-                        n,
-                        &[("plan", plan), ("partition", &p.name), ("state", s)],
-                        v,
-                    );
-                }
-            }
-        }
+        &ov.plan,
+        (
+            "carve_partition_state",
+            "gauge",
+            "1 for the state the partition is in, 0 for the others.",
+        ),
+        parts.iter().flat_map(|p| {
+            ["pending", "running", "restarting", "stopped", "exited"].map(|s| {
+                let v = if p.state == s { 1.0 } else { 0.0 };
+                (vec![name(p), ("state", s.to_string())], v)
+            })
+        }),
     );
-    type Get = fn(&crate::model::PartView) -> Option<f64>;
+    type Get = fn(&PartView) -> Option<f64>;
     let families: [(&str, &str, &str, Get); 6] = [
         (
             "carve_partition_restarts_total",
@@ -155,71 +132,68 @@ fn partitions(out: &mut String, ov: &Overview) {
         ),
     ];
     for (n, kind, help, get) in families {
-        family!(out, n, kind, help, |f| {
-            for p in &ov.partitions {
-                if let Some(v) = get(p) {
-                    f.sample(n, &[("plan", plan), ("partition", &p.name)], v);
-                }
-            }
-        });
+        family(
+            out,
+            &ov.plan,
+            (n, kind, help),
+            parts
+                .iter()
+                .filter_map(|p| get(p).map(|v| (vec![name(p)], v))),
+        );
     }
 }
 
 /// A probe metric family: name, help, and how to read its value.
-type ProbeFamily = (
-    &'static str,
-    &'static str,
-    fn(&crate::model::ProbeView) -> f64,
-);
+type ProbeFamily = (&'static str, &'static str, fn(&ProbeView) -> f64);
 
 fn cores(out: &mut String, ov: &Overview) {
-    let plan = ov.plan.as_str();
-    let n = "carve_core_busy_ratio";
-    family!(
+    let cpu = |c: &CoreView| ("cpu", c.cpu.to_string());
+    type Get = fn(&CoreView) -> f64;
+    let ratios: [(&str, &str, Get); 2] = [
+        (
+            "carve_core_busy_ratio",
+            "Share of the last interval the CPU was not idle (/proc/stat).",
+            |c| c.busy_ratio,
+        ),
+        (
+            "carve_core_hypervisor_steal_ratio",
+            "Share of the last interval the hypervisor ran something else (/proc/stat steal).",
+            |c| c.steal_ratio,
+        ),
+    ];
+    for (n, help, get) in ratios {
+        let rows = ov.cores.iter().map(|c| (vec![cpu(c)], get(c)));
+        family(out, &ov.plan, (n, "gauge", help), rows);
+    }
+    family(
         out,
-        n,
-        "gauge",
-        "Share of the last interval the CPU was not idle (/proc/stat).",
-        |f| {
-            for c in &ov.cores {
-                f.sample(
-                    n,
-                    &[("plan", plan), ("cpu", &c.cpu.to_string())],
-                    c.busy_ratio,
-                );
-            }
-        }
+        &ov.plan,
+        (
+            "carve_core_interrupts_total",
+            "counter",
+            "Interrupts that fired on the CPU since boot (/proc/interrupts), by IRQ; non-zero ones only.",
+        ),
+        ov.cores.iter().flat_map(|c| {
+            c.irqs_total
+                .iter()
+                .filter(|i| i.count > 0)
+                .map(move |i| (vec![cpu(c), ("irq", i.irq.clone())], i.count as f64))
+        }),
     );
-    let n = "carve_core_hypervisor_steal_ratio";
-    family!(
-        out,
-        n,
-        "gauge",
-        "Share of the last interval the hypervisor ran something else (/proc/stat steal).",
-        |f| {
-            for c in &ov.cores {
-                f.sample(
-                    n,
-                    &[("plan", plan), ("cpu", &c.cpu.to_string())],
-                    c.steal_ratio,
-                );
-            }
-        }
-    );
-    let n = "carve_core_interrupts_total";
-    family!(out, n, "counter", "Interrupts that fired on the CPU since boot (/proc/interrupts), by IRQ; non-zero ones only.", |f| {
-        for c in &ov.cores {
-            for i in c.irqs_total.iter().filter(|i| i.count > 0) {
-                f.sample(n, &[("plan", plan), ("cpu", &c.cpu.to_string()), ("irq", &i.irq)], i.count as f64);
-            }
-        }
-    });
+    probes(out, ov);
+}
+
+/// The noise probe's families, one sample per probed (dedicated) core.
+fn probes(out: &mut String, ov: &Overview) {
     let probed: Vec<_> = ov
         .cores
         .iter()
         .filter_map(|c| c.probe.as_ref().map(|p| (c, p)))
         .collect();
-    let owner = |c: &crate::model::CoreView| c.owners.first().cloned().unwrap_or_default();
+    let labels = |c: &CoreView| {
+        let owner = c.owners.first().cloned().unwrap_or_default();
+        vec![("cpu", c.cpu.to_string()), ("partition", owner)]
+    };
     let gauges: [ProbeFamily; 4] = [
         (
             "carve_dedicated_core_stolen_ratio",
@@ -242,21 +216,7 @@ fn cores(out: &mut String, ov: &Overview) {
             |p| p.max_gap_seconds,
         ),
     ];
-    for (n, help, get) in gauges {
-        family!(out, n, "gauge", help, |f| {
-            for (c, p) in &probed {
-                f.sample(
-                    n,
-                    &[
-                        ("plan", plan),
-                        ("cpu", &c.cpu.to_string()),
-                        ("partition", &owner(c)),
-                    ],
-                    get(p),
-                );
-            }
-        });
-    }
+    let gauges = gauges.map(|(n, help, get)| (n, "gauge", help, get));
     let counters: [ProbeFamily; 2] = [
         (
             "carve_dedicated_core_interruptions_total",
@@ -269,93 +229,51 @@ fn cores(out: &mut String, ov: &Overview) {
             |p| p.window_seconds_total,
         ),
     ];
-    for (n, help, get) in counters {
-        family!(out, n, "counter", help, |f| {
-            for (c, p) in &probed {
-                f.sample(
-                    n,
-                    &[
-                        ("plan", plan),
-                        ("cpu", &c.cpu.to_string()),
-                        ("partition", &owner(c)),
-                    ],
-                    get(p),
-                );
-            }
-        });
+    let counters = counters.map(|(n, help, get)| (n, "counter", help, get));
+    for (n, kind, help, get) in gauges.into_iter().chain(counters) {
+        let rows = probed.iter().map(|(c, p)| (labels(c), get(p)));
+        family(out, &ov.plan, (n, kind, help), rows);
     }
 }
 
 fn vms(out: &mut String, ov: &Overview) {
-    let plan = ov.plan.as_str();
-    let n = "carve_vm_status";
-    family!(
+    let part = |v: &VmView| ("partition", v.partition.clone());
+    family(
         out,
-        n,
-        "gauge",
-        "1 with the VM's QMP status as a label.",
-        |f| {
-            for v in &ov.vms {
-                f.sample(
-                    n,
-                    &[
-                        ("plan", plan),
-                        ("partition", &v.partition),
-                        ("status", &v.status),
-                    ],
-                    1.0,
-                );
-            }
-        }
+        &ov.plan,
+        (
+            "carve_vm_status",
+            "gauge",
+            "1 with the VM's QMP status as a label.",
+        ),
+        ov.vms
+            .iter()
+            .map(|v| (vec![part(v), ("status", v.status.clone())], 1.0)),
     );
-    let n = "carve_vm_vcpu_run_seconds_total";
-    family!(
-        out,
-        n,
-        "counter",
-        "Time the vCPU thread ran on a host CPU (schedstat).",
-        |f| {
-            for v in &ov.vms {
-                for c in &v.vcpus {
-                    f.sample(
-                        n,
-                        &[
-                            ("plan", plan),
-                            ("partition", &v.partition),
-                            ("vcpu", &c.index.to_string()),
-                        ],
-                        c.run_seconds_total,
-                    );
-                }
-            }
-        }
-    );
-    let n = "carve_vm_vcpu_steal_seconds_total";
-    family!(
-        out,
-        n,
-        "counter",
-        "Time the vCPU thread was runnable but waited for a host CPU (the guest's steal).",
-        |f| {
-            for v in &ov.vms {
-                for c in &v.vcpus {
-                    f.sample(
-                        n,
-                        &[
-                            ("plan", plan),
-                            ("partition", &v.partition),
-                            ("vcpu", &c.index.to_string()),
-                        ],
-                        c.wait_seconds_total,
-                    );
-                }
-            }
-        }
-    );
+    type Get = fn(&VcpuView) -> f64;
+    let vcpus: [(&str, &str, Get); 2] = [
+        (
+            "carve_vm_vcpu_run_seconds_total",
+            "Time the vCPU thread ran on a host CPU (schedstat).",
+            |c| c.run_seconds_total,
+        ),
+        (
+            "carve_vm_vcpu_steal_seconds_total",
+            "Time the vCPU thread was runnable but waited for a host CPU (the guest's steal).",
+            |c| c.wait_seconds_total,
+        ),
+    ];
+    for (n, help, get) in vcpus {
+        let rows = ov.vms.iter().flat_map(|v| {
+            v.vcpus
+                .iter()
+                .map(move |c| (vec![part(v), ("vcpu", c.index.to_string())], get(c)))
+        });
+        family(out, &ov.plan, (n, "counter", help), rows);
+    }
 }
 
 fn links(out: &mut String, ov: &Overview) {
-    let plan = ov.plan.as_str();
     type Get = fn(&crate::procfs::LinkCounters) -> u64;
     let all: [(&str, &str, Get); 4] = [
         (
@@ -380,19 +298,14 @@ fn links(out: &mut String, ov: &Overview) {
         ),
     ];
     for (n, help, get) in all {
-        family!(out, n, "counter", help, |f| {
-            for l in &ov.links {
-                f.sample(
-                    n,
-                    &[
-                        ("plan", plan),
-                        ("netns", &l.netns),
-                        ("link", &l.counters.name),
-                    ],
-                    get(&l.counters) as f64,
-                );
-            }
+        let rows = ov.links.iter().map(|l| {
+            let labels = vec![
+                ("netns", l.netns.clone()),
+                ("link", l.counters.name.clone()),
+            ];
+            (labels, get(&l.counters) as f64)
         });
+        family(out, &ov.plan, (n, "counter", help), rows);
     }
 }
 

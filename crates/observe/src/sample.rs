@@ -271,98 +271,14 @@ impl Sampler {
                 c.steal_ratio =
                     (now.steal.saturating_sub(before.steal) as f64 / total).clamp(0.0, 1.0);
             }
-            let mut sum = 0;
-            for line in &irqs {
-                let n = line.per_cpu.get(cpu).copied().unwrap_or(0);
-                c.irqs_total.push(IrqCount {
-                    irq: line.label(),
-                    count: n,
-                });
-                let before = self
-                    .irqs
-                    .iter()
-                    .find(|l| l.irq == line.irq)
-                    .and_then(|l| l.per_cpu.get(cpu).copied());
-                let Some(before) = before else { continue };
-                let d = n.saturating_sub(before);
-                if d == 0 {
-                    continue;
-                }
-                sum += d;
-                c.irqs.push(IrqCount {
-                    irq: line.label(),
-                    count: d,
-                });
-                if c.dedicated && line.is_device() {
-                    let key = (cpu, line.irq.clone());
-                    // One event per IRQ and core per minute: a storm is one line, not thousands.
-                    if self
-                        .irq_seen
-                        .get(&key)
-                        .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
-                    {
-                        self.irq_seen.insert(key, Instant::now());
-                        events.push(self.event(
-                            "irq_on_dedicated",
-                            dedicated.get(&cpu).map(|p| p.name.as_str()),
-                            format!(
-                                "IRQ {} fired {d} time(s) on dedicated core {cpu}",
-                                line.label()
-                            ),
-                        ));
-                    }
-                }
-            }
+            let owner = dedicated.get(&cpu).map(|p| p.name.as_str());
+            let sum = self.irq_counts(&mut c, &irqs, owner, events);
             c.irqs.sort_by_key(|i| std::cmp::Reverse(i.count));
             if dt > 0.0 {
                 c.irqs_per_second = sum as f64 / dt;
             }
             if let Some(w) = windows.iter().find(|w| w.cpu == cpu) {
-                let t = self.probes.entry(cpu).or_default();
-                t.interruptions += w.interruptions;
-                t.seconds += w.seconds;
-                t.max_gap = t.max_gap.max(w.longest_gap_seconds);
-                t.recent.push_back(*w);
-                while t.recent.len() > PROBE_SPAN {
-                    t.recent.pop_front();
-                }
-                let secs: f64 = t.recent.iter().map(|w| w.seconds).sum::<f64>().max(1e-9);
-                let stolen: f64 = t
-                    .recent
-                    .iter()
-                    .map(|w| w.stolen_ratio * w.seconds)
-                    .sum::<f64>()
-                    / secs;
-                let n: u64 = t.recent.iter().map(|w| w.interruptions).sum();
-                let longest = t
-                    .recent
-                    .iter()
-                    .map(|w| w.longest_gap_seconds)
-                    .fold(0.0, f64::max);
-                c.probe = Some(ProbeView {
-                    stolen_ratio: stolen,
-                    interruptions_per_second: n as f64 / secs,
-                    longest_gap_seconds: longest,
-                    max_gap_seconds: t.max_gap,
-                    interruptions_total: t.interruptions,
-                    window_seconds_total: t.seconds,
-                    cpu_seconds_total: t.seconds,
-                });
-                let h = self.history.entry(cpu).or_default();
-                h.push_back(stolen);
-                while h.len() > HISTORY {
-                    h.pop_front();
-                }
-                if w.longest_gap_seconds >= SPIKE.as_secs_f64() {
-                    events.push(self.event(
-                        "noise_spike",
-                        dedicated.get(&cpu).map(|p| p.name.as_str()),
-                        format!(
-                            "core {cpu} was taken for {:.0} µs",
-                            w.longest_gap_seconds * 1e6
-                        ),
-                    ));
-                }
+                self.probe_window(&mut c, w, owner, events);
             }
             if let Some(h) = self.history.get(&cpu) {
                 c.stolen_history = h.iter().copied().collect();
@@ -372,6 +288,119 @@ impl Sampler {
         self.stat = stat;
         self.irqs = irqs;
         cores
+    }
+
+    /// The IRQ counts of core `c` (since boot, and since the last sample), with an
+    /// `irq_on_dedicated` event for a device IRQ on a dedicated core; returns how many fired
+    /// since the last sample.
+    fn irq_counts(
+        &mut self,
+        c: &mut CoreView,
+        irqs: &[IrqLine],
+        owner: Option<&str>,
+        events: &mut Vec<ApiEvent>,
+    ) -> u64 {
+        let cpu = c.cpu;
+        let mut sum = 0;
+        for line in irqs {
+            let n = line.per_cpu.get(cpu).copied().unwrap_or(0);
+            c.irqs_total.push(IrqCount {
+                irq: line.label(),
+                count: n,
+            });
+            let before = self
+                .irqs
+                .iter()
+                .find(|l| l.irq == line.irq)
+                .and_then(|l| l.per_cpu.get(cpu).copied());
+            let Some(before) = before else { continue };
+            let d = n.saturating_sub(before);
+            if d == 0 {
+                continue;
+            }
+            sum += d;
+            c.irqs.push(IrqCount {
+                irq: line.label(),
+                count: d,
+            });
+            if c.dedicated && line.is_device() {
+                let key = (cpu, line.irq.clone());
+                // One event per IRQ and core per minute: a storm is one line, not thousands.
+                if self
+                    .irq_seen
+                    .get(&key)
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+                {
+                    self.irq_seen.insert(key, Instant::now());
+                    events.push(self.event(
+                        "irq_on_dedicated",
+                        owner,
+                        format!(
+                            "IRQ {} fired {d} time(s) on dedicated core {cpu}",
+                            line.label()
+                        ),
+                    ));
+                }
+            }
+        }
+        sum
+    }
+
+    /// Adds the noise probe's window `w` to core `c`'s totals and recent history, with a
+    /// `noise_spike` event for a long gap.
+    fn probe_window(
+        &mut self,
+        c: &mut CoreView,
+        w: &probe::Window,
+        owner: Option<&str>,
+        events: &mut Vec<ApiEvent>,
+    ) {
+        let cpu = c.cpu;
+        let t = self.probes.entry(cpu).or_default();
+        t.interruptions += w.interruptions;
+        t.seconds += w.seconds;
+        t.max_gap = t.max_gap.max(w.longest_gap_seconds);
+        t.recent.push_back(*w);
+        while t.recent.len() > PROBE_SPAN {
+            t.recent.pop_front();
+        }
+        let secs: f64 = t.recent.iter().map(|w| w.seconds).sum::<f64>().max(1e-9);
+        let stolen: f64 = t
+            .recent
+            .iter()
+            .map(|w| w.stolen_ratio * w.seconds)
+            .sum::<f64>()
+            / secs;
+        let n: u64 = t.recent.iter().map(|w| w.interruptions).sum();
+        let longest = t
+            .recent
+            .iter()
+            .map(|w| w.longest_gap_seconds)
+            .fold(0.0, f64::max);
+        c.probe = Some(ProbeView {
+            stolen_ratio: stolen,
+            interruptions_per_second: n as f64 / secs,
+            longest_gap_seconds: longest,
+            max_gap_seconds: t.max_gap,
+            interruptions_total: t.interruptions,
+            window_seconds_total: t.seconds,
+            cpu_seconds_total: t.seconds,
+        });
+        let h = self.history.entry(cpu).or_default();
+        h.push_back(stolen);
+        while h.len() > HISTORY {
+            h.pop_front();
+        }
+        if w.longest_gap_seconds >= SPIKE.as_secs_f64() {
+            events.push(self.event(
+                "noise_spike",
+                owner,
+                format!(
+                    "core {cpu} was taken for {:.0} µs",
+                    w.longest_gap_seconds * 1e6
+                ),
+            ));
+        }
     }
 
     fn probe_windows(&self, dedicated: &BTreeMap<usize, &PartitionState>) -> Vec<probe::Window> {

@@ -127,6 +127,45 @@ pub enum VmError {
     },
 }
 
+/// The hugetlbfs mount backing the guest's memory when the spec asks for huge pages, checked
+/// to hold enough free 2 MiB pages.
+fn hugetlbfs_for(ctx: &Context, spec: &VmSpec) -> Result<Option<String>, VmError> {
+    if !spec.hugepages {
+        return Ok(None);
+    }
+    let mnt = hugetlbfs_mount(&ctx.roots)
+        .ok_or_else(|| SpecError::Hugepages("no hugetlbfs with 2 MiB pages is mounted".into()))?;
+    let need = spec.memory / (2 << 20);
+    let free = free_hugepages(&ctx.roots);
+    if free < need {
+        return Err(SpecError::Hugepages(format!(
+            "{need} free 2 MiB pages needed, {free} free (reserve them in /proc/sys/vm/nr_hugepages)"
+        ))
+        .into());
+    }
+    Ok(Some(mnt))
+}
+
+/// Makes the VM's state folder ready for a launch (refusing a VM whose QEMU still runs), writes
+/// the spec, and returns where this boot's output starts in the console log.
+fn prepare_state_dir(paths: &StatePaths, spec: &VmSpec, boot: Boot) -> Result<u64, VmError> {
+    if let Some(rt) = paths.read_runtime().ok().flatten() {
+        if live_qemu(&rt) {
+            return Err(VmError::AlreadyRunning(spec.name.clone(), rt.qemu_pid));
+        }
+    }
+    std::fs::create_dir_all(&paths.dir).map_err(io("create", &paths.dir))?;
+    for f in [paths.runtime(), paths.exit()] {
+        let _ = std::fs::remove_file(f);
+    }
+    if boot == Boot::Fresh {
+        std::fs::write(paths.console_log(), b"").map_err(io("create", &paths.console_log()))?;
+    }
+    let console_start = console::log_len(&paths.console_log());
+    write_json(&paths.spec(), spec)?;
+    Ok(console_start)
+}
+
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> VmError + 'a {
     move |source| VmError::Io {
         action,
@@ -254,22 +293,7 @@ impl Vm {
         for d in &spec.devices {
             vfio::check_device(&ctx.roots.sys, &ctx.roots.dev, d)?;
         }
-        let hugetlbfs = if spec.hugepages {
-            let mnt = hugetlbfs_mount(&ctx.roots).ok_or_else(|| {
-                SpecError::Hugepages("no hugetlbfs with 2 MiB pages is mounted".into())
-            })?;
-            let need = spec.memory / (2 << 20);
-            let free = free_hugepages(&ctx.roots);
-            if free < need {
-                return Err(SpecError::Hugepages(format!(
-                    "{need} free 2 MiB pages needed, {free} free (reserve them in /proc/sys/vm/nr_hugepages)"
-                ))
-                .into());
-            }
-            Some(mnt)
-        } else {
-            None
-        };
+        let hugetlbfs = hugetlbfs_for(ctx, &spec)?;
         let (accel, warning) = choose_accel(&host);
         // Default housekeeping cores: online, not the VM's, not held exclusively by a cpuset.
         let exclusive = ctx
@@ -281,20 +305,7 @@ impl Vm {
             spec.housekeeping_cores(&online.difference(&exclusive).union(&spec.cpus));
 
         let paths = ctx.paths(&spec.name);
-        if let Some(rt) = paths.read_runtime().ok().flatten() {
-            if live_qemu(&rt) {
-                return Err(VmError::AlreadyRunning(spec.name.clone(), rt.qemu_pid));
-            }
-        }
-        std::fs::create_dir_all(&paths.dir).map_err(io("create", &paths.dir))?;
-        for f in [paths.runtime(), paths.exit()] {
-            let _ = std::fs::remove_file(f);
-        }
-        if boot == Boot::Fresh {
-            std::fs::write(paths.console_log(), b"").map_err(io("create", &paths.console_log()))?;
-        }
-        let console_start = console::log_len(&paths.console_log());
-        write_json(&paths.spec(), &spec)?;
+        let console_start = prepare_state_dir(&paths, &spec, boot)?;
 
         let journal = Journal::create(&ctx.journal_root, &StatePaths::journal_owner(&spec.name))?
             .with_link_undo(carve_net::journal_undo);
@@ -350,34 +361,46 @@ impl Vm {
         }
         write_json(&vm.paths.runtime(), &vm.runtime)?;
 
-        let mut qmp = vm.connect_qmp(Duration::from_secs(30))?;
-        let name = vm.spec.name.clone();
+        vm.pin_and_run(ctx, &housekeeping, boot == Boot::Fresh && la.paused)?;
+        Ok(vm)
+    }
+
+    /// Pins the vCPU threads (QEMU is paused, the guest has not run) and, with `resume`, lets
+    /// the guest run and watches for its halt.
+    fn pin_and_run(
+        &mut self,
+        ctx: &Context,
+        housekeeping: &carve_core::CpuSet,
+        resume: bool,
+    ) -> Result<(), VmError> {
+        let mut qmp = self.connect_qmp(Duration::from_secs(30))?;
+        let name = self.spec.name.clone();
         let qe = |source| VmError::Qmp {
             name: name.clone(),
             source,
         };
         let cpus = qmp.query_cpus_fast().map_err(qe)?;
-        let plan = pin::plan(&cpus, &vm.spec.vcpu_cores()).map_err(|source| VmError::Pin {
+        let plan = pin::plan(&cpus, &self.spec.vcpu_cores()).map_err(|source| VmError::Pin {
             name: name.clone(),
             source,
         })?;
         pin::apply(
             &ctx.roots.proc,
-            vm.runtime.qemu_pid,
+            self.runtime.qemu_pid,
             &plan,
-            &housekeeping,
-            vm.spec.rt_priority,
+            housekeeping,
+            self.spec.rt_priority,
         )
         .map_err(|source| VmError::Pin {
             name: name.clone(),
             source,
         })?;
-        vm.pins = plan;
-        if boot == Boot::Fresh && la.paused {
+        self.pins = plan;
+        if resume {
             qmp.cont().map_err(qe)?;
-            vm.watch_halt();
+            self.watch_halt();
         }
-        Ok(vm)
+        Ok(())
     }
 
     fn make_tap(&mut self) -> Result<Option<OwnedFd>, VmError> {

@@ -5,21 +5,14 @@ use std::path::PathBuf;
 /// Arguments of `carve bench overhead`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Short batches and one round: seconds, for a first look and the tests.
-    #[arg(long)]
-    pub quick: bool,
-    /// The core every tier runs on (default: the last online CPU).
-    #[arg(long)]
-    pub cpu: Option<usize>,
+    #[command(flatten)]
+    pub common: super::bench_seeds::Common,
     /// Rounds of alternating native/container/dedicated runs (default 3, 1 with --quick).
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Skip the container tier.
     #[arg(long)]
     pub no_container: bool,
-    /// Skip the dedicated tier (it retunes the host through `carve run --dedicated`).
-    #[arg(long)]
-    pub no_dedicated: bool,
     /// Also run the container tier's variants side by side: docker's default seccomp filter,
     /// that filter with SECCOMP_FILTER_FLAG_SPEC_ALLOW, runc without and with the filter.
     #[arg(long)]
@@ -33,24 +26,22 @@ pub struct Args {
     /// Working folder: the built probe, the bundle, the guest initramfs.
     #[arg(long, default_value = super::bench_seeds::DEFAULT_WORK)]
     pub work: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs `carve bench overhead`.
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let c = a.common;
     let (tools, probe) = super::bench_seeds::setup(&a.work)?;
     let opts = carve_bench::overhead::Options {
-        quick: a.quick,
-        cpu: a.cpu,
-        rounds: a.rounds.unwrap_or(if a.quick { 1 } else { 3 }),
+        quick: c.quick,
+        cpu: c.cpu,
+        rounds: a.rounds.unwrap_or(if c.quick { 1 } else { 3 }),
         container: !a.no_container,
-        dedicated: !a.no_dedicated,
+        dedicated: !c.no_dedicated,
         vm: !a.no_vm,
         container_variants: a.container_variants,
         seccomp_template: a.seccomp_template,
     };
     let t = carve_bench::overhead::run(&tools, &probe, &a.work, &opts)?;
-    super::bench_seeds::print(a.json, &t, carve_bench::overhead::render)
+    super::bench_seeds::print(c.json, &t, carve_bench::overhead::render)
 }

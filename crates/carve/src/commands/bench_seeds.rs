@@ -5,6 +5,23 @@ use std::path::{Path, PathBuf};
 /// Default working folder of the seed benchmarks.
 pub const DEFAULT_WORK: &str = "/var/tmp/carve-bench";
 
+/// The options every seed benchmark takes (`overhead`, `interference`, `packet`).
+#[derive(clap::Args)]
+pub struct Common {
+    /// Short runs: seconds, for a first look and the tests.
+    #[arg(long)]
+    pub quick: bool,
+    /// The measured core (default: the last online CPU).
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Skip the dedicated core (it retunes the host through `carve run --dedicated`).
+    #[arg(long)]
+    pub no_dedicated: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Finds the tools and builds the probe into `work`.
 pub fn setup(work: &Path) -> anyhow::Result<(carve_bench::Tools, PathBuf)> {
     let tools = carve_bench::Tools::find()?;

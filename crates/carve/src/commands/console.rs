@@ -2,7 +2,6 @@
 //! pty, held by the plan's supervisor). On a terminal Ctrl-] detaches; with piped stdin, carve
 //! detaches once stdin has ended and the console has been quiet for a moment.
 
-use carve_engine::state::{find_partition, DEFAULT_ROOT};
 use std::time::Duration;
 
 /// Arguments of `carve console`.
@@ -14,12 +13,7 @@ pub struct Args {
 
 /// Runs `carve console`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (dir, st) = find_partition(std::path::Path::new(DEFAULT_ROOT), &args.name)?;
-    let part = st
-        .partitions
-        .iter()
-        .find(|p| p.name == args.name)
-        .expect("found above");
+    let (dir, _, part) = super::running_partition(&args.name)?;
     let sock = carve_engine::console::socket_path(&dir.partition_dir(&part.name));
     if part.kind != "container" || !sock.exists() {
         anyhow::bail!(

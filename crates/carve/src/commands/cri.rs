@@ -22,8 +22,9 @@ pub struct Args {
 /// A pod as the kubelet describes it (RunPodSandbox, and again with CreateContainer).
 #[derive(clap::Args)]
 pub struct Pod {
-    /// The pod's name (also its uid and hostname).
-    #[arg(long = "pod-name")]
+    /// The pod's name (also its uid and hostname). Its own id: `create` flattens the pod beside
+    /// the container's `--name`, and clap refuses two arguments of one id.
+    #[arg(id = "pod_name", long = "pod-name", value_name = "POD_NAME")]
     pub name: String,
     /// Kubernetes namespace.
     #[arg(long, default_value = "default")]
@@ -43,6 +44,23 @@ pub struct Pod {
     /// Use the node's network namespace.
     #[arg(long)]
     pub host_network: bool,
+}
+
+/// A container's resources (CreateContainer, UpdateContainerResources); 0 or empty: unset.
+#[derive(clap::Args)]
+pub struct Resources {
+    /// Memory limit in bytes.
+    #[arg(long, default_value_t = 0)]
+    pub memory: i64,
+    /// CFS quota in µs (with --cpu-period).
+    #[arg(long, default_value_t = 0)]
+    pub cpu_quota: i64,
+    /// CFS period in µs.
+    #[arg(long, default_value_t = 0)]
+    pub cpu_period: i64,
+    /// The cpuset (whole CPUs of a Guaranteed pod).
+    #[arg(long, default_value = "")]
+    pub cpuset: String,
 }
 
 /// The CRI calls.
@@ -68,18 +86,8 @@ pub enum Call {
         /// Log file, relative to the pod's log directory.
         #[arg(long, default_value = "")]
         log_path: String,
-        /// Memory limit in bytes.
-        #[arg(long, default_value_t = 0)]
-        memory: i64,
-        /// CFS quota in µs (with --cpu-period).
-        #[arg(long, default_value_t = 0)]
-        cpu_quota: i64,
-        /// CFS period in µs.
-        #[arg(long, default_value_t = 0)]
-        cpu_period: i64,
-        /// The cpuset (whole CPUs of a Guaranteed pod).
-        #[arg(long, default_value = "")]
-        cpuset: String,
+        #[command(flatten)]
+        res: Resources,
         /// Command and arguments.
         #[arg(last = true)]
         command: Vec<String>,
@@ -111,14 +119,8 @@ pub enum Call {
     /// UpdateContainerResources.
     Update {
         id: String,
-        #[arg(long, default_value_t = 0)]
-        memory: i64,
-        #[arg(long, default_value_t = 0)]
-        cpu_quota: i64,
-        #[arg(long, default_value_t = 0)]
-        cpu_period: i64,
-        #[arg(long, default_value = "")]
-        cpuset: String,
+        #[command(flatten)]
+        res: Resources,
     },
     /// ReopenContainerLog.
     ReopenLog { id: String },
@@ -173,10 +175,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             name,
             image,
             log_path,
-            memory,
-            cpu_quota,
-            cpu_period,
-            cpuset,
+            res,
             command,
         } => {
             let ctr = ContainerSpec {
@@ -184,10 +183,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 image,
                 command,
                 log_path,
-                memory_limit: memory,
-                cpu_quota,
-                cpu_period,
-                cpuset_cpus: cpuset,
+                memory_limit: res.memory,
+                cpu_quota: res.cpu_quota,
+                cpu_period: res.cpu_period,
+                cpuset_cpus: res.cpuset,
                 ..Default::default()
             };
             print(&c.create_container(ctr.request(&pod, &pod_spec(&spec)?))?)
@@ -226,25 +225,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Call::Stats { id } => {
             print(&c.container_stats(cri::ContainerStatsRequest { container_id: id })?)
         }
-        Call::Update {
-            id,
-            memory,
-            cpu_quota,
-            cpu_period,
-            cpuset,
-        } => print(
-            &c.update_container_resources(cri::UpdateContainerResourcesRequest {
+        Call::Update { id, res } => print(&c.update_container_resources(
+            cri::UpdateContainerResourcesRequest {
                 container_id: id,
                 linux: Some(cri::LinuxContainerResources {
-                    memory_limit_in_bytes: memory,
-                    cpu_quota,
-                    cpu_period,
-                    cpuset_cpus: cpuset,
+                    memory_limit_in_bytes: res.memory,
+                    cpu_quota: res.cpu_quota,
+                    cpu_period: res.cpu_period,
+                    cpuset_cpus: res.cpuset,
                     ..Default::default()
                 }),
                 ..Default::default()
-            })?,
-        ),
+            },
+        )?),
         Call::ReopenLog { id } => {
             print(&c.reopen_container_log(cri::ReopenContainerLogRequest { container_id: id })?)
         }

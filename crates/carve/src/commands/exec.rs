@@ -1,6 +1,6 @@
 //! `carve exec NAME -- CMD...`: runs a command inside a container partition.
 
-use carve_engine::state::{find_partition, DEFAULT_ROOT};
+use carve_engine::state::DEFAULT_ROOT;
 use std::io::IsTerminal;
 
 /// Arguments of `carve exec`.
@@ -32,12 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             };
         }
     }
-    let (_, st) = find_partition(std::path::Path::new(DEFAULT_ROOT), &args.name)?;
-    let part = st
-        .partitions
-        .iter()
-        .find(|p| p.name == args.name)
-        .expect("found above");
+    let (_, st, part) = super::running_partition(&args.name)?;
     if part.kind != "container" {
         anyhow::bail!(
             "{} is a {} partition; exec runs in containers",

@@ -1,6 +1,6 @@
 //! `carve logs NAME [-f]`: a partition's output (container stdout/stderr).
 
-use carve_engine::state::{find_partition, DEFAULT_ROOT};
+use carve_engine::state::DEFAULT_ROOT;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
@@ -30,12 +30,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    let (dir, st) = find_partition(std::path::Path::new(DEFAULT_ROOT), &args.name)?;
-    let part = st
-        .partitions
-        .iter()
-        .find(|p| p.name == args.name)
-        .expect("found above");
+    let (dir, _, part) = super::running_partition(&args.name)?;
     let mut f = std::fs::File::open(&part.log)
         .map_err(|e| anyhow::anyhow!("{}: {e}", part.log.display()))?;
     let mut out = std::io::stdout().lock();

@@ -30,6 +30,25 @@ pub mod top;
 pub mod up;
 pub mod vm;
 
+/// The running plan that holds partition `name`: its folder, its state, and the partition's.
+pub fn running_partition(
+    name: &str,
+) -> anyhow::Result<(
+    carve_engine::state::PlanDir,
+    carve_engine::state::PlanState,
+    carve_engine::state::PartitionState,
+)> {
+    let root = std::path::Path::new(carve_engine::state::DEFAULT_ROOT);
+    let (dir, st) = carve_engine::state::find_partition(root, name)?;
+    let part = st
+        .partitions
+        .iter()
+        .find(|p| p.name == name)
+        .cloned()
+        .expect("found above");
+    Ok((dir, st, part))
+}
+
 /// Exit code for an error that was not classified.
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code for invalid input (plan, arguments): nothing was changed.

@@ -667,54 +667,63 @@ impl Allocator<'_> {
                     );
                 }
             }
-            match p.kind {
-                Kind::Dedicated => {
-                    if p.command.is_none() {
-                        self.at(i, "command", "a dedicated partition needs a command to run");
-                    }
+            self.check_kind(i, p);
+        }
+        self.check_devices();
+    }
+
+    /// What each kind needs: a dedicated partition's command, a container's rootfs or bundle, a
+    /// VM's kernel or disk.
+    fn check_kind(&mut self, i: usize, p: &Partition) {
+        match p.kind {
+            Kind::Dedicated => {
+                if p.command.is_none() {
+                    self.at(i, "command", "a dedicated partition needs a command to run");
                 }
-                Kind::Container => {
-                    match (&p.rootfs, &p.bundle) {
-                        (Some(_), Some(_)) => {
-                            self.at(i, "bundle", "give rootfs or bundle, not both")
-                        }
-                        (None, None) => self.at(
-                            i,
-                            "rootfs",
-                            "a container needs rootfs (a directory) or bundle (an OCI bundle)",
-                        ),
-                        _ => {}
-                    }
-                    if p.command.is_none() && !p.init && p.bundle.is_none() {
-                        self.at(
-                            i,
-                            "command",
-                            "a container needs a command (or init = true for a system container, or a bundle)",
-                        );
-                    }
+            }
+            Kind::Container => {
+                match (&p.rootfs, &p.bundle) {
+                    (Some(_), Some(_)) => self.at(i, "bundle", "give rootfs or bundle, not both"),
+                    (None, None) => self.at(
+                        i,
+                        "rootfs",
+                        "a container needs rootfs (a directory) or bundle (an OCI bundle)",
+                    ),
+                    _ => {}
                 }
-                Kind::Vm => {
-                    if p.kernel.is_none() && p.disks.0.is_empty() {
-                        self.at(
-                            i,
-                            "kernel",
-                            "a vm needs a kernel (with optional initrd) or a bootable disk",
-                        );
-                    }
-                    if p.initrd.is_some() && p.kernel.is_none() {
-                        self.at(i, "initrd", "initrd needs a kernel");
-                    }
-                    if p.append.is_some() && p.kernel.is_none() {
-                        self.at(
-                            i,
-                            "append",
-                            "append (the kernel command line) needs a kernel",
-                        );
-                    }
+                if p.command.is_none() && !p.init && p.bundle.is_none() {
+                    self.at(
+                        i,
+                        "command",
+                        "a container needs a command (or init = true for a system container, or a bundle)",
+                    );
+                }
+            }
+            Kind::Vm => {
+                if p.kernel.is_none() && p.disks.0.is_empty() {
+                    self.at(
+                        i,
+                        "kernel",
+                        "a vm needs a kernel (with optional initrd) or a bootable disk",
+                    );
+                }
+                if p.initrd.is_some() && p.kernel.is_none() {
+                    self.at(i, "initrd", "initrd needs a kernel");
+                }
+                if p.append.is_some() && p.kernel.is_none() {
+                    self.at(
+                        i,
+                        "append",
+                        "append (the kernel command line) needs a kernel",
+                    );
                 }
             }
         }
-        // PCI devices go to one VM only.
+    }
+
+    /// PCI devices go to one VM only.
+    fn check_devices(&mut self) {
+        let plan = self.plan;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, p) in plan.partitions.iter().enumerate() {
             for (j, d) in p.devices.iter().enumerate() {
@@ -840,13 +849,14 @@ impl Allocator<'_> {
 
     /// Places `count` CPUs for partition `i`: whole free cores first, one NUMA node, never
     /// housekeeping; a dedicated partition also keeps off cores whose siblings are in use.
-    fn place(
-        &mut self,
+    /// The cores partition `i` may take CPUs from, by NUMA node, best first: their free CPUs
+    /// (whole cores only for a dedicated partition whose SMT siblings are protected).
+    fn candidate_cores(
+        &self,
         i: usize,
-        count: usize,
         cpus: &[Option<CpuSet>],
         housekeeping: &CpuSet,
-    ) -> Option<CpuSet> {
+    ) -> BTreeMap<usize, Vec<CpuSet>> {
         let host = self.host;
         let p = &self.plan.partitions[i];
         let dedicated = p.kind == Kind::Dedicated;
@@ -889,21 +899,20 @@ impl Allocator<'_> {
                 )
             });
         }
-        let take = |cores: &[CpuSet], count: usize| -> CpuSet {
-            let mut got = CpuSet::new();
-            for core in cores {
-                for c in core.iter() {
-                    if got.len() == count {
-                        return got;
-                    }
-                    got.insert(c);
-                }
-                if got.len() == count {
-                    break;
-                }
-            }
-            got
-        };
+        by_node
+    }
+
+    fn place(
+        &mut self,
+        i: usize,
+        count: usize,
+        cpus: &[Option<CpuSet>],
+        housekeeping: &CpuSet,
+    ) -> Option<CpuSet> {
+        let host = self.host;
+        let p = &self.plan.partitions[i];
+        let dedicated = p.kind == Kind::Dedicated;
+        let by_node = self.candidate_cores(i, cpus, housekeeping);
         let capacity = |cores: &[CpuSet]| -> usize { cores.iter().map(CpuSet::len).sum() };
         // One node that fits, preferring the one with the most free CPUs.
         let best = by_node
@@ -911,12 +920,12 @@ impl Allocator<'_> {
             .filter(|(_, c)| capacity(c) >= count)
             .min_by_key(|(n, c)| (std::cmp::Reverse(capacity(c)), **n));
         if let Some((_, cores)) = best {
-            return Some(take(cores, count));
+            return Some(take_cpus(cores, count));
         }
         let total: usize = by_node.values().map(|c| capacity(c)).sum();
         if total >= count {
             let all: Vec<CpuSet> = by_node.values().flatten().cloned().collect();
-            let got = take(&all, count);
+            let got = take_cpus(&all, count);
             let nodes: BTreeSet<usize> = got.iter().filter_map(|c| host.numa_of(c)).collect();
             self.warn_at(
                 i,
@@ -976,46 +985,9 @@ impl Allocator<'_> {
                 );
             }
             if let Some(h) = p.hugepages {
-                let size = h.size.0;
-                let count = match h.count {
-                    Some(c) => c,
-                    None if mem > 0 => mem.div_ceil(size),
-                    None => continue, // memory missing: reported already
-                };
-                if mem > 0 && count.saturating_mul(size) > mem {
-                    self.at(
-                        i,
-                        "hugepages",
-                        format!(
-                            "{count} × {} = {} of huge pages exceed the memory budget of {}",
-                            format_bytes_exact(size),
-                            format_bytes(count.saturating_mul(size)),
-                            format_bytes(mem)
-                        ),
-                    );
+                if let Some(need) = self.partition_pages(i, &h, mem) {
+                    pages.insert(i, need);
                 }
-                if host.hugepages(size / 1024).is_none() {
-                    let sizes: Vec<String> = host
-                        .hugepages
-                        .iter()
-                        .map(|h| format_bytes_exact(h.size_kib * 1024))
-                        .collect();
-                    self.at(
-                        i,
-                        "hugepages",
-                        format!(
-                            "the host has no {} huge pages (it supports: {})",
-                            format_bytes_exact(size),
-                            if sizes.is_empty() {
-                                "none".to_string()
-                            } else {
-                                sizes.join(", ")
-                            }
-                        ),
-                    );
-                    continue;
-                }
-                pages.insert(i, (size, count));
             }
         }
         if reserve >= total {
@@ -1028,9 +1000,79 @@ impl Allocator<'_> {
                 ),
             );
         }
-        // Per page size: free now, or reservable from available memory.
+        let out = self.hugepage_needs(&pages, reserve);
+        (
+            MemoryBudget {
+                total,
+                reserve,
+                planned,
+            },
+            out,
+            pages,
+        )
+    }
+
+    /// Partition `i`'s huge pages (size, count), its count from its memory when not given;
+    /// `None` when the host has no pages of that size or the memory is missing (reported).
+    fn partition_pages(
+        &mut self,
+        i: usize,
+        h: &crate::plan::HugePagesRequest,
+        mem: u64,
+    ) -> Option<(u64, u64)> {
+        let host = self.host;
+        let size = h.size.0;
+        let count = match h.count {
+            Some(c) => c,
+            None if mem > 0 => mem.div_ceil(size),
+            None => return None, // memory missing: reported already
+        };
+        if mem > 0 && count.saturating_mul(size) > mem {
+            self.at(
+                i,
+                "hugepages",
+                format!(
+                    "{count} × {} = {} of huge pages exceed the memory budget of {}",
+                    format_bytes_exact(size),
+                    format_bytes(count.saturating_mul(size)),
+                    format_bytes(mem)
+                ),
+            );
+        }
+        if host.hugepages(size / 1024).is_none() {
+            let sizes: Vec<String> = host
+                .hugepages
+                .iter()
+                .map(|h| format_bytes_exact(h.size_kib * 1024))
+                .collect();
+            self.at(
+                i,
+                "hugepages",
+                format!(
+                    "the host has no {} huge pages (it supports: {})",
+                    format_bytes_exact(size),
+                    if sizes.is_empty() {
+                        "none".to_string()
+                    } else {
+                        sizes.join(", ")
+                    }
+                ),
+            );
+            return None;
+        }
+        Some((size, count))
+    }
+
+    /// Per page size: what the plan needs, what is free, and what must be reserved (free now,
+    /// or reservable from available memory above the reserve).
+    fn hugepage_needs(
+        &mut self,
+        pages: &BTreeMap<usize, (u64, u64)>,
+        reserve: u64,
+    ) -> Vec<HugePageNeed> {
+        let host = self.host;
         let mut needs: BTreeMap<u64, (u64, Vec<usize>)> = BTreeMap::new();
-        for (&i, &(size, count)) in &pages {
+        for (&i, &(size, count)) in pages {
             let e = needs.entry(size).or_default();
             e.0 += count;
             e.1.push(i);
@@ -1069,15 +1111,7 @@ impl Allocator<'_> {
                 to_reserve,
             });
         }
-        (
-            MemoryBudget {
-                total,
-                reserve,
-                planned,
-            },
-            out,
-            pages,
-        )
+        out
     }
 
     fn check_irqs(&mut self) {
@@ -1318,6 +1352,23 @@ impl Allocator<'_> {
             }
         }
     }
+}
+
+/// The first `count` CPUs of `cores`, in order.
+fn take_cpus(cores: &[CpuSet], count: usize) -> CpuSet {
+    let mut got = CpuSet::new();
+    for core in cores {
+        for c in core.iter() {
+            if got.len() == count {
+                return got;
+            }
+            got.insert(c);
+        }
+        if got.len() == count {
+            break;
+        }
+    }
+    got
 }
 
 /// Why `addr` cannot be a partition's address on `bridge` (subnet `s`, bridge address `gateway`).

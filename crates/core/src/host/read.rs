@@ -274,31 +274,18 @@ fn read_hugepages(roots: &Roots, nodes: &[(NumaNode, PathBuf)]) -> Vec<HugePages
 /// IRQ 0 (timer) and 2 (cascade) are never movable.
 fn read_irqs(roots: &Roots) -> Vec<Irq> {
     let text = fs::read_to_string(roots.proc.join("interrupts")).unwrap_or_default();
-    let mut lines = text.lines();
-    let ncpu = lines
-        .next()
-        .map(|h| h.split_whitespace().count())
-        .unwrap_or(0);
     let mut irqs = Vec::new();
-    for line in lines {
-        let Some((num, rest)) = line.trim_start().split_once(':') else {
-            continue;
-        };
-        let Ok(number) = num.parse::<u32>() else {
+    for line in crate::interrupts::parse(&text) {
+        let Ok(number) = line.irq.parse::<u32>() else {
             continue; // NMI, LOC, RES...: per-CPU, not routable
         };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let count = fields
-            .iter()
-            .take(ncpu)
-            .filter_map(|f| f.parse::<u64>().ok())
-            .sum();
+        let count = line.per_cpu.iter().sum();
         // After the counts: "CHIP HWIRQ-TYPE ACTIONS" (the chip may contain spaces); prefer
         // /sys/kernel/irq/N which states each separately.
-        let tail = fields.get(ncpu..).unwrap_or_default();
+        let tail = &line.tail;
         let sys = roots.sys.join(format!("kernel/irq/{number}"));
         let chip = read_trim(&sys.join("chip_name"))
-            .unwrap_or_else(|| tail.first().copied().unwrap_or("").to_string());
+            .unwrap_or_else(|| tail.first().cloned().unwrap_or_default());
         let actions = read_trim(&sys.join("actions"))
             .unwrap_or_else(|| tail.get(2..).unwrap_or_default().join(" "));
         let pdir = roots.proc.join(format!("irq/{number}"));
