@@ -499,6 +499,36 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
         });
     }
     let load0 = loadavg();
+    let (mut results, mut notes) = measure_rounds(tools, probe, work, cpu, opts)?;
+    let vm_label = measure_vm(tools, probe, work, cpu, opts, &mut results, &mut notes);
+    let tiers = tier_infos(opts, vm_label, &results, &notes, cpu);
+    let rows = assemble(&results);
+    let targets = targets(opts, &rows);
+    Ok(Table {
+        cpu,
+        quick: opts.quick,
+        rounds: opts.rounds,
+        tiers,
+        rows,
+        targets,
+        loadavg: (load0, loadavg()),
+    })
+}
+
+/// Measurements per tier, and why a tier has none (its first error ends its rounds).
+type Measurements = (
+    BTreeMap<&'static str, Vec<Measured>>,
+    BTreeMap<&'static str, String>,
+);
+
+/// The rounds of native, container variants and dedicated, alternating so load drifts hit all.
+fn measure_rounds(
+    tools: &Tools,
+    probe: &Path,
+    work: &Path,
+    cpu: usize,
+    opts: &Options,
+) -> Result<Measurements, BenchError> {
     let mut results: BTreeMap<&str, Vec<Measured>> = BTreeMap::new();
     let mut notes: BTreeMap<&str, String> = BTreeMap::new();
     for _ in 0..opts.rounds {
@@ -534,28 +564,53 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
             }
         }
     }
+    Ok((results, notes))
+}
+
+/// The VM column (one round: a guest boot is slow), and its label naming the accelerator.
+fn measure_vm(
+    tools: &Tools,
+    probe: &Path,
+    work: &Path,
+    cpu: usize,
+    opts: &Options,
+    results: &mut BTreeMap<&'static str, Vec<Measured>>,
+    notes: &mut BTreeMap<&'static str, String>,
+) -> String {
     let mut vm_label = "VM".to_string();
-    if opts.vm {
-        match vm(tools, probe, work, cpu, opts.quick) {
-            Ok((m, accel)) => {
-                vm_label = format!("VM ({accel})");
-                notes.insert(
-                    "vm",
-                    if accel == "TCG" {
-                        "TCG: every guest instruction is translated by QEMU, so this column is the \
-                         emulator's cost, not virtualization's (KVM is not usable on this host)"
-                            .into()
-                    } else {
-                        "KVM: hardware-assisted virtualization".into()
-                    },
-                );
-                results.insert("vm", vec![m]);
-            }
-            Err(e) => {
-                notes.insert("vm", e.to_string());
-            }
+    if !opts.vm {
+        return vm_label;
+    }
+    match vm(tools, probe, work, cpu, opts.quick) {
+        Ok((m, accel)) => {
+            vm_label = format!("VM ({accel})");
+            notes.insert(
+                "vm",
+                if accel == "TCG" {
+                    "TCG: every guest instruction is translated by QEMU, so this column is the \
+                     emulator's cost, not virtualization's (KVM is not usable on this host)"
+                        .into()
+                } else {
+                    "KVM: hardware-assisted virtualization".into()
+                },
+            );
+            results.insert("vm", vec![m]);
+        }
+        Err(e) => {
+            notes.insert("vm", e.to_string());
         }
     }
+    vm_label
+}
+
+/// The columns `opts` asked for, in order, each with its label and note.
+fn tier_infos(
+    opts: &Options,
+    vm_label: String,
+    results: &BTreeMap<&str, Vec<Measured>>,
+    notes: &BTreeMap<&str, String>,
+    cpu: usize,
+) -> Vec<TierInfo> {
     let mut tier_list = vec![("native", "native".to_string(), true)];
     tier_list.extend(variants(opts).map(|v| (v.tier, v.label.to_string(), true)));
     tier_list.push((
@@ -564,7 +619,7 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
         opts.dedicated,
     ));
     tier_list.push(("vm", vm_label, opts.vm));
-    let tiers = tier_list
+    tier_list
         .iter()
         .filter(|t| t.2)
         .map(|(t, label, _)| TierInfo {
@@ -578,9 +633,12 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
                 )
             }),
         })
-        .collect();
-    let rows = assemble(&results);
-    let targets = variants(opts)
+        .collect()
+}
+
+/// Every container column checked against the seed's targets.
+fn targets(opts: &Options, rows: &[Row]) -> Vec<Target> {
+    variants(opts)
         .flat_map(|v| CONTAINER_TARGETS.iter().map(move |t| (v.tier, t)))
         .filter_map(|(tier, &(row, limit))| {
             let r = rows.iter().find(|r| r.name == row)?;
@@ -593,16 +651,7 @@ pub fn run(tools: &Tools, probe: &Path, work: &Path, opts: &Options) -> Result<T
                 met: c.ratio <= limit,
             })
         })
-        .collect();
-    Ok(Table {
-        cpu,
-        quick: opts.quick,
-        rounds: opts.rounds,
-        tiers,
-        rows,
-        targets,
-        loadavg: (load0, loadavg()),
-    })
+        .collect()
 }
 
 /// The container variants `opts` asks for, in column order.
