@@ -116,6 +116,24 @@ fn journal(name: &str) -> PathBuf {
 const COUNTER: &str =
     "quiet carve.cmd=\"i=0; while true; do echo count=$i; i=$((i+1)); sleep 0.2; done\"";
 
+/// What an operator would look at when VM `name` misbehaves: `carve vm status`, the tail of
+/// its console log and its supervisor's log.
+fn diagnose(name: &str) -> String {
+    let st = carve(&["vm", "status", name, "--json"]);
+    let tail = |file: &str| {
+        let t = std::fs::read_to_string(format!("/run/carve/vm/{name}/{file}"))
+            .unwrap_or_else(|e| format!("({e})"));
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    };
+    format!(
+        "{name}: {}\nconsole.log tail:\n{}\nsupervisor.log tail:\n{}",
+        text(&st),
+        tail("console.log"),
+        tail("supervisor.log")
+    )
+}
+
 fn counts(name: &str) -> Vec<u64> {
     std::fs::read_to_string(format!("/run/carve/vm/{name}/console.log"))
         .unwrap_or_default()
@@ -380,7 +398,12 @@ fn vm_cli_snapshot_restore_and_live_migration_keep_the_counter() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let c2 = counts(&g2.name);
-    assert!(c2.len() >= 3, "{c2:?}");
+    assert!(
+        c2.len() >= 3,
+        "{c2:?}\n{}\n{}",
+        diagnose(&g2.name),
+        diagnose(&g.name)
+    );
     assert!(
         c2[0] > src_last && c2[0] <= src_last + 2,
         "source ended at {src_last}, moved {c2:?}"
