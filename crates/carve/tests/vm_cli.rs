@@ -351,8 +351,10 @@ fn vm_cli_wait_for_fails_when_qemu_exits_first() {
 #[test]
 fn vm_cli_snapshot_restore_and_live_migration_keep_the_counter() {
     let g = VmGuard::new("cli-snap");
+    let g2_name = format!("{}-moved", g.name);
+    carve_testkit::reaper().command(&[CARVE, "vm", "stop", &g2_name, "--force"]);
     let g2 = VmGuard {
-        name: format!("{}-moved", g.name),
+        name: g2_name,
         _lock: host_shared_lock(),
     };
     let o = run_vm(
