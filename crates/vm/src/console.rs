@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WaitError {
     /// The time ran out.
-    #[error("{text:?} did not appear on the console within {secs:.1} s")]
+    #[error("{text:?} did not appear on the console within {secs:.1} s; its last output: {last}")]
     Timeout {
         /// The awaited text.
         text: String,
         /// The time allowed.
         secs: f64,
+        /// The console's last lines since the wait began (where a stuck guest stopped), or
+        /// "(nothing)".
+        last: String,
     },
     /// QEMU exited first.
     #[error("QEMU exited before {text:?} appeared on the console: {why}")]
@@ -81,9 +84,27 @@ pub fn wait_for(
             return Err(WaitError::Timeout {
                 text: text.into(),
                 secs: timeout.as_secs_f64(),
+                last: last_lines(&read_from_str(log, from), 5),
             });
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The last `n` non-empty lines of `text`, joined with " | " (at most 600 bytes), or "(nothing)".
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return "(nothing)".into();
+    }
+    let s = lines[lines.len().saturating_sub(n)..].join(" | ");
+    match s.char_indices().nth_back(599) {
+        Some((i, _)) => format!("...{}", &s[i..]),
+        None => s,
     }
 }
 
@@ -146,7 +167,13 @@ mod tests {
         let log = d.path().join("console.log");
         std::fs::write(&log, "nothing\n").unwrap();
         let e = wait_for(&log, 0, "x-marker", Duration::from_millis(30), || None).unwrap_err();
-        assert!(matches!(e, WaitError::Timeout { .. }));
+        assert!(
+            e.to_string()
+                .ends_with("within 0.0 s; its last output: nothing"),
+            "{e}"
+        );
+        let e = wait_for(&log, 8, "x-marker", Duration::from_millis(30), || None).unwrap_err();
+        assert!(e.to_string().ends_with("its last output: (nothing)"), "{e}");
         let e = wait_for(&log, 0, "x-marker", Duration::from_secs(5), || {
             Some("killed by signal 9".into())
         })
