@@ -66,6 +66,13 @@ pub struct LaunchArgs {
 /// clocksource watchdog microvm leaves Linux is jiffies, which fall behind under TCG (ticks are
 /// lost while QEMU is preempted): the watchdog then wrongly demoted the TSC to refined-jiffies
 /// (a 4 ms clock that drifts) in about a third of the boots.
+///
+/// `no_timer_check` (both machines, unless the user set it): at IO-APIC setup Linux checks that
+/// the timer interrupt works by busy-waiting ~40 ms of calibrated delay and counting ticks. A
+/// TCG guest whose QEMU threads are descheduled in that window sees no tick, decides "8254 timer
+/// not connected to IO-APIC" and wanders into fallbacks: 1 of 8 guests booted at once on this
+/// 2-core host hung there for good (its console's last line was that message). QEMU's timer is
+/// wired correctly, so the check only ever lies here; cloud images set the same flag for VMs.
 pub fn kernel_append(spec: &VmSpec, tsc_khz: Option<u64>) -> String {
     let mut parts: Vec<String> = Vec::new();
     let user = spec.append.clone().unwrap_or_default();
@@ -75,6 +82,9 @@ pub fn kernel_append(spec: &VmSpec, tsc_khz: Option<u64>) -> String {
             // microvm has no PCI serial probing delay but the same 8250 at 0x3f8.
             Machine::Microvm => "console=ttyS0 reboot=t".into(),
         });
+    }
+    if !user.split_whitespace().any(|w| w == "no_timer_check") {
+        parts.push("no_timer_check".into());
     }
     if let (Machine::Microvm, Some(khz)) = (spec.machine, tsc_khz) {
         if !user
@@ -289,7 +299,13 @@ mod tests {
                 "memory-backend-memfd,id=carve-mem,size=256M,share=on,prealloc=on"
             ]
         ));
-        assert!(has(&a, ["-append", "console=ttyS0 carve.cmd=\"echo hi\""]));
+        assert!(has(
+            &a,
+            [
+                "-append",
+                "console=ttyS0 no_timer_check carve.cmd=\"echo hi\""
+            ]
+        ));
         assert!(has(&a, ["-mon", "chardev=qmp,mode=control"]));
         assert!(has(&a, ["-serial", "chardev:serial0"]));
         assert!(!a.contains(&"-S".to_string()));
@@ -343,7 +359,7 @@ mod tests {
             &a,
             [
                 "-append",
-                "console=ttyS0 carve.ip=10.0.0.2/24 carve.gw=10.0.0.1 carve.cmd=\"echo hi\""
+                "console=ttyS0 no_timer_check carve.ip=10.0.0.2/24 carve.gw=10.0.0.1 carve.cmd=\"echo hi\""
             ]
         ));
     }
@@ -395,24 +411,33 @@ mod tests {
             &a,
             [
                 "-append",
-                "console=ttyS0 reboot=t tsc_early_khz=2300000 tsc=reliable carve.cmd=\"echo hi\""
+                "console=ttyS0 reboot=t no_timer_check tsc_early_khz=2300000 tsc=reliable carve.cmd=\"echo hi\""
             ]
         ));
         // Not under KVM (kvmclock), not on q35 (PM timer and HPET), not over the user's own.
         let a = qemu_argv(&s, &p, Accel::Kvm, &la);
         assert!(has(
             &a,
-            ["-append", "console=ttyS0 reboot=t carve.cmd=\"echo hi\""]
+            [
+                "-append",
+                "console=ttyS0 reboot=t no_timer_check carve.cmd=\"echo hi\""
+            ]
         ));
         let a = qemu_argv(&spec(), &p, Accel::Tcg, &la);
-        assert!(has(&a, ["-append", "console=ttyS0 carve.cmd=\"echo hi\""]));
-        s.append = Some("tsc_early_khz=1000000 tsc=unstable".into());
+        assert!(has(
+            &a,
+            [
+                "-append",
+                "console=ttyS0 no_timer_check carve.cmd=\"echo hi\""
+            ]
+        ));
+        s.append = Some("no_timer_check tsc_early_khz=1000000 tsc=unstable".into());
         let a = qemu_argv(&s, &p, Accel::Tcg, &la);
         assert!(has(
             &a,
             [
                 "-append",
-                "console=ttyS0 reboot=t tsc_early_khz=1000000 tsc=unstable"
+                "console=ttyS0 reboot=t no_timer_check tsc_early_khz=1000000 tsc=unstable"
             ]
         ));
     }
