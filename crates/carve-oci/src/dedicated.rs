@@ -217,6 +217,9 @@ pub fn setup(id: &str, req: &Request, init_pid: i32) -> Result<()> {
     j.record(Change::CreatedFile {
         path: state_file.clone(),
     })?;
+    if !req.exec_dedicated {
+        record_exec_sibling(&mut j, &paths, init_pid)?;
+    }
     let st = PodState {
         name,
         holder,
@@ -297,7 +300,7 @@ fn apply_shared(paths: &HostPaths, online: &CpuSet, live: &[PodState]) -> Result
         &format!("{SHARED_OWNER}-scratch-{}", std::process::id()),
     )?;
     let dedicated = live.iter().fold(CpuSet::new(), |acc, p| acc.union(&p.cpus));
-    let hk = online.difference(&dedicated);
+    let hk = housekeeping(online, live.iter().map(|p| &p.cpus));
     let wanted: Vec<u32> = live.iter().flat_map(|p| p.irqs.iter().copied()).collect();
     let stat_interval = DedicatedSpec::new("x", dedicated.clone(), online).stat_interval;
     let r = (|| -> Result<()> {
@@ -342,14 +345,38 @@ pub fn exec_cpus(id: &str) -> Result<Option<String>> {
         return Ok(None);
     }
     let online = online_cpus(&paths.sys).context("reading the online CPUs")?;
-    let dedicated = other_runs(&paths)
-        .iter()
-        .fold(CpuSet::new(), |acc, r| acc.union(&r.cpus));
-    let hk = online.difference(&dedicated);
+    let hk = housekeeping(&online, other_runs(&paths).iter().map(|r| &r.cpus));
     if hk.is_empty() {
         bail!("exec into {id}: no housekeeping CPU is left (every online CPU is dedicated); set {EXEC_CPUS}: dedicated on the pod");
     }
     Ok(Some(hk.to_string()))
+}
+
+/// The housekeeping CPUs: `online` minus every CPU of `taken` (the live dedicated partitions').
+fn housekeeping<'a>(online: &CpuSet, taken: impl IntoIterator<Item = &'a CpuSet>) -> CpuSet {
+    let dedicated = taken.into_iter().fold(CpuSet::new(), |acc, c| acc.union(c));
+    online.difference(&dedicated)
+}
+
+/// On a pure cgroup2 host `exec` into the pod runs in the container's exec sibling, which
+/// carve-container makes at the first exec and its delete removes (killing what runs there).
+/// The pod's journal records it too — killed, then removed — so `carve restore` removes it
+/// after a crash that no `delete` follows. Nothing on a v1 or hybrid host (the process sits in
+/// the pod's v1 cpuset cgroup there, made by nobody but the pod).
+fn record_exec_sibling(j: &mut Journal, paths: &HostPaths, init_pid: i32) -> Result<()> {
+    let root = paths.sys.join("fs/cgroup");
+    let Some(sib) = v2_cpuset_dir(&root, init_pid)
+        .as_deref()
+        .and_then(carve_cgroups::v2::exec_sibling)
+    else {
+        return Ok(());
+    };
+    j.record(Change::Dir { path: sib.clone() })?;
+    j.record(Change::WriteBack {
+        path: sib.join("cgroup.kill"),
+        value: "1".into(),
+    })?;
+    Ok(())
 }
 
 /// What `cpuset.cpus.partition=isolated` needs on this host, decided from the files alone.
@@ -444,6 +471,17 @@ fn isolate(j: &mut Journal, paths: &HostPaths, init_pid: i32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn housekeeping_is_online_minus_every_live_partition() {
+        let set = |s: &str| CpuSet::parse_list(s).unwrap();
+        let online = set("0-3");
+        assert_eq!(housekeeping(&online, [&set("1"), &set("3")]), set("0,2"));
+        assert_eq!(housekeeping(&online, []), online);
+        // CPUs beyond the online ones (a stale registration) take nothing more.
+        assert_eq!(housekeeping(&online, [&set("2-5")]), set("0-1"));
+        assert!(housekeeping(&online, [&set("0-1"), &set("2-3")]).is_empty());
+    }
 
     fn cg(root: &Path, rel: &str, partition: Option<&str>) -> PathBuf {
         let d = root.join(rel);

@@ -355,6 +355,18 @@ impl Manager {
         }
     }
 
+    /// On a pure cgroup2 host, makes (or refreshes) the cgroup's exec sibling: a cgroup beside
+    /// it with `cpus` and a copy of its limits and device programs, for a process exec'd into
+    /// the container that must run on other CPUs ([`v2::sibling`]); it is frozen, killed and
+    /// removed with the cgroup. `None` on v1 and hybrid hosts, where the v1 cpuset can be left
+    /// alone.
+    pub fn make_exec_sibling(&self, cpus: &str) -> Result<Option<PathBuf>, Error> {
+        match self {
+            Manager::V2(v2) => v2.make_exec_sibling(cpus).map(Some),
+            Manager::V1(_) | Manager::Hybrid { .. } => Ok(None),
+        }
+    }
+
     /// [`Manager::add_task`] on the v1 hierarchies only (`v1`) and/or on the cgroup2 one (`v2`).
     pub fn add_task_to(&self, pid: i32, v1: bool, v2: bool) -> Result<(), Error> {
         match self {

@@ -242,3 +242,67 @@ fn v2_remove_leaves_nothing() {
     assert!(!Path::new("/sys/fs/cgroup").join(&name).exists());
     m.remove().unwrap();
 }
+
+#[test]
+#[ignore = "pure cgroup v2: runs in the QEMU guest (tests/v2_guest.rs)"]
+fn v2_exec_sibling_copies_limits_and_device_program_and_goes_with_the_cgroup() {
+    let (c, name) = cg("v2-sib");
+    let d = dir(&c);
+    let mut limits = serde_json::from_str::<serde_json::Value>(common::DEVICE_RULES).unwrap();
+    limits["memory"] = serde_json::json!({"limit": 67108864});
+    limits["pids"] = serde_json::json!({"limit": 16});
+    limits["cpu"] = serde_json::json!({"quota": 50000, "period": 100000, "cpus": "1", "mems": "0"});
+    c.0.apply(&res(&limits.to_string())).unwrap();
+    let sib =
+        c.0.make_exec_sibling("0")
+            .unwrap()
+            .expect("a sibling on v2");
+    assert_eq!(
+        sib,
+        Path::new("/sys/fs/cgroup").join(format!("{name}.carve-exec"))
+    );
+    assert_eq!(read(&sib, "cpuset.cpus"), "0");
+    assert_eq!(read(&d, "cpuset.cpus"), "1");
+    for f in [
+        "memory.max",
+        "pids.max",
+        "cpu.max",
+        "cpuset.mems",
+        "memory.swap.max",
+    ] {
+        assert_eq!(read(&sib, f), read(&d, f), "{f}");
+    }
+    assert_eq!(read(&sib, "memory.max"), "67108864");
+    // A refresh carries an update over and attaches the device program once, not twice.
+    c.0.apply(&res(r#"{"pids": {"limit": 8}}"#)).unwrap();
+    c.0.make_exec_sibling("0").unwrap();
+    assert_eq!(read(&sib, "pids.max"), "8");
+    assert_eq!(carve_cgroups::v2::devices::attached_count(&sib).unwrap(), 1);
+    // The container's device rules hold for a task in the sibling.
+    let in_sib = Manager::new(Path::new("/sys/fs/cgroup"), &format!("/{name}.carve-exec")).unwrap();
+    common::assert_device_rules_enforced(&in_sib);
+    // Frozen, listed and killed with the container's cgroup.
+    let p = Proc::sleeper();
+    in_sib.add_task(p.pid()).unwrap();
+    assert!(c.0.pids().unwrap().contains(&p.pid()));
+    c.0.freeze().unwrap();
+    assert!(read(&sib, "cgroup.events").contains("frozen 1"));
+    c.0.thaw().unwrap();
+    assert!(read(&sib, "cgroup.events").contains("frozen 0"));
+    c.0.kill_all(libc::SIGKILL).unwrap();
+    let (status, _, _) = p.finish();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    // Removed with it, a task still in it killed first.
+    let p = Proc::sleeper();
+    in_sib.add_task(p.pid()).unwrap();
+    c.0.remove().unwrap();
+    assert!(!sib.exists() && !d.exists());
+    let (status, _, _) = p.finish();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+}

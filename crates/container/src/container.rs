@@ -128,9 +128,11 @@ pub struct ExecOptions {
     /// Run the process on these CPUs (a CPU list) although the container's cpuset holds others:
     /// on a v1 cpuset hierarchy it joins the parent of the container's cpuset cgroup (every
     /// other hierarchy as usual, so its memory, pids and freezer are the container's) with this
-    /// affinity. carve-oci sends `exec` into a dedicated-core container to the host's
-    /// housekeeping CPUs this way. On cgroup2, where the cpuset cannot be left alone, it is
-    /// ignored with a warning.
+    /// affinity. On cgroup2, where the cpuset cannot be left alone (one tree for every
+    /// controller), it joins the container's exec sibling instead: a cgroup beside the
+    /// container's with these CPUs and a copy of its limits and device programs, frozen, killed
+    /// and removed with the container (`carve_cgroups::v2::sibling`). carve-oci sends `exec`
+    /// into a dedicated-core container to the host's housekeeping CPUs this way.
     pub outside_cpus: Option<String>,
 }
 

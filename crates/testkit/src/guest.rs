@@ -19,11 +19,17 @@ pub struct GuestRun {
 /// harness shows them when the test fails). `marker` starts the guest's verdict lines
 /// ("CARVE-V2").
 pub fn run_guest_script(script: &str, marker: &str) -> GuestRun {
+    run_guest_script_with(script, &[], marker)
+}
+
+/// [`run_guest_script`] with arguments for the script (a mode such as `--dedicated`).
+pub fn run_guest_script_with(script: &str, args: &[&str], marker: &str) -> GuestRun {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../scripts")
         .join(script);
     let out = Command::new("bash")
         .arg(&path)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
     let console = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -17,14 +17,14 @@
 //! - [`reaper()`]: a watcher process that undoes what a test registered ([`reaper::Item`]) once
 //!   the test process is gone, SIGKILL included; `carve-leakcheck reap-stale` cleans what an
 //!   earlier killed run left.
-//! - [`run_guest_script`] / [`GuestRun`]: a QEMU guest test's script run and its console verdict.
+//! - [`run_guest_script`] (and [`run_guest_script_with`] arguments) / [`GuestRun`]: a QEMU guest test's script run and its console verdict.
 
 mod guest;
 pub mod reaper;
 mod skip;
 mod snapshot;
 
-pub use guest::{run_guest_script, GuestRun};
+pub use guest::{run_guest_script, run_guest_script_with, GuestRun};
 pub use reaper::reaper;
 pub use skip::{require_root, require_tool, skip, SkipKind};
 pub use snapshot::Snapshot;

@@ -236,22 +236,57 @@ fn query(cg: &OwnedFd, path: &Path) -> Result<Vec<u32>, BpfError> {
 /// program attached there before (the new one is attached first, so there is no open window).
 pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), BpfError> {
     let prog = load(&program(rules), dir)?;
+    // A freshly loaded program has an id no old one has: nothing attached before is kept.
+    replace_programs(dir, &[prog], &[])
+}
+
+/// Attaches to the cgroup `to` the very device programs attached to `from` (by id, not rebuilt
+/// from rules: what `from` enforces now, `update`s included), replacing those `to` had. Used for
+/// a container's exec sibling on cgroup2 ([`crate::v2::V2::make_exec_sibling`]): a sibling is
+/// not below the container's cgroup, so the container's program does not reach it by itself.
+pub fn copy(from: &Path, to: &Path) -> Result<(), BpfError> {
+    let ids = query(&open_cgroup(from)?, from)?;
+    // The kernel refuses to attach a program twice to one cgroup (EINVAL): those `to` has
+    // already stay as they are.
+    let there = query(&open_cgroup(to)?, to)?;
+    let mut progs = Vec::new();
+    for &id in ids.iter().filter(|id| !there.contains(id)) {
+        let mut g = [0u64; 16];
+        g[0] = pair(id, 0);
+        let Ok(fd) = bpf(BPF_PROG_GET_FD_BY_ID, &mut g) else {
+            continue; // detached meanwhile
+        };
+        // SAFETY: a successful GET_FD_BY_ID returns a new fd that we own.
+        progs.push(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    }
+    replace_programs(to, &progs, &ids)
+}
+
+fn open_cgroup(dir: &Path) -> Result<OwnedFd, BpfError> {
     let cg = std::fs::File::open(dir).map_err(|source| BpfError::Cgroup {
         op: "opening",
         path: dir.to_path_buf(),
         source,
     })?;
-    let cg = OwnedFd::from(cg);
+    Ok(OwnedFd::from(cg))
+}
+
+/// Attaches `progs` (none attached there yet) to the cgroup at `dir` first, so no moment goes
+/// unfiltered, then detaches every program attached there before whose id is not in `keep`.
+fn replace_programs(dir: &Path, progs: &[OwnedFd], keep: &[u32]) -> Result<(), BpfError> {
+    let cg = open_cgroup(dir)?;
     let old = query(&cg, dir)?;
-    let mut a = [0u64; 16];
-    a[0] = pair(cg.as_raw_fd() as u32, prog.as_raw_fd() as u32);
-    a[1] = pair(BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI);
-    bpf(BPF_PROG_ATTACH, &mut a).map_err(|source| BpfError::Cgroup {
-        op: "attaching",
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for id in old {
+    for prog in progs {
+        let mut a = [0u64; 16];
+        a[0] = pair(cg.as_raw_fd() as u32, prog.as_raw_fd() as u32);
+        a[1] = pair(BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI);
+        bpf(BPF_PROG_ATTACH, &mut a).map_err(|source| BpfError::Cgroup {
+            op: "attaching",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    for id in old.into_iter().filter(|id| !keep.contains(id)) {
         let mut g = [0u64; 16];
         g[0] = pair(id, 0);
         let Ok(fd) = bpf(BPF_PROG_GET_FD_BY_ID, &mut g) else {
@@ -273,12 +308,7 @@ pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), BpfError> {
 
 /// How many device programs are attached to the cgroup at `dir`.
 pub fn attached_count(dir: &Path) -> Result<usize, BpfError> {
-    let cg = std::fs::File::open(dir).map_err(|source| BpfError::Cgroup {
-        op: "opening",
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    Ok(query(&OwnedFd::from(cg), dir)?.len())
+    Ok(query(&open_cgroup(dir)?, dir)?.len())
 }
 
 pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<(), Error> {

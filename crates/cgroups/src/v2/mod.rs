@@ -8,10 +8,12 @@ mod hugetlb;
 pub(crate) mod io;
 pub(crate) mod memory;
 mod pids;
+pub mod sibling;
 
 pub use cpu::{cpu_max, shares_to_weight};
 pub use io::blkio_to_io_weight;
 pub use memory::swap_to_v2;
+pub use sibling::{exec_sibling, EXEC_SIBLING_SUFFIX};
 
 use crate::fs;
 use crate::layout::Hierarchy;
@@ -118,49 +120,44 @@ impl V2 {
         }
     }
 
-    /// Freezes or thaws the cgroup and waits until cgroup.events says it is done.
+    /// Makes (or refreshes) the cgroup's exec sibling with `cpus` and a copy of the cgroup's
+    /// limits and device programs (see [`sibling`]); returns its directory.
+    pub fn make_exec_sibling(&self, cpus: &str) -> Result<PathBuf, Error> {
+        sibling::make(&self.dir, cpus)
+    }
+
+    /// Freezes or thaws the cgroup, and its exec sibling if there is one, and waits until
+    /// cgroup.events says it is done.
     pub fn set_frozen(&self, frozen: bool) -> Result<(), Error> {
-        fs::write(&self.dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
-        let want = if frozen {
-            FreezerState::Frozen
-        } else {
-            FreezerState::Thawed
-        };
-        let mut poll = crate::Backoff::new();
-        loop {
-            if self.freezer_state()? == want {
-                return Ok(());
-            }
-            if !poll.wait() {
-                return Err(Error::Timeout {
-                    what: if frozen { "freezing" } else { "thawing" },
-                    path: self.dir.join("cgroup.events"),
-                });
-            }
+        set_frozen(&self.dir, frozen)?;
+        match exec_sibling(&self.dir).filter(|s| s.is_dir()) {
+            Some(s) => set_frozen(&s, frozen),
+            None => Ok(()),
         }
     }
 
     /// Frozen, freezing (asked, not yet done) or thawed.
     pub fn freezer_state(&self) -> Result<FreezerState, Error> {
-        let want = fs::read(&self.dir, "cgroup.freeze")?;
-        let events = fs::read(&self.dir, "cgroup.events")?;
-        let frozen = fs::flat_keyed(&events).any(|(k, v)| k == "frozen" && v == 1);
-        Ok(match (want.trim() == "1", frozen) {
-            (true, true) => FreezerState::Frozen,
-            (true, false) => FreezerState::Freezing,
-            (false, _) => FreezerState::Thawed,
-        })
+        freezer_state(&self.dir)
     }
 
-    /// Every pid in the cgroup and its descendants.
+    /// Every pid in the cgroup and its descendants, and in its exec sibling.
     pub fn pids(&self) -> Result<Vec<i32>, Error> {
-        crate::all_pids(&self.dir)
+        let mut v = crate::all_pids(&self.dir)?;
+        if let Some(s) = exec_sibling(&self.dir).filter(|s| s.is_dir()) {
+            v.extend(crate::all_pids(&s)?);
+        }
+        Ok(v)
     }
 
-    /// Kills every task with cgroup.kill (Linux 5.14+) if the kernel has it; `false` if not.
+    /// Kills every task, its exec sibling's too, with cgroup.kill (Linux 5.14+) if the kernel
+    /// has it; `false` if not.
     pub fn kill_all_sigkill(&self) -> Result<bool, Error> {
         match fs::write(&self.dir, "cgroup.kill", "1") {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                sibling::kill(&self.dir)?;
+                Ok(true)
+            }
             // EOPNOTSUPP: a threaded cgroup (see create()) has no cgroup.kill.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EOPNOTSUPP)) => {
                 Ok(false)
@@ -186,13 +183,48 @@ impl V2 {
         Ok(())
     }
 
-    /// Removes the cgroup (and child cgroups inside it), then the ancestors `create()` made if
-    /// they are empty. Already gone is fine.
+    /// Removes the cgroup (and child cgroups inside it) and its exec sibling (its tasks killed),
+    /// then the ancestors `create()` made if they are empty. Already gone is fine.
     pub fn remove(&self, deadline: std::time::Instant) -> Result<(), Error> {
         let r = crate::remove_tree(&self.dir, deadline);
+        let s = sibling::remove(&self.dir, deadline);
         crate::remove_created(&self.created, std::iter::once(self.dir.as_path()));
-        r
+        r.and(s)
     }
+}
+
+/// Freezes or thaws the cgroup `dir` and waits until its cgroup.events says it is done.
+fn set_frozen(dir: &Path, frozen: bool) -> Result<(), Error> {
+    fs::write(dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
+    let want = if frozen {
+        FreezerState::Frozen
+    } else {
+        FreezerState::Thawed
+    };
+    let mut poll = crate::Backoff::new();
+    loop {
+        if freezer_state(dir)? == want {
+            return Ok(());
+        }
+        if !poll.wait() {
+            return Err(Error::Timeout {
+                what: if frozen { "freezing" } else { "thawing" },
+                path: dir.join("cgroup.events"),
+            });
+        }
+    }
+}
+
+/// Frozen, freezing (asked, not yet done) or thawed: the cgroup `dir`.
+fn freezer_state(dir: &Path) -> Result<FreezerState, Error> {
+    let want = fs::read(dir, "cgroup.freeze")?;
+    let events = fs::read(dir, "cgroup.events")?;
+    let frozen = fs::flat_keyed(&events).any(|(k, v)| k == "frozen" && v == 1);
+    Ok(match (want.trim() == "1", frozen) {
+        (true, true) => FreezerState::Frozen,
+        (true, false) => FreezerState::Freezing,
+        (false, _) => FreezerState::Thawed,
+    })
 }
 
 /// Under a cgroup that has processes and thread-aware controllers enabled (a thread root: e.g. the

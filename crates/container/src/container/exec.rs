@@ -14,15 +14,27 @@ pub(super) struct ExecTarget {
     pub(super) status: Status,
     /// `exec --cgroup` directories to move the process into.
     pub(super) sub_cgroups: Vec<PathBuf>,
-    /// [`ExecOptions::outside_cpus`]: the cpuset cgroup joined instead of the container's, and
-    /// the CPUs.
-    pub(super) outside: Option<(PathBuf, String)>,
+    /// [`ExecOptions::outside_cpus`]: where the process goes instead of the container's cpuset.
+    pub(super) outside: Option<Outside>,
     pub(super) spec: Spec,
     pub(super) process: Process,
     pub(super) seccomp: Option<Compiled>,
     pub(super) caps: Option<CapMasks>,
     /// A pidfd of init, to setns into all its namespaces at once.
     pub(super) init_fd: OwnedFd,
+}
+
+/// Where [`ExecOptions::outside_cpus`] puts the exec'd process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Outside {
+    /// The cgroup joined instead of the container's cpuset cgroup: the parent of the v1 cpuset
+    /// cgroup, or the container's exec sibling on cgroup2.
+    pub(super) dir: PathBuf,
+    /// The CPUs (a CPU list).
+    pub(super) cpus: String,
+    /// `dir` is the cgroup2 exec sibling: it replaces the container's cgroup2 cgroup (the only
+    /// hierarchy), which the process then never joins.
+    pub(super) v2_sibling: bool,
 }
 
 /// The namespaces the exec child joins, from the config's namespace list.
@@ -156,7 +168,7 @@ impl Runtime {
                 sys::unblock_all_signals();
                 // SAFETY: prctl with integer arguments.
                 unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-                let outside = t.outside.as_ref().map(|(_, c)| c.as_str());
+                let outside = t.outside.as_ref().map(|o| o.cpus.as_str());
                 let r = exec_child(plan, child, &t.init_fd, ns.join_flags, console, outside);
                 let _ = child.send(&Msg::Error(r), &[]);
                 init::exit(1)
@@ -205,18 +217,19 @@ pub(super) fn place(
     }
     // Outside the cpuset from the first instruction: a real-time task may own the container's
     // CPUs (runc#3922).
-    if let Some((_, cpus)) = &t.outside {
+    if let Some(Outside { cpus, .. }) = &t.outside {
         crate::process::set_affinity_of(pid, cpus)
             .map_err(|e| fail(Error::Setup(format!("exec on CPUs {cpus}: {e}"))))?;
     }
     // A failed send means it already reported an error.
     let _ = parent.send(&Msg::Go, &[]);
+    let v2_sibling = t.outside.as_ref().is_some_and(|o| o.v2_sibling);
     if let Some(m) = &t.cg {
-        m.add_task_to(pid, !v1_joined, !v2_joined)
+        m.add_task_to(pid, !v1_joined, !v2_joined && !v2_sibling)
             .map_err(|e| fail(e.into()))?;
     }
-    if let Some((dir, cpus)) = &t.outside {
-        // Joining a v1 cpuset resets the affinity to its CPUs: set it again after.
+    if let Some(Outside { dir, cpus, .. }) = &t.outside {
+        // Joining a cpuset resets the affinity to its CPUs: set it again after.
         carve_cgroups::fs::write(dir, "cgroup.procs", &pid.to_string())
             .map_err(|e| fail(Error::Setup(format!("exec on CPUs {cpus}: {e}"))))?;
         crate::process::set_affinity_of(pid, cpus)
@@ -370,23 +383,36 @@ fn add_caps(p: &mut Process, names: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-/// `process.execCPUAffinity.initial` when set and not empty.
-/// For [`ExecOptions::outside_cpus`]: the cpuset cgroup the process joins instead of the
-/// container's (its parent on a v1 cpuset hierarchy) and the CPUs; `None` when not asked for, when
-/// the container has no cgroup, or on cgroup2 (warned).
-fn outside_cpuset(
-    cg: Option<&Manager>,
-    o: &ExecOptions,
-) -> Result<Option<(PathBuf, String)>, Error> {
+/// For [`ExecOptions::outside_cpus`]: where the process goes instead of the container's cpuset
+/// cgroup — the parent of a v1 cpuset cgroup, or on cgroup2 the container's exec sibling (made
+/// or refreshed here: a cgroup beside the container's with these CPUs and a copy of its limits,
+/// see `carve_cgroups::v2::sibling`). `None` when not asked for, when the container has no
+/// cgroup, when `exec --cgroup` names sub-cgroups on cgroup2 (they are below the container's
+/// cgroup: the explicit request wins, on the container's CPUs), or on a hybrid host whose
+/// cpuset is on cgroup2 (warned).
+fn outside_cpuset(cg: Option<&Manager>, o: &ExecOptions) -> Result<Option<Outside>, Error> {
     let (Some(cpus), Some(m)) = (&o.outside_cpus, cg) else {
         return Ok(None);
     };
     let dir = m.path_on("cpuset");
     if dir.is_some() && dir.as_deref() == m.v2_dir() {
-        tracing::warn!(
-            "exec on CPUs {cpus}: on cgroup2 the process stays in the container's cpuset"
-        );
-        return Ok(None);
+        if !o.cgroups.is_empty() {
+            tracing::info!("exec --cgroup: the process runs in the container's sub-cgroups, on its CPUs, not on {cpus}");
+            return Ok(None);
+        }
+        return match m.make_exec_sibling(cpus)? {
+            Some(dir) => Ok(Some(Outside {
+                dir,
+                cpus: cpus.clone(),
+                v2_sibling: true,
+            })),
+            None => {
+                tracing::warn!(
+                    "exec on CPUs {cpus}: the cpuset is on cgroup2 of a hybrid host: the process stays in the container's cpuset"
+                );
+                Ok(None)
+            }
+        };
     }
     let parent = dir
         .and_then(|d| d.parent().map(Path::to_path_buf))
@@ -396,9 +422,14 @@ fn outside_cpuset(
                 o.id
             ))
         })?;
-    Ok(Some((parent, cpus.clone())))
+    Ok(Some(Outside {
+        dir: parent,
+        cpus: cpus.clone(),
+        v2_sibling: false,
+    }))
 }
 
+/// `process.execCPUAffinity.initial` when set and not empty.
 fn initial_cpus(p: &Process) -> Option<String> {
     p.exec_cpu_affinity()
         .as_ref()
