@@ -9,7 +9,7 @@ use crate::ring::{Consumer, Producer};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Plaintext bytes per packet.
@@ -124,10 +124,15 @@ impl Sealer {
 }
 
 /// Fills a packet: a recognizable pattern with the sequence number in its first 8 bytes.
+/// Written with streaming stores ([`crate::ring::copy_streaming`]): the first line is built
+/// on the stack so that no plain store pulls a line of the packet back into this core's cache.
 #[inline]
 pub fn fill_packet(template: &[u8; PLAINTEXT_LEN], seq: u64, buf: &mut [u8]) -> usize {
-    buf[..PLAINTEXT_LEN].copy_from_slice(template);
-    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    let mut first = [0u8; 64];
+    first.copy_from_slice(&template[..64]);
+    first[..8].copy_from_slice(&seq.to_le_bytes());
+    crate::ring::copy_streaming(&mut buf[..64], &first);
+    crate::ring::copy_streaming(&mut buf[64..PLAINTEXT_LEN], &template[64..]);
     PACKET_LEN
 }
 
@@ -442,26 +447,125 @@ pub fn bench_ring_with(
     consumer: ThreadPlacement,
     mode: ProducerMode,
 ) -> Result<LoopStats, crate::ring::RingError> {
+    let feed = Feed {
+        mode,
+        ..Feed::default()
+    };
+    bench_ring_fed(key, packets, capacity, producer, consumer, feed)
+}
+
+/// What else runs on the generator's CPU during a benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProducerLoad {
+    /// Nothing the benchmark starts.
+    #[default]
+    None,
+    /// A thread spinning at normal priority on the generator's CPU for the whole run: the
+    /// demo's control core, which also carries a VM (examples/gateway.toml).
+    Hog,
+}
+
+/// How a benchmark's generator feeds the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Feed {
+    /// How it waits when the ring is full.
+    pub mode: ProducerMode,
+    /// Packets per second ([`generate`]'s pacing, as `carve-pktcrypt --generate --rate`);
+    /// none: as fast as the ring takes them.
+    pub rate: Option<u64>,
+    /// What shares the generator's CPU.
+    pub load: ProducerLoad,
+}
+
+/// The packet generator of `carve-pktcrypt --generate` and of the benchmarks: pushes numbered
+/// packets in batches until `limit` packets went in or `stop` is set. With a `rate` it sleeps
+/// 100 µs whenever it is ahead of `rate` packets per second, so packets arrive in bursts of
+/// about one batch, as in the demo. A full ring is waited for as `mode` says.
+pub fn generate(
+    p: &mut Producer,
+    limit: u64,
+    rate: Option<u64>,
+    mode: ProducerMode,
+    stop: &AtomicBool,
+) -> u64 {
+    let tpl = template();
+    let mut seq = 0u64;
+    let start = Instant::now();
+    while seq < limit && !stop.load(Ordering::Relaxed) {
+        if let Some(r) = rate {
+            let due = (start.elapsed().as_secs_f64() * r as f64) as u64;
+            if seq >= due {
+                std::thread::sleep(Duration::from_micros(100));
+                continue;
+            }
+        }
+        let base = seq;
+        let want = (limit - seq).min(BATCH as u64) as usize;
+        let n = p.push_with(want, |i, buf| fill_packet(&tpl, base + i as u64, buf));
+        seq += n as u64;
+        if n == 0 {
+            match mode {
+                ProducerMode::Burst => {
+                    p.wait_free(refill_burst(p.ring().capacity() as u32), 1000);
+                }
+                ProducerMode::Spin => std::hint::spin_loop(),
+            }
+        }
+    }
+    seq
+}
+
+/// Spins on `place`'s CPU at normal priority until `stop` is set.
+fn hog(place: ThreadPlacement, stop: &AtomicBool) {
+    let _ = ThreadPlacement {
+        fifo: None,
+        ..place
+    }
+    .apply();
+    let mut x = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..1000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+}
+
+/// Seals `packets` packets from a ring fed by a generator thread at `producer` as `feed` says,
+/// the sealing loop at `consumer`. Each batch that had packets is timed (the waits for an empty
+/// ring are not: the same busy time `carve-pktcrypt` reports as ns/packet).
+pub fn bench_ring_fed(
+    key: &[u8; 16],
+    packets: u64,
+    capacity: u32,
+    producer: ThreadPlacement,
+    consumer: ThreadPlacement,
+    feed: Feed,
+) -> Result<LoopStats, crate::ring::RingError> {
     let ring = crate::ring::RingMap::create_memfd("carve-bench-ring", 2048, capacity)?;
     let (mut p, mut c) = ring.split();
+    let done = AtomicBool::new(false);
     Ok(std::thread::scope(|s| {
-        s.spawn(move || {
+        if feed.load == ProducerLoad::Hog {
+            s.spawn(|| hog(producer, &done));
+        }
+        s.spawn(|| {
             // A placement the kernel refuses leaves the thread where it was: still a result.
-            let _ = producer.apply();
-            let tpl = template();
-            let mut seq = 0u64;
-            while seq < packets {
-                if generate_batch(&mut p, &tpl, &mut seq) == 0 {
-                    match mode {
-                        ProducerMode::Burst => {
-                            p.wait_free(refill_burst(capacity), 1000);
-                        }
-                        ProducerMode::Spin => std::hint::spin_loop(),
-                    }
+            // A paced generator runs at normal priority, as the demo's does in its container.
+            let place = if feed.rate.is_some() {
+                ThreadPlacement {
+                    fifo: None,
+                    ..producer
                 }
-            }
+            } else {
+                producer
+            };
+            let _ = place.apply();
+            generate(&mut p, packets, feed.rate, feed.mode, &done);
         });
-        let sealing = s.spawn(move || {
+        let sealing = s.spawn(|| {
+            // Stops the generator and the hog even when this thread panics (else the scope
+            // would wait for them forever).
+            let _stop = StopOnDrop(&done);
             let _ = consumer.apply();
             let mut sealer = Sealer::new(key);
             let mut bad = 0;
@@ -484,6 +588,15 @@ pub fn bench_ring_with(
         });
         sealing.join().expect("sealing thread")
     }))
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

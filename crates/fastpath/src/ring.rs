@@ -30,8 +30,10 @@
 //! between cores about once per batch, not once per packet.
 //!
 //! # Cache traffic
-//! Packets cross cores, so their lines must move. The producer demotes each written line to the
-//! shared L3 (CLDEMOTE, a NOP where unsupported); the consumer prefetches slot headers for the
+//! Packets cross cores, so their lines must move. The producer writes packet bytes with
+//! streaming stores ([`copy_streaming`]: whole lines go to memory, not into its own cache) and
+//! demotes the slot header's line to the shared L3 (CLDEMOTE, a NOP where unsupported), so the
+//! consumer does not have to snoop them out of the producer's core one by one; the consumer prefetches slot headers for the
 //! whole batch and packet lines [`PREFETCH_DISTANCE`] packets ahead, with write intent, so the
 //! transfers overlap with work. Payloads start on their own cache line.
 //!
@@ -544,7 +546,7 @@ impl Producer {
     pub fn push(&mut self, packet: &[u8]) -> bool {
         self.check_len(packet.len());
         self.push_with(1, |_, buf| {
-            buf[..packet.len()].copy_from_slice(packet);
+            copy_streaming(&mut buf[..packet.len()], packet);
             packet.len()
         }) == 1
     }
@@ -554,7 +556,7 @@ impl Producer {
         packets.iter().for_each(|p| self.check_len(p.len()));
         self.push_with(packets.len(), |i, buf| {
             let p = packets[i];
-            buf[..p.len()].copy_from_slice(p);
+            copy_streaming(&mut buf[..p.len()], p);
             p.len()
         })
     }
@@ -582,7 +584,8 @@ impl Producer {
             // SAFETY: slot is 8-aligned (slot_size % 64 == 0) and owned by us, as above.
             unsafe { slot.cast::<u32>().write(len as u32) };
             // Push the written lines out of this core's private caches to the shared L3, where
-            // the consumer's core finds them without snooping this one.
+            // the consumer's core finds them without snooping this one (lines written with
+            // `copy_streaming` are not in the cache at all).
             let mut off = 0;
             while off < SLOT_HEADER + len {
                 // SAFETY: off < SLOT_HEADER + len <= slot_size: inside the slot.
@@ -591,6 +594,8 @@ impl Producer {
             }
         }
         if n > 0 {
+            // Streaming stores are weakly ordered: drain them before publishing the slots.
+            store_fence();
             self.head += n;
             self.ring.head().store(self.head, Ordering::Release);
         }
@@ -694,6 +699,51 @@ pub const POLL_PAUSES: u32 = 64;
 /// How many packets ahead the consumer prefetches payloads (measured here: 0 → 0.86x of the
 /// bare loop's per-packet cost, 1 → 0.95x, 2 → 0.95-0.97x with producer demotion).
 pub const PREFETCH_DISTANCE: u64 = 2;
+
+/// Copies `src` into `dst` (same length) with non-temporal (streaming) stores where the CPU
+/// has them (SSE2 on x86-64), so the written lines go to memory instead of staying modified in
+/// this core's cache: a fill callback of [`Producer::push_with`] uses it for packet bytes, as
+/// [`Producer::push`] and [`Producer::push_batch`] do. The consumer's core then reads them from
+/// memory, prefetched, instead of snooping them out of the producer's L2 one by one. Measured
+/// on an AMD EPYC guest (no CLDEMOTE) with packets consumed as soon as they are published (the
+/// demo's paced generator): the median sealing batch went from 178-190 to 155-162 ns/packet
+/// (bare loop 135-142), and its 90th percentile from 201-208 to 160-170. [`Producer::push_with`]
+/// fences the stores before publishing. Elsewhere it is a plain copy.
+pub fn copy_streaming(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "copy_streaming: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+        // Only whole 64-byte lines are streamed (a partly streamed line costs a partial write
+        // to memory); the bytes before the first line boundary and after the last are plain.
+        let lead = dst.as_ptr().align_offset(64).min(dst.len());
+        dst[..lead].copy_from_slice(&src[..lead]);
+        let lines = (dst.len() - lead) / 64;
+        for at in (0..lines * 4).map(|i| lead + i * 16) {
+            // SAFETY: at + 16 <= lead + lines * 64 <= len for both slices; dst + at is 16-aligned
+            // (lead is a line boundary), as _mm_stream_si128 requires; the load tolerates any
+            // alignment; SSE2 is part of the x86-64 baseline.
+            unsafe {
+                let v = _mm_loadu_si128(src.as_ptr().add(at).cast::<__m128i>());
+                _mm_stream_si128(dst.as_mut_ptr().add(at).cast::<__m128i>(), v);
+            }
+        }
+        let done = lead + lines * 64;
+        dst[done..].copy_from_slice(&src[done..]);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dst.copy_from_slice(src);
+}
+
+/// Orders earlier streaming stores before later stores (SFENCE); a no-op off x86-64.
+#[inline(always)]
+fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SFENCE has no operands and only orders stores.
+    unsafe {
+        core::arch::x86_64::_mm_sfence()
+    };
+}
 
 /// CLDEMOTE of one cache line: a hint that moves it from this core's L1/L2 to the shared L3.
 /// Its encoding (0F 1C /0) is a NOP on CPUs without CLDEMOTE; a no-op off x86-64.

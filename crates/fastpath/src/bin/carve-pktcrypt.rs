@@ -11,7 +11,7 @@
 
 use anyhow::{bail, Context, Result};
 use carve_fastpath::memory;
-use carve_fastpath::pktcrypt::{self, Sealer};
+use carve_fastpath::pktcrypt::{self, ProducerMode, Sealer};
 use carve_fastpath::ring::{Consumer, Producer, RingMap, DEFAULT_SLOT_SIZE};
 use clap::Parser;
 use std::path::PathBuf;
@@ -156,34 +156,10 @@ fn main() -> Result<()> {
     }
 }
 
-/// The generator: pushes numbered packets until stopped, the limit is reached, or (rate-limited)
-/// paced to `rate` packets per second.
+/// The generator (pktcrypt::generate) until stopped or the limit is reached.
 fn generate(mut p: Producer, limit: Option<u64>, rate: Option<u64>) -> u64 {
-    let tpl = pktcrypt::template();
-    let mut seq = 0u64;
-    let start = Instant::now();
     let limit = limit.unwrap_or(u64::MAX);
-    while seq < limit && !STOP.load(Ordering::Relaxed) {
-        if let Some(r) = rate {
-            let due = (start.elapsed().as_secs_f64() * r as f64) as u64;
-            if seq >= due {
-                std::thread::sleep(Duration::from_micros(100));
-                continue;
-            }
-        }
-        let base = seq;
-        let want = (limit - seq).min(pktcrypt::BATCH as u64) as usize;
-        let n = p.push_with(want, |i, buf| {
-            pktcrypt::fill_packet(&tpl, base + i as u64, buf)
-        });
-        seq += n as u64;
-        if n == 0 {
-            // Full: refill in bursts instead of retrying at once (see pktcrypt::refill_burst).
-            let burst = pktcrypt::refill_burst(p.ring().capacity() as u32);
-            p.wait_free(burst, 1000);
-        }
-    }
-    seq
+    pktcrypt::generate(&mut p, limit, rate, ProducerMode::Burst, &STOP)
 }
 
 /// The fast path: poll the ring, seal batches in place, report every interval.

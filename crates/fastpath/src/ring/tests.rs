@@ -242,3 +242,63 @@ fn a_hostile_peer_cannot_make_this_side_panic_or_overrun() {
     assert_eq!(p2.push_batch(&[&b"y"[..]; 8]), 0);
     assert!(!p2.push(b"x"));
 }
+
+#[test]
+fn streaming_copies_match_plain_ones_at_any_alignment() {
+    let src: Vec<u8> = (0..400u32).map(|i| (i * 7 + 3) as u8).collect();
+    for off in 0..70 {
+        for len in [0, 1, 15, 63, 64, 65, 127, 128, 200, 300] {
+            let mut dst = vec![0xAAu8; 400 + 70];
+            copy_streaming(&mut dst[off..off + len], &src[..len]);
+            assert_eq!(
+                &dst[off..off + len],
+                &src[..len],
+                "offset {off}, length {len}"
+            );
+            assert!(
+                dst[..off].iter().all(|&b| b == 0xAA),
+                "before, offset {off}"
+            );
+            assert!(
+                dst[off + len..].iter().all(|&b| b == 0xAA),
+                "after, offset {off}"
+            );
+        }
+    }
+}
+
+#[test]
+fn streamed_packets_reach_another_thread_whole() {
+    // push_batch streams the packets; the consumer on another thread must see every byte
+    // (the fence before publishing head orders the streaming stores).
+    const N: u64 = 20_000;
+    let (mut p, mut c) = ring(2048, 64).split();
+    let fill = |seq: u64| -> Vec<u8> {
+        let len = 64 + (seq as usize * 37) % 1400;
+        (0..len).map(|i| (seq as usize + i * 13) as u8).collect()
+    };
+    let producer = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while sent < N {
+            let batch: Vec<Vec<u8>> = (sent..(sent + 8).min(N)).map(fill).collect();
+            let refs: Vec<&[u8]> = batch.iter().map(|b| &b[..]).collect();
+            let n = p.push_batch(&refs);
+            if n == 0 {
+                std::thread::yield_now();
+            }
+            sent += n as u64;
+        }
+    });
+    let mut got = 0u64;
+    while got < N {
+        let n = c.pop_with(16, |i, b| {
+            let seq = got + i as u64;
+            assert_eq!(b, &fill(seq)[..], "packet {seq}");
+        });
+        if n == 0 {
+            std::thread::yield_now();
+        }
+        got += n as u64;
+    }
+    producer.join().unwrap();
+}
