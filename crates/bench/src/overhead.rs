@@ -34,7 +34,8 @@ pub struct Options {
     /// Also run the container's variants side by side (see [`VARIANTS`]): the same bundle
     /// with docker's default seccomp filter, with that filter and `SPEC_ALLOW`, and under runc
     /// without and with the filter — so the table shows what the filter costs apart from the
-    /// namespaces and cgroups.
+    /// namespaces and cgroups; and native a second time at the end of each round
+    /// ([`NATIVE_AGAIN`]), so the table shows its own noise.
     pub container_variants: bool,
     /// Docker's seccomp template the filtered variants take their profile from.
     pub seccomp_template: PathBuf,
@@ -226,6 +227,11 @@ pub const CONTAINER_TARGETS: [(&str, f64); 4] = [
     ("fork+exit", 1.03),
 ];
 
+/// The tier of the second native run in each round (with `--container-variants`): native
+/// against itself, the noise floor the container columns must be read against — a row whose
+/// A/A ratio is 1.05 cannot show a 1 % container cost.
+pub const NATIVE_AGAIN: &str = "native-again";
+
 /// The 1-minute load average.
 pub fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -254,12 +260,24 @@ fn rows_of(v: &serde_json::Value) -> Result<Measured, BenchError> {
         .collect()
 }
 
-fn probe_args(quick: bool) -> Vec<&'static str> {
-    if quick {
-        vec!["overhead", "--quick"]
-    } else {
-        vec!["overhead"]
-    }
+/// Batches per row (full, quick) and the length each batch is calibrated to. Many ~1 ms
+/// batches rather than a few 20 ms ones: on a shared host a 20 ms batch nearly always holds a
+/// preemption by another task, so its median followed the host's load (native against native
+/// came out 0.49–1.44× at load 9), while most 1 ms batches are uninterrupted and their median
+/// is the operation's own cost (native against native 0.92–1.07× in the same conditions).
+pub const BATCHES: (usize, usize) = (101, 21);
+/// Microseconds a batch is calibrated to last (rows with a minimum batch size run longer).
+pub const BATCH_US: u64 = 1000;
+
+fn probe_args(quick: bool) -> Vec<String> {
+    let batches = if quick { BATCHES.1 } else { BATCHES.0 };
+    vec![
+        "overhead".into(),
+        "--batches".into(),
+        batches.to_string(),
+        "--batch-us".into(),
+        BATCH_US.to_string(),
+    ]
 }
 
 fn deadline(quick: bool) -> Duration {
@@ -391,7 +409,9 @@ fn container(
         "container" => work.join("bundle"),
         t => work.join(format!("bundle-{t}")),
     };
-    let b = bundle_in(&dir, probe, cpu, &probe_args(quick), seccomp.as_ref())?;
+    let args = probe_args(quick);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = bundle_in(&dir, probe, cpu, &args, seccomp.as_ref())?;
     let root = work.join(if v.runc { "runc-state" } else { "oci-state" });
     let id = format!("carve-bench-{}-{}", std::process::id(), crate::unique());
     let mut cmd = Command::new(&rt);
@@ -563,6 +583,12 @@ fn measure_rounds(
                 }
             }
         }
+        if opts.container_variants {
+            results
+                .entry(NATIVE_AGAIN)
+                .or_default()
+                .push(native(probe, cpu, opts.quick)?);
+        }
     }
     Ok((results, notes))
 }
@@ -613,6 +639,11 @@ fn tier_infos(
 ) -> Vec<TierInfo> {
     let mut tier_list = vec![("native", "native".to_string(), true)];
     tier_list.extend(variants(opts).map(|v| (v.tier, v.label.to_string(), true)));
+    tier_list.push((
+        NATIVE_AGAIN,
+        "native again (A/A)".to_string(),
+        opts.container_variants,
+    ));
     tier_list.push((
         "dedicated",
         "dedicated core (FIFO 99)".to_string(),
@@ -713,9 +744,10 @@ pub fn render(t: &Table) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "carve bench overhead: CPU {}, median of {} batches per row, {} round(s); load average {:.1} -> {:.1}",
+        "carve bench overhead: CPU {}, median of {} batches of ~{} µs per row, {} round(s); load average {:.1} -> {:.1}",
         t.cpu,
-        if t.quick { 5 } else { 15 },
+        if t.quick { BATCHES.1 } else { BATCHES.0 },
+        BATCH_US,
         t.rounds,
         t.loadavg.0,
         t.loadavg.1
@@ -833,6 +865,39 @@ mod tests {
             ..all
         };
         assert!(tiers(&none).is_empty());
+    }
+
+    #[test]
+    fn the_variants_bring_a_native_again_column_after_the_containers() {
+        let cols = |o: &Options| {
+            tier_infos(o, "VM".into(), &BTreeMap::new(), &BTreeMap::new(), 1)
+                .into_iter()
+                .map(|t| t.tier)
+                .collect::<Vec<_>>()
+        };
+        let all = Options {
+            container_variants: true,
+            dedicated: false,
+            vm: false,
+            ..Default::default()
+        };
+        assert_eq!(
+            cols(&all),
+            [
+                "native",
+                "container",
+                "container-seccomp",
+                "container-spec-allow",
+                "runc",
+                "runc-seccomp",
+                NATIVE_AGAIN
+            ]
+        );
+        let plain = Options {
+            container_variants: false,
+            ..all
+        };
+        assert_eq!(cols(&plain), ["native", "container"]);
     }
 
     #[test]

@@ -109,4 +109,31 @@ mod tests {
             assert!(f.contains("statically linked"), "{f}");
         }
     }
+
+    #[test]
+    fn the_probe_takes_the_batch_count_and_length_it_is_given() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = build(d.path()).unwrap();
+        let out = Command::new(&bin)
+            .args(["overhead", "--batches", "3", "--batch-us", "200"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let v = parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert_eq!(v["batches"], 3);
+        assert_eq!(v["batch_ns"], 200_000);
+        assert_eq!(v["rows"].as_array().unwrap().len(), 14);
+        for bad in [
+            &["--batches", "0"][..],
+            &["--batches", "5000"],
+            &["--bogus"],
+        ] {
+            let out = Command::new(&bin)
+                .arg("overhead")
+                .args(bad)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        }
+    }
 }

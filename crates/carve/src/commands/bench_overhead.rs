@@ -14,7 +14,8 @@ pub struct Args {
     #[arg(long)]
     pub no_container: bool,
     /// Also run the container tier's variants side by side: docker's default seccomp filter,
-    /// that filter with SECCOMP_FILTER_FLAG_SPEC_ALLOW, runc without and with the filter.
+    /// that filter with SECCOMP_FILTER_FLAG_SPEC_ALLOW, runc without and with the filter; and
+    /// native again at the end of each round (an A/A column: the run's own noise).
     #[arg(long)]
     pub container_variants: bool,
     /// Docker's seccomp template for the filtered variants.
