@@ -21,6 +21,7 @@ TOOLS=(
   "/usr/share/seabios/bios-256k.bin seabios  the guests' firmware"
   "busybox-static     busybox-static   container rootfs and guest initramfs (a static busybox)"
   "cpio               cpio             packing the guest initramfs"
+  "dbus-daemon        dbus-daemon      carve-cgroups' D-Bus client test talks to a private bus"
   "runc               runc             peer runtime: benchmarks, podman/containerd tests"
   "podman             podman           a real OCI client"
   "containerd         containerd       a real OCI client (and its CRI plugin)"

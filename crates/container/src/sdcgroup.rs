@@ -4,10 +4,8 @@
 //! the delegated cgroup files too (as runc); `update` changes both; `delete` stops the unit and
 //! waits for systemd to unload it.
 //!
-//! zbus runs helper threads (its executor and async-io's reactor). They start during the first
-//! D-Bus call, so every call here runs with all signals blocked in the calling thread: the
-//! helpers inherit that mask and never take a signal meant for the runtime's signalfd (`run`
-//! forwards signals that way), and no process is cloned from the runtime while they run.
+//! The D-Bus client is synchronous and runs no threads: no signal meant for the runtime's
+//! signalfd can land elsewhere, and cloning from the runtime stays safe.
 
 use crate::Error;
 use carve_cgroups::systemd::{props, Systemd, Unit};
@@ -16,20 +14,6 @@ use oci_spec::runtime::LinuxResources;
 
 fn sd_err(e: carve_cgroups::systemd::SdError) -> Error {
     Error::Setup(e.to_string())
-}
-
-/// Runs `f` with every signal blocked in this thread (see the module docs).
-fn blocked<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: sigset_t is plain data, filled by sigfillset; pthread_sigmask on this thread.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let r = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        r
-    }
 }
 
 /// The unit a `--systemd-cgroup` container gets; refuses where systemd is not PID 1, before
@@ -62,11 +46,9 @@ pub fn start(
     mgr: &mut Manager,
     res: Option<&LinuxResources>,
 ) -> Result<(), Error> {
-    blocked(|| {
-        let sd = Systemd::connect().map_err(sd_err)?;
-        let p = properties(&sd, mgr, res)?;
-        sd.start(unit, pid, p).map_err(sd_err)
-    })?;
+    let sd = Systemd::connect().map_err(sd_err)?;
+    let p = properties(&sd, mgr, res)?;
+    sd.start(unit, pid, p).map_err(sd_err)?;
     mgr.create()?;
     if let Some(r) = res {
         mgr.apply(r)?;
@@ -76,18 +58,14 @@ pub fn start(
 
 /// `update`: the unit's properties, then the cgroup files.
 pub fn update(unit: &Unit, mgr: &Manager, res: &LinuxResources) -> Result<(), Error> {
-    blocked(|| {
-        let sd = Systemd::connect().map_err(sd_err)?;
-        let p = properties(&sd, mgr, Some(res))?;
-        sd.set(unit, p).map_err(sd_err)
-    })?;
+    let sd = Systemd::connect().map_err(sd_err)?;
+    let p = properties(&sd, mgr, Some(res))?;
+    sd.set(unit, p).map_err(sd_err)?;
     Ok(mgr.apply(res)?)
 }
 
 /// `delete` (and a failed `create`): stop the unit and wait until systemd has unloaded it.
 pub fn stop(unit: &Unit) -> Result<(), Error> {
-    blocked(|| {
-        let sd = Systemd::connect().map_err(sd_err)?;
-        sd.stop(unit).map_err(sd_err)
-    })
+    let sd = Systemd::connect().map_err(sd_err)?;
+    sd.stop(unit).map_err(sd_err)
 }

@@ -1,5 +1,6 @@
 //! The systemd cgroup driver: a container's cgroup as a transient systemd scope, created and
-//! changed over D-Bus (zbus, no libsystemd), the way runc's systemd driver does it.
+//! changed over D-Bus ([`dbus`], a minimal synchronous client; no libsystemd), the way runc's
+//! systemd driver does it.
 //!
 //! - [`Unit`] is what `slice:prefix:name` names: the scope `prefix-name.scope` in `slice`
 //!   (default `system.slice`), and its cgroup path.
@@ -14,19 +15,20 @@
 //! The cgroup files are still written by the cgroupfs [`crate::Manager`] on the scope's
 //! directory (delegated to us): systemd has no property for many of them, and runc writes them
 //! all too. Job completion is watched by polling the unit's `ActiveState` (every 5 ms) rather
-//! than subscribing to `JobRemoved`: the blocking API has no receive timeout, and every wait
-//! here needs a deadline.
+//! than subscribing to `JobRemoved`: no match rule or signal routing is needed, every wait has a
+//! deadline, and each reply is bounded by the socket's read timeout.
 
+pub mod dbus;
 pub mod props;
 
+use dbus::{Arg, Bus, Target, Value};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-use zbus::blocking::Connection;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 const DEST: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 /// How long systemd gets to start or stop a scope (runc waits 30 s too).
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -44,7 +46,7 @@ pub enum SdError {
     Path(String),
     /// --systemd-cgroup: connecting to the system bus: {0}
     #[error("--systemd-cgroup: connecting to the system bus: {0}")]
-    Connect(Box<zbus::Error>),
+    Connect(dbus::Error),
     /// systemd {call} {unit}: {source}
     #[error("systemd {call} {unit}: {source}")]
     Call {
@@ -53,7 +55,7 @@ pub enum SdError {
         /// The unit.
         unit: String,
         /// systemd's answer.
-        source: Box<zbus::Error>,
+        source: dbus::Error,
     },
     /// systemd unit {unit}: {msg}
     #[error("systemd unit {unit}: {msg}")]
@@ -120,7 +122,7 @@ impl Unit {
 
 /// A connection to systemd on the system bus.
 pub struct Systemd {
-    conn: Connection,
+    bus: std::cell::RefCell<Bus>,
     /// systemd's version number (252 for "252.36-1~deb12u1").
     pub version: u32,
 }
@@ -131,17 +133,18 @@ impl Systemd {
         if !booted() {
             return Err(SdError::NotBooted);
         }
-        let conn = Connection::system().map_err(|e| SdError::Connect(Box::new(e)))?;
-        let mut sd = Systemd { conn, version: 0 };
-        let v: String = sd
+        let bus = Bus::system().map_err(SdError::Connect)?;
+        let mut sd = Systemd {
+            bus: std::cell::RefCell::new(bus),
+            version: 0,
+        };
+        let v = sd
             .get(PATH, MANAGER, "Version")
             .map_err(|source| SdError::Call {
                 call: "Get Version",
                 unit: "(manager)".into(),
-                source: Box::new(source),
-            })?
-            .try_into()
-            .unwrap_or_default();
+                source,
+            })?;
         sd.version = v
             .trim_start_matches('v')
             .split(|c: char| !c.is_ascii_digit())
@@ -151,90 +154,61 @@ impl Systemd {
         Ok(sd)
     }
 
-    fn get(&self, path: &str, iface: &str, prop: &str) -> zbus::Result<OwnedValue> {
-        let reply = self.conn.call_method(
-            Some(DEST),
+    /// A string property of the object at `path`.
+    fn get(&self, path: &str, iface: &str, prop: &str) -> Result<String, dbus::Error> {
+        let to = Target {
+            dest: DEST,
             path,
-            Some("org.freedesktop.DBus.Properties"),
-            "Get",
-            &(iface, prop),
-        )?;
-        reply.body().deserialize::<OwnedValue>()
+            iface: PROPERTIES,
+        };
+        self.bus
+            .borrow_mut()
+            .call(to, "Get", &[Arg::Str(iface), Arg::Str(prop)])
     }
 
-    fn manager<B>(
-        &self,
-        method: &'static str,
-        unit: &str,
-        body: &B,
-    ) -> Result<zbus::message::Message, SdError>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        self.conn
-            .call_method(Some(DEST), PATH, Some(MANAGER), method, body)
+    fn manager(&self, method: &'static str, unit: &str, args: &[Arg]) -> Result<String, SdError> {
+        let to = Target {
+            dest: DEST,
+            path: PATH,
+            iface: MANAGER,
+        };
+        self.bus
+            .borrow_mut()
+            .call(to, method, args)
             .map_err(|source| SdError::Call {
                 call: method,
                 unit: unit.to_string(),
-                source: Box::new(source),
+                source,
             })
     }
 
     /// The unit's ActiveState, or `None` when systemd has no such unit loaded.
     pub fn active_state(&self, unit: &str) -> Result<Option<String>, SdError> {
-        let path: OwnedObjectPath =
-            match self
-                .conn
-                .call_method(Some(DEST), PATH, Some(MANAGER), "GetUnit", &(unit,))
-            {
-                Ok(m) => m.body().deserialize().map_err(|source| SdError::Call {
-                    call: "GetUnit",
-                    unit: unit.into(),
-                    source: Box::new(source),
-                })?,
-                Err(e) if is_error(&e, "NoSuchUnit") => return Ok(None),
-                Err(source) => {
-                    return Err(SdError::Call {
-                        call: "GetUnit",
-                        unit: unit.into(),
-                        source: Box::new(source),
-                    })
-                }
-            };
-        match self.get(
-            path.as_str(),
-            "org.freedesktop.systemd1.Unit",
-            "ActiveState",
-        ) {
-            Ok(v) => Ok(Some(String::try_from(v).unwrap_or_default())),
+        let path = match self.manager("GetUnit", unit, &[Arg::Str(unit)]) {
+            Ok(p) => p,
+            Err(SdError::Call { ref source, .. }) if source.is("NoSuchUnit") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.get(&path, "org.freedesktop.systemd1.Unit", "ActiveState") {
+            Ok(v) => Ok(Some(v)),
             // Unloaded between the two calls.
-            Err(e) if is_error(&e, "UnknownObject") || is_error(&e, "NoSuchUnit") => Ok(None),
+            Err(e) if e.is("UnknownObject") || e.is("NoSuchUnit") => Ok(None),
             Err(source) => Err(SdError::Call {
                 call: "Get ActiveState",
                 unit: unit.into(),
-                source: Box::new(source),
+                source,
             }),
         }
     }
 
-    /// A unit property (e.g. `MemoryMax` of interface `org.freedesktop.systemd1.Scope`).
-    pub fn unit_property(
-        &self,
-        unit: &str,
-        iface: &str,
-        prop: &str,
-    ) -> Result<OwnedValue, SdError> {
-        let reply = self.manager("GetUnit", unit, &(unit,))?;
-        let path: OwnedObjectPath = reply.body().deserialize().map_err(|source| SdError::Call {
-            call: "GetUnit",
-            unit: unit.into(),
-            source: Box::new(source),
-        })?;
-        self.get(path.as_str(), iface, prop)
+    /// A string property of a unit (e.g. `ActiveState` of `org.freedesktop.systemd1.Unit`).
+    pub fn unit_property(&self, unit: &str, iface: &str, prop: &str) -> Result<String, SdError> {
+        let path = self.manager("GetUnit", unit, &[Arg::Str(unit)])?;
+        self.get(&path, iface, prop)
             .map_err(|source| SdError::Call {
                 call: "Get",
                 unit: unit.into(),
-                source: Box::new(source),
+                source,
             })
     }
 
@@ -261,14 +235,19 @@ impl Systemd {
             p.push(("Wants", Value::from(vec![unit.slice.clone()])));
         }
         p.extend(res);
-        let aux: Vec<(&str, Vec<(&str, Value)>)> = Vec::new();
-        let body = (unit.name.as_str(), "replace", p, aux);
-        let first = self.manager("StartTransientUnit", &unit.name, &body);
+        let name = unit.name.as_str();
+        let body = [
+            Arg::Str(name),
+            Arg::Str("replace"),
+            Arg::Props(&p),
+            Arg::NoAux,
+        ];
+        let first = self.manager("StartTransientUnit", name, &body);
         match first {
-            Err(SdError::Call { ref source, .. }) if is_error(source, "UnitExists") => {
+            Err(SdError::Call { ref source, .. }) if source.is("UnitExists") => {
                 // A failed leftover of that name: let systemd drop it and try once more.
-                let _ = self.manager("ResetFailedUnit", &unit.name, &(unit.name.as_str(),));
-                self.manager("StartTransientUnit", &unit.name, &body)?;
+                let _ = self.manager("ResetFailedUnit", name, &[Arg::Str(name)]);
+                self.manager("StartTransientUnit", name, &body)?;
             }
             r => {
                 r?;
@@ -283,7 +262,7 @@ impl Systemd {
             _ => None,
         })
         .inspect_err(|_| {
-            let _ = self.manager("ResetFailedUnit", &unit.name, &(unit.name.as_str(),));
+            let _ = self.manager("ResetFailedUnit", name, &[Arg::Str(name)]);
         })
     }
 
@@ -292,10 +271,11 @@ impl Systemd {
         if res.is_empty() {
             return Ok(());
         }
+        let name = unit.name.as_str();
         self.manager(
             "SetUnitProperties",
-            &unit.name,
-            &(unit.name.as_str(), true, res),
+            name,
+            &[Arg::Str(name), Arg::Bool(true), Arg::Props(&res)],
         )?;
         Ok(())
     }
@@ -303,8 +283,9 @@ impl Systemd {
     /// Stops the unit and waits (bounded) until systemd has unloaded it. A unit already gone
     /// (a scope whose processes all exited is stopped and collected by systemd) is fine.
     pub fn stop(&self, unit: &Unit) -> Result<(), SdError> {
-        match self.manager("StopUnit", &unit.name, &(unit.name.as_str(), "replace")) {
-            Err(SdError::Call { ref source, .. }) if is_error(source, "NoSuchUnit") => {}
+        let name = unit.name.as_str();
+        match self.manager("StopUnit", name, &[Arg::Str(name), Arg::Str("replace")]) {
+            Err(SdError::Call { ref source, .. }) if source.is("NoSuchUnit") => {}
             r => {
                 r?;
             }
@@ -313,7 +294,7 @@ impl Systemd {
             None => Some(Ok(())),
             Some("failed") | Some("inactive") => {
                 // Left loaded: failed units stay until reset.
-                let _ = self.manager("ResetFailedUnit", &unit.name, &(unit.name.as_str(),));
+                let _ = self.manager("ResetFailedUnit", name, &[Arg::Str(name)]);
                 None
             }
             _ => None,
@@ -344,14 +325,6 @@ impl Systemd {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-}
-
-fn is_error(e: &zbus::Error, name: &str) -> bool {
-    match e {
-        zbus::Error::MethodError(n, _, _) => n.as_str().ends_with(name),
-        zbus::Error::FDO(f) => format!("{f:?}").contains(name),
-        _ => false,
     }
 }
 

@@ -2,13 +2,13 @@
 //! (opencontainers/cgroups systemd/v1.go, v2.go, devices/systemd.go): what systemd knows as a
 //! property goes to the unit, and everything (again) to the delegated cgroup files afterwards.
 
+use super::dbus::Value;
 use crate::v2::{cpu::shares_to_weight, io::blkio_to_io_weight, memory::swap_to_v2};
 use crate::Error;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
-use zbus::zvariant::Value;
 
 /// One unit property: name and D-Bus value.
-pub type Prop = (&'static str, Value<'static>);
+pub type Prop = (&'static str, Value);
 
 /// systemd's "infinity" (USEC_INFINITY / CGROUP_LIMIT_MAX).
 const INFINITY: u64 = u64::MAX;
