@@ -5,7 +5,9 @@
 use super::dbus::Value;
 use crate::v2::{cpu::shares_to_weight, io::blkio_to_io_weight, memory::swap_to_v2};
 use crate::Error;
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxResources,
+};
 
 /// One unit property: name and D-Bus value.
 pub type Prop = (&'static str, Value);
@@ -144,78 +146,16 @@ pub fn properties(res: &LinuxResources, v2: bool, version: u32) -> Result<Vec<Pr
         p.extend(devices(d));
     }
     if let Some(m) = res.memory() {
-        if let Some(l) = m.limit().filter(|l| *l != 0) {
-            p.push((
-                if v2 { "MemoryMax" } else { "MemoryLimit" },
-                Value::from(bytes(l)),
-            ));
-        }
-        if v2 {
-            if let Some(r) = m.reservation().filter(|r| *r != 0) {
-                p.push(("MemoryLow", Value::from(bytes(r))));
-            }
-            if let Some(s) = m.swap() {
-                let s = swap_to_v2(s, m.limit())?;
-                if s != 0 {
-                    p.push(("MemorySwapMax", Value::from(bytes(s))));
-                }
-            }
-        }
+        memory(m, v2, &mut p)?;
     }
     if let Some(c) = res.cpu() {
-        if let Some(s) = c.shares().filter(|s| *s != 0) {
-            if v2 {
-                p.push(("CPUWeight", Value::from(shares_to_weight(s))));
-            } else {
-                p.push(("CPUShares", Value::from(s)));
-            }
-        }
-        let mut quota = Vec::new();
-        cpu_quota(c.quota(), c.period(), &mut quota);
-        if version < 242 {
-            quota.retain(|(n, _)| *n != "CPUQuotaPeriodUSec");
-        }
-        p.extend(quota);
-        if version >= 244 {
-            if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-                let bits = range_to_bits(cpus, "linux.resources.cpu.cpus")?;
-                p.push(("AllowedCPUs", Value::from(bits)));
-            }
-            if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-                let bits = range_to_bits(mems, "linux.resources.cpu.mems")?;
-                p.push(("AllowedMemoryNodes", Value::from(bits)));
-            }
-        }
+        cpu(c, v2, version, &mut p)?;
     }
     if let Some(pids) = res.pids() {
         p.push(("TasksMax", Value::from(tasks_max(pids.limit()))));
     }
     if let Some(b) = res.block_io() {
-        if let Some(w) = b.weight().filter(|w| *w != 0) {
-            if v2 {
-                p.push(("IOWeight", Value::from(blkio_to_io_weight(w))));
-            } else {
-                p.push(("BlockIOWeight", Value::from(w as u64)));
-            }
-        }
-        if v2 {
-            let lists = [
-                ("IOReadBandwidthMax", b.throttle_read_bps_device()),
-                ("IOWriteBandwidthMax", b.throttle_write_bps_device()),
-                ("IOReadIOPSMax", b.throttle_read_iops_device()),
-                ("IOWriteIOPSMax", b.throttle_write_iops_device()),
-            ];
-            for (name, list) in lists {
-                let Some(list) = list else { continue };
-                let v: Vec<(String, u64)> = list
-                    .iter()
-                    .map(|t| (format!("/dev/block/{}:{}", t.major(), t.minor()), t.rate()))
-                    .collect();
-                if !v.is_empty() {
-                    p.push((name, Value::from(v)));
-                }
-            }
-        }
+        block_io(b, v2, &mut p);
     }
     if v2 {
         if let Some(u) = res.unified() {
@@ -223,6 +163,83 @@ pub fn properties(res: &LinuxResources, v2: bool, version: u32) -> Result<Vec<Pr
         }
     }
     Ok(p)
+}
+
+fn memory(m: &LinuxMemory, v2: bool, p: &mut Vec<Prop>) -> Result<(), Error> {
+    if let Some(l) = m.limit().filter(|l| *l != 0) {
+        p.push((
+            if v2 { "MemoryMax" } else { "MemoryLimit" },
+            Value::from(bytes(l)),
+        ));
+    }
+    if v2 {
+        if let Some(r) = m.reservation().filter(|r| *r != 0) {
+            p.push(("MemoryLow", Value::from(bytes(r))));
+        }
+        if let Some(s) = m.swap() {
+            let s = swap_to_v2(s, m.limit())?;
+            if s != 0 {
+                p.push(("MemorySwapMax", Value::from(bytes(s))));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cpu(c: &LinuxCpu, v2: bool, version: u32, p: &mut Vec<Prop>) -> Result<(), Error> {
+    if let Some(s) = c.shares().filter(|s| *s != 0) {
+        if v2 {
+            p.push(("CPUWeight", Value::from(shares_to_weight(s))));
+        } else {
+            p.push(("CPUShares", Value::from(s)));
+        }
+    }
+    let mut quota = Vec::new();
+    cpu_quota(c.quota(), c.period(), &mut quota);
+    if version < 242 {
+        quota.retain(|(n, _)| *n != "CPUQuotaPeriodUSec");
+    }
+    p.extend(quota);
+    if version >= 244 {
+        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            let bits = range_to_bits(cpus, "linux.resources.cpu.cpus")?;
+            p.push(("AllowedCPUs", Value::from(bits)));
+        }
+        if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            let bits = range_to_bits(mems, "linux.resources.cpu.mems")?;
+            p.push(("AllowedMemoryNodes", Value::from(bits)));
+        }
+    }
+    Ok(())
+}
+
+fn block_io(b: &LinuxBlockIo, v2: bool, p: &mut Vec<Prop>) {
+    if let Some(w) = b.weight().filter(|w| *w != 0) {
+        if v2 {
+            p.push(("IOWeight", Value::from(blkio_to_io_weight(w))));
+        } else {
+            p.push(("BlockIOWeight", Value::from(w as u64)));
+        }
+    }
+    if !v2 {
+        return;
+    }
+    let lists = [
+        ("IOReadBandwidthMax", b.throttle_read_bps_device()),
+        ("IOWriteBandwidthMax", b.throttle_write_bps_device()),
+        ("IOReadIOPSMax", b.throttle_read_iops_device()),
+        ("IOWriteIOPSMax", b.throttle_write_iops_device()),
+    ];
+    for (name, list) in lists {
+        let Some(list) = list else { continue };
+        let v: Vec<(String, u64)> = list
+            .iter()
+            .map(|t| (format!("/dev/block/{}:{}", t.major(), t.minor()), t.rate()))
+            .collect();
+        if !v.is_empty() {
+            p.push((name, Value::from(v)));
+        }
+    }
 }
 
 /// runc's unifiedResToSystemdProps: cgroup2 file names systemd has a property for.
