@@ -116,14 +116,33 @@ fn esc(s: &str) -> String {
     s.replace(',', ",,")
 }
 
+/// The id of the guest's memory backend object.
+const MEM_ID: &str = "carve-mem";
+
 /// The full argv (binary first) that runs `spec` with state in `paths`.
 pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArgs) -> Vec<String> {
     let mut a: Vec<String> = vec![spec.qemu.display().to_string()];
+    machine_args(&mut a, spec, accel);
+    memory_args(&mut a, spec, la);
+    boot_args(&mut a, spec, accel, la);
+    device_args(&mut a, spec, la);
+    channel_args(&mut a, spec, paths);
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
-    let mem_id = "carve-mem";
+    if la.paused {
+        push(&["-S"]);
+    }
+    if la.incoming {
+        push(&["-incoming", "defer"]);
+    }
+    a
+}
+
+/// Name, machine type, accelerator and CPU.
+fn machine_args(a: &mut Vec<String>, spec: &VmSpec, accel: Accel) {
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     let machine = match spec.machine {
-        Machine::Q35 => format!("q35,memory-backend={mem_id}"),
-        Machine::Microvm => format!("microvm,memory-backend={mem_id},rtc=on"),
+        Machine::Q35 => format!("q35,memory-backend={MEM_ID}"),
+        Machine::Microvm => format!("microvm,memory-backend={MEM_ID},rtc=on"),
     };
     push(&[
         "-name",
@@ -149,22 +168,32 @@ pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArg
             "max",
         ]),
     }
+}
+
+/// vCPU count, memory size and its backend.
+fn memory_args(a: &mut Vec<String>, spec: &VmSpec, la: &LaunchArgs) {
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     push(&["-smp", &spec.vcpus.to_string()]);
     let mib = spec.memory >> 20;
     push(&["-m", &format!("{mib}M")]);
     let prealloc = if spec.prealloc { "on" } else { "off" };
     let backend = match (&la.hugetlbfs, spec.hugepages) {
         (Some(mnt), true) => format!(
-            "memory-backend-file,id={mem_id},size={mib}M,mem-path={},share=on,prealloc={prealloc}",
+            "memory-backend-file,id={MEM_ID},size={mib}M,mem-path={},share=on,prealloc={prealloc}",
             esc(mnt)
         ),
         // memfd: shareable (vhost-user, migration to a local peer) and anonymous.
-        _ => format!("memory-backend-memfd,id={mem_id},size={mib}M,share=on,prealloc={prealloc}"),
+        _ => format!("memory-backend-memfd,id={MEM_ID},size={mib}M,share=on,prealloc={prealloc}"),
     };
     push(&["-object", &backend]);
     if spec.mem_lock {
         push(&["-overcommit", "mem-lock=on"]);
     }
+}
+
+/// Direct kernel boot: kernel, initrd and command line.
+fn boot_args(a: &mut Vec<String>, spec: &VmSpec, accel: Accel, la: &LaunchArgs) {
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     if let Some(k) = &spec.kernel {
         push(&["-kernel", &k.display().to_string()]);
         if let Some(i) = &spec.initrd {
@@ -178,6 +207,11 @@ pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArg
         };
         push(&["-append", &kernel_append(spec, tsc)]);
     }
+}
+
+/// Disks, the tap NIC and passed-through PCI devices.
+fn device_args(a: &mut Vec<String>, spec: &VmSpec, la: &LaunchArgs) {
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     let (blk, net_dev) = match spec.machine {
         Machine::Q35 => ("virtio-blk-pci", "virtio-net-pci"),
         Machine::Microvm => ("virtio-blk-device", "virtio-net-device"),
@@ -211,6 +245,11 @@ pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArg
     for d in &spec.devices {
         push(&["-device", &format!("vfio-pci,host={d}")]);
     }
+}
+
+/// The serial console, QMP and gdb sockets.
+fn channel_args(a: &mut Vec<String>, spec: &VmSpec, paths: &StatePaths) {
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     // The serial console: a socket for `carve vm console`, and a log file carve reads markers from.
     push(&[
         "-chardev",
@@ -238,13 +277,6 @@ pub fn qemu_argv(spec: &VmSpec, paths: &StatePaths, accel: Accel, la: &LaunchArg
             ),
         ]);
     }
-    if la.paused {
-        push(&["-S"]);
-    }
-    if la.incoming {
-        push(&["-incoming", "defer"]);
-    }
-    a
 }
 
 /// Quotes an argv for a shell, for printing.
